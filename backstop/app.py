@@ -1,0 +1,222 @@
+"""The service runtime and FastAPI app factory every service uses: settings, engine,
+outbox relay, consumers, periodic jobs, errors, metrics, logs and health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from backstop.bus import Consumer, ConsumerSpec, kafka_ping
+from backstop.db import SessionFactory, make_engine, make_session_factory, ping
+from backstop.errors import PROBLEM_JSON, install_error_handlers
+from backstop.logs import configure_logging, correlation_id
+from backstop.metrics import install_metrics
+from backstop.outbox import OutboxRelay
+from backstop.settings import Settings, get_settings
+
+log = logging.getLogger("backstop.app")
+
+Job = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    """What makes one service: its routers, what it consumes, and its periodic jobs."""
+
+    name: str
+    title: str
+    description: str
+    routers: list[APIRouter]
+    consumers: list[ConsumerSpec] = field(default_factory=list)
+    # (name, interval seconds, job): run every interval while the service is up.
+    jobs: list[tuple[str, float, Job]] = field(default_factory=list)
+    version: str = "0.1.0"
+
+
+class Runtime:
+    """Everything a running service holds. Tests start and stop it without HTTP."""
+
+    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.engine: AsyncEngine = make_engine(settings.db_url, settings.db_pool_size)
+        self.sessions: SessionFactory = make_session_factory(self.engine)
+        self.relay = OutboxRelay(sessions=self.sessions, settings=settings)
+        self.consumers = [
+            Consumer(c, sessions=self.sessions, settings=settings) for c in spec.consumers
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    async def start(self, *, relay: bool = True, consumers: bool = True, jobs: bool = True) -> None:
+        if relay:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        if consumers:
+            for consumer in self.consumers:
+                self._tasks.append(asyncio.create_task(consumer.run(), name=consumer.group))
+        if jobs:
+            for name, interval, job in self.spec.jobs:
+                self._tasks.append(asyncio.create_task(self._every(name, interval, job), name=name))
+
+    async def _every(self, name: str, interval: float, job: Job) -> None:
+        while not self._stopping.is_set():
+            try:
+                await job(self)
+            except Exception:
+                log.exception("job %s failed; it runs again in %.0fs", name, interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self.relay.stop()
+        for consumer in self.consumers:
+            consumer.stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+        await self.engine.dispose()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ping(self.engine), 3)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        try:
+            await kafka_ping(self.settings)
+            checks["kafka"] = "ok"
+        except Exception as exc:
+            checks["kafka"] = f"unreachable: {type(exc).__name__}"
+        return checks
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A read session. Writes go through a handler's `unit_of_work`, which commits once."""
+    async with runtime_of(request).sessions() as session:
+        yield session
+
+
+def get_sessions(request: Request) -> SessionFactory:
+    return runtime_of(request).sessions
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+def create_app(
+    spec: ServiceSpec, settings: Settings | None = None, *, background: bool = True
+) -> FastAPI:
+    """Build the service's app. `background=False` serves HTTP only (no relay, consumers
+    or jobs), for tests that drive those by hand."""
+    settings = settings or get_settings(spec.name)
+    configure_logging(spec.name, settings.log_level, settings.log_json)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(spec, settings)
+        app.state.runtime = runtime
+        await runtime.start(relay=background, consumers=background, jobs=background)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version=spec.version,
+        lifespan=lifespan,
+        responses={
+            "4XX": {
+                "description": "Problem details (RFC 9457)",
+                "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            },
+        },
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    install_metrics(app, spec.name)
+
+    @app.middleware("http")
+    async def with_correlation_id(request: Request, call_next: Any) -> Any:
+        cid = request.headers.get("x-correlation-id")
+        token = correlation_id.set(cid)
+        try:
+            response = await call_next(request)
+        finally:
+            correlation_id.reset(token)
+        if cid:
+            response.headers["X-Correlation-Id"] = cid
+        return response
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": spec.name}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        checks = await runtime_of(request).readiness()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    for router in spec.routers:
+        app.include_router(router)
+    _add_problem_schema(app)
+    return app
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "loc": {"type": "array", "items": {}},
+                            "msg": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,156 @@
+"""JWT bearer auth (HS256): scopes and region prefixes. Also a CLI that prints tokens:
+
+python -m backstop.auth token --sub yibao --scope feeds:medical --regions 441881
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from backstop.errors import Problem
+from backstop.settings import Settings, get_settings
+
+SCOPES = (
+    "registry:read",
+    "registry:write",
+    "registry:pii",
+    "feeds:medical",
+    "feeds:disaster",
+    "feeds:civil_affairs",
+    "feeds:education",
+    "feeds:read",
+    "risk:read",
+    "risk:admin",
+    "assistance:read",
+    "assistance:write",
+    "funds:write",
+    "notify:read",
+    "notify:admin",
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    scopes: frozenset[str]
+    regions: tuple[str, ...]
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def all_regions(self) -> bool:
+        return "*" in self.regions
+
+    def can_see(self, region_code: str) -> bool:
+        return self.all_regions or any(region_code.startswith(p) for p in self.regions)
+
+    def require_region(self, region_code: str) -> None:
+        if not self.can_see(region_code):
+            raise Problem(403, f"region {region_code} is outside this client's regions")
+
+
+def issue_token(
+    settings: Settings,
+    *,
+    sub: str,
+    scopes: list[str] | tuple[str, ...],
+    regions: list[str] | tuple[str, ...] = ("*",),
+    ttl_s: int = 3600,
+) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": sub,
+        "scope": " ".join(scopes),
+        "regions": list(regions),
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def decode_token(settings: Settings, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=["HS256"],
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized(f"invalid token: {exc}") from None
+    regions = claims.get("regions", [])
+    if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
+        raise _unauthorized("invalid token: regions must be a list of region-code prefixes")
+    return Principal(
+        sub=str(claims["sub"]),
+        scopes=frozenset(str(claims.get("scope", "")).split()),
+        regions=tuple(regions),
+    )
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="backstop"'})
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _settings_of(request: Request) -> Settings:
+    settings = getattr(request.app.state, "settings", None)
+    return settings if isinstance(settings, Settings) else get_settings()
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("missing bearer token")
+    return decode_token(_settings_of(request), credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(*scopes: str) -> Any:
+    """A dependency that needs every one of `scopes`:
+    `principal: Principal = require("risk:read")` in a route signature."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        missing = [s for s in scopes if not principal.has(s)]
+        if missing:
+            raise Problem(403, f"missing scope: {' '.join(missing)}")
+        return principal
+
+    return Depends(check)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m backstop.auth")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tok = sub.add_parser("token", help="print a signed token")
+    tok.add_argument("--sub", required=True)
+    tok.add_argument("--scope", nargs="+", default=[], help="scopes, space- or comma-separated")
+    tok.add_argument("--regions", nargs="+", default=["*"])
+    tok.add_argument("--ttl", type=int, default=8 * 3600, help="seconds")
+    args = parser.parse_args(argv)
+    scopes = [s for arg in args.scope for s in arg.replace(",", " ").split()]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        parser.error(f"unknown scope(s): {' '.join(unknown)}; known: {' '.join(SCOPES)}")
+    regions = [r for arg in args.regions for r in arg.split(",") if r]
+    print(issue_token(get_settings(), sub=args.sub, scopes=scopes, regions=regions, ttl_s=args.ttl))
+
+
+if __name__ == "__main__":
+    main()

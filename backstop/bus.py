@@ -1,0 +1,272 @@
+"""Kafka on aiokafka: topics, an idempotent producer, and the consumer loop that commits
+offsets only after the handler's transaction committed, retries with backoff, and sends
+what still fails to `<topic>.dlq` with the error in headers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backstop import inbox, metrics
+from backstop.db import SessionFactory, unit_of_work
+from backstop.events import CloudEvent
+from backstop.logs import correlation_id
+from backstop.settings import Settings
+
+log = logging.getLogger("backstop.bus")
+
+# Contract topics (DESIGN.md) and their partition counts. Key = household id everywhere.
+TOPICS: dict[str, int] = {
+    "registry.households": 6,
+    "datasync.records": 6,
+    "datasync.deliveries": 1,
+    "risk.assessments": 6,
+    "risk.alerts": 6,
+    "assistance.tasks": 6,
+    "assistance.decisions": 6,
+    "assistance.findings": 6,
+    "notify.reminders": 3,
+    "kernel.probes": 6,
+}
+
+EventHandler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, Sequence[CloudEvent]], Awaitable[None]]
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+async def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> None:
+    """Create every contract topic and its DLQ (idempotent)."""
+    wanted = topics or TOPICS
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = []
+        for name, partitions in wanted.items():
+            for topic, n in (
+                (settings.topic(name), partitions),
+                (dlq_topic(settings.topic(name)), 1),
+            ):
+                if topic not in existing:
+                    new.append(NewTopic(name=topic, num_partitions=n, replication_factor=1))
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+async def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
+    """Raise unless the broker answers a metadata request."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=int(timeout * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        await asyncio.wait_for(admin.list_topics(), timeout)
+    finally:
+        await admin.close()
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    # Idempotence forces acks=all and keeps per-partition order across retries.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        request_timeout_ms=15000,
+    )
+
+
+class KafkaProducerHolder:
+    """A producer started on first use and rebuilt after a failure."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+
+    async def get(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = make_producer(self.settings)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def reset(self) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception:  # already broken; nothing more to flush
+                log.debug("producer stop failed", exc_info=True)
+
+
+@dataclass
+class ConsumerSpec:
+    """What a service consumes: a consumer group, its topics and a handler per event type.
+
+    `batch_handler`, when given, applies many events of one partition in one transaction
+    (the fast path); a batch that fails is replayed one event at a time to isolate it.
+    """
+
+    group: str
+    topics: list[str]
+    handlers: dict[str, EventHandler] = field(default_factory=dict)
+    batch_handler: BatchHandler | None = None
+    batch_types: frozenset[str] = frozenset()
+
+
+class Consumer:
+    def __init__(self, spec: ConsumerSpec, *, sessions: SessionFactory, settings: Settings) -> None:
+        self.spec = spec
+        self.sessions = sessions
+        self.settings = settings
+        self.group = settings.topic(spec.group)
+        self.dlq = KafkaProducerHolder(settings)
+        self._stopping = False
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stopping:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker down or rebalance storm: start again
+                log.warning("consumer %s failed, restarting in %.1fs: %s", self.group, backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.2
+        await self.dlq.stop()
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *[self.settings.topic(t) for t in self.spec.topics],
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=1000,
+            fetch_max_wait_ms=100,
+        )
+        await consumer.start()
+        self._consumer = consumer
+        try:
+            while not self._stopping:
+                batches = await consumer.getmany(timeout_ms=300, max_records=1000)
+                for tp, records in batches.items():
+                    await self._process(tp, records)
+                    # Only now, after the handlers' transactions committed.
+                    await consumer.commit({tp: records[-1].offset + 1})
+                    self._record_lag(consumer, tp, records[-1].offset + 1)
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    def _record_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, position: int) -> None:
+        high = consumer.highwater(tp)
+        if high is not None:
+            metrics.CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(
+                max(high - position, 0)
+            )
+
+    async def _process(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        events: list[tuple[ConsumerRecord, CloudEvent]] = []
+        for record in records:
+            try:
+                events.append((record, CloudEvent.from_bytes(record.value)))
+            except Exception as exc:  # not even an envelope: poison, never retried
+                await self._dead_letter(record, exc, event_type="unparseable")
+        if not events:
+            return
+        wanted = [(r, e) for r, e in events if self._handles(e.type)]
+        for _, e in events:
+            if not self._handles(e.type):
+                metrics.EVENTS_CONSUMED.labels(tp.topic, e.type, "ignored").inc()
+        if not wanted:
+            return
+        started = time.perf_counter()
+        try:
+            await self._apply([e for _, e in wanted])
+            for _, e in wanted:
+                metrics.EVENTS_CONSUMED.labels(tp.topic, e.type, "ok").inc()
+        except Exception:
+            log.info("batch of %d failed on %s; replaying one by one", len(wanted), tp)
+            for record, event in wanted:
+                await self._apply_one_with_retries(record, event)
+        metrics.HANDLE_SECONDS.labels(self.group).observe(time.perf_counter() - started)
+
+    def _handles(self, event_type: str) -> bool:
+        return event_type in self.spec.handlers or event_type in self.spec.batch_types
+
+    async def _apply(self, events: list[CloudEvent]) -> None:
+        """Apply events in one transaction, skipping those this consumer already applied."""
+        async with unit_of_work(self.sessions) as session:
+            fresh = await inbox.claim(session, self.group, events)
+            batchable = [e for e in fresh if e.type in self.spec.batch_types]
+            if batchable and self.spec.batch_handler is not None:
+                correlation_id.set(batchable[0].correlationid)
+                await self.spec.batch_handler(session, batchable)
+            for event in fresh:
+                handler = self.spec.handlers.get(event.type)
+                if handler is not None and event.type not in self.spec.batch_types:
+                    correlation_id.set(event.correlationid)
+                    await handler(session, event)
+            correlation_id.set(None)
+
+    async def _apply_one_with_retries(self, record: ConsumerRecord, event: CloudEvent) -> None:
+        delay = self.settings.consumer_retry_backoff_s
+        for attempt in range(1, self.settings.consumer_max_retries + 1):
+            try:
+                await self._apply([event])
+                metrics.EVENTS_CONSUMED.labels(record.topic, event.type, "ok").inc()
+                return
+            except Exception as exc:
+                if attempt == self.settings.consumer_max_retries:
+                    log.error("event %s failed %d times, dead-lettered: %s", event.id, attempt, exc)
+                    await self._dead_letter(record, exc, event_type=event.type)
+                    return
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def _dead_letter(
+        self, record: ConsumerRecord, exc: Exception, *, event_type: str
+    ) -> None:
+        producer = await self.dlq.get()
+        headers = [
+            ("error", f"{type(exc).__name__}: {exc}"[:2000].encode()),
+            ("original_topic", record.topic.encode()),
+            ("original_partition", str(record.partition).encode()),
+            ("original_offset", str(record.offset).encode()),
+            ("consumer_group", self.group.encode()),
+        ]
+        await producer.send_and_wait(
+            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        metrics.EVENTS_CONSUMED.labels(record.topic, event_type, "dead_lettered").inc()

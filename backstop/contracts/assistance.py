@@ -1,0 +1,113 @@
+"""`assistance.tasks`, `assistance.decisions` and `assistance.findings`."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from backstop.events import event_type
+
+TASKS_TOPIC = "assistance.tasks"
+DECISIONS_TOPIC = "assistance.decisions"
+FINDINGS_TOPIC = "assistance.findings"
+
+
+class Assignee(BaseModel):
+    type: Literal["town", "village", "insurer"]
+    code: str
+
+
+class TaskData(BaseModel):
+    task_id: str
+    kind: str  # "verification", "review" (回头看), ...
+    household_id: str
+    region_code: str
+    assignee: Assignee
+    due_on: date
+    reason: str
+    factors: list[str] = Field(default_factory=list)
+
+
+@event_type("backstop.assistance.task.opened.v1", topic=TASKS_TOPIC)
+class TaskOpened(TaskData):
+    pass
+
+
+@event_type("backstop.assistance.task.completed.v1", topic=TASKS_TOPIC)
+class TaskCompleted(TaskData):
+    outcome: str
+    verified_by: str
+
+
+@event_type("backstop.assistance.task.overdue.v1", topic=TASKS_TOPIC)
+class TaskOverdue(TaskData):
+    days_overdue: int
+
+
+@event_type("backstop.assistance.rectification.overdue.v1", topic=TASKS_TOPIC)
+class RectificationOverdue(BaseModel):
+    """A supervision issue (督导整改) past its deadline; keyed by region."""
+
+    issue_id: str
+    region_code: str
+    responsible_unit: str
+    deadline: date
+    summary: str
+
+
+@event_type("backstop.assistance.clue.overdue.v1", topic=TASKS_TOPIC)
+class ClueOverdue(BaseModel):
+    """A clue (线索) the town has not accepted in time."""
+
+    clue_id: str
+    region_code: str
+    household_id: str | None
+    source: str
+    received_at: datetime
+
+
+@event_type("backstop.assistance.monitoring.started.v1", topic=DECISIONS_TOPIC)
+class MonitoringStarted(BaseModel):
+    household_id: str
+    region_code: str
+    case_id: str
+    monitoring_type: Literal["unstable", "marginal", "sudden_hardship"]
+    risk_factors: list[str]
+    decided_on: date
+    approved_by: str
+
+
+@event_type("backstop.assistance.risk.eliminated.v1", topic=DECISIONS_TOPIC)
+class RiskEliminated(BaseModel):
+    household_id: str
+    region_code: str
+    case_id: str
+    method: Literal["assisted", "natural"]  # 帮扶消除 / 自然消除
+    reason: str
+    decided_on: date
+    approved_by: str
+
+
+class IncomeFinding(BaseModel):
+    year: int
+    total: float
+
+
+@event_type("backstop.assistance.finding.observed.v1", topic=FINDINGS_TOPIC)
+class FindingObserved(BaseModel):
+    """What a visit, verification or review saw; registry applies it to the household."""
+
+    household_id: str
+    region_code: str
+    observed_by: str
+    observed_on: date
+    origin: Literal["visit", "verification", "review", "clue"]
+    guarantees: dict[str, Literal["ok", "possible_issue", "prominent_issue"]] = Field(
+        default_factory=dict
+    )
+    income: IncomeFinding | None = None
+    # person_id -> schooling, e.g. a child found out of school: "out_of_school"
+    schooling: dict[str, str] = Field(default_factory=dict)
+    notes: str | None = None

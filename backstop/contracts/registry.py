@@ -1,0 +1,103 @@
+"""`registry.households`: every event carries the household's full snapshot, so a consumer
+rebuilds its read model from the latest event alone. ID numbers never appear: members
+carry `id_hash` (HMAC-SHA256 under BACKSTOP_PII_KEY)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from backstop.events import event_type
+
+TOPIC = "registry.households"
+
+HouseholdType = Literal["alleviated", "unstable", "marginal", "sudden_hardship", "ordinary"]
+MonitoringStatus = Literal["none", "monitored", "eliminated"]
+GuaranteeStatus = Literal["ok", "possible_issue", "prominent_issue"]
+# 两不愁三保障 + 饮水安全
+GuaranteeItem = Literal[
+    "food", "clothing", "compulsory_education", "basic_medical", "housing", "drinking_water"
+]
+
+
+class MemberSnapshot(BaseModel):
+    person_id: str
+    id_hash: str
+    relation: Literal["head", "spouse", "child", "parent", "other"]
+    sex: Literal["male", "female"]
+    birth_date: date
+    special_groups: list[str] = Field(default_factory=list)
+    labor_capacity: Literal["full", "partial", "none"] = "full"
+    schooling: str | None = None  # e.g. "primary", "junior", "out_of_school", "none"
+    medical_insurance: bool = True
+
+
+class IncomeSnapshot(BaseModel):
+    year: int
+    total: float
+    per_capita: float
+
+
+class ContactSnapshot(BaseModel):
+    role: str  # "leader" (监测户) or "cadre"/"work_team" (边缘户)
+    name: str
+    phone: str
+
+
+class HouseholdSnapshot(BaseModel):
+    household_id: str
+    household_number: str | None = None
+    region_code: str  # 12-digit village code
+    town_code: str  # first 9 digits
+    type: HouseholdType
+    policy_enjoying: bool = False
+    monitoring_status: MonitoringStatus = "none"
+    monitoring_since: date | None = None
+    members: list[MemberSnapshot]
+    incomes: list[IncomeSnapshot] = Field(default_factory=list)  # newest first
+    guarantees: dict[str, GuaranteeStatus] = Field(default_factory=dict)
+    contacts: list[ContactSnapshot] = Field(default_factory=list)
+    version: int = 1  # increases with every change, so consumers can ignore stale snapshots
+
+
+class HouseholdEvent(BaseModel):
+    household: HouseholdSnapshot
+    changed_by: str | None = None
+
+
+@event_type("backstop.registry.household.created.v1", topic=TOPIC)
+class HouseholdCreated(HouseholdEvent):
+    pass
+
+
+@event_type("backstop.registry.household.updated.v1", topic=TOPIC)
+class HouseholdUpdated(HouseholdEvent):
+    changed_fields: list[str] = Field(default_factory=list)
+
+
+@event_type("backstop.registry.member.added.v1", topic=TOPIC)
+class MemberAdded(HouseholdEvent):
+    person_id: str
+
+
+@event_type("backstop.registry.member.removed.v1", topic=TOPIC)
+class MemberRemoved(HouseholdEvent):
+    person_id: str
+    id_hash: str
+    reason: str | None = None
+
+
+@event_type("backstop.registry.member.moved.v1", topic=TOPIC)
+class MemberMoved(HouseholdEvent):
+    """Emitted for the receiving household; the sending one gets MemberRemoved."""
+
+    person_id: str
+    from_household_id: str
+
+
+@event_type("backstop.registry.monitoring.changed.v1", topic=TOPIC)
+class MonitoringChanged(HouseholdEvent):
+    previous_status: MonitoringStatus
+    elimination_method: Literal["assisted", "natural"] | None = None  # 帮扶消除 / 自然消除

@@ -1,0 +1,57 @@
+"""`risk.assessments` (internal) and `risk.alerts` (public to other counties: no names,
+no ID numbers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from backstop.events import event_type
+
+ASSESSMENTS_TOPIC = "risk.assessments"
+ALERTS_TOPIC = "risk.alerts"
+Level = Literal["none", "watch", "at_risk"]
+
+
+class FactorData(BaseModel):
+    code: str
+    points: int
+    evidence: str
+
+
+@event_type("backstop.risk.assessment.changed.v1", topic=ASSESSMENTS_TOPIC)
+class AssessmentChanged(BaseModel):
+    household_id: str
+    region_code: str
+    level: Level
+    previous_level: Level | None
+    score: int
+    previous_score: int | None
+    factors: list[FactorData]
+    per_capita_income: float | None
+    income_line: float
+    policy_version: int
+    assessed_at: datetime
+
+
+class AlertData(BaseModel):
+    household_id: str
+    region_code: str
+    level: Level
+    previous_level: Level | None
+    score: int
+    factors: list[str]  # factor codes only
+    assessed_at: datetime
+    policy_version: int
+
+
+@event_type("backstop.risk.alert.raised.v1", topic=ALERTS_TOPIC)
+class AlertRaised(AlertData):
+    pass
+
+
+@event_type("backstop.risk.alert.cleared.v1", topic=ALERTS_TOPIC)
+class AlertCleared(AlertData):
+    pass

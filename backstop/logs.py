@@ -1,0 +1,63 @@
+"""JSON logs that carry the correlation id and never show a full ID number."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import sys
+from typing import Any
+
+import orjson
+
+correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "correlation_id", default=None
+)
+
+# 18-character resident ID numbers (last char may be X); masked wherever they appear.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[\dXx])(?![0-9A-Za-z])")
+
+
+def mask_id_numbers(text: str) -> str:
+    return _ID_NUMBER.sub(lambda m: f"{m.group(1)}********{m.group(2)}", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "message": mask_id_numbers(record.getMessage()),
+        }
+        cid = correlation_id.get()
+        if cid:
+            entry["correlation_id"] = cid
+        if record.exc_info:
+            entry["exception"] = mask_id_numbers(self.formatException(record.exc_info))
+        return orjson.dumps(entry).decode()
+
+
+class MaskingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        cid = correlation_id.get()
+        text = super().format(record)
+        return mask_id_numbers(f"{text} [cid={cid}]" if cid else text)
+
+
+def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(service)
+        if json
+        else MaskingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)

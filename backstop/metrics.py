@@ -1,0 +1,71 @@
+"""Prometheus metrics, one prefix for all services."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import Match
+
+HTTP_SECONDS = Histogram(
+    "backstop_http_request_duration_seconds",
+    "HTTP request duration by route template and status.",
+    ["service", "method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_PUBLISHED = Counter(
+    "backstop_events_published_total",
+    "Events sent to Kafka by the outbox relay.",
+    ["topic", "type"],
+)
+EVENTS_CONSUMED = Counter(
+    "backstop_events_consumed_total",
+    "Events consumed, by outcome (ok, ignored, dead_lettered).",
+    ["topic", "type", "outcome"],
+)
+OUTBOX_BACKLOG = Gauge("backstop_outbox_backlog", "Outbox rows not yet sent.", ["service"])
+OUTBOX_FAILURES = Counter(
+    "backstop_outbox_failures_total", "Relay attempts that failed (Kafka or DB down).", ["service"]
+)
+OUTBOX_SEND_SECONDS = Histogram(
+    "backstop_outbox_batch_seconds", "Time to send one outbox batch.", ["service"]
+)
+CONSUMER_LAG = Gauge(
+    "backstop_consumer_lag",
+    "Messages behind the high watermark.",
+    ["group", "topic", "partition"],
+)
+HANDLE_SECONDS = Histogram(
+    "backstop_consumer_batch_seconds", "Time to apply one consumed batch.", ["group"]
+)
+
+
+def _route_template(request: Request) -> str:
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", request.url.path))
+    return "unmatched"
+
+
+def install_metrics(app: FastAPI, service: str) -> None:
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            HTTP_SECONDS.labels(
+                service, request.method, _route_template(request), str(status)
+            ).observe(time.perf_counter() - started)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Backstop notify: Reminders, schedules, escalation and signed webhooks."""

@@ -1,0 +1,5 @@
+"""HTTP routes of the notify service."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1")

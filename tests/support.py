@@ -1,0 +1,193 @@
+"""Test support shared by every test package: per-run databases and topic prefix on the
+real PostgreSQL and Kafka, tokens, and in-process services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+
+from backstop.app import Runtime, ServiceSpec
+from backstop.auth import issue_token
+from backstop.bus import ensure_topics
+from backstop.events import CloudEvent
+from backstop.migrate import upgrade
+from backstop.settings import SERVICES, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "deploy" / "infra.sh"
+
+
+def admin_dsn() -> str:
+    s = Settings()
+    return f"postgresql://{s.pg_user}:{s.pg_password}@{s.pg_host}:{s.pg_port}/postgres"
+
+
+@dataclass
+class Stack:
+    """One test run's isolated slice of the shared infrastructure."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    created: list[str] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> str:
+        return f"t{self.run_id}."
+
+    def db_name(self, service: str) -> str:
+        return f"backstop_{service}_t{self.run_id}"
+
+    def settings(self, service: str, **overrides: Any) -> Settings:
+        base = Settings()
+        values: dict[str, Any] = {
+            "BACKSTOP_SERVICE": service,
+            "BACKSTOP_ENV": "test",
+            "DATABASE_URL": base.database_url_for(service, self.db_name(service)),
+            "BACKSTOP_TOPIC_PREFIX": self.prefix,
+            "BACKSTOP_LOG_JSON": False,
+            "BACKSTOP_CONSUMER_RETRY_BACKOFF": 0.05,
+            "BACKSTOP_OUTBOX_POLL_INTERVAL": 0.1,
+            "BACKSTOP_DB_POOL_SIZE": 5,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    async def create_database(self, service: str, *, migrate: bool = True) -> Settings:
+        name = self.db_name(service)
+        conn = await asyncpg.connect(admin_dsn())
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        self.created.append(name)
+        settings = self.settings(service)
+        if migrate and service in SERVICES:
+            await asyncio.to_thread(upgrade, service, settings.db_url)
+        return settings
+
+    async def drop_databases(self) -> None:
+        conn = await asyncpg.connect(admin_dsn())
+        try:
+            for name in self.created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    async def create_topics(self) -> None:
+        await ensure_topics(self.settings("tests"))
+
+    def token(
+        self, *scopes: str, regions: Sequence[str] = ("*",), sub: str = "test", ttl_s: int = 600
+    ) -> str:
+        return issue_token(
+            self.settings("tests"), sub=sub, scopes=scopes, regions=regions, ttl_s=ttl_s
+        )
+
+    def headers(self, *scopes: str, regions: Sequence[str] = ("*",)) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(*scopes, regions=regions)}"}
+
+
+@asynccontextmanager
+async def serve(
+    create: Callable[..., FastAPI], settings: Settings, *, background: bool = True
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    """Run a service in-process: its lifespan (relay, consumers, jobs) and an HTTP client."""
+    app = create(settings, background=background)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client, app.state.runtime
+
+
+async def start_runtime(spec: ServiceSpec, settings: Settings, **kw: bool) -> Runtime:
+    runtime = Runtime(spec, settings)
+    await runtime.start(**kw)
+    return runtime
+
+
+async def wait_for(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.1,
+    message: str = "condition",
+) -> Any:
+    """Poll an (async) predicate until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    min_count: int = 1,
+    timeout: float = 20.0,
+    match: Callable[[CloudEvent], bool] = lambda e: True,
+) -> list[CloudEvent]:
+    """Read a (contract) topic from the beginning until `min_count` matching events."""
+    consumer = AIOKafkaConsumer(
+        settings.topic(topic),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[CloudEvent] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(found) < min_count and asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    event = CloudEvent.from_bytes(record.value)
+                    if match(event):
+                        found.append(event)
+    finally:
+        await consumer.stop()
+    return found
+
+
+class PrivateKafka:
+    """A second, private broker for tests that stop and start Kafka, so they never disturb
+    the shared one."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.env = {
+            **os.environ,
+            "BACKSTOP_KAFKA_PORT": str(port),
+            "BACKSTOP_KAFKA_NODE": f"kafka-node-{port}",
+        }
+        self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        subprocess.run([str(INFRA), "kafka-up"], env=self.env, check=True)
+
+    def down(self) -> None:
+        subprocess.run([str(INFRA), "kafka-down"], env=self.env, check=True)
