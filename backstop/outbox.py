@@ -27,7 +27,7 @@ _RELAY_LOCK = 0x6261636B73746F70  # "backstop"
 _wakeups: set[asyncio.Event] = set()
 
 
-def _row(event: CloudEvent, key: str | None) -> dict[str, object]:
+def outbox_row(event: CloudEvent, key: str | None) -> dict[str, object]:
     return {
         "event_id": event.id,
         "topic": spec_of(event.type).topic,
@@ -48,7 +48,7 @@ async def publish_many(
 ) -> None:
     if not events:
         return
-    await session.execute(insert(outbox), [_row(e, key) for e in events])
+    await session.execute(insert(outbox), [outbox_row(e, key) for e in events])
     # Wake the in-process relay once the transaction has had a chance to commit.
     for wake in _wakeups:
         wake.set()

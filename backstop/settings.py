@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="", alias="BACKSTOP_TOPIC_PREFIX")
     consumer_max_retries: int = Field(default=3, alias="BACKSTOP_CONSUMER_MAX_RETRIES")
     consumer_retry_backoff_s: float = Field(default=0.2, alias="BACKSTOP_CONSUMER_RETRY_BACKOFF")
-    outbox_batch_size: int = Field(default=500, alias="BACKSTOP_OUTBOX_BATCH_SIZE")
+    outbox_batch_size: int = Field(default=2000, alias="BACKSTOP_OUTBOX_BATCH_SIZE")
     outbox_poll_interval_s: float = Field(default=0.5, alias="BACKSTOP_OUTBOX_POLL_INTERVAL")
 
     jwt_secret: str = Field(default=DEV_JWT_SECRET, alias="BACKSTOP_JWT_SECRET")

@@ -1,0 +1,101 @@
+"""`make bench`: every benchmark in one go; writes bench/results/latest.{md,json}.
+
+Each module exposes `async def run(quick: bool = False) -> dict[str, object]`, prints its
+figures and measures its baseline in the same run (compare ratios: machines are shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import platform
+import subprocess
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+MODULES = ("outbox", "registry", "datasync", "risk", "e2e")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, object]:
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "commit": commit,
+    }
+
+
+async def main(names: list[str], quick: bool) -> None:
+    report: dict[str, object] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "machine": machine(),
+        "results": {},
+    }
+    results: dict[str, object] = {}
+    for name in names:
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError:
+            results[name] = {"skipped": "no benchmark module"}
+            continue
+        started = time.perf_counter()
+        try:
+            figures = await module.run(quick=quick)
+            figures["wall_s"] = round(time.perf_counter() - started, 1)
+            results[name] = figures
+        except Exception as exc:
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    report["results"] = results
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    lines = [
+        "# Backstop benchmark report",
+        "",
+        f"- date: {report['date']}{' (quick sizes)' if quick else ''}",
+        *(f"- {k}: {v}" for k, v in report["machine"].items()),  # type: ignore[attr-defined]
+        "",
+        "Machines here are shared and noisy: read the ratios to the same-run baselines.",
+        "",
+    ]
+    for name, figures in results.items():
+        lines += [f"## {name}", "", "| figure | value |", "| --- | --- |"]
+        lines += [f"| {k} | {v} |" for k, v in figures.items()]  # type: ignore[attr-defined]
+        lines.append("")
+    (RESULTS / "latest.md").write_text("\n".join(lines))
+    print(f"wrote {RESULTS / 'latest.md'}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", default=list(MODULES))
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    asyncio.run(main(args.names, args.quick))
