@@ -59,6 +59,9 @@ class Runtime:
     async def start(self, *, relay: bool = True, consumers: bool = True, jobs: bool = True) -> None:
         if relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+            self._tasks.append(
+                asyncio.create_task(self._every("outbox-backlog", 15, _refresh_backlog))
+            )
         if consumers:
             for consumer in self.consumers:
                 self._tasks.append(asyncio.create_task(consumer.run(), name=consumer.group))
@@ -101,6 +104,10 @@ class Runtime:
         except Exception as exc:
             checks["kafka"] = f"unreachable: {type(exc).__name__}"
         return checks
+
+
+async def _refresh_backlog(runtime: Runtime) -> None:
+    await runtime.relay.refresh_backlog()
 
 
 def runtime_of(request: Request) -> Runtime:

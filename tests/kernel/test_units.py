@@ -1,0 +1,82 @@
+"""Pure kernel rules: ID numbers, masking, settings, envelope."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import pytest
+from pydantic import ValidationError
+
+from backstop.contracts.kernel import ProbeEmitted
+from backstop.events import CloudEvent, make_event, spec_of
+from backstop.idnumber import InvalidIdNumber, check_digit, id_hash, mask_id, parse_id_number
+from backstop.logs import JsonFormatter, mask_id_numbers
+from backstop.settings import Settings
+
+VALID = "44188119900307" + "123"  # completed with its check digit below
+VALID += check_digit(VALID)
+
+
+def test_parse_valid_id_number_derives_birth_date_and_sex() -> None:
+    parsed = parse_id_number(VALID.lower())
+    assert parsed.birth_date == date(1990, 3, 7)
+    assert parsed.sex == "male"  # 17th digit 3 is odd
+    assert parsed.area_code == "441881"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (VALID[:17] + ("0" if VALID[17] != "0" else "1"), "check digit"),
+        ("441881199002301234", "not a real date"),
+        ("4418811990030712", "18 characters"),
+        ("44188118990307123" + check_digit("44188118990307123"), "out of range"),
+    ],
+)
+def test_invalid_id_numbers_say_why(raw: str, reason: str) -> None:
+    with pytest.raises(InvalidIdNumber, match=reason):
+        parse_id_number(raw)
+
+
+def test_masking_keeps_area_code_and_last_four() -> None:
+    assert mask_id(VALID) == f"441881********{VALID[14:]}"
+    text = f"record for {VALID} rejected; other 1234567 kept"
+    assert (
+        mask_id_numbers(text)
+        == f"record for 441881********{VALID[14:]} rejected; other 1234567 kept"
+    )
+
+
+def test_json_logs_never_show_an_id_number() -> None:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "matched %s", (VALID,), None)
+    line = JsonFormatter("test").format(record)
+    assert VALID not in line and "441881********" in line
+
+
+def test_id_hash_is_keyed_and_normalized() -> None:
+    assert id_hash(VALID, "k1") == id_hash(VALID.lower() + " ", "k1")
+    assert id_hash(VALID, "k1") != id_hash(VALID, "k2")
+    assert VALID not in id_hash(VALID, "k1")
+
+
+def test_production_refuses_default_or_short_secrets() -> None:
+    with pytest.raises(ValidationError, match="BACKSTOP_JWT_SECRET"):
+        Settings(BACKSTOP_ENV="production")
+    with pytest.raises(ValidationError, match="BACKSTOP_PII_KEY"):
+        Settings(BACKSTOP_ENV="production", BACKSTOP_JWT_SECRET="x" * 40)
+    ok = Settings(
+        BACKSTOP_ENV="production", BACKSTOP_JWT_SECRET="x" * 40, BACKSTOP_PII_KEY="y" * 40
+    )
+    assert ok.environment == "production"
+
+
+def test_envelope_round_trip_and_registry() -> None:
+    event = make_event(
+        "risk", ProbeEmitted(household_id="h1", seq=1), subject="h1", correlation_id="c1"
+    )
+    back = CloudEvent.from_bytes(event.to_bytes())
+    assert back.source == "/backstop/risk" and back.type == "backstop.kernel.probe.emitted.v1"
+    assert back.specversion == "1.0" and back.correlationid == "c1" and back.subject == "h1"
+    assert back.payload() == ProbeEmitted(household_id="h1", seq=1)
+    assert spec_of(back.type).topic == "kernel.probes"
