@@ -1,5 +1,492 @@
-"""HTTP routes of the assistance service."""
+"""HTTP routes of the assistance service: parse, authorize, call a handler, shape the
+response. Region-scoped by the token; scopes assistance:read, assistance:write and
+funds:write (money)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+
+from backstop.app import SessionDep, SessionsDep
+from backstop.auth import Principal, require
+from backstop.errors import Problem, invalid
+from services.assistance import domain, handlers
+from services.assistance.models import (
+    AccountabilityCreate,
+    AccountabilityPublic,
+    AppraisalCreate,
+    AssigneePublic,
+    CasePage,
+    CasePublic,
+    DepositCreate,
+    EliminationCreate,
+    EvidenceCreate,
+    FundCreate,
+    FundPublic,
+    FundStatement,
+    GrantCreate,
+    IssueClose,
+    IssueCreate,
+    IssuePublic,
+    NoticeCreate,
+    PlanCreate,
+    PlanPublic,
+    PolicyUpdate,
+    ReviewCreate,
+    Task,
+    TaskClaim,
+    TaskComplete,
+    TaskPage,
+    TaskPrecheck,
+    TaskPublic,
+    VisitCreate,
+    VisitPublic,
+)
 
 router = APIRouter(prefix="/v1")
+
+READ = require("assistance:read")
+WRITE = require("assistance:write")
+FUNDS = require("funds:write")
+Limit = Annotated[int, Query(ge=1, le=500)]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=8,
+        max_length=100,
+        description="Required on every money-moving request; a retry with the same key "
+        "replays the first response, the same key with another body is a 422.",
+    ),
+]
+PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def task_public(task: Task, case_id: str | None = None) -> TaskPublic:
+    return TaskPublic(
+        id=task.id,
+        kind=task.kind,
+        household_id=task.household_id,
+        region_code=task.region_code,
+        status=handlers.task_status(task, domain.today()),
+        due_on=task.due_on,
+        assignee=AssigneePublic(type=task.assignee_type, code=task.assignee_code),
+        reason=task.reason,
+        factors=task.factors,
+        origin=task.origin,
+        needs_precheck=task.needs_precheck,
+        prechecked_by=task.prechecked_by,
+        opened_at=task.opened_at,
+        claimed_by=task.claimed_by,
+        completed_at=task.completed_at,
+        outcome=task.outcome,
+        verified_by=task.verified_by,
+        notes=task.notes,
+        guarantees=task.guarantees,
+        case_id=case_id,
+    )
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@router.get("/policy", tags=["policy"])
+async def get_policy(session: SessionDep, principal: Principal = READ) -> dict[str, Any]:
+    return (await handlers.load_policy(session)).model_dump(mode="json")
+
+
+@router.put("/policy", tags=["policy"])
+async def put_policy(
+    body: PolicyUpdate, sessions: SessionsDep, principal: Principal = WRITE
+) -> dict[str, Any]:
+    """County office only (a token for every region)."""
+    if not principal.all_regions:
+        raise Problem(403, "only the county office changes the assistance policy")
+    version, policy = await handlers.update_policy(
+        sessions, changes=body.policy, changed_by=body.changed_by
+    )
+    return {"version": version, **policy.model_dump(mode="json")}
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+@router.get("/tasks", tags=["tasks"], response_model=TaskPage)
+async def list_tasks(
+    session: SessionDep,
+    household_id: str | None = None,
+    kind: str | None = None,
+    status: Literal["open", "done", "cancelled", "overdue"] | None = None,
+    assignee: str | None = Query(default=None, description="assignee code (town, insurer)"),
+    limit: Limit = 50,
+    cursor: str | None = None,
+    principal: Principal = READ,
+) -> TaskPage:
+    tasks, next_cursor = await handlers.list_tasks(
+        session,
+        principal=principal,
+        household_id=household_id,
+        kind=kind,
+        status=status,
+        assignee_code=assignee,
+        limit=limit,
+        cursor=cursor,
+    )
+    return TaskPage(items=[task_public(t) for t in tasks], next_cursor=next_cursor)
+
+
+@router.get("/tasks/{task_id}", tags=["tasks"])
+async def get_task(task_id: str, session: SessionDep, principal: Principal = READ) -> TaskPublic:
+    task = await session.get(Task, task_id)
+    if task is None or not principal.can_see(task.region_code):
+        raise Problem(404, f"task {task_id} not found")
+    return task_public(task, await handlers.case_of_task(session, task.id))
+
+
+@router.post("/tasks/{task_id}/claim", tags=["tasks"])
+async def claim_task(
+    task_id: str, body: TaskClaim, sessions: SessionsDep, principal: Principal = WRITE
+) -> TaskPublic:
+    return task_public(
+        await handlers.claim_task(sessions, task_id=task_id, body=body, principal=principal)
+    )
+
+
+@router.post("/tasks/{task_id}/precheck", tags=["tasks"])
+async def precheck_task(
+    task_id: str, body: TaskPrecheck, sessions: SessionsDep, principal: Principal = WRITE
+) -> TaskPublic:
+    """县级初核 of a department-flagged case before the insurer (人保公司) verifies it."""
+    return task_public(
+        await handlers.precheck_task(sessions, task_id=task_id, body=body, principal=principal)
+    )
+
+
+@router.post("/tasks/{task_id}/complete", tags=["tasks"])
+async def complete_task(
+    task_id: str, body: TaskComplete, sessions: SessionsDep, principal: Principal = WRITE
+) -> TaskPublic:
+    """Completing twice is a 409. A confirmed verification opens the identification
+    procedure (its id is in `case_id`)."""
+    task, case_id = await handlers.complete_task(
+        sessions, task_id=task_id, body=body, principal=principal
+    )
+    return task_public(task, case_id)
+
+
+# ---------------------------------------------------------------------------- cases
+
+
+@router.get("/cases", tags=["procedure"], response_model=CasePage)
+async def list_cases(
+    session: SessionDep,
+    household_id: str | None = None,
+    kind: Literal["identification", "elimination"] | None = None,
+    status: Literal["in_progress", "approved", "rejected"] | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+    principal: Principal = READ,
+) -> CasePage:
+    items, next_cursor = await handlers.list_cases(
+        session,
+        principal=principal,
+        household_id=household_id,
+        kind=kind,
+        status=status,
+        limit=limit,
+        cursor=cursor,
+    )
+    return CasePage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/cases/{case_id}", tags=["procedure"])
+async def get_case(case_id: str, session: SessionDep, principal: Principal = READ) -> CasePublic:
+    return await handlers.get_case(session, case_id=case_id, principal=principal)
+
+
+@router.post("/cases/{case_id}/appraisal", tags=["procedure"])
+async def appraisal(
+    case_id: str, body: AppraisalCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> CasePublic:
+    """Step 1, 民主评议 (village democratic appraisal)."""
+    return await handlers.record_appraisal(
+        sessions, case_id=case_id, body=body, principal=principal
+    )
+
+
+@router.post("/cases/{case_id}/notice", tags=["procedure"])
+async def notice(
+    case_id: str, body: NoticeCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> CasePublic:
+    """Step 2, 公示 (public notice, at least 5 days; every objection resolved)."""
+    return await handlers.record_notice(sessions, case_id=case_id, body=body, principal=principal)
+
+
+@router.post("/cases/{case_id}/town-review", tags=["procedure"])
+async def town_review(
+    case_id: str, body: ReviewCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> CasePublic:
+    """Step 3, 乡镇审核."""
+    return await handlers.record_review(
+        sessions, case_id=case_id, step="town_review", body=body, principal=principal
+    )
+
+
+@router.post("/cases/{case_id}/county-approval", tags=["procedure"])
+async def county_approval(
+    case_id: str, body: ReviewCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> CasePublic:
+    """Step 4, 县级确认: emits monitoring.started or risk.eliminated."""
+    return await handlers.record_review(
+        sessions, case_id=case_id, step="county_approval", body=body, principal=principal
+    )
+
+
+@router.post("/eliminations", tags=["procedure"], status_code=201)
+async def open_elimination(
+    body: EliminationCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> CasePublic:
+    """Open a 风险消除 case (帮扶消除 checks the guard; 自然消除 records its reason)."""
+    return await handlers.open_elimination(sessions, body=body, principal=principal)
+
+
+# --------------------------------------------------------------------------- visits
+
+
+@router.post("/visits", tags=["visits"], status_code=201)
+async def record_visit(
+    body: VisitCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> VisitPublic:
+    return VisitPublic.model_validate(
+        await handlers.record_visit(sessions, body=body, principal=principal)
+    )
+
+
+@router.get("/visits", tags=["visits"])
+async def list_visits(
+    session: SessionDep,
+    household_id: str | None = None,
+    limit: Limit = 100,
+    principal: Principal = READ,
+) -> dict[str, Any]:
+    visits = await handlers.list_visits(
+        session, principal=principal, household_id=household_id, limit=limit
+    )
+    return {"items": [VisitPublic.model_validate(v) for v in visits], "next_cursor": None}
+
+
+@router.get("/visits/compliance", tags=["visits"])
+async def compliance(
+    session: SessionDep,
+    period: str | None = Query(default=None, description="month, e.g. 2026-11 (default: now)"),
+    region: str | None = Query(default=None, pattern=r"^\d{1,12}$"),
+    principal: Principal = READ,
+) -> dict[str, Any]:
+    """Monitored and marginal households not contacted in the month, by town and by
+    contact person (每月至少走访或联系一次)."""
+    period = period or domain.today().strftime("%Y-%m")
+    if not PERIOD.match(period):
+        raise invalid(["query", "period"], "a month like 2026-11")
+    if region:
+        principal.require_region(region)
+    report = await handlers.contact_compliance(
+        session, principal=principal, period=period, region=region
+    )
+    return {
+        "period": report.period,
+        "region": region,
+        "due": report.due,
+        "contacted": report.contacted,
+        "not_contacted": len(report.missing),
+        "by_town": [{"town_code": code, **counts} for code, counts in report.by_town.items()],
+        "by_contact": [{"contact": name, **entry} for name, entry in report.by_contact.items()],
+        "households": [
+            {
+                "household_id": h.household_id,
+                "region_code": h.region_code,
+                "town_code": h.town_code,
+                "contacts": [{"name": n, "role": r} for n, r in h.contacts],
+            }
+            for h in report.missing
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------- plans
+
+
+@router.get("/measures", tags=["plans"])
+async def measure_catalogue(principal: Principal = READ) -> dict[str, Any]:
+    return {
+        "measures": [{"code": c, "label": label} for c, label in domain.MEASURES.items()],
+        "tiers": [
+            {"code": t, "label": label, "measures": sorted(domain.TIER_MEASURES[t])}
+            for t, label in domain.TIERS.items()
+        ],
+    }
+
+
+@router.post("/plans", tags=["plans"], status_code=201)
+async def create_plan(
+    body: PlanCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> PlanPublic:
+    return await handlers.create_plan(sessions, body=body, principal=principal)
+
+
+@router.get("/plans", tags=["plans"])
+async def list_plans(
+    session: SessionDep,
+    household_id: str | None = None,
+    limit: Limit = 100,
+    principal: Principal = READ,
+) -> dict[str, Any]:
+    plans = await handlers.list_plans(
+        session, principal=principal, household_id=household_id, limit=limit
+    )
+    return {"items": plans, "next_cursor": None}
+
+
+@router.get("/plans/gaps", tags=["plans"])
+async def plan_gaps(
+    session: SessionDep,
+    region: str | None = Query(default=None, pattern=r"^\d{1,12}$"),
+    principal: Principal = READ,
+) -> dict[str, Any]:
+    """Monitored households with no measure a month after identification."""
+    return {"items": await handlers.measure_gaps(session, principal=principal, region=region)}
+
+
+# ---------------------------------------------------------------------------- funds
+
+
+@router.post("/funds", tags=["funds"], status_code=201)
+async def create_fund(
+    body: FundCreate, sessions: SessionsDep, principal: Principal = FUNDS
+) -> FundPublic:
+    if body.town_code:
+        principal.require_region(body.town_code)
+    elif not principal.all_regions:
+        raise Problem(403, "only the county/city office sets up city-level funds")
+    return FundPublic.model_validate(await handlers.create_fund(sessions, body=body))
+
+
+@router.get("/funds", tags=["funds"])
+async def list_funds(session: SessionDep, principal: Principal = READ) -> dict[str, Any]:
+    funds = await handlers.list_funds(session, principal=principal)
+    return {"items": [FundPublic.model_validate(f) for f in funds], "next_cursor": None}
+
+
+@router.post("/funds/{fund_id}/deposits", tags=["funds"], status_code=201)
+async def deposit(
+    fund_id: str,
+    body: DepositCreate,
+    sessions: SessionsDep,
+    idempotency_key: IdempotencyKey,
+    principal: Principal = FUNDS,
+) -> JSONResponse:
+    status, response = await handlers.deposit(
+        sessions, fund_id=fund_id, body=body, idempotency_key=idempotency_key, principal=principal
+    )
+    return JSONResponse(response, status_code=status)
+
+
+@router.post("/grants", tags=["funds"], status_code=201)
+async def grant(
+    body: GrantCreate,
+    sessions: SessionsDep,
+    idempotency_key: IdempotencyKey,
+    principal: Principal = FUNDS,
+) -> JSONResponse:
+    """Pay a household, split city/town by the configured ratio. 409 beyond a balance."""
+    status, response = await handlers.grant(
+        sessions, body=body, idempotency_key=idempotency_key, principal=principal
+    )
+    return JSONResponse(response, status_code=status)
+
+
+@router.get("/funds/{fund_id}/statement", tags=["funds"])
+async def fund_statement(
+    fund_id: str,
+    session: SessionDep,
+    date_from: Annotated[date | None, Query(alias="from")] = None,
+    date_to: Annotated[date | None, Query(alias="to")] = None,
+    principal: Principal = READ,
+) -> FundStatement:
+    if date_from and date_to and date_to < date_from:
+        raise invalid(["query", "to"], "ends before it starts")
+    result = await handlers.statement(
+        session, fund_id=fund_id, date_from=date_from, date_to=date_to
+    )
+    if result.fund.town_code:
+        principal.require_region(result.fund.town_code)
+    return result
+
+
+# ---------------------------------------------------------------------- supervision
+
+
+@router.post("/supervision/issues", tags=["supervision"], status_code=201)
+async def create_issue(
+    body: IssueCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> IssuePublic:
+    return await handlers.create_issue(sessions, body=body, principal=principal)
+
+
+@router.get("/supervision/issues", tags=["supervision"])
+async def list_issues(
+    session: SessionDep,
+    status: Literal["open", "rectified", "overdue"] | None = None,
+    region: str | None = Query(default=None, pattern=r"^\d{1,12}$"),
+    limit: Limit = 100,
+    principal: Principal = READ,
+) -> dict[str, Any]:
+    items = await handlers.list_issues(
+        session, principal=principal, status=status, region=region, limit=limit
+    )
+    return {"items": items, "next_cursor": None}
+
+
+@router.get("/supervision/issues/{issue_id}", tags=["supervision"])
+async def get_issue(issue_id: str, session: SessionDep, principal: Principal = READ) -> IssuePublic:
+    return await handlers.get_issue(session, issue_id=issue_id, principal=principal)
+
+
+@router.post("/supervision/issues/{issue_id}/evidence", tags=["supervision"], status_code=201)
+async def add_evidence(
+    issue_id: str, body: EvidenceCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> IssuePublic:
+    return await handlers.add_evidence(sessions, issue_id=issue_id, body=body, principal=principal)
+
+
+@router.post("/supervision/issues/{issue_id}/close", tags=["supervision"])
+async def close_issue(
+    issue_id: str, body: IssueClose, sessions: SessionsDep, principal: Principal = WRITE
+) -> IssuePublic:
+    return await handlers.close_issue(sessions, issue_id=issue_id, body=body, principal=principal)
+
+
+@router.post("/supervision/accountability", tags=["supervision"], status_code=201)
+async def record_accountability(
+    body: AccountabilityCreate, sessions: SessionsDep, principal: Principal = WRITE
+) -> AccountabilityPublic:
+    """约谈 / 问责."""
+    return AccountabilityPublic.model_validate(
+        await handlers.record_accountability(sessions, body=body, principal=principal)
+    )
+
+
+@router.get("/supervision/accountability", tags=["supervision"])
+async def list_accountability(
+    session: SessionDep,
+    region: str | None = Query(default=None, pattern=r"^\d{1,12}$"),
+    limit: Limit = 100,
+    principal: Principal = READ,
+) -> dict[str, Any]:
+    items = await handlers.list_accountability(
+        session, principal=principal, region=region, limit=limit
+    )
+    return {"items": [AccountabilityPublic.model_validate(a) for a in items], "next_cursor": None}

@@ -1,10 +1,34 @@
 """The assistance service: `uvicorn services.assistance.app:create --factory`."""
 
+from __future__ import annotations
+
 from fastapi import FastAPI
 
-from backstop.app import ServiceSpec, create_app
+from backstop.app import Runtime, ServiceSpec, create_app
+from backstop.bus import ConsumerSpec
+from backstop.contracts.registry import TOPIC as HOUSEHOLDS_TOPIC
+from backstop.contracts.risk import ALERTS_TOPIC
 from backstop.settings import Settings
+from services.assistance import handlers
 from services.assistance.api import router
+
+HOUSEHOLD_TYPES = (
+    "backstop.registry.household.created.v1",
+    "backstop.registry.household.updated.v1",
+    "backstop.registry.member.added.v1",
+    "backstop.registry.member.removed.v1",
+    "backstop.registry.member.moved.v1",
+    "backstop.registry.monitoring.changed.v1",
+)
+
+
+async def overdue_tasks_job(runtime: Runtime) -> None:
+    await handlers.emit_overdue_tasks(runtime.sessions)
+
+
+async def overdue_rectifications_job(runtime: Runtime) -> None:
+    await handlers.emit_overdue_rectifications(runtime.sessions)
+
 
 SPEC = ServiceSpec(
     name="assistance",
@@ -14,6 +38,22 @@ SPEC = ServiceSpec(
         "s, funds and supervision."
     ),
     routers=[router],
+    consumers=[
+        ConsumerSpec(
+            group="assistance.alerts",
+            topics=[ALERTS_TOPIC],
+            handlers={"backstop.risk.alert.raised.v1": handlers.on_alert_raised},
+        ),
+        ConsumerSpec(
+            group="assistance.households",
+            topics=[HOUSEHOLDS_TOPIC],
+            handlers={t: handlers.apply_household for t in HOUSEHOLD_TYPES},
+        ),
+    ],
+    jobs=[
+        ("overdue-tasks", 60.0, overdue_tasks_job),
+        ("overdue-rectifications", 300.0, overdue_rectifications_job),
+    ],
 )
 
 

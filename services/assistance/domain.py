@@ -1,0 +1,420 @@
+"""Pure rules of assistance (seed 三、强化分类帮扶 and 四、强化责任落实, plus the national
+identification and elimination practice). No FastAPI, SQL or Kafka here: functions take
+facts and return decisions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+
+CHINA = ZoneInfo("Asia/Shanghai")
+
+
+def today() -> date:
+    """The county's calendar day (deadlines are days in China, whatever the server TZ)."""
+    return datetime.now(CHINA).date()
+
+
+# --------------------------------------------------------------------------- policy
+
+
+class AssistancePolicy(BaseModel):
+    """Every limit the county office may change. Stored versioned; these are the defaults."""
+
+    verification_due_days: int = Field(default=7, ge=1, le=90)
+    # Seed 三(三)3: department-flagged cases (医保局/应急管理局/民政局/教育局 data) are first
+    # checked by the county office (初核) and then handed to the insurer (人保公司).
+    department_factors: list[str] = Field(
+        default_factory=lambda: ["illness", "expense_surge", "disaster", "education"]
+    )
+    department_cases_to_insurer: bool = True
+    county_precheck_required: bool = True
+    insurer_code: str = "picc"  # 人保公司
+    notice_min_days: int = Field(default=5, ge=1)  # 公示 at least 5 days
+    # 帮扶消除 guard
+    min_months_monitored: int = Field(default=6, ge=0)  # national rule since April 2022
+    income_lines: dict[int, float] = Field(
+        default_factory=lambda: {2021: 6000.0, 2022: 6000.0, 2023: 7300.0, 2024: 7300.0}
+    )
+    max_income_drop_ratio: float = Field(default=0.3, ge=0, le=1)  # "stable" income
+    measure_grace_days: int = Field(default=30, ge=0)  # a measure within a month
+    # 市镇两级按比例分担: the city's share of a grant; towns may have their own ratio.
+    city_share: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
+    city_share_by_town: dict[str, Decimal] = Field(default_factory=dict)
+
+    def income_line(self, year: int) -> float:
+        """The monitoring line for `year` (the latest line set for that year or before)."""
+        years = sorted(y for y in self.income_lines if y <= year)
+        if not years:
+            return min(self.income_lines.items())[1]
+        return self.income_lines[years[-1]]
+
+    def city_share_for(self, town_code: str) -> Decimal:
+        return self.city_share_by_town.get(town_code, self.city_share)
+
+
+# --------------------------------------------------------------------------- tasks
+
+FACTOR_LABELS: dict[str, str] = {
+    "low_income": "人均纯收入低于监测线",
+    "income_drop": "收入骤减",
+    "expense_surge": "支出骤增",
+    "illness": "因病刚性支出较大",
+    "disability": "因残",
+    "disaster": "因灾",
+    "education": "因学刚性支出较大",
+    "epidemic": "因疫情影响",
+    "accident": "因意外事故",
+    "employment": "务工就业不稳",
+    "housing": "住房安全存在问题",
+    "drinking_water": "饮水安全存在问题",
+    "basic_medical": "基本医疗保障存在问题",
+    "compulsory_education": "义务教育保障存在问题",
+    "other": "其他原因",
+}
+
+
+def reason_for(factors: Sequence[str]) -> str:
+    """The task's reason in Chinese, copied from the alert's factor codes, in their order."""
+    labels = [FACTOR_LABELS.get(code, code) for code in dict.fromkeys(factors)]
+    return "返贫致贫风险预警：" + ("、".join(labels) if labels else "未说明因素") + "，请入户核实"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    type: Literal["town", "village", "insurer"]
+    code: str
+    needs_precheck: bool = False  # 县级初核 before the insurer goes
+
+
+def assign_verification(
+    *, region_code: str, factors: Sequence[str], policy: AssistancePolicy
+) -> Assignment:
+    """Who checks the household: its town, or the insurer for department-flagged cases."""
+    if policy.department_cases_to_insurer and set(factors) & set(policy.department_factors):
+        return Assignment("insurer", policy.insurer_code, policy.county_precheck_required)
+    return Assignment("town", town_of(region_code))
+
+
+def town_of(region_code: str) -> str:
+    return region_code[:9]
+
+
+def due_on(opened: date, policy: AssistancePolicy) -> date:
+    return opened + timedelta(days=policy.verification_due_days)
+
+
+def days_overdue(due: date, on: date) -> int:
+    return max((on - due).days, 0)
+
+
+def is_overdue(*, status: str, due: date, on: date) -> bool:
+    return status == "open" and on > due
+
+
+# ---------------------------------------------------------- identification procedure
+
+STEPS: tuple[str, ...] = ("appraisal", "notice", "town_review", "county_approval")
+STEP_LABELS = {
+    "appraisal": "民主评议",
+    "notice": "公示",
+    "town_review": "乡镇审核",
+    "county_approval": "县级确认",
+}
+
+
+class StepOutOfOrder(ValueError):
+    pass
+
+
+def next_step(done: Sequence[str]) -> str | None:
+    for step in STEPS:
+        if step not in done:
+            return step
+    return None
+
+
+def check_step_order(done: Sequence[str], step: str) -> None:
+    """Steps go in order, once each: raise StepOutOfOrder otherwise."""
+    if step not in STEPS:
+        raise StepOutOfOrder(f"unknown step {step}")
+    expected = next_step(done)
+    if expected is None:
+        raise StepOutOfOrder("the procedure is already complete")
+    if step != expected:
+        raise StepOutOfOrder(
+            f"{STEP_LABELS[step]} ({step}) cannot come before {STEP_LABELS[expected]} ({expected})"
+        )
+
+
+def appraisal_passed(*, attendance: int, votes_for: int, votes_against: int) -> bool:
+    """民主评议 passes with more votes for than against; votes never exceed attendance."""
+    if votes_for + votes_against > attendance:
+        raise ValueError("votes for and against exceed the attendance")
+    return votes_for > votes_against
+
+
+def notice_problems(
+    *,
+    start_on: date,
+    end_on: date,
+    appraised_on: date,
+    unresolved_objections: int,
+    on: date,
+    policy: AssistancePolicy,
+) -> list[tuple[str, str]]:
+    """What is wrong with a 公示 record, as (field, message) pairs; empty when it is fine."""
+    problems: list[tuple[str, str]] = []
+    if start_on < appraised_on:
+        problems.append(("start_on", "the notice cannot start before the appraisal"))
+    days = (end_on - start_on).days + 1
+    if days < policy.notice_min_days:
+        problems.append(
+            ("end_on", f"the notice lasted {days} days; at least {policy.notice_min_days}")
+        )
+    if end_on > on:
+        problems.append(("end_on", "the notice period has not ended yet"))
+    if unresolved_objections:
+        problems.append(("objections", f"{unresolved_objections} objection(s) not resolved"))
+    return problems
+
+
+MonitoringType = Literal["unstable", "marginal", "sudden_hardship"]
+SUDDEN_FACTORS = frozenset({"illness", "expense_surge", "disaster", "accident", "epidemic"})
+
+
+def monitoring_type_for(household_type: str | None, factors: Iterable[str]) -> MonitoringType:
+    """脱贫不稳定户 for households that left poverty; 突发严重困难户 for a sudden rigid
+    spending or loss; otherwise 边缘易致贫户."""
+    if household_type in ("alleviated", "unstable"):
+        return "unstable"
+    if household_type == "sudden_hardship" or (
+        household_type != "marginal" and SUDDEN_FACTORS & set(factors)
+    ):
+        return "sudden_hardship"
+    return "marginal"
+
+
+# -------------------------------------------------------------- elimination guard
+
+
+@dataclass(frozen=True)
+class IncomeFact:
+    year: int
+    per_capita: float
+
+
+@dataclass(frozen=True)
+class EliminationFacts:
+    monitored_since: date | None
+    incomes: Sequence[IncomeFact]  # any order
+    guarantees: dict[str, str]
+    labor_capacities: Sequence[str]
+    contact_phones: Sequence[str]
+
+
+@dataclass(frozen=True)
+class GuardFailure:
+    rule: str
+    message: str
+
+
+def add_months(d: date, months: int) -> date:
+    month = d.month - 1 + months
+    year = d.year + month // 12
+    month = month % 12 + 1
+    days_in = [31, 29 if _leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return date(year, month, min(d.day, days_in[month - 1]))
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def elimination_guard(
+    facts: EliminationFacts, *, on: date, policy: AssistancePolicy
+) -> list[GuardFailure]:
+    """Why a 帮扶消除 may not happen yet; empty when every rule of the guard holds."""
+    failures: list[GuardFailure] = []
+    if facts.monitored_since is None:
+        failures.append(GuardFailure("monitoring", "the household is not under monitoring"))
+    elif on < add_months(facts.monitored_since, policy.min_months_monitored):
+        failures.append(
+            GuardFailure(
+                "min_months",
+                f"identified on {facts.monitored_since.isoformat()}; elimination needs at "
+                f"least {policy.min_months_monitored} months",
+            )
+        )
+    incomes = sorted(facts.incomes, key=lambda i: i.year, reverse=True)
+    if not incomes:
+        failures.append(GuardFailure("income", "no income recorded"))
+    else:
+        latest = incomes[0]
+        line = policy.income_line(latest.year)
+        if latest.year < on.year - 1:
+            failures.append(GuardFailure("income", f"the latest income is from {latest.year}"))
+        if latest.per_capita <= line:
+            failures.append(
+                GuardFailure(
+                    "income",
+                    f"per-capita income {latest.per_capita:.0f} is not above the "
+                    f"{latest.year} monitoring line {line:.0f}",
+                )
+            )
+        if len(incomes) > 1 and incomes[1].per_capita > 0:
+            drop = 1 - latest.per_capita / incomes[1].per_capita
+            if drop > policy.max_income_drop_ratio:
+                failures.append(
+                    GuardFailure("income_stable", f"income fell {drop:.0%} against last year")
+                )
+    prominent = sorted(k for k, v in facts.guarantees.items() if v == "prominent_issue")
+    if prominent:
+        failures.append(
+            GuardFailure("guarantees", "prominent issue left in: " + ", ".join(prominent))
+        )
+    if facts.labor_capacities and all(c == "none" for c in facts.labor_capacities):
+        failures.append(
+            GuardFailure(
+                "labor",
+                "no member can work: the household stays monitored under "
+                "social-security measures (兜底保障)",
+            )
+        )
+    if not any(p.strip() for p in facts.contact_phones):
+        failures.append(GuardFailure("contact", "the household has no contact with a phone"))
+    return failures
+
+
+# --------------------------------------------------------------------- visits
+
+CHANNELS = ("home", "phone", "sms", "wechat")  # 入户走访 / 电话 / 短信 / 微信
+
+
+def due_for_contact(*, household_type: str, monitoring_status: str) -> bool:
+    """Monitored and marginal households are contacted at least once a month (seed 三(三)2)."""
+    return monitoring_status == "monitored" or household_type == "marginal"
+
+
+@dataclass(frozen=True)
+class ContactDue:
+    household_id: str
+    region_code: str
+    town_code: str
+    contacts: Sequence[tuple[str, str]]  # (name, role)
+
+
+@dataclass
+class ComplianceReport:
+    period: str
+    due: int = 0
+    contacted: int = 0
+    by_town: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_contact: dict[str, dict[str, object]] = field(default_factory=dict)
+    missing: list[ContactDue] = field(default_factory=list)
+
+
+def compliance(period: str, due: Sequence[ContactDue], contacted_ids: set[str]) -> ComplianceReport:
+    """Who was not contacted in `period`, counted by town and by contact person."""
+    report = ComplianceReport(period=period)
+    towns: dict[str, dict[str, int]] = defaultdict(lambda: {"due": 0, "contacted": 0})
+    people: dict[str, dict[str, object]] = {}
+    for household in sorted(due, key=lambda h: (h.region_code, h.household_id)):
+        report.due += 1
+        towns[household.town_code]["due"] += 1
+        if household.household_id in contacted_ids:
+            report.contacted += 1
+            towns[household.town_code]["contacted"] += 1
+            continue
+        report.missing.append(household)
+        for name, role in household.contacts or [("(未指定联系人)", "none")]:
+            entry = people.setdefault(name, {"role": role, "missing": 0, "households": []})
+            entry["missing"] = int(str(entry["missing"])) + 1
+            households = entry["households"]
+            assert isinstance(households, list)
+            households.append(household.household_id)
+    report.by_town = {
+        code: {**counts, "missing": counts["due"] - counts["contacted"]}
+        for code, counts in sorted(towns.items())
+    }
+    report.by_contact = dict(sorted(people.items()))
+    return report
+
+
+def period_bounds(period: str) -> tuple[date, date]:
+    """'2026-11' -> (first day, first day of the next month)."""
+    year, month = (int(p) for p in period.split("-"))
+    start = date(year, month, 1)
+    return start, add_months(start, 1)
+
+
+# ---------------------------------------------------------------------- plans
+
+MEASURES: dict[str, str] = {
+    "industry": "产业帮扶",
+    "employment": "就业帮扶",
+    "public_welfare_job": "公益性岗位",
+    "microcredit": "小额信贷",
+    "education": "教育帮扶（雨露计划）",
+    "health": "健康帮扶/医疗救助",
+    "housing": "住房安全保障",
+    "drinking_water": "饮水安全保障",
+    "social_security": "综合保障（低保、特困）",
+    "social_assistance": "社会帮扶",
+    "poverty_insurance": "防贫保险",
+}
+TIERS: dict[str, str] = {
+    "not_enjoying": "不享受政策脱贫户",
+    "enjoying": "享受政策脱贫户",
+    "monitored": "监测户",
+    "marginal": "边缘户",
+}
+# Differentiated support (分级管理，差异化扶持): what each tier may receive.
+_DEVELOPMENT = {"industry", "employment", "microcredit", "social_assistance", "poverty_insurance"}
+TIER_MEASURES: dict[str, frozenset[str]] = {
+    "not_enjoying": frozenset(_DEVELOPMENT),
+    "enjoying": frozenset(_DEVELOPMENT | {"public_welfare_job", "education", "health"}),
+    "monitored": frozenset(MEASURES),
+    "marginal": frozenset(MEASURES),
+}
+
+
+def measure_problem(tier: str, category: str) -> str | None:
+    if category not in MEASURES:
+        return f"unknown measure; one of {', '.join(MEASURES)}"
+    if category not in TIER_MEASURES[tier]:
+        return f"{MEASURES[category]} is not available to {TIERS[tier]}"
+    return None
+
+
+def lacks_measures(
+    *, monitored_since: date | None, measure_count: int, on: date, policy: AssistancePolicy
+) -> bool:
+    """A monitored household with no measure a month after identification is flagged."""
+    return (
+        monitored_since is not None
+        and measure_count == 0
+        and on > monitored_since + timedelta(days=policy.measure_grace_days)
+    )
+
+
+# ---------------------------------------------------------------------- funds
+
+CENT = Decimal("0.01")
+
+
+def money(value: Decimal | float | str) -> Decimal:
+    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def split_grant(amount: Decimal, city_share: Decimal) -> tuple[Decimal, Decimal]:
+    """(city part, town part): the city's share rounded to the cent, the town the rest."""
+    city = money(amount * city_share)
+    return city, money(amount) - city

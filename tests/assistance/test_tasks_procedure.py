@@ -1,0 +1,264 @@
+"""Alert → verification task → identification procedure → decision, on the real
+PostgreSQL and Kafka (risk and registry are played by producing their events)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from backstop.contracts.assistance import FindingObserved, MonitoringStarted, TaskOverdue
+from services.assistance import domain, handlers
+from services.assistance.models import Task
+from tests.assistance.conftest import TOWN, VILLAGE, Assistance, alert
+from tests.support import read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def tasks_of(a: Assistance, household_id: str) -> list[dict]:
+    r = await a.client.get("/v1/tasks", params={"household_id": household_id}, headers=a.rw)
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+async def test_alert_to_task_to_procedure_to_monitoring_decision(a: Assistance) -> None:
+    household = await a.household(type="alleviated")
+    hid = household.household_id
+    await a.send(alert(hid, ["low_income", "housing"]))
+    tasks = await wait_for(lambda: tasks_of(a, hid), message="verification task")
+    assert len(tasks) == 1
+    task = tasks[0]
+    assert task["kind"] == "verification" and task["status"] == "open"
+    assert task["assignee"] == {"type": "town", "code": TOWN}
+    assert task["reason"] == domain.reason_for(["low_income", "housing"])
+    assert "人均纯收入低于监测线" in task["reason"]
+    assert task["due_on"] == (domain.today() + timedelta(days=7)).isoformat()
+
+    # The assignee (its village work team) claims and verifies.
+    r = await a.client.post(
+        f"/v1/tasks/{task['id']}/claim", json={"claimed_by": "王村干"}, headers=a.rw
+    )
+    assert r.status_code == 200 and r.json()["claimed_by"] == "王村干"
+    done = {
+        "outcome": "confirmed",
+        "verified_by": "王村干",
+        "notes": "房屋漏雨，收入下降",
+        "guarantees": {"housing": "prominent_issue"},
+    }
+    r = await a.client.post(f"/v1/tasks/{task['id']}/complete", json=done, headers=a.rw)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "done"
+    case_id = r.json()["case_id"]
+    assert case_id
+    again = await a.client.post(f"/v1/tasks/{task['id']}/complete", json=done, headers=a.rw)
+    assert again.status_code == 409
+    assert again.headers["content-type"].startswith("application/problem+json")
+
+    # Steps cannot be skipped: approval before appraisal is refused and changes nothing.
+    today = domain.today()
+    review = {"approved": True, "reviewed_by": "县扶贫办", "reviewed_on": today.isoformat()}
+    r = await a.client.post(f"/v1/cases/{case_id}/county-approval", json=review, headers=a.rw)
+    assert r.status_code == 409
+    assert r.json()["expected_step"] == "appraisal"
+    r = await a.client.post(
+        f"/v1/cases/{case_id}/appraisal",
+        json={
+            "held_on": (today - timedelta(days=10)).isoformat(),
+            "chaired_by": "村支书",
+            "attendance": 30,
+            "votes_for": 27,
+            "votes_against": 1,
+        },
+        headers=a.rw,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["next_step"] == "notice"
+    too_short = {
+        "start_on": (today - timedelta(days=9)).isoformat(),
+        "end_on": (today - timedelta(days=6)).isoformat(),
+        "posted_at": "村务公开栏",
+        "recorded_by": "村文书",
+        "objections": [{"raised_on": (today - timedelta(days=8)).isoformat(), "summary": "异议"}],
+    }
+    r = await a.client.post(f"/v1/cases/{case_id}/notice", json=too_short, headers=a.rw)
+    assert r.status_code == 422
+    assert {tuple(e["loc"]) for e in r.json()["errors"]} == {
+        ("body", "end_on"),
+        ("body", "objections"),
+    }
+    notice = {
+        **too_short,
+        "end_on": (today - timedelta(days=4)).isoformat(),
+        "objections": [
+            {
+                "raised_on": (today - timedelta(days=8)).isoformat(),
+                "summary": "邻居认为收入偏高",
+                "resolution": "复核工资流水，异议不成立",
+            }
+        ],
+    }
+    r = await a.client.post(f"/v1/cases/{case_id}/notice", json=notice, headers=a.rw)
+    assert r.status_code == 200, r.text
+    r = await a.client.post(
+        f"/v1/cases/{case_id}/town-review",
+        json={**review, "reviewed_by": "镇扶贫办"},
+        headers=a.rw,
+    )
+    assert r.status_code == 200, r.text
+    r = await a.client.post(f"/v1/cases/{case_id}/county-approval", json=review, headers=a.rw)
+    assert r.status_code == 200, r.text
+    case = r.json()
+    assert case["status"] == "approved"
+    assert [s["step"] for s in case["steps"]] == [
+        "appraisal",
+        "notice",
+        "town_review",
+        "county_approval",
+    ]
+    assert all(s["acted_by"] and s["recorded_at"] for s in case["steps"])
+
+    decisions = await read_topic(
+        a.settings, "assistance.decisions", match=lambda e: e.subject == hid
+    )
+    started = decisions[0].payload()
+    assert isinstance(started, MonitoringStarted)
+    assert started.monitoring_type == "unstable"
+    assert started.risk_factors == ["low_income", "housing"]
+    assert started.case_id == case_id and started.approved_by == "县扶贫办"
+
+    findings = await read_topic(a.settings, "assistance.findings", match=lambda e: e.subject == hid)
+    finding = findings[0].payload()
+    assert isinstance(finding, FindingObserved)
+    assert finding.origin == "verification" and finding.guarantees == {"housing": "prominent_issue"}
+
+    opened = await read_topic(
+        a.settings,
+        "assistance.tasks",
+        min_count=2,
+        match=lambda e: e.subject == hid,
+    )
+    assert [e.type for e in opened] == [
+        "backstop.assistance.task.opened.v1",
+        "backstop.assistance.task.completed.v1",
+    ]
+    # No ID numbers in events, and the correlation id of the alert is carried through.
+    assert all("id_number" not in e.to_bytes().decode() for e in decisions + opened)
+
+
+async def test_alert_redelivered_five_times_gives_one_task(a: Assistance) -> None:
+    hid = (await a.household()).household_id
+    same = alert(hid, ["low_income"])
+    for _ in range(5):  # the very same event, as a redelivery
+        await a.send(same)
+    other = (await a.household()).household_id
+    for factors in (["low_income"], ["income_drop"], ["low_income"], ["housing"], ["other"]):
+        await a.send(alert(other, factors))  # five distinct alerts while one task is open
+    marker = (await a.household()).household_id
+    await a.send(alert(marker, ["low_income"]))
+    await wait_for(lambda: tasks_of(a, marker), message="marker task")
+    # Alerts of one household are ordered in their partition; wait for the last one joined.
+    await wait_for(
+        lambda: _factors(a, other, {"low_income", "income_drop", "housing", "other"}),
+        message="all five alerts applied",
+    )
+    assert len(await tasks_of(a, hid)) == 1
+    assert len(await tasks_of(a, other)) == 1
+    async with a.runtime.sessions() as session:
+        n = await session.scalar(
+            select(func.count()).select_from(Task).where(Task.household_id.in_([hid, other]))  # type: ignore[attr-defined]
+        )
+    assert n == 2
+
+
+async def _factors(a: Assistance, household_id: str, wanted: set[str]) -> bool:
+    tasks = await tasks_of(a, household_id)
+    return bool(tasks) and set(tasks[0]["factors"]) == wanted
+
+
+async def test_department_case_goes_to_insurer_after_county_first_check(a: Assistance) -> None:
+    hid = (await a.household()).household_id
+    await a.send(alert(hid, ["illness", "expense_surge"]))
+    [task] = await wait_for(lambda: tasks_of(a, hid), message="task")
+    assert task["assignee"] == {"type": "insurer", "code": "picc"}
+    assert task["needs_precheck"] is True
+    done = {"outcome": "not_confirmed", "verified_by": "人保核查员"}
+    r = await a.client.post(f"/v1/tasks/{task['id']}/complete", json=done, headers=a.rw)
+    assert r.status_code == 409  # the county's 初核 first
+    r = await a.client.post(
+        f"/v1/tasks/{task['id']}/precheck", json={"checked_by": "县扶贫办"}, headers=a.rw
+    )
+    assert r.status_code == 200
+    r = await a.client.post(f"/v1/tasks/{task['id']}/complete", json=done, headers=a.rw)
+    assert r.status_code == 200 and r.json()["case_id"] is None
+
+
+async def test_overdue_is_emitted_once_even_with_two_replicas(a: Assistance) -> None:
+    hid = (await a.household()).household_id
+    await a.send(alert(hid, ["low_income"]))
+    [task] = await wait_for(lambda: tasks_of(a, hid), message="task")
+    later = domain.today() + timedelta(days=30)
+    counts = await asyncio.gather(
+        handlers.emit_overdue_tasks(a.runtime.sessions, on=later),
+        handlers.emit_overdue_tasks(a.runtime.sessions, on=later),
+    )
+    again = await handlers.emit_overdue_tasks(a.runtime.sessions, on=later)
+    assert again == 0
+    assert sum(counts) >= 1
+    events = await read_topic(
+        a.settings,
+        "assistance.tasks",
+        match=lambda e: e.subject == hid and e.type == "backstop.assistance.task.overdue.v1",
+    )
+    assert len(events) == 1
+    overdue = events[0].payload()
+    assert isinstance(overdue, TaskOverdue) and overdue.task_id == task["id"]
+    assert overdue.days_overdue == 23
+
+
+async def test_tasks_are_region_scoped_and_bad_input_is_a_problem(a: Assistance) -> None:
+    hid = (await a.household()).household_id
+    await a.send(alert(hid, ["low_income"]))
+    [task] = await wait_for(lambda: tasks_of(a, hid), message="task")
+    elsewhere = a.headers("assistance:read", "assistance:write", regions=("441882",))
+    r = await a.client.get("/v1/tasks", params={"household_id": hid}, headers=elsewhere)
+    assert r.json()["items"] == []
+    r = await a.client.post(
+        f"/v1/tasks/{task['id']}/complete",
+        json={"outcome": "confirmed", "verified_by": "x"},
+        headers=elsewhere,
+    )
+    assert r.status_code == 404
+    r = await a.client.post(
+        f"/v1/tasks/{task['id']}/complete",
+        json={"outcome": "maybe", "verified_by": "x"},
+        headers=a.rw,
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "outcome"]
+    r = await a.client.get("/v1/tasks", headers=a.headers("risk:read"))
+    assert r.status_code == 403
+    r = await a.client.get("/v1/tasks", params={"cursor": "nonsense"}, headers=a.rw)
+    assert r.status_code == 422
+
+
+async def test_task_list_paginates(a: Assistance) -> None:
+    ids = []
+    for _ in range(3):
+        hid = (await a.household(region_code=VILLAGE)).household_id
+        await a.send(alert(hid, ["low_income"]))
+        ids.append(hid)
+    for hid in ids:
+        await wait_for(lambda hid=hid: tasks_of(a, hid), message="task")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await a.client.get("/v1/tasks", params=params, headers=a.rw)).json()
+        seen += [t["id"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) >= 3
