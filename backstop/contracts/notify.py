@@ -17,6 +17,12 @@ class ReminderDelivered(BaseModel):
     kind: str
     recipient: str
     channel: str
-    status: str  # "sent" or "failed"
+    status: str  # "sent", "failed" or "cancelled" (an escalation made moot)
     subject_id: str | None = None
     delivered_at: datetime
+    # Additive: why a reminder failed ("unknown_recipient", "no_address",
+    # "channel_error", ...), how many attempts it took, and its region for routing.
+    failure_reason: str | None = None
+    attempts: int = 0
+    region_code: str | None = None
+    dedup_key: str | None = None

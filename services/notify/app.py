@@ -1,18 +1,79 @@
 """The notify service: `uvicorn services.notify.app:create --factory`."""
 
+from __future__ import annotations
+
+import uuid
+
 from fastapi import FastAPI
 
-from backstop.app import ServiceSpec, create_app
+from backstop.app import Runtime, ServiceSpec, create_app
+from backstop.bus import ConsumerSpec
+from backstop.contracts import assistance, datasync, registry, risk
 from backstop.settings import Settings
+from services.notify import delivery, scheduler
 from services.notify.api import router
-
-SPEC = ServiceSpec(
-    name="notify",
-    title="Backstop notify",
-    description="Reminders, schedules, escalation and signed webhooks.",
-    routers=[router],
-)
+from services.notify.config import NotifySettings, get_notify_settings
+from services.notify.handlers import ALERT_EVENT_TYPES, EventHandlers
 
 
-def create(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
-    return create_app(SPEC, settings, background=background)
+def build_spec(notify: NotifySettings) -> ServiceSpec:
+    """The service, wired to this deployment's channels and job cadences."""
+    handlers = EventHandlers(notify)
+    worker = f"notify-{uuid.uuid4().hex[:8]}"
+
+    async def fire_schedules(runtime: Runtime) -> None:
+        await scheduler.run_schedules(runtime.sessions, notify, worker=worker)
+
+    async def send_reminders(runtime: Runtime) -> None:
+        # Drain what is due, then wait for the next tick.
+        while await delivery.deliver_reminders(runtime.sessions, notify, worker=worker):
+            pass
+
+    async def send_webhooks(runtime: Runtime) -> None:
+        while await delivery.deliver_webhooks(runtime.sessions, notify):
+            pass
+
+    return ServiceSpec(
+        name="notify",
+        title="Backstop notify",
+        description=(
+            "Reminders from events and schedules (Asia/Shanghai), escalation of overdue "
+            "work, delivery channels, and signed webhooks of risk alerts for other counties."
+        ),
+        routers=[router],
+        consumers=[
+            ConsumerSpec(
+                group="notify",
+                topics=[
+                    assistance.TASKS_TOPIC,
+                    assistance.DECISIONS_TOPIC,
+                    datasync.DELIVERIES_TOPIC,
+                    registry.TOPIC,
+                ],
+                handlers=handlers.by_type(),
+            ),
+            # Alerts fan out to subscribers on their own group, so neither waits for the other.
+            ConsumerSpec(
+                group="notify-webhooks",
+                topics=[risk.ALERTS_TOPIC],
+                handlers={t: handlers.alert for t in ALERT_EVENT_TYPES},
+            ),
+        ],
+        jobs=[
+            ("notify-schedules", notify.schedule_interval_s, fire_schedules),
+            ("notify-reminders", notify.reminder_interval_s, send_reminders),
+            ("notify-webhooks", notify.webhook_interval_s, send_webhooks),
+        ],
+    )
+
+
+def create(
+    settings: Settings | None = None,
+    *,
+    background: bool = True,
+    notify: NotifySettings | None = None,
+) -> FastAPI:
+    notify = notify or get_notify_settings()
+    app = create_app(build_spec(notify), settings, background=background)
+    app.state.notify_settings = notify
+    return app

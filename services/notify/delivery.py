@@ -1,0 +1,308 @@
+"""The delivery jobs: reminders through their channels, alerts to webhook subscribers.
+
+Both work the same way, safe with any number of replicas: claim due rows with
+`FOR UPDATE SKIP LOCKED` and a lease in one short transaction, send outside any
+transaction, then record each outcome (guarded by the lease) in a second one. A row whose
+worker died is claimed again when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backstop.db import SessionFactory, unit_of_work
+from backstop.events import CONTENT_TYPE
+from services.notify import domain
+from services.notify.channels import Channels, Outgoing, SendResult, send_safely
+from services.notify.config import NotifySettings
+from services.notify.handlers import (
+    REMINDERS,
+    SUBSCRIPTIONS,
+    WEBHOOK_DELIVERIES,
+    publish_final,
+    utcnow,
+)
+from services.notify.models import ReminderAttempt, WebhookAttempt, table
+
+log = logging.getLogger("backstop.notify.delivery")
+
+REMINDER_ATTEMPTS = table(ReminderAttempt)
+WEBHOOK_ATTEMPTS = table(WebhookAttempt)
+_SEND_CONCURRENCY = 16
+
+
+def _client(settings: NotifySettings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=settings.http_timeout_s, follow_redirects=False)
+
+
+# ---------------------------------------------------------------- reminders
+
+
+async def _claim_reminders(
+    session: AsyncSession, settings: NotifySettings, now: datetime, lease: datetime
+) -> list[Any]:
+    due = (
+        select(REMINDERS.c.id)
+        .where(
+            REMINDERS.c.status == domain.PENDING,
+            REMINDERS.c.next_attempt_at <= now,
+            or_(REMINDERS.c.locked_until.is_(None), REMINDERS.c.locked_until < now),
+        )
+        .order_by(REMINDERS.c.next_attempt_at, REMINDERS.c.seq)
+        .limit(settings.batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    rows = await session.execute(
+        update(REMINDERS)
+        .where(REMINDERS.c.id.in_(due.scalar_subquery()))
+        .values(locked_until=lease, attempts=REMINDERS.c.attempts + 1)
+        .returning(*REMINDERS.c)
+    )
+    return list(rows.all())
+
+
+async def deliver_reminders(
+    sessions: SessionFactory,
+    settings: NotifySettings,
+    *,
+    worker: str,
+    now: datetime | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> int:
+    """Send the reminders that are due; returns how many were attempted."""
+    now = now or utcnow()
+    lease = now + timedelta(seconds=settings.lease_s)
+    async with unit_of_work(sessions) as session:
+        claimed = await _claim_reminders(session, settings, now, lease)
+    if not claimed:
+        return 0
+    own_client = client is None
+    http = client or _client(settings)
+    try:
+        channels = Channels(settings, http)
+        gate = asyncio.Semaphore(_SEND_CONCURRENCY)
+
+        async def send(row: Any) -> tuple[Any, str, SendResult]:
+            channel = channels.pick(row.channel)
+            message = Outgoing(
+                reminder_id=str(row.id),
+                dedup_key=row.dedup_key,
+                recipient=row.recipient,
+                recipient_name=row.recipient_name,
+                address=row.address or "",
+                title=row.title,
+                body=row.body,
+            )
+            async with gate:
+                result = await send_safely(channel, message, settings.http_timeout_s + 5)
+            return row, channel.name, result
+
+        results = await asyncio.gather(*(send(r) for r in claimed))
+    finally:
+        if own_client:
+            await http.aclose()
+    await _record_reminders(sessions, settings, results, worker=worker, lease=lease)
+    return len(claimed)
+
+
+async def _record_reminders(
+    sessions: SessionFactory,
+    settings: NotifySettings,
+    results: list[tuple[Any, str, SendResult]],
+    *,
+    worker: str,
+    lease: datetime,
+) -> None:
+    done = utcnow()
+    async with unit_of_work(sessions) as session:
+        finals: list[Any] = []
+        for row, channel, result in results:
+            final = (
+                result.ok or not result.retryable or row.attempts >= settings.reminder_max_attempts
+            )
+            if result.ok:
+                values: dict[str, Any] = {
+                    "status": domain.SENT,
+                    "delivered_at": done,
+                    "locked_until": None,
+                    "last_error": None,
+                    "failure_reason": None,
+                }
+            elif final:
+                values = {
+                    "status": domain.FAILED,
+                    "delivered_at": done,
+                    "locked_until": None,
+                    "last_error": result.error,
+                    "failure_reason": "channel_error"
+                    if result.retryable
+                    else "rejected_by_channel",
+                }
+            else:
+                delay = domain.retry_delay(
+                    row.attempts,
+                    base_s=settings.reminder_backoff_s,
+                    max_s=settings.reminder_backoff_max_s,
+                )
+                values = {
+                    "next_attempt_at": done + timedelta(seconds=delay),
+                    "locked_until": None,
+                    "last_error": result.error,
+                }
+            updated = (
+                await session.execute(
+                    update(REMINDERS)
+                    .where(REMINDERS.c.id == row.id, REMINDERS.c.locked_until == lease)
+                    .values(**values, channel=channel)
+                    .returning(*REMINDERS.c)
+                )
+            ).first()
+            if updated is None:  # our lease ran out and another worker took it over
+                log.warning("reminder %s: lease lost, outcome not recorded", row.id)
+                continue
+            await session.execute(
+                insert(REMINDER_ATTEMPTS).values(
+                    reminder_id=row.id,
+                    attempt=row.attempts,
+                    channel=channel,
+                    ok=result.ok,
+                    error=result.error,
+                    worker=worker,
+                )
+            )
+            if final:
+                finals.append(updated)
+        await publish_final(session, finals, now=done)
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    secret: str
+
+
+async def deliver_webhooks(
+    sessions: SessionFactory,
+    settings: NotifySettings,
+    *,
+    now: datetime | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> int:
+    """POST due alert deliveries to their subscribers, each row on its own: a subscriber
+    that is down only backs off its own rows. Returns how many were attempted."""
+    now = now or utcnow()
+    lease = now + timedelta(seconds=settings.lease_s)
+    d = WEBHOOK_DELIVERIES
+    async with unit_of_work(sessions) as session:
+        ranked = (
+            select(
+                d.c.id,
+                func.row_number()
+                .over(partition_by=d.c.subscription_id, order_by=(d.c.next_attempt_at, d.c.seq))
+                .label("rank"),
+            )
+            .where(
+                d.c.status == domain.PENDING,
+                d.c.next_attempt_at <= now,
+                or_(d.c.locked_until.is_(None), d.c.locked_until < now),
+            )
+            .subquery()
+        )
+        fair = select(ranked.c.id).where(ranked.c.rank <= settings.webhook_per_subscription)
+        due = (
+            select(d.c.id)
+            .where(d.c.id.in_(fair.scalar_subquery()))
+            .limit(settings.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = (
+            await session.execute(
+                update(d)
+                .where(d.c.id.in_(due.scalar_subquery()))
+                .values(locked_until=lease, attempts=d.c.attempts + 1)
+                .returning(d.c.id, d.c.subscription_id, d.c.event_id, d.c.body, d.c.attempts)
+            )
+        ).all()
+        if not claimed:
+            return 0
+        targets = {
+            r.id: _Target(r.callback_url, r.secret)
+            for r in (
+                await session.execute(
+                    select(
+                        SUBSCRIPTIONS.c.id, SUBSCRIPTIONS.c.callback_url, SUBSCRIPTIONS.c.secret
+                    ).where(SUBSCRIPTIONS.c.id.in_({c.subscription_id for c in claimed}))
+                )
+            ).all()
+        }
+    own_client = client is None
+    http = client or _client(settings)
+    gate = asyncio.Semaphore(_SEND_CONCURRENCY)
+
+    async def post(row: Any) -> tuple[Any, int | None, str | None]:
+        target = targets[row.subscription_id]
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "X-Backstop-Signature": domain.sign(target.secret, row.body),
+            "X-Backstop-Delivery": str(row.id),
+            "X-Backstop-Event-Id": row.event_id,
+            "X-Backstop-Attempt": str(row.attempts),
+        }
+        async with gate:
+            try:
+                response = await asyncio.wait_for(
+                    http.post(target.url, content=row.body, headers=headers),
+                    settings.http_timeout_s + 5,
+                )
+            except TimeoutError:
+                return row, None, "timed out"
+            except httpx.HTTPError as exc:
+                return row, None, f"{type(exc).__name__}: {exc}"[:1000]
+        if response.is_success:
+            return row, response.status_code, None
+        return row, response.status_code, f"HTTP {response.status_code}"
+
+    try:
+        results = await asyncio.gather(*(post(r) for r in claimed))
+    finally:
+        if own_client:
+            await http.aclose()
+
+    done = utcnow()
+    async with unit_of_work(sessions) as session:
+        for row, status_code, error in results:
+            if error is None:
+                values: dict[str, Any] = {"status": "delivered", "delivered_at": done}
+            elif row.attempts >= settings.webhook_max_attempts:
+                values = {"status": domain.FAILED}
+            else:
+                delay = domain.retry_delay(
+                    row.attempts,
+                    base_s=settings.webhook_backoff_s,
+                    max_s=settings.webhook_backoff_max_s,
+                )
+                values = {"next_attempt_at": done + timedelta(seconds=delay)}
+            result = await session.execute(
+                update(d)
+                .where(and_(d.c.id == row.id, d.c.locked_until == lease))
+                .values(**values, locked_until=None, last_status_code=status_code, last_error=error)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                continue
+            await session.execute(
+                insert(WEBHOOK_ATTEMPTS).values(
+                    delivery_id=row.id, attempt=row.attempts, status_code=status_code, error=error
+                )
+            )
+    return len(claimed)

@@ -1,0 +1,415 @@
+"""Pure rules of the notify service: who is reminded of what, in which words, and when.
+
+No FastAPI, SQL or Kafka here. Everything is plain data in, decisions out, so the rules
+can be read next to the seed (重点联系机制, 数据交换机制, 压实责任) and tested with asserts.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+# The departments that push feeds (数据交换机制) and the county office (扶贫办).
+DEPARTMENTS: dict[str, str] = {
+    "medical": "医保局",
+    "disaster": "应急管理局",
+    "civil_affairs": "民政局",
+    "education": "教育局",
+}
+FEED_LABELS: dict[str, str] = {
+    "medical": "因病支出达到监测预警线的农户情况（医疗费用数据）",
+    "disaster": "因灾支出达到监测预警线的农户情况（灾情数据）",
+    "civil_affairs": "民政救助数据（低保、特困、临时救助、残疾人补贴）",
+    "education": "因学支出达到监测预警线的农户情况（教育费用数据）",
+}
+COUNTY_OFFICE = "扶贫办"
+COUNTY_OFFICE_CODE = "county"
+
+HOUSEHOLD_TYPES: dict[str, str] = {
+    "alleviated": "脱贫户",
+    "unstable": "脱贫不稳定户",
+    "marginal": "边缘易致贫户",
+    "sudden_hardship": "突发严重困难户",
+    "ordinary": "一般农户",
+}
+MONITORED_TYPES = frozenset({"unstable", "marginal", "sudden_hardship"})
+
+# Who may be in the recipient directory. Codes: town/town_leader = 9-digit town code,
+# village = 12-digit village code, insurer = the code tasks use, department = the feed
+# source ("medical", ...), county_office = "county", contact = the contact's phone.
+RECIPIENT_KINDS = (
+    "town",
+    "town_leader",
+    "village",
+    "insurer",
+    "department",
+    "county_office",
+    "contact",
+)
+CHANNELS = ("local", "sms", "wecom", "email", "webhook")
+
+# Statuses of a reminder; all but "pending" are final.
+PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
+REMINDER_STATUSES = (PENDING, SENT, FAILED, CANCELLED)
+
+# An 18-character resident ID anywhere in free text (reasons and notes come from people).
+_ID_NUMBER = re.compile(r"(?<![0-9])([1-9][0-9]{5})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9A-Za-z])")
+
+
+# ---------------------------------------------------------------- recipients
+
+
+@dataclass(frozen=True)
+class RecipientKey:
+    kind: str
+    code: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.code}"
+
+    @classmethod
+    def parse(cls, text: str) -> RecipientKey:
+        kind, sep, code = text.partition(":")
+        if not sep or kind not in RECIPIENT_KINDS or not code:
+            raise ValueError(f"a recipient is <kind>:<code> with kind one of {RECIPIENT_KINDS}")
+        return cls(kind, code)
+
+
+def town_code_of(region_code: str) -> str:
+    """The 9-digit town (乡镇) code of a village or town code."""
+    return region_code[:9]
+
+
+def assignee_key(assignee_type: str, code: str) -> RecipientKey:
+    """A task's assignee ({type: town|village|insurer, code}) as a directory key."""
+    if assignee_type == "town":
+        return RecipientKey("town", town_code_of(code))
+    return RecipientKey(assignee_type, code)
+
+
+def town_leader_key(region_code: str) -> RecipientKey:
+    """The town's responsible leader (镇级负主体责任), who hears of escalations."""
+    return RecipientKey("town_leader", town_code_of(region_code))
+
+
+def town_office_key(region_code: str) -> RecipientKey:
+    return RecipientKey("town", town_code_of(region_code))
+
+
+def department_key(source: str) -> RecipientKey:
+    return RecipientKey("department", source)
+
+
+def county_office_key() -> RecipientKey:
+    return RecipientKey("county_office", COUNTY_OFFICE_CODE)
+
+
+def contact_key(phone: str) -> RecipientKey:
+    return RecipientKey("contact", normalize_phone(phone))
+
+
+def normalize_phone(phone: str) -> str:
+    return re.sub(r"[\s\-()]", "", phone)
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+
+
+def redact(text: str) -> str:
+    """Mask any resident ID number in free text: messages never carry a full one."""
+    return _ID_NUMBER.sub(lambda m: f"{m.group(1)}********{m.group(2)}", text)
+
+
+def household_label(household_id: str, household_number: str | None = None) -> str:
+    if household_number:
+        return f"户编号{household_number}"
+    return f"农户{household_id[:8]}"
+
+
+def _msg(title: str, body: str) -> Message:
+    return Message(title=redact(title), body=redact(f"【防返贫监测】{body}"))
+
+
+def task_opened(
+    *, kind: str, household: str, region_code: str, reason: str, due_on: date
+) -> Message:
+    what = "入户核实" if kind == "verification" else "回头看" if kind == "review" else kind
+    return _msg(
+        f"新的{what}任务",
+        f"{household}（{region_code}）需{what}，原因：{reason}。请于{due_on:%Y年%m月%d日}前完成并录入结果。",
+    )
+
+
+def task_overdue(
+    *, kind: str, household: str, region_code: str, due_on: date, days_overdue: int
+) -> Message:
+    what = "入户核实" if kind == "verification" else kind
+    return _msg(
+        f"{what}任务已逾期",
+        f"{household}（{region_code}）的{what}任务已逾期{days_overdue}天（期限{due_on:%Y年%m月%d日}），请立即处理。",
+    )
+
+
+def task_escalated(
+    *, kind: str, household: str, region_code: str, assignee: str, due_on: date
+) -> Message:
+    what = "入户核实" if kind == "verification" else kind
+    return _msg(
+        f"督办：{what}任务逾期未办",
+        f"{household}（{region_code}）的{what}任务（责任方{assignee}，期限{due_on:%Y年%m月%d日}）逾期仍未完成，请督促落实。",
+    )
+
+
+def rectification_overdue(
+    *, region_code: str, responsible_unit: str, deadline: date, summary: str, escalated: bool
+) -> Message:
+    head = "督办：整改逾期未完成" if escalated else "整改任务已逾期"
+    return _msg(
+        head,
+        f"{region_code}的督导整改事项「{summary}」（责任单位{responsible_unit}）已超过整改期限{deadline:%Y年%m月%d日}，请限时整改到位。",
+    )
+
+
+def clue_overdue(
+    *, region_code: str, household: str | None, source: str, received_at: datetime, escalated: bool
+) -> Message:
+    head = "督办：线索逾期未受理" if escalated else "线索逾期未受理"
+    who = f"涉及{household}，" if household else ""
+    return _msg(
+        head,
+        f"{region_code}于{received_at.astimezone(TZ):%Y年%m月%d日}收到的{source}线索{who}尚未受理，请及时受理并入户核实。",
+    )
+
+
+def monitoring_started(
+    *, household: str, region_code: str, monitoring_type: str, risk_factors: Sequence[str]
+) -> Message:
+    label = HOUSEHOLD_TYPES.get(monitoring_type, monitoring_type)
+    factors = "、".join(risk_factors) or "未注明"
+    return _msg(
+        "农户已纳入监测",
+        f"{household}（{region_code}）已纳入监测，类型：{label}，风险因素：{factors}。"
+        "您是该户联系人，请每月至少入户走访或电话、短信、微信联系一次，帮助落实帮扶措施。",
+    )
+
+
+def risk_eliminated(*, household: str, region_code: str, method: str) -> Message:
+    how = "帮扶消除" if method == "assisted" else "自然消除"
+    return _msg(
+        "农户风险已消除",
+        f"{household}（{region_code}）风险已{how}，按规定继续跟踪，如有返贫致贫风险请及时反馈。",
+    )
+
+
+def delivery_late(*, source: str, period: str, due_on: date, to_county: bool) -> Message:
+    dept = DEPARTMENTS.get(source, source)
+    what = FEED_LABELS.get(source, source)
+    if to_county:
+        return _msg(
+            f"{dept}数据逾期未报送",
+            f"{dept}{period}期{what}应于{due_on:%Y年%m月%d日}前报送，至今未收到，请督促。",
+        )
+    return _msg(
+        "数据报送已逾期",
+        f"贵单位{period}期{what}应于{due_on:%Y年%m月%d日}前报送{COUNTY_OFFICE}，至今未收到，请尽快报送。",
+    )
+
+
+def feed_due(*, source: str, due_on: date) -> Message:
+    what = FEED_LABELS.get(source, source)
+    return _msg(
+        "数据报送提醒",
+        f"请于{due_on:%Y年%m月%d日}前向{COUNTY_OFFICE}报送{what}。",
+    )
+
+
+# ---------------------------------------------------------------- monthly contact lists
+
+
+@dataclass(frozen=True)
+class ContactView:
+    role: str
+    name: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class HouseholdView:
+    household_id: str
+    region_code: str
+    type: str
+    monitoring_status: str
+    household_number: str | None = None
+    contacts: tuple[ContactView, ...] = ()
+
+
+def needs_monthly_contact(*, type: str, monitoring_status: str) -> bool:
+    """Monitored households and marginal/unstable/sudden-hardship ones not yet cleared
+    must be visited or contacted at least once a month (重点联系机制)."""
+    if monitoring_status == "monitored":
+        return True
+    return type in MONITORED_TYPES and monitoring_status != "eliminated"
+
+
+@dataclass
+class ContactList:
+    phone: str
+    name: str
+    households: list[HouseholdView] = field(default_factory=list)
+
+
+def monthly_contact_lists(households: Iterable[HouseholdView]) -> list[ContactList]:
+    """Group the households to contact this month by their key contact (by phone)."""
+    lists: dict[str, ContactList] = {}
+    for household in households:
+        if not needs_monthly_contact(
+            type=household.type, monitoring_status=household.monitoring_status
+        ):
+            continue
+        for contact in household.contacts:
+            phone = normalize_phone(contact.phone)
+            if not phone:
+                continue
+            entry = lists.setdefault(phone, ContactList(phone=phone, name=contact.name))
+            if all(h.household_id != household.household_id for h in entry.households):
+                entry.households.append(household)
+    for entry in lists.values():
+        entry.households.sort(key=lambda h: (h.region_code, h.household_id))
+    return sorted(lists.values(), key=lambda c: c.phone)
+
+
+def monthly_contacts_message(contact: ContactList, month: str) -> Message:
+    lines = [
+        f"{i}. {household_label(h.household_id, h.household_number)}（{h.region_code}，"
+        f"{HOUSEHOLD_TYPES.get(h.type, h.type)}）"
+        for i, h in enumerate(contact.households, 1)
+    ]
+    return _msg(
+        f"{month}月度联系名单",
+        f"{contact.name}您好，{month}请对以下{len(lines)}户至少入户走访或联系一次，"
+        "了解生产生活现状、致贫风险和发展需求：\n" + "\n".join(lines),
+    )
+
+
+def common_prefix(codes: Iterable[str]) -> str:
+    codes = list(codes)
+    if not codes:
+        return ""
+    first, last = min(codes), max(codes)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+# ---------------------------------------------------------------- schedules
+
+
+@dataclass(frozen=True)
+class ScheduleRule:
+    """A schedule as stored: monthly contact lists, or a reminder before a feed's due day.
+
+    `months` are the months with a due date (all twelve, or 3 and 10 for education);
+    `due_day` 0 means the month's last day; the reminder goes out `lead_days` before the
+    due day at `send_hour` local time, or on the 1st for the monthly contact lists.
+    """
+
+    kind: str  # "monthly_contacts" | "feed_due"
+    source: str | None = None
+    months: tuple[int, ...] = tuple(range(1, 13))
+    due_day: int = 0
+    lead_days: int = 0
+    send_hour: int = 8
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    key: str  # unique: claiming it is what makes a schedule fire exactly once
+    fire_at: datetime
+    window_end: datetime  # after this it is too late to be useful: not caught up
+    due_on: date
+    period: str  # "2026-12"
+
+
+def _local(d: date, hour: int = 0) -> datetime:
+    return datetime.combine(d, time(hour=hour), tzinfo=TZ)
+
+
+def _due_day(year: int, month: int, due_day: int) -> date:
+    last = calendar.monthrange(year, month)[1]
+    return date(year, month, last if due_day <= 0 else min(due_day, last))
+
+
+def current_occurrence(name: str, rule: ScheduleRule, now: datetime) -> Occurrence | None:
+    """The occurrence of schedule `name` whose window contains `now`, if any.
+
+    A window opens at the fire time and closes when the reminder stops being useful (the
+    month's end for contact lists, the end of the due day for feeds). A scheduler that was
+    down when a window opened still finds it open when it comes back — and sends it once,
+    because the occurrence key is claimed in the database.
+    """
+    local = now.astimezone(TZ)
+    if rule.kind == "monthly_contacts":
+        first = date(local.year, local.month, 1)
+        fire_at = _local(first, rule.send_hour)
+        last = _due_day(local.year, local.month, 0)
+        end = _local(last + timedelta(days=1))
+        if not fire_at <= local < end:
+            return None
+        period = f"{local.year:04d}-{local.month:02d}"
+        return Occurrence(f"{name}:{period}", fire_at, end, last, period)
+    if rule.kind == "feed_due":
+        # The due day of this month or the next that has one (a lead may cross months).
+        for offset in range(0, 13):
+            y, m = divmod(local.month - 1 + offset, 12)
+            year, month = local.year + y, m + 1
+            if month not in rule.months:
+                continue
+            due = _due_day(year, month, rule.due_day)
+            end = _local(due + timedelta(days=1))
+            if end <= local:
+                continue
+            fire_at = _local(due - timedelta(days=rule.lead_days), rule.send_hour)
+            if local < fire_at:
+                return None
+            period = f"{year:04d}-{month:02d}"
+            return Occurrence(f"{name}:{period}", fire_at, end, due, period)
+        return None
+    raise ValueError(f"unknown schedule kind {rule.kind!r}")
+
+
+# ---------------------------------------------------------------- retries and signatures
+
+
+def retry_delay(attempt: int, *, base_s: float, max_s: float) -> float:
+    """Exponential backoff after the `attempt`-th failure (1-based): base, 2·base, 4·base…"""
+    return float(min(max_s, base_s * (2 ** max(attempt - 1, 0))))
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The `X-Backstop-Signature` value: HMAC-SHA256 of the raw body under the secret."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_matches(secret: str, body: bytes, header: str) -> bool:
+    return hmac.compare_digest(sign(secret, body), header)
+
+
+def subscription_matches(
+    *, event_types: Sequence[str], region_prefix: str, event_type: str, region_code: str
+) -> bool:
+    return event_type in event_types and region_code.startswith(region_prefix)
