@@ -1,5 +1,319 @@
 """HTTP routes of the datasync service."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter(prefix="/v1")
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from starlette.datastructures import UploadFile
+
+from backstop.app import SessionDep, SessionsDep
+from backstop.auth import Principal, PrincipalDep, require
+from backstop.errors import Problem, invalid
+from services.datasync import handlers, queries
+from services.datasync.config import DatasyncConfig, get_config
+from services.datasync.domain import SOURCES, Period, check_period
+from services.datasync.models import (
+    BatchCreate,
+    BatchList,
+    BatchPublic,
+    BatchSummary,
+    DeliveryList,
+    RawRecordList,
+    UnmatchedList,
+)
+from services.datasync.parsing import Row, csv_rows, json_rows, xlsx_rows
+
+router = APIRouter(prefix="/v1", tags=["feeds"])
+
+XLSX_TYPES = {
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-excel",
+}
+CSV_TYPES = {"text/csv", "application/csv", "text/plain", "text/tab-separated-values"}
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def config_of(request: Request) -> DatasyncConfig:
+    config = getattr(request.app.state, "datasync_config", None)
+    return config if isinstance(config, DatasyncConfig) else get_config()
+
+
+def known_source(source: str) -> str:
+    if source not in SOURCES:
+        raise Problem(404, f"unknown source {source!r}; sources are {', '.join(SOURCES)}")
+    return source
+
+
+def _may_read(principal: Principal, source: str) -> None:
+    if not (principal.has("feeds:read") or principal.has(f"feeds:{source}")):
+        raise Problem(403, f"missing scope: feeds:read (or feeds:{source})")
+
+
+BATCH_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
+
+
+def _batch_id(value: Any, loc: list[str | int]) -> str:
+    if not isinstance(value, str) or not value:
+        raise invalid(loc, "is required")
+    if not BATCH_ID.fullmatch(value):
+        raise invalid(loc, "must be 1-100 letters, digits or . _ : -")
+    return value
+
+
+def _period(value: Any, loc: list[str | int], config: DatasyncConfig) -> Period:
+    if not isinstance(value, str) or not value:
+        raise invalid(loc, "is required")
+    try:
+        return check_period(value, today=datetime.now(config.tz).date())
+    except ValueError as exc:
+        raise invalid(loc, str(exc)) from None
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(413, f"the upload is larger than the limit of {limit} bytes")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _file_format(upload: UploadFile) -> str:
+    name = (upload.filename or "").lower()
+    ctype = (upload.content_type or "").split(";")[0].strip().lower()
+    upload.file.seek(0)
+    magic = upload.file.read(4)
+    upload.file.seek(0)
+    if name.endswith(".xlsx") or ctype in XLSX_TYPES or magic == b"PK\x03\x04":
+        return "xlsx"
+    if name.endswith((".csv", ".tsv", ".txt")) or ctype in CSV_TYPES:
+        return "csv"
+    raise Problem(
+        415,
+        f"file {upload.filename!r} ({ctype or 'no content type'}) is neither CSV nor XLSX",
+        errors=[{"loc": ["body", "file"], "msg": "send a .csv or .xlsx file"}],
+    )
+
+
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": BatchCreate.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "batch_id", "period"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "batch_id": {"type": "string"},
+                        "period": {"type": "string", "example": "2026-10"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/feeds/{source}/batches",
+    status_code=201,
+    response_model=BatchSummary,
+    openapi_extra=_BATCH_BODY,
+    responses={200: {"model": BatchSummary, "description": "the same batch sent again"}},
+)
+async def submit_batch(
+    source: str,
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,
+    sessions: SessionsDep,
+) -> dict[str, Any]:
+    """A department's batch as JSON, or as a CSV/XLSX file (multipart, field `file`).
+
+    Each record is validated; bad ones are listed in `errors` and the rest is kept.
+    The same `batch_id` with the same content returns the original summary (200)."""
+    known_source(source)
+    if not principal.has(f"feeds:{source}"):
+        raise Problem(403, f"missing scope: feeds:{source} (each source pushes only its own feed)")
+    config = config_of(request)
+    limit = config.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    rows: Iterator[Row | None]
+    filename: str | None = None
+    form = None
+    try:
+        if ctype == "application/json" or ctype.endswith("+json"):
+            body = await _read_body(request, limit)
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise Problem(
+                    400, f"malformed JSON: {exc}", errors=[{"loc": ["body"], "msg": str(exc)}]
+                ) from None
+            if not isinstance(document, dict):
+                raise invalid(["body"], "must be an object with batch_id, period and records")
+            batch_id = _batch_id(document.get("batch_id"), ["body", "batch_id"])
+            period = _period(document.get("period"), ["body", "period"], config)
+            records = document.get("records")
+            if not isinstance(records, list):
+                raise invalid(["body", "records"], "must be a list of records")
+            if not records:
+                raise invalid(["body", "records"], "the batch has no records")
+            rows, fmt = json_rows(records, source), "json"
+        elif ctype == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=20)
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise invalid(["body", "file"], "is required (a CSV or XLSX file)")
+            if upload.size is not None and upload.size > limit:
+                raise _too_large(limit)
+            batch_id = _batch_id(
+                form.get("batch_id") or request.query_params.get("batch_id"),
+                ["body", "batch_id"],
+            )
+            period = _period(
+                form.get("period") or request.query_params.get("period"),
+                ["body", "period"],
+                config,
+            )
+            fmt = _file_format(upload)
+            filename = upload.filename
+            reader = xlsx_rows if fmt == "xlsx" else csv_rows
+            rows = reader(upload.file, source)
+        else:
+            raise Problem(
+                415,
+                f"unsupported content type {ctype or '(none)'}:"
+                " send application/json or multipart/form-data with a CSV/XLSX file",
+            )
+        summary, created = await handlers.ingest_batch(
+            sessions=sessions,
+            settings=request.app.state.settings,
+            config=config,
+            source=source,
+            batch_id=batch_id,
+            period=period,
+            fmt=fmt,
+            filename=filename,
+            submitted_by=principal.sub,
+            rows=rows,
+            now=datetime.now(UTC),
+        )
+    finally:
+        if form is not None:
+            await form.close()
+    response.status_code = 201 if created else 200
+    response.headers["Location"] = f"/v1/feeds/{source}/batches/{batch_id}"
+    return summary
+
+
+@router.get("/feeds/{source}/batches", response_model=BatchList)
+async def list_batches(
+    source: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    period: str | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> BatchList:
+    known_source(source)
+    _may_read(principal, source)
+    return await queries.list_batches(
+        session=session, source=source, period=period, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/feeds/{source}/batches/{batch_id}", response_model=BatchPublic)
+async def get_batch(
+    source: str, batch_id: str, principal: PrincipalDep, session: SessionDep
+) -> BatchPublic:
+    known_source(source)
+    _may_read(principal, source)
+    batch = await queries.get_batch(session=session, source=source, batch_id=batch_id)
+    if batch is None:
+        raise Problem(404, f"no batch {batch_id} from {source}")
+    return batch
+
+
+@router.get("/feeds/{source}/batches/{batch_id}/records", response_model=RawRecordList)
+async def get_raw_records(
+    source: str,
+    batch_id: str,
+    session: SessionDep,
+    principal: Principal = require("feeds:read", "registry:pii"),
+    limit: Limit = 100,
+    cursor: str | None = None,
+) -> RawRecordList:
+    """The batch's records as the department sent them (ID numbers included), accepted
+    and rejected, for audit. Needs feeds:read and registry:pii."""
+    known_source(source)
+    if await queries.get_batch(session=session, source=source, batch_id=batch_id) is None:
+        raise Problem(404, f"no batch {batch_id} from {source}")
+    return await queries.list_raw_records(
+        session=session, source=source, batch_id=batch_id, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/unmatched", response_model=UnmatchedList)
+async def list_unmatched(
+    request: Request,
+    session: SessionDep,
+    principal: Principal = require("feeds:read"),
+    source: str | None = None,
+    period: str | None = None,
+    limit: Limit = 100,
+    cursor: str | None = None,
+) -> UnmatchedList:
+    """Accepted records whose person is not (yet) in the register. They are matched
+    automatically when the registry adds that person. ID numbers are masked unless the
+    client has registry:pii."""
+    if source is not None:
+        known_source(source)
+    if period is not None:
+        _period(period, ["query", "period"], config_of(request))
+    return await queries.list_unmatched(
+        session=session,
+        source=source,
+        period=period,
+        limit=limit,
+        cursor=cursor,
+        pii=principal.has("registry:pii"),
+    )
+
+
+@router.get("/deliveries", response_model=DeliveryList, tags=["deliveries"])
+async def list_deliveries(
+    request: Request,
+    session: SessionDep,
+    period: str,
+    principal: Principal = require("feeds:read"),
+) -> DeliveryList:
+    """Who has delivered for `period`, what is due and what is late (delivery calendar)."""
+    config = config_of(request)
+    try:
+        month = Period.parse(period)
+    except ValueError as exc:
+        raise invalid(["query", "period"], str(exc)) from None
+    return await queries.deliveries(
+        session=session,
+        period=month,
+        rules=config.rules,
+        today=datetime.now(config.tz).date(),
+        tz=config.tz,
+    )

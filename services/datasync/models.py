@@ -1,8 +1,246 @@
 """Tables of the datasync database and their Create/Public schemas."""
 
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Text, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
-from sqlmodel import SQLModel
+from sqlmodel import Field, SQLModel
 
 
 class DatasyncBase(SQLModel, registry=registry()):
     """Base of every datasync table: its own metadata, so its migrations see only these."""
+
+
+def _now_column() -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+class FeedBatch(DatasyncBase, table=True):
+    """One batch a department pushed. `summary` is the response it got, returned again
+    verbatim when the same batch is resent."""
+
+    __tablename__ = "feed_batches"
+    __table_args__ = (Index("ix_feed_batches_source_period", "source", "period"),)
+
+    source: str = Field(primary_key=True, max_length=20)
+    batch_id: str = Field(primary_key=True, max_length=100)
+    period: str = Field(max_length=7)
+    status: str = Field(default="processing", max_length=20)  # processing → done
+    content_hash: str | None = Field(default=None, max_length=64)
+    format: str = Field(max_length=10)  # json, csv, xlsx
+    filename: str | None = Field(default=None, max_length=255)
+    submitted_by: str = Field(max_length=200)
+    received_at: datetime | None = _now_column()
+    completed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    due_on: date | None = None
+    on_time: bool | None = None
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+
+
+class FeedRecord(DatasyncBase, table=True):
+    """An accepted department record, with the department's raw row (ID number included)
+    for audit. `data` is its event form (id_hash, never the ID number)."""
+
+    __tablename__ = "feed_records"
+    __table_args__ = (
+        UniqueConstraint("source", "record_id", name="uq_feed_records_source_record_id"),
+        Index("ix_feed_records_batch", "source", "batch_id", "idx"),
+        Index(
+            "ix_feed_records_unmatched_hash",
+            "id_hash",
+            postgresql_where="household_id IS NULL",
+        ),
+        Index(
+            "ix_feed_records_unmatched",
+            "source",
+            "period",
+            "id",
+            postgresql_where="household_id IS NULL",
+        ),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    source: str = Field(max_length=20)
+    record_id: str = Field(max_length=64)
+    batch_id: str = Field(max_length=100)
+    period: str = Field(max_length=7)
+    idx: int
+    id_number: str = Field(max_length=18)
+    id_hash: str = Field(max_length=64)
+    name: str | None = Field(default=None, max_length=100)
+    data: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    content_hash: str = Field(max_length=64)
+    raw: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    household_id: str | None = Field(default=None, max_length=36)
+    matched_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    received_at: datetime | None = _now_column()
+
+
+class RejectedRecord(DatasyncBase, table=True):
+    """A record of a batch that was not accepted, with the reason and the raw row."""
+
+    __tablename__ = "rejected_records"
+    __table_args__ = (Index("ix_rejected_records_batch", "source", "batch_id", "idx"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    source: str = Field(max_length=20)
+    batch_id: str = Field(max_length=100)
+    idx: int
+    record_id: str | None = Field(default=None, max_length=64)
+    field: str = Field(max_length=64)
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+
+
+class PersonIndex(DatasyncBase, table=True):
+    """id_hash → household, rebuilt from `registry.households` snapshots. A person claimed
+    by two households for a moment (a move seen half-way) resolves to the latest claim."""
+
+    __tablename__ = "person_index"
+    __table_args__ = (Index("ix_person_index_id_hash", "id_hash", "since"),)
+
+    household_id: str = Field(primary_key=True, max_length=36)
+    id_hash: str = Field(primary_key=True, max_length=64)
+    since: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class HouseholdVersion(DatasyncBase, table=True):
+    """The newest registry snapshot version applied per household (stale ones are skipped)."""
+
+    __tablename__ = "household_versions"
+
+    household_id: str = Field(primary_key=True, max_length=36)
+    version: int
+    applied_at: datetime | None = _now_column()
+
+
+class LateNotice(DatasyncBase, table=True):
+    """A delivery.late event already emitted for a source and period (emitted once)."""
+
+    __tablename__ = "late_notices"
+
+    source: str = Field(primary_key=True, max_length=20)
+    period: str = Field(primary_key=True, max_length=7)
+    due_on: date
+    notified_at: datetime | None = _now_column()
+
+
+# --- API schemas ---------------------------------------------------------------------
+
+
+class BatchCreate(BaseModel):
+    """A JSON batch: `records` use the field names of DESIGN.md (or the Chinese ones)."""
+
+    batch_id: str = PydanticField(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:\-]+$")
+    period: str = PydanticField(examples=["2026-10"])
+    records: list[dict[str, Any]]
+
+
+class RecordError(BaseModel):
+    index: int
+    record_id: str | None
+    field: str
+    message: str
+
+
+class BatchSummary(BaseModel):
+    batch_id: str
+    source: str
+    period: str
+    received: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    matched: int
+    unmatched: int
+    errors: list[RecordError]
+    errors_total: int = 0
+    on_time: bool | None = None
+    due_on: date | None = None
+
+
+class BatchPublic(BatchSummary):
+    format: str
+    filename: str | None
+    submitted_by: str
+    received_at: datetime
+    status: str
+
+
+class BatchList(BaseModel):
+    items: list[BatchPublic]
+    next_cursor: str | None
+
+
+class UnmatchedRecord(BaseModel):
+    source: str
+    record_id: str
+    batch_id: str
+    period: str
+    id_number: str  # masked unless the client has registry:pii
+    name: str | None
+    received_at: datetime
+
+
+class UnmatchedList(BaseModel):
+    items: list[UnmatchedRecord]
+    next_cursor: str | None
+
+
+class RawRecord(BaseModel):
+    index: int
+    record_id: str | None
+    outcome: str  # accepted or rejected
+    id_number: str | None
+    household_id: str | None
+    field: str | None = None
+    message: str | None = None
+    raw: dict[str, Any] | None
+
+
+class RawRecordList(BaseModel):
+    items: list[RawRecord]
+    next_cursor: str | None
+
+
+class Delivery(BaseModel):
+    source: str
+    department: str
+    period: str
+    due_on: date | None
+    status: str  # delivered, due, late, not_scheduled
+    delivered: bool
+    late: bool
+    on_time: bool | None
+    batches: int
+    records_accepted: int
+    first_received_at: datetime | None
+    last_received_at: datetime | None
+
+
+class DeliveryList(BaseModel):
+    period: str
+    items: list[Delivery]

@@ -1,0 +1,44 @@
+"""Datasync's own settings (environment, prefix `DATASYNC_`), next to the kernel's."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.datasync.domain import CalendarRules
+
+
+class DatasyncConfig(BaseSettings):
+    """Upload limits, the delivery calendar and the late-delivery job."""
+
+    model_config = SettingsConfigDict(env_prefix="DATASYNC_", extra="ignore")
+
+    max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    # Records parsed, validated and written per round trip while a batch streams in.
+    chunk_size: int = Field(default=5000, ge=100)
+    # The summary lists at most this many record errors; all are kept in the database.
+    max_errors_listed: int = Field(default=1000, ge=1)
+    monthly_due_day: int = Field(default=5, ge=1, le=28)
+    education_months: tuple[int, ...] = (3, 10)
+    timezone: str = "Asia/Shanghai"
+    late_check_interval_s: float = Field(default=600.0, gt=0)
+    # How many months back the late-delivery job looks for missing deliveries.
+    late_lookback_months: int = Field(default=3, ge=0, le=24)
+
+    @property
+    def rules(self) -> CalendarRules:
+        return CalendarRules(
+            monthly_due_day=self.monthly_due_day, education_months=self.education_months
+        )
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@lru_cache
+def get_config() -> DatasyncConfig:
+    return DatasyncConfig()

@@ -1,0 +1,650 @@
+"""Pure rules of the data exchange (数据交换机制): the four department feeds, how their
+columns are named, how a record is validated and normalized, and the delivery calendar.
+
+No FastAPI, SQL or Kafka here: functions take facts and return decisions.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from backstop.idnumber import InvalidIdNumber, id_hash, parse_id_number
+
+SOURCES = ("medical", "disaster", "civil_affairs", "education")
+
+# The department that pushes each feed.
+DEPARTMENTS: dict[str, str] = {
+    "medical": "医保局",
+    "disaster": "应急管理局",
+    "civil_affairs": "民政局",
+    "education": "教育局",
+}
+
+PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+RECORD_ID_MAX = 64
+
+
+class FieldError(ValueError):
+    """One field of one record is wrong; `field` names it for the department."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+# --- periods -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """A reporting month, written "2026-11"."""
+
+    year: int
+    month: int
+
+    @classmethod
+    def parse(cls, text: str) -> Period:
+        m = PERIOD_RE.match(text.strip()) if isinstance(text, str) else None
+        if m is None:
+            raise ValueError("must be a month written YYYY-MM, e.g. 2026-11")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    @classmethod
+    def of(cls, day: date) -> Period:
+        return cls(day.year, day.month)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def first_day(self) -> date:
+        return date(self.year, self.month, 1)
+
+    @property
+    def last_day(self) -> date:
+        return date(self.year, self.month, calendar.monthrange(self.year, self.month)[1])
+
+    def shift(self, months: int) -> Period:
+        index = self.year * 12 + (self.month - 1) + months
+        return Period(index // 12, index % 12 + 1)
+
+
+def check_period(text: str, *, today: date) -> Period:
+    """A period may be the current month or any month before it, never a future one."""
+    period = Period.parse(text)
+    if period > Period.of(today):
+        raise ValueError(f"period {period} is in the future")
+    if period.year < 2000:
+        raise ValueError(f"period {period} is before 2000")
+    return period
+
+
+# --- delivery calendar ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalendarRules:
+    """When each department's data is due (seed, 三(三)3 建立数据交换机制).
+
+    "每月5日前，市医保局、应急管理局和民政局…反馈": the monthly feeds report the month
+    just ended, so period M is due on day `monthly_due_day` of month M+1; a batch received
+    on that day (Asia/Shanghai) is on time, from the next day it is late.
+    "3月底和10月底前，市教育局…反馈": education reports the spring and autumn terms in
+    periods YYYY-03 and YYYY-10, due the last day of that same month. Other education
+    periods are accepted but not scheduled.
+    """
+
+    monthly_due_day: int = 5
+    education_months: tuple[int, ...] = (3, 10)
+
+    def due_on(self, source: str, period: Period) -> date | None:
+        if source == "education":
+            return period.last_day if period.month in self.education_months else None
+        following = period.shift(1)
+        day = min(self.monthly_due_day, calendar.monthrange(following.year, following.month)[1])
+        return date(following.year, following.month, day)
+
+    def expected_periods(self, source: str, *, today: date, lookback: int) -> list[Period]:
+        """The scheduled periods of `source` among the last `lookback` months whose due
+        date has passed by `today` (the ones that can be late)."""
+        current = Period.of(today)
+        found = []
+        for back in range(lookback, -1, -1):
+            period = current.shift(-back)
+            due = self.due_on(source, period)
+            if due is not None and due < today:
+                found.append(period)
+        return found
+
+
+def on_time(due: date | None, received_on: date) -> bool:
+    """A batch is on time when it arrives on or before its due date (local day)."""
+    return due is None or received_on <= due
+
+
+def delivery_status(*, due: date | None, delivered: bool, today: date) -> str:
+    """`delivered`, `due` (not yet, still in time), `late` or `not_scheduled`."""
+    if delivered:
+        return "delivered"
+    if due is None:
+        return "not_scheduled"
+    return "late" if today > due else "due"
+
+
+# --- columns -------------------------------------------------------------------------
+
+_COMMON: dict[str, tuple[str, ...]] = {
+    "record_id": (
+        "record_id",
+        "recordid",
+        "id",
+        "记录编号",
+        "记录号",
+        "记录id",
+        "业务编号",
+        "流水号",
+        "单据号",
+    ),
+    "id_number": (
+        "id_number",
+        "idnumber",
+        "id_no",
+        "身份证号",
+        "身份证号码",
+        "证件号码",
+        "证件号",
+        "公民身份号码",
+        "身份证件号码",
+    ),
+    "name": ("name", "姓名", "人员姓名", "参保人姓名", "学生姓名", "户主姓名"),
+}
+
+FIELD_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "medical": {
+        **_COMMON,
+        "record_id": (*_COMMON["record_id"], "结算单号", "结算编号", "结算id", "就诊流水号"),
+        "settled_on": ("settled_on", "settledon", "结算日期", "结算时间", "费用结算日期"),
+        "total_cost": (
+            "total_cost",
+            "totalcost",
+            "医疗总费用",
+            "总费用",
+            "医疗费用总额",
+            "费用总额",
+        ),
+        "insurance_paid": (
+            "insurance_paid",
+            "insurancepaid",
+            "基本医保支付",
+            "医保支付",
+            "统筹支付",
+            "基本医保统筹支付",
+            "医保统筹支付",
+        ),
+        "assistance_paid": (
+            "assistance_paid",
+            "assistancepaid",
+            "医疗救助",
+            "医疗救助支付",
+            "救助支付",
+        ),
+        "out_of_pocket": (
+            "out_of_pocket",
+            "outofpocket",
+            "个人自付",
+            "个人自付费用",
+            "个人负担",
+            "个人自付金额",
+        ),
+    },
+    "disaster": {
+        **_COMMON,
+        "occurred_on": ("occurred_on", "occurredon", "发生日期", "受灾日期", "灾害发生日期"),
+        "disaster_type": ("disaster_type", "disastertype", "灾害类型", "灾种", "受灾类型"),
+        "loss_amount": ("loss_amount", "lossamount", "损失金额", "直接经济损失", "经济损失"),
+        "housing_damaged": (
+            "housing_damaged",
+            "housingdamaged",
+            "房屋受损",
+            "房屋损毁",
+            "是否房屋受损",
+            "住房受损",
+        ),
+    },
+    "civil_affairs": {
+        **_COMMON,
+        "kind": ("kind", "救助类型", "保障类型", "救助类别", "类别"),
+        "status": ("status", "状态", "发放状态", "保障状态"),
+        "amount": ("amount", "金额", "发放金额", "救助金额", "保障金额"),
+        "start_on": ("start_on", "starton", "开始日期", "起始日期", "享受开始日期"),
+        "end_on": ("end_on", "endon", "结束日期", "终止日期", "享受结束日期"),
+    },
+    "education": {
+        **_COMMON,
+        "stage": ("stage", "学段", "教育阶段", "就读阶段"),
+        "term": ("term", "学期"),
+        "fees": ("fees", "费用", "学杂费", "应缴费用", "教育费用"),
+        "aid_received": ("aid_received", "aidreceived", "资助金额", "已获资助", "资助"),
+        "out_of_pocket": ("out_of_pocket", "outofpocket", "个人自付", "自付金额", "个人负担"),
+        "enrolled": ("enrolled", "在读", "是否在读", "在校状态", "就读状态"),
+    },
+}
+
+_UNIT_SUFFIX = re.compile(r"[（(][^）)]*[）)]$")
+
+
+def normalize_header(text: str) -> str:
+    """`" 医疗总费用（元）"` → `"医疗总费用"`; English names lower-cased, spaces dropped."""
+    cleaned = str(text).replace("\ufeff", "").strip()
+    cleaned = _UNIT_SUFFIX.sub("", cleaned).strip()
+    return re.sub(r"[\s\-]+", "", cleaned.lower()).replace("__", "_")
+
+
+def column_map(source: str, headers: list[str]) -> dict[int, str]:
+    """Column position → canonical field for a file's header row; unknown columns are
+    kept only in the raw record."""
+    lookup: dict[str, str] = {}
+    for canonical, aliases in FIELD_ALIASES[source].items():
+        for alias in aliases:
+            lookup[normalize_header(alias)] = canonical
+    found: dict[int, str] = {}
+    taken: set[str] = set()
+    for position, header in enumerate(headers):
+        field_name = lookup.get(normalize_header(header)) if header is not None else None
+        if field_name is not None and field_name not in taken:
+            found[position] = field_name
+            taken.add(field_name)
+    return found
+
+
+def missing_columns(source: str, mapped: set[str]) -> list[str]:
+    """Required fields a file's header row does not provide."""
+    return [f for f in REQUIRED[source] if f not in mapped]
+
+
+# --- values --------------------------------------------------------------------------
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def amount(value: Any, name: str) -> float:
+    """A non-negative amount in yuan, rounded to the fen. Accepts "1,234.50"."""
+    if _blank(value):
+        raise FieldError(name, "is required")
+    if isinstance(value, bool):
+        raise FieldError(name, "must be a number")
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        text = str(value).strip().replace(",", "").replace("，", "").lstrip("¥￥")
+        try:
+            number = float(text)
+        except ValueError:
+            raise FieldError(name, f"must be a number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise FieldError(name, "must be a finite number")
+    if number < 0:
+        raise FieldError(name, "must not be negative")
+    return round(number, 2)
+
+
+_CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?$")
+_SEP_DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
+EARLIEST = date(2000, 1, 1)
+
+
+def a_date(value: Any, name: str) -> date:
+    if _blank(value):
+        raise FieldError(name, "is required")
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    if len(text) > 10 and text[10] in " T":  # "2026-10-03 14:22:00"
+        text = text[:10]
+    try:
+        if len(text) == 8 and text.isdigit():
+            parsed = date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        else:
+            m = _SEP_DATE.match(text) or _CN_DATE.match(text)
+            if m is None:
+                raise FieldError(name, f"must be a date YYYY-MM-DD, got {text[:40]!r}")
+            parsed = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        raise FieldError(name, f"{text[:40]!r} is not a real date") from None
+    if parsed < EARLIEST:
+        raise FieldError(name, f"{parsed.isoformat()} is before {EARLIEST.isoformat()}")
+    return parsed
+
+
+_TRUE = {"true", "1", "y", "yes", "是", "有", "t"}
+_FALSE = {"false", "0", "n", "no", "否", "无", "f"}
+
+
+def boolean(
+    value: Any,
+    name: str,
+    *,
+    extra_true: frozenset[str] = frozenset(),
+    extra_false: frozenset[str] = frozenset(),
+) -> bool:
+    if _blank(value):
+        raise FieldError(name, "is required")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE or text in extra_true:
+        return True
+    if text in _FALSE or text in extra_false:
+        return False
+    raise FieldError(name, f"must be true or false (是/否), got {str(value)[:40]!r}")
+
+
+def enum(value: Any, name: str, codes: Mapping[str, str]) -> str:
+    """A known code, given as the code itself or one of its Chinese names."""
+    if _blank(value):
+        raise FieldError(name, "is required")
+    text = str(value).strip()
+    code = codes.get(text) or codes.get(text.lower())
+    if code is None:
+        known = ", ".join(sorted(set(codes.values())))
+        raise FieldError(name, f"unknown value {text[:40]!r}; known: {known}")
+    return code
+
+
+def _codes(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    out = {}
+    for code, names in table.items():
+        out[code] = code
+        for n in names:
+            out[n] = code
+    return out
+
+
+DISASTER_TYPES = _codes(
+    {
+        "flood": ("洪涝", "洪水", "暴雨", "洪涝灾害"),
+        "drought": ("干旱", "旱灾"),
+        "typhoon": ("台风",),
+        "earthquake": ("地震",),
+        "geological": ("地质灾害", "滑坡", "泥石流", "崩塌"),
+        "hail": ("冰雹", "风雹"),
+        "freeze": ("低温冷冻", "雪灾", "冰冻", "低温冷冻和雪灾"),
+        "fire": ("火灾", "森林火灾"),
+        "epidemic": ("疫情",),
+        "other": ("其他", "其它"),
+    }
+)
+ASSISTANCE_KINDS = _codes(
+    {
+        "dibao": ("低保", "最低生活保障", "农村低保"),
+        "tekun": ("特困", "特困供养", "特困人员供养"),
+        "temporary_assistance": ("临时救助",),
+        "disability_subsidy": ("残疾人补贴", "残疾人两项补贴", "残补"),
+    }
+)
+ASSISTANCE_STATUSES = _codes(
+    {
+        "granted": ("发放", "在保", "享受", "正常", "新增"),
+        "terminated": ("停发", "终止", "退出", "停保", "取消"),
+    }
+)
+SCHOOL_STAGES = _codes(
+    {
+        "preschool": ("学前", "学前教育", "幼儿园"),
+        "primary": ("小学",),
+        "junior": ("初中",),
+        "senior": ("高中", "普通高中"),
+        "secondary_vocational": ("中职", "中等职业教育", "技工学校"),
+        "higher_vocational": ("高职", "大专", "高职高专"),
+        "undergraduate": ("本科", "大学本科"),
+        "postgraduate": ("研究生", "硕士", "博士"),
+    }
+)
+_ENROLLED_TRUE = frozenset({"在读", "在校", "就读"})
+_ENROLLED_FALSE = frozenset({"辍学", "休学", "失学", "退学", "毕业"})
+
+_TERM_CODE = re.compile(r"^(\d{4})[-_ ]?(spring|autumn|fall)$", re.I)
+_TERM_CN = re.compile(r"^(\d{4})年?(春|秋)(季|季学期|学期)?$")
+_TERM_YEAR = re.compile(r"^(\d{4})[-—~至](\d{4})学年?第([一二12])学期$")
+
+
+def term(value: Any, name: str = "term") -> tuple[str, date]:
+    """A school term as `"2026-spring"` / `"2026-autumn"` and the day it starts.
+
+    Accepts the code, "2026春"/"2026年秋季学期" and "2026-2027学年第一学期" (the first term
+    of a school year is the autumn of its first year)."""
+    if _blank(value):
+        raise FieldError(name, "is required")
+    text = str(value).strip().replace(" ", "")
+    m = _TERM_CODE.match(text)
+    if m:
+        year, season = int(m.group(1)), "spring" if m.group(2).lower() == "spring" else "autumn"
+    elif m := _TERM_CN.match(text):
+        year, season = int(m.group(1)), "spring" if m.group(2) == "春" else "autumn"
+    elif m := _TERM_YEAR.match(text):
+        first = m.group(3) in ("一", "1")
+        year, season = (int(m.group(1)), "autumn") if first else (int(m.group(2)), "spring")
+    else:
+        raise FieldError(name, f"must be a term like 2026-spring or 2026-autumn, got {text[:40]!r}")
+    starts = date(year, 3, 1) if season == "spring" else date(year, 9, 1)
+    return f"{year}-{season}", starts
+
+
+# --- records -------------------------------------------------------------------------
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "medical": (
+        "record_id",
+        "id_number",
+        "settled_on",
+        "total_cost",
+        "insurance_paid",
+        "assistance_paid",
+        "out_of_pocket",
+    ),
+    "disaster": (
+        "record_id",
+        "id_number",
+        "occurred_on",
+        "disaster_type",
+        "loss_amount",
+        "housing_damaged",
+    ),
+    "civil_affairs": ("record_id", "id_number", "kind", "status", "amount", "start_on"),
+    "education": (
+        "record_id",
+        "id_number",
+        "stage",
+        "term",
+        "fees",
+        "aid_received",
+        "out_of_pocket",
+        "enrolled",
+    ),
+}
+_TOLERANCE = 0.01  # one fen of rounding
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every record of one batch is checked against."""
+
+    source: str
+    period: Period
+    today: date
+    pii_key: str
+    period_end: date = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "period_end", min(self.period.last_day, self.today))
+
+
+@dataclass(frozen=True)
+class ValidRecord:
+    """A record that passed every check, ready to store and to emit.
+
+    `data` is the event form (`FeedRecordData` in backstop.contracts.datasync): it
+    carries `id_hash`, never the ID number."""
+
+    record_id: str
+    id_number: str
+    id_hash: str
+    name: str | None
+    data: dict[str, Any]
+    content_hash: str
+
+
+def _not_after_period(day: date, name: str, ctx: Context) -> date:
+    if day > ctx.period_end:
+        if day > ctx.today:
+            raise FieldError(name, f"{day.isoformat()} is in the future")
+        raise FieldError(name, f"{day.isoformat()} is after the period {ctx.period}")
+    return day
+
+
+def _medical(row: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    settled = _not_after_period(a_date(row.get("settled_on"), "settled_on"), "settled_on", ctx)
+    total = amount(row.get("total_cost"), "total_cost")
+    insurance = amount(row.get("insurance_paid"), "insurance_paid")
+    assistance = amount(row.get("assistance_paid"), "assistance_paid")
+    pocket = amount(row.get("out_of_pocket"), "out_of_pocket")
+    if insurance + assistance > total + _TOLERANCE:
+        raise FieldError("insurance_paid", "insurance_paid + assistance_paid exceed total_cost")
+    if pocket > total - insurance - assistance + _TOLERANCE:
+        raise FieldError(
+            "out_of_pocket", "out_of_pocket exceeds total_cost - insurance_paid - assistance_paid"
+        )
+    return {
+        "settled_on": settled.isoformat(),
+        "total_cost": total,
+        "insurance_paid": insurance,
+        "assistance_paid": assistance,
+        "out_of_pocket": pocket,
+    }
+
+
+def _disaster(row: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    occurred = _not_after_period(a_date(row.get("occurred_on"), "occurred_on"), "occurred_on", ctx)
+    return {
+        "occurred_on": occurred.isoformat(),
+        "disaster_type": enum(row.get("disaster_type"), "disaster_type", DISASTER_TYPES),
+        "loss_amount": amount(row.get("loss_amount"), "loss_amount"),
+        "housing_damaged": boolean(row.get("housing_damaged"), "housing_damaged"),
+    }
+
+
+def _civil_affairs(row: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    kind = enum(row.get("kind"), "kind", ASSISTANCE_KINDS)
+    status = enum(row.get("status"), "status", ASSISTANCE_STATUSES)
+    granted = amount(row.get("amount"), "amount")
+    start = _not_after_period(a_date(row.get("start_on"), "start_on"), "start_on", ctx)
+    end = None if _blank(row.get("end_on")) else a_date(row.get("end_on"), "end_on")
+    if end is not None and end < start:
+        raise FieldError("end_on", "must not be before start_on")
+    if status == "terminated":
+        if end is None:
+            raise FieldError("end_on", "is required when status is terminated")
+        _not_after_period(end, "end_on", ctx)
+    return {
+        "kind": kind,
+        "status": status,
+        "amount": granted,
+        "start_on": start.isoformat(),
+        "end_on": end.isoformat() if end else None,
+    }
+
+
+def _education(row: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    stage = enum(row.get("stage"), "stage", SCHOOL_STAGES)
+    term_code, starts = term(row.get("term"))
+    if starts > ctx.period_end:
+        raise FieldError("term", f"{term_code} starts after the period {ctx.period}")
+    fees = amount(row.get("fees"), "fees")
+    aid = amount(row.get("aid_received"), "aid_received")
+    pocket = amount(row.get("out_of_pocket"), "out_of_pocket")
+    if pocket > fees - aid + _TOLERANCE:
+        raise FieldError("out_of_pocket", "out_of_pocket exceeds fees - aid_received")
+    enrolled = boolean(
+        row.get("enrolled"), "enrolled", extra_true=_ENROLLED_TRUE, extra_false=_ENROLLED_FALSE
+    )
+    return {
+        "stage": stage,
+        "term": term_code,
+        "fees": fees,
+        "aid_received": aid,
+        "out_of_pocket": pocket,
+        "enrolled": enrolled,
+    }
+
+
+_RULES: dict[str, Callable[[Mapping[str, Any], Context], dict[str, Any]]] = {
+    "medical": _medical,
+    "disaster": _disaster,
+    "civil_affairs": _civil_affairs,
+    "education": _education,
+}
+
+
+def record_id_of(row: Mapping[str, Any]) -> str | None:
+    """The record id as the department wrote it (for error reports), if any."""
+    value = row.get("record_id")
+    if _blank(value) or isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():  # spreadsheets turn 1001 into 1001.0
+        value = int(value)
+    return str(value).strip()[:RECORD_ID_MAX]
+
+
+def validate_record(row: Mapping[str, Any], ctx: Context) -> ValidRecord:
+    """Check one record (canonical field names) and return its stored and event forms.
+
+    Raises FieldError naming the first wrong field."""
+    record_id = record_id_of(row)
+    if record_id is None:
+        raise FieldError("record_id", "is required")
+    if len(str(row.get("record_id")).strip()) > RECORD_ID_MAX:
+        raise FieldError("record_id", f"must be at most {RECORD_ID_MAX} characters")
+    raw_id = row.get("id_number")
+    if _blank(raw_id) or not isinstance(raw_id, str | int):
+        raise FieldError("id_number", "is required")
+    try:
+        person = parse_id_number(str(raw_id), today=ctx.today)
+    except InvalidIdNumber as exc:
+        raise FieldError("id_number", str(exc)) from None
+    name_value = row.get("name")
+    name = None if _blank(name_value) else str(name_value).strip()[:100]
+    if ctx.source == "medical" and name is None:
+        raise FieldError("name", "is required")
+    fields = _RULES[ctx.source](row, ctx)
+    hashed = id_hash(person.value, ctx.pii_key)
+    data = {"source": ctx.source, "record_id": record_id, "id_hash": hashed, **fields}
+    content = orjson.dumps([person.value, name, fields])
+    return ValidRecord(
+        record_id=record_id,
+        id_number=person.value,
+        id_hash=hashed,
+        name=name,
+        data=data,
+        content_hash=hashlib.blake2b(content, digest_size=16).hexdigest(),
+    )
+
+
+def raw_fingerprint(row: Mapping[str, Any]) -> bytes:
+    """A stable fingerprint of a record as received (for the batch content hash)."""
+    return orjson.dumps({str(k): str(v) for k, v in row.items()}, option=orjson.OPT_SORT_KEYS)

@@ -1,0 +1,703 @@
+"""Datasync's commands and event handlers, each owning its unit of work.
+
+- `ingest_batch`: a department's batch, streamed in chunks: validate, de-duplicate by
+  `(source, record_id)`, store with the raw row, match through the id_hash index, and
+  write `records.matched` (one per household) and `batch.received` to the outbox, all in
+  one transaction.
+- `apply_household_snapshots`: `registry.households` → the id_hash index, and the
+  records waiting for those people get matched and emitted.
+- `check_late_deliveries`: the delivery calendar's periodic job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backstop import outbox
+from backstop.contracts.datasync import BatchReceived, DeliveryLate, RecordsMatched
+from backstop.contracts.registry import HouseholdEvent
+from backstop.db import SessionFactory, unit_of_work
+from backstop.errors import Problem, invalid
+from backstop.events import CloudEvent, make_event
+from backstop.logs import correlation_id
+from backstop.settings import Settings
+from services.datasync.config import DatasyncConfig
+from services.datasync.domain import (
+    DEPARTMENTS,
+    SOURCES,
+    Context,
+    FieldError,
+    Period,
+    on_time,
+    raw_fingerprint,
+    record_id_of,
+    validate_record,
+)
+from services.datasync.models import BatchSummary, RecordError
+from services.datasync.parsing import FileProblem, Row
+
+log = logging.getLogger("backstop.datasync")
+
+SERVICE = "datasync"
+RECORDS_MATCHED: str = RecordsMatched.__event_type__  # type: ignore[attr-defined]
+EVENTS_PER_WRITE = 1000
+
+
+async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under the session, inside the session's transaction (for
+    COPY and array statements on the hot path)."""
+    connection = await session.connection()
+    # The SQLAlchemy adapter opens the asyncpg transaction lazily, on its first statement.
+    await connection.exec_driver_sql("SELECT 1")
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    assert driver.is_in_transaction()
+    return driver
+
+
+# --- ingestion -----------------------------------------------------------------------
+
+
+@dataclass
+class Chunk:
+    """Up to `chunk_size` records, parsed and validated (CPU work, done in a thread)."""
+
+    received: int = 0
+    staged: list[tuple[Any, ...]] = field(default_factory=list)
+    rejected: list[tuple[int, str | None, str, str, str | None]] = field(default_factory=list)
+    last: bool = False
+
+
+@dataclass
+class Tally:
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    matched: int = 0
+    errors: list[RecordError] = field(default_factory=list)
+    hasher: Any = field(default_factory=lambda: hashlib.sha256())
+
+    def reject(self, index: int, record_id: str | None, field: str, message: str, cap: int) -> None:
+        self.rejected += 1
+        if len(self.errors) < cap:
+            self.errors.append(
+                RecordError(index=index, record_id=record_id, field=field, message=message)
+            )
+
+
+def _raw_json(raw: dict[str, Any]) -> str:
+    return orjson.dumps(raw, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def prepare_chunk(
+    rows: Iterator[tuple[int, Row | None]], ctx: Context, size: int, hasher: Any
+) -> Chunk:
+    """Read and validate the next `size` records. Feeds the batch content hash."""
+    chunk = Chunk()
+    for index, item in rows:
+        chunk.received += 1
+        if item is None:
+            hasher.update(b"\x00null")
+            chunk.rejected.append((index, None, "record", "must be a JSON object", None))
+        else:
+            raw, row = item
+            try:
+                record = validate_record(row, ctx)
+            except FieldError as exc:
+                hasher.update(b"\x00" + raw_fingerprint(row))
+                chunk.rejected.append(
+                    (index, record_id_of(row), exc.field, exc.message, _raw_json(raw))
+                )
+            else:
+                hasher.update(b"\x00" + record.content_hash.encode())
+                chunk.staged.append(
+                    (
+                        index,
+                        record.record_id,
+                        record.id_number,
+                        record.id_hash,
+                        record.name,
+                        orjson.dumps(record.data).decode(),
+                        record.content_hash,
+                        _raw_json(raw),
+                    )
+                )
+        if chunk.received >= size:
+            return chunk
+    chunk.last = True
+    return chunk
+
+
+_STAGE_COLUMNS = [
+    "idx",
+    "record_id",
+    "id_number",
+    "id_hash",
+    "name",
+    "data",
+    "content_hash",
+    "raw",
+]
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
+    idx int NOT NULL, record_id text NOT NULL, id_number text NOT NULL, id_hash text NOT NULL,
+    name text, data jsonb NOT NULL, content_hash text NOT NULL, raw jsonb NOT NULL
+) ON COMMIT DROP
+"""
+# New records go in, matched through the index as they land; the latest claim on a
+# person wins while a move between households is half-way through.
+_INSERT_STAGED = """
+INSERT INTO feed_records (source, record_id, batch_id, period, idx, id_number, id_hash, name,
+                          data, content_hash, raw, household_id, matched_at)
+SELECT $1, s.record_id, $2, $3, s.idx, s.id_number, s.id_hash, s.name, s.data, s.content_hash,
+       s.raw, m.household_id, CASE WHEN m.household_id IS NULL THEN NULL ELSE now() END
+FROM ingest_stage s
+LEFT JOIN LATERAL (
+    SELECT p.household_id FROM person_index p WHERE p.id_hash = s.id_hash
+    ORDER BY p.since DESC LIMIT 1
+) m ON true
+ORDER BY s.record_id, s.idx
+ON CONFLICT (source, record_id) DO NOTHING
+RETURNING idx, household_id IS NOT NULL AS matched
+"""
+
+
+async def ingest_batch(
+    *,
+    sessions: SessionFactory,
+    settings: Settings,
+    config: DatasyncConfig,
+    source: str,
+    batch_id: str,
+    period: Period,
+    fmt: str,
+    filename: str | None,
+    submitted_by: str,
+    rows: Iterator[Row | None],
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Apply one batch; returns its summary and whether it was new.
+
+    The batch row is claimed first (primary key `(source, batch_id)`), so a concurrent
+    identical submission waits for this one and then replays its summary. A batch id
+    already used gets its stored summary back when the content is the same, 409 otherwise.
+    """
+    received_at = now or datetime.now(UTC)
+    today = received_at.astimezone(config.tz).date()
+    ctx = Context(source=source, period=period, today=today, pii_key=settings.pii_key)
+    numbered = enumerate(rows)
+    tally = Tally()
+    try:
+        async with unit_of_work(sessions) as session:
+            conn = await raw_connection(session)
+            claimed = await conn.fetchval(
+                "INSERT INTO feed_batches (source, batch_id, period, status, format, filename,"
+                " submitted_by, received_at, received, accepted, duplicates, rejected, matched,"
+                " unmatched) VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, 0, 0, 0, 0, 0, 0)"
+                " ON CONFLICT (source, batch_id) DO NOTHING RETURNING true",
+                source,
+                batch_id,
+                str(period),
+                fmt,
+                filename,
+                submitted_by[:200],
+                received_at,
+            )
+            if not claimed:
+                return await _replay(conn, source, batch_id, period, numbered, ctx, config), False
+            summary = await _apply(
+                session,
+                conn,
+                settings,
+                config,
+                source,
+                batch_id,
+                period,
+                numbered,
+                ctx,
+                tally,
+                received_at,
+            )
+            return summary, True
+    except FileProblem as exc:
+        raise invalid(["body", "file", exc.field], exc.message) from None
+    except asyncpg.DeadlockDetectedError:
+        raise Problem(
+            503,
+            "another batch with some of the same record ids was being applied; send it again",
+            headers={"Retry-After": "1"},
+        ) from None
+
+
+async def _chunks(
+    rows: Iterator[tuple[int, Row | None]], ctx: Context, size: int, hasher: Any
+) -> Any:
+    """Parse the next chunk in a thread while the database works on the current one."""
+    pending = asyncio.ensure_future(asyncio.to_thread(prepare_chunk, rows, ctx, size, hasher))
+    while True:
+        chunk = await pending
+        if not chunk.last:
+            pending = asyncio.ensure_future(
+                asyncio.to_thread(prepare_chunk, rows, ctx, size, hasher)
+            )
+        yield chunk
+        if chunk.last:
+            return
+
+
+async def _replay(
+    conn: asyncpg.Connection,
+    source: str,
+    batch_id: str,
+    period: Period,
+    rows: Iterator[tuple[int, Row | None]],
+    ctx: Context,
+    config: DatasyncConfig,
+) -> dict[str, Any]:
+    stored = await conn.fetchrow(
+        "SELECT period, content_hash, summary::text AS summary FROM feed_batches"
+        " WHERE source = $1 AND batch_id = $2",
+        source,
+        batch_id,
+    )
+    assert stored is not None
+    if stored["period"] != str(period):
+        raise Problem(
+            409,
+            f"batch {batch_id} was already received for period {stored['period']}",
+            errors=[{"loc": ["body", "batch_id"], "msg": "already used with other content"}],
+        )
+    hasher = hashlib.sha256()
+    async for _ in _chunks(rows, ctx, config.chunk_size, hasher):
+        pass
+    if hasher.hexdigest() != stored["content_hash"]:
+        raise Problem(
+            409,
+            f"batch {batch_id} was already received with different content;"
+            " send changed records in a new batch",
+            errors=[{"loc": ["body", "batch_id"], "msg": "already used with other content"}],
+        )
+    summary: dict[str, Any] = orjson.loads(stored["summary"])
+    return summary
+
+
+async def _apply(
+    session: AsyncSession,
+    conn: asyncpg.Connection,
+    settings: Settings,
+    config: DatasyncConfig,
+    source: str,
+    batch_id: str,
+    period: Period,
+    rows: Iterator[tuple[int, Row | None]],
+    ctx: Context,
+    tally: Tally,
+    received_at: datetime,
+) -> dict[str, Any]:
+    await conn.execute(_CREATE_STAGE)
+    async for chunk in _chunks(rows, ctx, config.chunk_size, tally.hasher):
+        tally.received += chunk.received
+        rejected = list(chunk.rejected)
+        if chunk.staged:
+            await conn.copy_records_to_table(
+                "ingest_stage", records=chunk.staged, columns=_STAGE_COLUMNS
+            )
+            inserted = await conn.fetch(_INSERT_STAGED, source, batch_id, str(period))
+            tally.accepted += len(inserted)
+            tally.matched += sum(1 for r in inserted if r["matched"])
+            if len(inserted) < len(chunk.staged):
+                rejected += await _duplicates_and_conflicts(
+                    conn, source, batch_id, chunk, {r["idx"] for r in inserted}, tally
+                )
+            await conn.execute("TRUNCATE ingest_stage")
+        if rejected:
+            rejected.sort()
+            for index, record_id, field_name, message, _ in rejected:
+                tally.reject(index, record_id, field_name, message, config.max_errors_listed)
+            await conn.copy_records_to_table(
+                "rejected_records",
+                records=[(source, batch_id, *r) for r in rejected],
+                columns=["source", "batch_id", "idx", "record_id", "field", "message", "raw"],
+            )
+    if tally.received == 0:
+        raise invalid(["body", "records"], "the batch has no records")
+
+    await _emit_matched(session, conn, source, batch_id, str(period), batch_id)
+    due = config.rules.due_on(source, period)
+    in_time = on_time(due, received_at.astimezone(config.tz).date())
+    tally.errors.sort(key=lambda e: e.index)
+    summary = BatchSummary(
+        batch_id=batch_id,
+        source=source,
+        period=str(period),
+        received=tally.received,
+        accepted=tally.accepted,
+        duplicates=tally.duplicates,
+        rejected=tally.rejected,
+        matched=tally.matched,
+        unmatched=tally.accepted - tally.matched,
+        errors=tally.errors,
+        errors_total=tally.rejected,
+        on_time=in_time,
+        due_on=due,
+    ).model_dump(mode="json")
+    await conn.execute(
+        "UPDATE feed_batches SET status = 'done', content_hash = $3, completed_at = now(),"
+        " due_on = $4, on_time = $5, received = $6, accepted = $7, duplicates = $8,"
+        " rejected = $9, matched = $10, unmatched = $11, summary = $12::jsonb"
+        " WHERE source = $1 AND batch_id = $2",
+        source,
+        batch_id,
+        tally.hasher.hexdigest(),
+        due,
+        in_time,
+        tally.received,
+        tally.accepted,
+        tally.duplicates,
+        tally.rejected,
+        tally.matched,
+        tally.accepted - tally.matched,
+        orjson.dumps(summary).decode(),
+    )
+    received_event = make_event(
+        SERVICE,
+        BatchReceived(
+            source=source,
+            batch_id=batch_id,
+            period=str(period),
+            received=tally.received,
+            accepted=tally.accepted,
+            rejected=tally.rejected,
+            matched=tally.matched,
+            unmatched=tally.accepted - tally.matched,
+            on_time=in_time,
+        ),
+        subject=f"{source}/{batch_id}",
+        correlation_id=correlation_id.get() or batch_id,
+    )
+    await outbox.publish(session, received_event, key=source)
+    log.info(
+        "batch %s/%s for %s: %d received, %d accepted, %d duplicates, %d rejected, %d matched",
+        source,
+        batch_id,
+        period,
+        tally.received,
+        tally.accepted,
+        tally.duplicates,
+        tally.rejected,
+        tally.matched,
+    )
+    return summary
+
+
+async def _duplicates_and_conflicts(
+    conn: asyncpg.Connection,
+    source: str,
+    batch_id: str,
+    chunk: Chunk,
+    inserted: set[int],
+    tally: Tally,
+) -> list[tuple[int, str | None, str, str, str | None]]:
+    """Records whose id was already applied: the same content is a duplicate, other
+    content is rejected (a correction needs its own record id, never an overwrite)."""
+    left = [r for r in chunk.staged if r[0] not in inserted]
+    existing = {
+        r["record_id"]: (r["batch_id"], r["content_hash"])
+        for r in await conn.fetch(
+            "SELECT record_id, batch_id, content_hash FROM feed_records"
+            " WHERE source = $1 AND record_id = ANY($2::text[])",
+            source,
+            list({r[1] for r in left}),
+        )
+    }
+    rejected = []
+    for index, record_id, *_, content_hash, raw in left:
+        stored_batch, stored_hash = existing[record_id]
+        if stored_hash == content_hash:
+            tally.duplicates += 1
+        else:
+            where = "this batch" if stored_batch == batch_id else f"batch {stored_batch}"
+            rejected.append(
+                (
+                    index,
+                    record_id,
+                    "record_id",
+                    f"record {record_id} was already received in {where} with different"
+                    " content; it is not overwritten",
+                    raw,
+                )
+            )
+    return rejected
+
+
+def records_matched_event(
+    *,
+    household_id: str,
+    source: str,
+    batch_id: str,
+    period: str,
+    records: list[dict[str, Any]],
+    correlation: str | None,
+) -> CloudEvent:
+    """`records.matched` for one household and batch. The records are the `data` column
+    written from a validated record, so they already have the contract's shape; they are
+    not validated again one by one (a batch can hold 200k)."""
+    return CloudEvent(
+        source=f"/backstop/{SERVICE}",
+        type=RECORDS_MATCHED,
+        subject=household_id,
+        data={
+            "household_id": household_id,
+            "source": source,
+            "batch_id": batch_id,
+            "period": period,
+            "records": records,
+        },
+        correlationid=correlation,
+    )
+
+
+async def _emit_matched(
+    session: AsyncSession,
+    conn: asyncpg.Connection,
+    source: str,
+    batch_id: str,
+    period: str,
+    correlation: str,
+) -> int:
+    """One `records.matched` per household for the records this batch matched."""
+    emitted = 0
+    cursor = conn.cursor(
+        "SELECT household_id, json_agg(data ORDER BY idx)::text AS records FROM feed_records"
+        " WHERE source = $1 AND batch_id = $2 AND household_id IS NOT NULL"
+        " GROUP BY household_id ORDER BY household_id",
+        source,
+        batch_id,
+        prefetch=EVENTS_PER_WRITE,
+    )
+    pending: list[tuple[str, str]] = []
+    async for row in cursor:
+        pending.append((row["household_id"], row["records"]))
+        if len(pending) >= EVENTS_PER_WRITE:
+            emitted += await _publish_matched(
+                session, pending, source, batch_id, period, correlation
+            )
+            pending = []
+    emitted += await _publish_matched(session, pending, source, batch_id, period, correlation)
+    return emitted
+
+
+async def _publish_matched(
+    session: AsyncSession,
+    pending: list[tuple[str, str]],
+    source: str,
+    batch_id: str,
+    period: str,
+    correlation: str,
+) -> int:
+    events = [
+        records_matched_event(
+            household_id=household_id,
+            source=source,
+            batch_id=batch_id,
+            period=period,
+            records=orjson.loads(records),
+            correlation=correlation_id.get() or correlation,
+        )
+        for household_id, records in pending
+    ]
+    await outbox.publish_many(session, events)
+    return len(events)
+
+
+# --- the id_hash index from registry.households --------------------------------------
+
+
+async def apply_household_snapshots(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+    """Replace each household's index rows from its newest snapshot in `events`, then
+    match the waiting records of the people it gained and emit them.
+
+    Rows of the household whose hash left the snapshot are deleted, the others upserted,
+    so a member moving between households ends up right whatever order the two
+    households' events arrive in; an older snapshot than one already applied is skipped.
+    """
+    newest: dict[str, tuple[int, datetime, list[str], str | None]] = {}
+    for event in events:
+        payload = event.payload()
+        if not isinstance(payload, HouseholdEvent):
+            continue
+        snapshot = payload.household
+        known = newest.get(snapshot.household_id)
+        if known is None or snapshot.version >= known[0]:
+            newest[snapshot.household_id] = (
+                snapshot.version,
+                event.time,
+                sorted({m.id_hash for m in snapshot.members}),
+                event.correlationid or event.id,
+            )
+    if not newest:
+        return
+    conn = await raw_connection(session)
+    ids = sorted(newest)
+    stored = {
+        r["household_id"]: r["version"]
+        for r in await conn.fetch(
+            "SELECT household_id, version FROM household_versions"
+            " WHERE household_id = ANY($1::text[]) FOR UPDATE",
+            ids,
+        )
+    }
+    fresh = [h for h in ids if newest[h][0] >= stored.get(h, -1)]
+    if not fresh:
+        return
+    await conn.execute(
+        "INSERT INTO household_versions (household_id, version)"
+        " SELECT * FROM unnest($1::text[], $2::int[])"
+        " ON CONFLICT (household_id) DO UPDATE SET version = EXCLUDED.version, applied_at = now()",
+        fresh,
+        [newest[h][0] for h in fresh],
+    )
+    member_households = [h for h in fresh for _ in newest[h][2]]
+    member_hashes = [x for h in fresh for x in newest[h][2]]
+    member_since = [newest[h][1] for h in fresh for _ in newest[h][2]]
+    await conn.execute(
+        "DELETE FROM person_index p WHERE p.household_id = ANY($1::text[]) AND NOT EXISTS ("
+        " SELECT 1 FROM unnest($2::text[], $3::text[]) AS s(household_id, id_hash)"
+        " WHERE s.household_id = p.household_id AND s.id_hash = p.id_hash)",
+        fresh,
+        member_households,
+        member_hashes,
+    )
+    if not member_hashes:
+        return
+    gained = await conn.fetch(
+        "INSERT INTO person_index (household_id, id_hash, since)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
+        " ON CONFLICT (household_id, id_hash)"
+        " DO UPDATE SET since = GREATEST(person_index.since, EXCLUDED.since)"
+        " RETURNING id_hash, household_id, (xmax = 0) AS inserted",
+        member_households,
+        member_hashes,
+        member_since,
+    )
+    new_hashes = sorted({r["id_hash"] for r in gained if r["inserted"]})
+    if new_hashes:
+        await _match_waiting(session, conn, new_hashes, {h: newest[h][3] for h in fresh})
+
+
+async def _match_waiting(
+    session: AsyncSession,
+    conn: asyncpg.Connection,
+    id_hashes: list[str],
+    correlations: dict[str, str | None],
+) -> None:
+    matched = await conn.fetch(
+        "UPDATE feed_records f SET household_id = m.household_id, matched_at = now()"
+        " FROM (SELECT DISTINCT ON (id_hash) id_hash, household_id FROM person_index"
+        "       WHERE id_hash = ANY($1::text[]) ORDER BY id_hash, since DESC) m"
+        " WHERE f.household_id IS NULL AND f.id_hash = m.id_hash"
+        " RETURNING f.household_id, f.source, f.batch_id, f.period, f.idx, f.data::text AS data",
+        id_hashes,
+    )
+    if not matched:
+        return
+    groups: dict[tuple[str, str, str, str], list[tuple[int, str]]] = defaultdict(list)
+    for r in matched:
+        groups[(r["household_id"], r["source"], r["batch_id"], r["period"])].append(
+            (r["idx"], r["data"])
+        )
+    events = [
+        records_matched_event(
+            household_id=household_id,
+            source=source,
+            batch_id=batch_id,
+            period=period,
+            records=[orjson.loads(d) for _, d in sorted(items)],
+            correlation=correlations.get(household_id),
+        )
+        for (household_id, source, batch_id, period), items in sorted(groups.items())
+    ]
+    await outbox.publish_many(session, events)
+    log.info("matched %d waiting records for %d households", len(matched), len(events))
+
+
+# --- the delivery calendar -----------------------------------------------------------
+
+
+async def check_late_deliveries(
+    *,
+    sessions: SessionFactory,
+    config: DatasyncConfig,
+    now: datetime | None = None,
+) -> list[DeliveryLate]:
+    """Emit `delivery.late` once per source and period whose due date passed with no
+    batch. The `late_notices` primary key makes it once across restarts and replicas."""
+    today = (now or datetime.now(UTC)).astimezone(config.tz).date()
+    rules = config.rules
+    candidates = [
+        (source, period, due)
+        for source in SOURCES
+        for period in rules.expected_periods(
+            source, today=today, lookback=config.late_lookback_months
+        )
+        if (due := rules.due_on(source, period)) is not None
+    ]
+    if not candidates:
+        return []
+    emitted: list[DeliveryLate] = []
+    async with unit_of_work(sessions) as session:
+        conn = await raw_connection(session)
+        delivered = {
+            (r["source"], r["period"])
+            for r in await conn.fetch(
+                "SELECT DISTINCT source, period FROM feed_batches"
+                " WHERE (source, period) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                [c[0] for c in candidates],
+                [str(c[1]) for c in candidates],
+            )
+        }
+        for source, period, due in candidates:
+            if (source, str(period)) in delivered:
+                continue
+            fresh = await conn.fetchval(
+                "INSERT INTO late_notices (source, period, due_on) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                source,
+                str(period),
+                due,
+            )
+            if not fresh:
+                continue
+            late = DeliveryLate(
+                source=source,
+                period=str(period),
+                due_on=due,
+                department=DEPARTMENTS[source],
+            )
+            await outbox.publish(
+                session,
+                make_event(SERVICE, late, subject=f"{source}/{period}"),
+                key=source,
+            )
+            emitted.append(late)
+    for late in emitted:
+        log.info(
+            "%s (%s) is late with period %s, due %s",
+            late.department,
+            late.source,
+            late.period,
+            late.due_on,
+        )
+    return emitted
