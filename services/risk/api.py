@@ -1,5 +1,249 @@
-"""HTTP routes of the risk service."""
+"""HTTP routes of the risk service: thin — parse, authorize, call a handler, shape."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter(prefix="/v1")
+import base64
+import binascii
+import re
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy import and_, or_, select
+
+from backstop.app import SessionDep, SessionsDep
+from backstop.auth import Principal, require
+from backstop.errors import Problem, invalid
+from services.risk import handlers
+from services.risk import models as m
+from services.risk.domain import LEVEL_LABELS, Level, Policy
+
+router = APIRouter(prefix="/v1", tags=["risk"])
+
+HouseholdId = Annotated[str, Path(description="household id (UUID)")]
+REGION = re.compile(r"^\d{2,12}$")
+
+
+def _household_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise invalid(["path", "household_id"], "must be a UUID") from None
+
+
+def _decode_cursor(cursor: str | None, fields: int) -> list[str] | None:
+    if cursor is None:
+        return None
+    try:
+        parts = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid(["query", "cursor"], "not a cursor this API returned") from None
+    if len(parts) != fields:
+        raise invalid(["query", "cursor"], "not a cursor this API returned")
+    return parts
+
+
+def _encode_cursor(*parts: object) -> str:
+    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode()
+
+
+def _region_filter(principal: Principal, region: str | None) -> list[str] | None:
+    """The region prefixes a query may cover: the `region` asked for, within the
+    token's regions; None means everywhere."""
+    if region is not None and not REGION.match(region):
+        raise invalid(["query", "region"], "must be 2 to 12 digits of a region code")
+    if principal.all_regions:
+        return [region] if region else None
+    if region is None:
+        return list(principal.regions)
+    if principal.can_see(region):
+        return [region]
+    narrower = [p for p in principal.regions if p.startswith(region)]
+    if not narrower:
+        raise Problem(403, f"region {region} is outside this client's regions")
+    return narrower
+
+
+@router.get("/households/{household_id}/risk", response_model=m.RiskPublic)
+async def get_household_risk(
+    household_id: HouseholdId,
+    session: SessionDep,
+    principal: Principal = require("risk:read"),
+) -> m.RiskPublic:
+    """The household's current assessment: level, score, and every factor with its
+    evidence and the records it came from."""
+    hid = _household_id(household_id)
+    row = (
+        await session.execute(select(m.current).where(m.current.c.household_id == hid))
+    ).one_or_none()
+    if row is None:
+        raise handlers.not_found(hid)
+    principal.require_region(row.region_code)
+    return m.RiskPublic.from_row(row)
+
+
+@router.get("/households/{household_id}/assessments", response_model=m.Page[m.AssessmentPublic])
+async def list_household_assessments(
+    household_id: HouseholdId,
+    session: SessionDep,
+    principal: Principal = require("risk:read"),
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> m.Page[m.AssessmentPublic]:
+    """Every change of the household's assessment, newest first, with the policy version
+    and the event that caused it."""
+    hid = _household_id(household_id)
+    a = m.assessments.c
+    region = await session.scalar(
+        select(m.current.c.region_code).where(m.current.c.household_id == hid)
+    )
+    if region is None:
+        raise handlers.not_found(hid)
+    principal.require_region(region)
+    stmt = select(m.assessments).where(a.household_id == hid).order_by(a.id.desc()).limit(limit + 1)
+    after = _decode_cursor(cursor, 1)
+    if after is not None:
+        if not after[0].isdigit():
+            raise invalid(["query", "cursor"], "not a cursor this API returned")
+        stmt = stmt.where(a.id < int(after[0]))
+    rows = list((await session.execute(stmt)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return m.Page[m.AssessmentPublic](
+        items=[m.AssessmentPublic.from_history(r) for r in rows],
+        next_cursor=_encode_cursor(rows[-1].id) if more and rows else None,
+    )
+
+
+@router.get("/assessments", response_model=m.Page[m.RiskPublic])
+async def list_assessments(
+    session: SessionDep,
+    principal: Principal = require("risk:read"),
+    level: Level | None = None,
+    region: Annotated[
+        str | None, Query(description="region-code prefix (town = 9 digits, village = 12)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: str | None = None,
+) -> m.Page[m.RiskPublic]:
+    """Current assessments, highest score first, by level and region prefix, limited to
+    the token's regions."""
+    c = m.current.c
+    stmt = select(m.current).order_by(c.score.desc(), c.household_id).limit(limit + 1)
+    if level is not None:
+        stmt = stmt.where(c.level == level)
+    prefixes = _region_filter(principal, region)
+    if prefixes is not None:
+        stmt = stmt.where(or_(*(c.region_code.startswith(p) for p in prefixes)))
+    after = _decode_cursor(cursor, 2)
+    if after is not None:
+        if not after[0].isdigit():
+            raise invalid(["query", "cursor"], "not a cursor this API returned")
+        score, hid = int(after[0]), after[1]
+        stmt = stmt.where(or_(c.score < score, and_(c.score == score, c.household_id > hid)))
+    rows = list((await session.execute(stmt)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return m.Page[m.RiskPublic](
+        items=[m.RiskPublic.from_row(r) for r in rows],
+        next_cursor=_encode_cursor(rows[-1].score, rows[-1].household_id)
+        if more and rows
+        else None,
+    )
+
+
+@router.get("/households/{household_id}/features")
+async def get_household_features(
+    household_id: HouseholdId,
+    session: SessionDep,
+    principal: Principal = require("risk:read"),
+) -> dict[str, Any]:
+    """The facts the rules see today, each with the events or records it came from —
+    what an inspector checks an assessment against. No names, no ID numbers."""
+    hid = _household_id(household_id)
+    features = await handlers.features_for(session, hid)
+    if features is None:
+        raise Problem(404, f"household {hid} is not known to risk yet")
+    principal.require_region(features.region_code)
+    return handlers.features_public(features)
+
+
+@router.get("/policy", response_model=m.PolicyPublic)
+async def get_policy(
+    session: SessionDep,
+    principal: Principal = require("risk:read"),
+    version: Annotated[int | None, Query(ge=1, description="a past version")] = None,
+) -> m.PolicyPublic:
+    """The policy in force, or any past version."""
+    p = m.policies.c
+    stmt = select(m.policies).order_by(p.version.desc()).limit(1)
+    if version is not None:
+        stmt = select(m.policies).where(p.version == version)
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        raise Problem(404, f"policy version {version} does not exist")
+    return m.PolicyPublic(
+        version=row.version,
+        author=row.author,
+        note=row.note,
+        created_at=row.created_at,
+        policy=Policy.model_validate(row.policy),
+    )
+
+
+@router.put("/policy", response_model=m.PolicyPublic)
+async def put_policy(
+    body: m.PolicyPut,
+    sessions: SessionsDep,
+    principal: Principal = require("risk:admin"),
+) -> m.PolicyPublic:
+    """Create a new policy version (old versions are never edited) and queue the
+    re-score of every household; follow it at GET /v1/policy/rescore."""
+    policy = Policy.model_validate(body.model_dump(exclude={"note"}))
+    row, _ = await handlers.put_policy(
+        sessions, policy=policy, author=principal.sub, note=body.note
+    )
+    return m.PolicyPublic(
+        version=row["version"],
+        author=row["author"],
+        note=row["note"],
+        created_at=row["created_at"],
+        policy=policy,
+    )
+
+
+@router.post("/policy/simulate", response_model=m.SimulationPublic)
+async def simulate_policy(
+    body: Policy,
+    session: SessionDep,
+    principal: Principal = require("risk:admin"),
+    region: Annotated[str | None, Query(description="region-code prefix")] = None,
+    sample: Annotated[int, Query(ge=0, le=50, description="households per level")] = 5,
+) -> m.SimulationPublic:
+    """How many households per level and per town the proposed policy would give, and a
+    sample of each, within the token's regions. Writes nothing."""
+    result = await handlers.simulate(
+        session,
+        policy=body,
+        region_prefixes=_region_filter(principal, region),
+        sample_size=sample,
+    )
+    return m.SimulationPublic.model_validate(result)
+
+
+@router.get("/policy/rescore", response_model=m.RescorePublic)
+async def get_rescore(
+    session: SessionDep,
+    principal: Principal = require("risk:read"),
+) -> m.RescorePublic:
+    """Progress of the latest re-score (after the latest policy change)."""
+    status = await handlers.rescore_status(session)
+    if status is None:
+        raise Problem(404, "no policy change has been re-scored yet")
+    return m.RescorePublic.model_validate(status)
+
+
+@router.get("/levels")
+async def get_levels(principal: Principal = require("risk:read")) -> dict[str, str]:
+    """The levels and their wording in the seed policy."""
+    return dict(LEVEL_LABELS)

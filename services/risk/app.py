@@ -1,16 +1,39 @@
-"""The risk service: `uvicorn services.risk.app:create --factory`."""
+"""The risk service: `uvicorn services.risk.app:create --factory`.
+
+Consumes `registry.households` and `datasync.records` in batches (one transaction per
+partition batch), re-scores the households they touch, and publishes
+`risk.assessments` and `risk.alerts` through the outbox. A periodic job runs the
+re-score that follows a policy change, resuming at its cursor after a crash.
+"""
 
 from fastapi import FastAPI
 
-from backstop.app import ServiceSpec, create_app
+from backstop.app import Runtime, ServiceSpec, create_app
+from backstop.bus import ConsumerSpec
+from backstop.contracts import datasync, registry
 from backstop.settings import Settings
+from services.risk import handlers
 from services.risk.api import router
+
+
+async def rescore_job(runtime: Runtime) -> None:
+    await handlers.run_rescore(runtime.sessions)
+
 
 SPEC = ServiceSpec(
     name="risk",
     title="Backstop risk",
     description="Explainable risk scoring (监测预警) under a versioned policy.",
     routers=[router],
+    consumers=[
+        ConsumerSpec(
+            group="risk",
+            topics=[registry.TOPIC, datasync.TOPIC],
+            batch_handler=handlers.apply_events,
+            batch_types=handlers.CONSUMED_TYPES,
+        )
+    ],
+    jobs=[("rescore", 2.0, rescore_job)],
 )
 
 
