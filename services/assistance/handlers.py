@@ -999,6 +999,7 @@ async def create_plan(
             created_by=body.created_by,
         )
         session.add(plan)
+        await session.flush()  # the plan row before its measures (no ORM relationship)
         measures = [
             Measure(plan_id=plan.id, household_id=plan.household_id, **m.model_dump())
             for m in body.measures
@@ -1039,15 +1040,12 @@ async def measure_gaps(
     if region:
         query = query.where(col(Household.region_code).startswith(region))
     households = list((await session.execute(query)).scalars())
-    counts: dict[str, int] = dict(
-        (
-            await session.execute(
-                select(col(Measure.household_id), func.count())
-                .where(col(Measure.household_id).in_([h.household_id for h in households]))
-                .group_by(col(Measure.household_id))
-            )
-        ).tuples()
+    rows = await session.execute(
+        select(col(Measure.household_id), func.count())
+        .where(col(Measure.household_id).in_([h.household_id for h in households]))
+        .group_by(col(Measure.household_id))
     )
+    counts: dict[str, int] = {household_id: n for household_id, n in rows.all()}
     return [
         {
             "household_id": h.household_id,

@@ -1,0 +1,292 @@
+"""Elimination with its guard, visits and contact compliance, plans, supervision."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from backstop.contracts.assistance import FindingObserved, RectificationOverdue, RiskEliminated
+from backstop.contracts.registry import ContactSnapshot, IncomeSnapshot, MemberSnapshot
+from services.assistance import domain, handlers
+from tests.assistance.conftest import TOWN, VILLAGE, Assistance
+from tests.support import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+async def run_procedure(a: Assistance, case_id: str) -> dict:
+    today = domain.today()
+    steps = [
+        (
+            "appraisal",
+            {
+                "held_on": str(today - timedelta(days=8)),
+                "chaired_by": "村支书",
+                "attendance": 20,
+                "votes_for": 18,
+                "votes_against": 0,
+            },
+        ),
+        (
+            "notice",
+            {
+                "start_on": str(today - timedelta(days=7)),
+                "end_on": str(today - timedelta(days=1)),
+                "posted_at": "村务公开栏",
+                "recorded_by": "村文书",
+            },
+        ),
+        ("town-review", {"approved": True, "reviewed_by": "镇长", "reviewed_on": str(today)}),
+        (
+            "county-approval",
+            {"approved": True, "reviewed_by": "县扶贫办", "reviewed_on": str(today)},
+        ),
+    ]
+    for path, body in steps:
+        r = await a.client.post(f"/v1/cases/{case_id}/{path}", json=body, headers=a.rw)
+        assert r.status_code == 200, (path, r.text)
+    return r.json()
+
+
+async def test_assisted_elimination_guard_names_every_failed_rule(a: Assistance) -> None:
+    today = domain.today()
+    household = await a.household(
+        type="unstable",
+        monitoring_status="monitored",
+        monitoring_since=today - timedelta(days=60),
+        incomes=[IncomeSnapshot(year=today.year - 1, total=9000, per_capita=3000)],
+        guarantees={"housing": "prominent_issue"},
+        contacts=[],
+        members=[
+            MemberSnapshot(
+                person_id="p1",
+                id_hash="0" * 64,
+                relation="head",
+                sex="male",
+                birth_date=today.replace(year=1940),
+                labor_capacity="none",
+            )
+        ],
+    )
+    body = {"household_id": household.household_id, "method": "assisted", "requested_by": "镇干部"}
+    r = await a.client.post("/v1/eliminations", json=body, headers=a.rw)
+    assert r.status_code == 422
+    rules = {e["loc"][1] for e in r.json()["errors"]}
+    assert rules == {"min_months", "income", "guarantees", "labor", "contact"}
+
+
+async def test_assisted_elimination_passes_and_emits_on_approval(a: Assistance) -> None:
+    today = domain.today()
+    household = await a.household(
+        type="unstable",
+        monitoring_status="monitored",
+        monitoring_since=today - timedelta(days=250),
+        incomes=[
+            IncomeSnapshot(year=today.year - 1, total=36000, per_capita=12000),
+            IncomeSnapshot(year=today.year - 2, total=30000, per_capita=10000),
+        ],
+        guarantees={"housing": "ok"},
+        contacts=[ContactSnapshot(role="leader", name="张镇长", phone="13900000000")],
+    )
+    hid = household.household_id
+    body = {"household_id": hid, "method": "assisted", "requested_by": "镇干部"}
+    r = await a.client.post("/v1/eliminations", json=body, headers=a.rw)
+    assert r.status_code == 201, r.text
+    again = await a.client.post("/v1/eliminations", json=body, headers=a.rw)
+    assert again.status_code == 409
+    case = await run_procedure(a, r.json()["id"])
+    assert case["status"] == "approved"
+    [event] = await read_topic(a.settings, "assistance.decisions", match=lambda e: e.subject == hid)
+    eliminated = event.payload()
+    assert isinstance(eliminated, RiskEliminated) and eliminated.method == "assisted"
+
+
+async def test_natural_elimination_records_its_reason(a: Assistance) -> None:
+    hid = (await a.household(monitoring_status="monitored")).household_id
+    body = {"household_id": hid, "method": "natural", "requested_by": "村干部"}
+    r = await a.client.post("/v1/eliminations", json=body, headers=a.rw)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "reason"]
+    r = await a.client.post(
+        "/v1/eliminations", json={**body, "reason": "户主去世，家庭户已注销"}, headers=a.rw
+    )
+    assert r.status_code == 201
+    await run_procedure(a, r.json()["id"])
+    [event] = await read_topic(a.settings, "assistance.decisions", match=lambda e: e.subject == hid)
+    eliminated = event.payload()
+    assert isinstance(eliminated, RiskEliminated)
+    assert eliminated.method == "natural" and eliminated.reason == "户主去世，家庭户已注销"
+
+
+async def test_visits_feed_findings_and_compliance(a: Assistance) -> None:
+    town = "441881177"
+    contacted = await a.household(region_code=town + "001", town_code=town, type="marginal")
+    missed = await a.household(
+        region_code=town + "002",
+        town_code=town,
+        monitoring_status="monitored",
+        contacts=[ContactSnapshot(role="leader", name="赵书记", phone="1")],
+    )
+    await a.household(region_code=town + "003", town_code=town, type="alleviated")  # not due
+    today = domain.today()
+    child = "child-1"
+    r = await a.client.post(
+        "/v1/visits",
+        json={
+            "household_id": contacted.household_id,
+            "channel": "home",
+            "visitor": "李干部",
+            "visited_on": str(today),
+            "findings": "孩子辍学在家",
+            "guarantees": {"compulsory_education": "prominent_issue"},
+            "schooling": {child: "out_of_school"},
+        },
+        headers=a.rw,
+    )
+    assert r.status_code == 201, r.text
+    r = await a.client.post(
+        "/v1/visits",
+        json={
+            "household_id": missed.household_id,
+            "channel": "fax",
+            "visitor": "x",
+            "visited_on": str(today),
+            "findings": "x",
+        },
+        headers=a.rw,
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "channel"]
+    period = today.strftime("%Y-%m")
+    r = await a.client.get(
+        "/v1/visits/compliance", params={"period": period, "region": town}, headers=a.rw
+    )
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert (report["due"], report["contacted"], report["not_contacted"]) == (2, 1, 1)
+    assert report["by_town"] == [{"town_code": town, "due": 2, "contacted": 1, "missing": 1}]
+    assert report["by_contact"][0]["contact"] == "赵书记"
+    assert report["households"][0]["household_id"] == missed.household_id
+    r = await a.client.get("/v1/visits/compliance", params={"period": "2026-13"}, headers=a.rw)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "period"]
+    [event] = await read_topic(
+        a.settings, "assistance.findings", match=lambda e: e.subject == contacted.household_id
+    )
+    finding = event.payload()
+    assert isinstance(finding, FindingObserved)
+    assert finding.origin == "visit" and finding.schooling == {child: "out_of_school"}
+    assert finding.guarantees == {"compulsory_education": "prominent_issue"}
+
+
+async def test_plans_follow_the_catalogue_and_tiers(a: Assistance) -> None:
+    today = domain.today()
+    hid = (
+        await a.household(
+            monitoring_status="monitored", monitoring_since=today - timedelta(days=45)
+        )
+    ).household_id
+    r = await a.client.get("/v1/plans/gaps", params={"region": VILLAGE}, headers=a.rw)
+    assert hid in {g["household_id"] for g in r.json()["items"]}
+    measure = {
+        "category": "public_welfare_job",
+        "description": "村保洁员",
+        "start_on": str(today),
+        "end_on": str(today + timedelta(days=365)),
+        "amount": "6000",
+        "responsible_unit": "镇政府",
+    }
+    plan = {
+        "household_id": hid,
+        "tier": "not_enjoying",
+        "year": today.year,
+        "created_by": "驻村工作队",
+        "measures": [measure],
+    }
+    r = await a.client.post("/v1/plans", json=plan, headers=a.rw)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == [
+        "body",
+        "measures",
+        0,
+        "category",
+    ]
+    r = await a.client.post("/v1/plans", json={**plan, "tier": "monitored"}, headers=a.rw)
+    assert r.status_code == 201, r.text
+    assert r.json()["measures"][0]["label"] == "公益性岗位"
+    r = await a.client.get("/v1/plans/gaps", params={"region": VILLAGE}, headers=a.rw)
+    assert hid not in {g["household_id"] for g in r.json()["items"]}
+    catalogue = (await a.client.get("/v1/measures", headers=a.rw)).json()
+    assert len(catalogue["measures"]) == 11 and len(catalogue["tiers"]) == 4
+
+
+async def test_supervision_issue_evidence_overdue_and_accountability(a: Assistance) -> None:
+    today = domain.today()
+    issue = {
+        "region_code": TOWN,
+        "source": "public_report",
+        "summary": "走访记录不实",
+        "responsible_unit": "某镇扶贫办",
+        "deadline": str(today + timedelta(days=3)),
+        "found_on": str(today),
+        "reported_by": "市督导组",
+    }
+    r = await a.client.post("/v1/supervision/issues", json=issue, headers=a.rw)
+    assert r.status_code == 201, r.text
+    issue_id = r.json()["id"]
+    r = await a.client.post(
+        f"/v1/supervision/issues/{issue_id}/close", json={"verified_by": "督导组"}, headers=a.rw
+    )
+    assert r.status_code == 409  # no evidence yet
+    assert (
+        await handlers.emit_overdue_rectifications(
+            a.runtime.sessions, on=today + timedelta(days=10)
+        )
+        >= 1
+    )
+    assert (
+        await handlers.emit_overdue_rectifications(
+            a.runtime.sessions, on=today + timedelta(days=10)
+        )
+        == 0
+    )
+    [event] = await read_topic(
+        a.settings,
+        "assistance.tasks",
+        match=lambda e: (
+            e.type.endswith("rectification.overdue.v1") and e.data["issue_id"] == issue_id
+        ),
+    )
+    assert isinstance(event.payload(), RectificationOverdue)
+    r = await a.client.post(
+        f"/v1/supervision/issues/{issue_id}/evidence",
+        json={
+            "submitted_by": "镇扶贫办",
+            "description": "已补录走访并整改",
+            "attachment_url": "https://x/1.jpg",
+        },
+        headers=a.rw,
+    )
+    assert r.status_code == 201 and len(r.json()["evidence"]) == 1
+    r = await a.client.post(
+        f"/v1/supervision/issues/{issue_id}/close", json={"verified_by": "督导组"}, headers=a.rw
+    )
+    assert r.status_code == 200 and r.json()["status"] == "rectified"
+    r = await a.client.post(
+        "/v1/supervision/accountability",
+        json={
+            "issue_id": issue_id,
+            "region_code": TOWN,
+            "person_name": "某干部",
+            "unit": "某镇",
+            "action": "interview",
+            "reason": "走访不实",
+            "decided_on": str(today),
+            "decided_by": "市纪委",
+        },
+        headers=a.rw,
+    )
+    assert r.status_code == 201, r.text
+    bad = {**issue, "deadline": str(today - timedelta(days=1))}
+    r = await a.client.post("/v1/supervision/issues", json=bad, headers=a.rw)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "deadline"]
+    outside = a.headers("assistance:read", "assistance:write", regions=("441882",))
+    r = await a.client.post("/v1/supervision/issues", json=issue, headers=outside)
+    assert r.status_code == 403

@@ -1,0 +1,130 @@
+"""Funds: double-entry ledger, city/town split, no balance below zero under concurrent
+grants, Idempotency-Key on money-moving requests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from services.assistance.models import LedgerEntry
+from tests.assistance.conftest import TOWN, Assistance
+
+pytestmark = pytest.mark.integration
+
+
+async def make_fund(a: Assistance, level: str, kind: str, town: str | None = None) -> str:
+    body = {
+        "code": f"{kind}-{uuid.uuid4().hex[:8]}",
+        "name": f"{kind} fund",
+        "level": level,
+        "kind": kind,
+    }
+    if town:
+        body["town_code"] = town
+    r = await a.client.post("/v1/funds", json=body, headers=a.rw)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+async def deposit(a: Assistance, fund_id: str, amount: str) -> None:
+    r = await a.client.post(
+        f"/v1/funds/{fund_id}/deposits",
+        json={"amount": amount, "donor": "慈善协会", "received_on": "2026-01-05"},
+        headers={**a.rw, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+
+
+async def test_fifty_concurrent_grants_against_a_fund_that_can_pay_ten(a: Assistance) -> None:
+    town = "441881199"
+    hid = (await a.household(region_code=town + "001", town_code=town)).household_id
+    city = await make_fund(a, "city", "charity")
+    town_fund = await make_fund(a, "town", "town", town)
+    await deposit(a, city, "1000.00")  # city pays half of 200: exactly ten grants
+    await deposit(a, town_fund, "50000.00")
+
+    async def pay(i: int) -> int:
+        r = await a.client.post(
+            "/v1/grants",
+            json={
+                "household_id": hid,
+                "amount": "200.00",
+                "purpose": f"临时救助 {i}",
+                "granted_by": "市扶贫办",
+                "city_fund_id": city,
+                "town_fund_id": town_fund,
+            },
+            headers={**a.rw, "Idempotency-Key": f"grant-{uuid.uuid4().hex}"},
+        )
+        assert r.status_code in (201, 409), r.text
+        return r.status_code
+
+    statuses = await asyncio.gather(*(pay(i) for i in range(50)))
+    assert statuses.count(201) == 10 and statuses.count(409) == 40
+    funds = {f["id"]: f for f in (await a.client.get("/v1/funds", headers=a.rw)).json()["items"]}
+    assert Decimal(funds[city]["balance"]) == 0
+    assert Decimal(funds[town_fund]["balance"]) == Decimal("49000.00")  # nothing half-done
+    statement = (await a.client.get(f"/v1/funds/{city}/statement", headers=a.rw)).json()
+    assert Decimal(statement["total_in"]) == 1000 and Decimal(statement["total_out"]) == 1000
+    assert Decimal(statement["closing_balance"]) == 0
+    assert len(statement["lines"]) == 11
+    assert all(Decimal(line["balance_after"]) >= 0 for line in statement["lines"])
+    async with a.runtime.sessions() as session:  # double entry: every transaction balances
+        unbalanced = await session.scalar(
+            select(func.count()).select_from(
+                select(LedgerEntry.txn_id)
+                .group_by(LedgerEntry.txn_id)
+                .having(func.sum(LedgerEntry.amount) != 0)
+                .subquery()
+            )
+        )
+    assert unbalanced == 0
+
+
+async def test_idempotency_key_replays_and_refuses_another_body(a: Assistance) -> None:
+    hid = (await a.household()).household_id
+    city = await make_fund(a, "city", "named")
+    town_fund = await make_fund(a, "town", "town", TOWN)
+    await deposit(a, city, "500.00")
+    await deposit(a, town_fund, "500.00")
+    body = {
+        "household_id": hid,
+        "amount": "101.01",
+        "purpose": "医疗救助",
+        "granted_by": "市扶贫办",
+        "city_fund_id": city,
+        "town_fund_id": town_fund,
+    }
+    key = {**a.rw, "Idempotency-Key": "retry-" + uuid.uuid4().hex}
+    first, second = await asyncio.gather(
+        a.client.post("/v1/grants", json=body, headers=key),
+        a.client.post("/v1/grants", json=body, headers=key),
+    )
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert first.json()["city_part"] == "50.51" and first.json()["town_part"] == "50.50"
+    funds = {f["id"]: f for f in (await a.client.get("/v1/funds", headers=a.rw)).json()["items"]}
+    assert Decimal(funds[city]["balance"]) == Decimal("449.49")  # paid once
+    r = await a.client.post("/v1/grants", json={**body, "amount": "5.00"}, headers=key)
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    r = await a.client.post("/v1/grants", json=body, headers=a.rw)  # no key
+    assert r.status_code == 422
+    r = await a.client.post(
+        "/v1/grants", json={**body, "amount": "-1"}, headers={**a.rw, "Idempotency-Key": "k" * 10}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "amount"]
+    big = {**body, "amount": "5000.00"}
+    r = await a.client.post("/v1/grants", json=big, headers={**a.rw, "Idempotency-Key": "b" * 10})
+    assert r.status_code == 409
+    r = await a.client.post(
+        "/v1/grants",
+        json=body,
+        headers={**a.headers("assistance:write"), "Idempotency-Key": "c" * 9},
+    )
+    assert r.status_code == 403  # funds:write needed
