@@ -38,12 +38,18 @@ class IncomeSnapshot(BaseModel):
     year: int
     total: float
     per_capita: float
+    # The parts of the net income, when known (工资性/生产经营性/转移性/财产性收入).
+    wage: float | None = None
+    business: float | None = None
+    transfer: float | None = None
+    property: float | None = None
 
 
 class ContactSnapshot(BaseModel):
     role: str  # "leader" (监测户) or "cadre"/"work_team" (边缘户)
     name: str
     phone: str
+    unit: str | None = None
 
 
 class HouseholdSnapshot(BaseModel):
@@ -55,9 +61,12 @@ class HouseholdSnapshot(BaseModel):
     policy_enjoying: bool = False
     monitoring_status: MonitoringStatus = "none"
     monitoring_since: date | None = None
+    monitoring_ended_on: date | None = None
+    elimination_method: Literal["assisted", "natural"] | None = None  # 帮扶消除 / 自然消除
     members: list[MemberSnapshot]
     incomes: list[IncomeSnapshot] = Field(default_factory=list)  # newest first
     guarantees: dict[str, GuaranteeStatus] = Field(default_factory=dict)
+    guarantees_verified_on: dict[str, date] = Field(default_factory=dict)
     contacts: list[ContactSnapshot] = Field(default_factory=list)
     version: int = 1  # increases with every change, so consumers can ignore stale snapshots
 

@@ -1,5 +1,413 @@
-"""HTTP routes of the registry service."""
+"""HTTP routes of the registry service: parse, authorize, call a handler, shape the response."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter(prefix="/v1")
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi.responses import Response
+
+from backstop.app import SessionDep, SessionsDep
+from backstop.auth import Principal, require
+from backstop.errors import Problem, invalid
+from backstop.idnumber import InvalidIdNumber, parse_id_number
+from backstop.settings import Settings
+from services.registry import domain, handlers, queries
+from services.registry.county import county_code
+from services.registry.importing import (
+    HouseholdRows,
+    ImportFileError,
+    RowError,
+    iter_households,
+    iter_rows,
+)
+from services.registry.models import (
+    AnnualIncome,
+    ContactsIn,
+    HistoryPage,
+    HouseholdCreate,
+    HouseholdCreated,
+    HouseholdPage,
+    HouseholdPatch,
+    HouseholdPublic,
+    ImportError_,
+    ImportSummary,
+    MemberCreate,
+    MemberMove,
+    MemberPatch,
+    MonitoringStatus,
+    PersonLocation,
+    RegionPage,
+    SpecialGroup,
+)
+from services.registry.models import HouseholdType as HouseholdTypeLit
+
+router = APIRouter(prefix="/v1", tags=["registry"])
+
+READ = "registry:read"
+WRITE = "registry:write"
+PII = "registry:pii"
+MAX_UPLOAD_BYTES = int(os.environ.get("BACKSTOP_REGISTRY_MAX_UPLOAD_MB", "100")) * 1024 * 1024
+CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}
+XLSX_TYPES = {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _visible_view(
+    session: Any, household_id: uuid.UUID, principal: Principal
+) -> handlers.HouseholdView:
+    view = await handlers.load_view(session, household_id)
+    principal.require_region(view.region_code)
+    return view
+
+
+# --- Households --------------------------------------------------------------------------
+
+
+@router.post("/households", status_code=201, response_model=HouseholdCreated)
+async def create_household(
+    body: HouseholdCreate,
+    request: Request,
+    sessions: SessionsDep,
+    principal: Principal = require(WRITE),
+) -> HouseholdCreated:
+    """Register a household (建档立卡). 422 for a bad ID number, an unknown village or not
+    exactly one head; 409 when a member is already in another household."""
+    principal.require_region(body.region_code.strip())
+    household_id = await handlers.create_household(
+        sessions, body, actor=principal.sub, pii_key=_settings(request).pii_key
+    )
+    return HouseholdCreated(id=household_id, version=1)
+
+
+@router.get("/households", response_model=HouseholdPage)
+async def list_households(
+    session: SessionDep,
+    principal: Principal = require(READ),
+    region: Annotated[str | None, Query(pattern=r"^\d{1,12}$")] = None,
+    type: HouseholdTypeLit | None = None,
+    monitoring: MonitoringStatus | None = None,
+    special_group: SpecialGroup | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> HouseholdPage:
+    """Households by region prefix, type, monitoring status and special group, within the
+    token's regions; `next_cursor` fetches the next page."""
+    views, next_cursor = await queries.list_households(
+        session,
+        visible=None if principal.all_regions else list(principal.regions),
+        region=region,
+        type=type,
+        monitoring=monitoring,
+        special_group=special_group,
+        limit=limit,
+        cursor=cursor,
+    )
+    pii = principal.has(PII)
+    return HouseholdPage(
+        items=[queries.to_public(v, pii=pii) for v in views], next_cursor=next_cursor
+    )
+
+
+@router.get("/households/{household_id}", response_model=HouseholdPublic)
+async def get_household(
+    household_id: uuid.UUID, session: SessionDep, principal: Principal = require(READ)
+) -> HouseholdPublic:
+    view = await _visible_view(session, household_id, principal)
+    return queries.to_public(view, pii=principal.has(PII))
+
+
+@router.patch("/households/{household_id}", status_code=204)
+async def patch_household(
+    household_id: uuid.UUID,
+    body: HouseholdPatch,
+    sessions: SessionsDep,
+    principal: Principal = require(WRITE),
+) -> Response:
+    await handlers.update_household(
+        sessions, household_id, body, actor=principal.sub, can_see=principal.can_see
+    )
+    return Response(status_code=204)
+
+
+@router.get("/households/{household_id}/history", response_model=HistoryPage)
+async def household_history(
+    household_id: uuid.UUID,
+    session: SessionDep,
+    principal: Principal = require(READ),
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> HistoryPage:
+    """Who changed what, and when (oldest first)."""
+    region = await queries.household_region(session, household_id)
+    if region is None:
+        raise Problem(404, f"household {household_id} not found")
+    principal.require_region(region)
+    items, next_cursor = await queries.history(session, household_id, limit=limit, cursor=cursor)
+    return HistoryPage(items=items, next_cursor=next_cursor)
+
+
+# --- Members -------------------------------------------------------------------------------
+
+
+@router.post("/households/{household_id}/members", status_code=201)
+async def add_member(
+    household_id: uuid.UUID,
+    body: MemberCreate,
+    request: Request,
+    sessions: SessionsDep,
+    principal: Principal = require(WRITE),
+) -> dict[str, str]:
+    person_id = await handlers.add_member(
+        sessions,
+        household_id,
+        body,
+        actor=principal.sub,
+        can_see=principal.can_see,
+        pii_key=_settings(request).pii_key,
+    )
+    return {"person_id": person_id}
+
+
+@router.patch("/households/{household_id}/members/{person_id}", status_code=204)
+async def patch_member(
+    household_id: uuid.UUID,
+    person_id: uuid.UUID,
+    body: MemberPatch,
+    sessions: SessionsDep,
+    principal: Principal = require(WRITE),
+) -> Response:
+    await handlers.update_member(
+        sessions, household_id, person_id, body, actor=principal.sub, can_see=principal.can_see
+    )
+    return Response(status_code=204)
+
+
+@router.delete("/households/{household_id}/members/{person_id}", status_code=204)
+async def remove_member(
+    household_id: uuid.UUID,
+    person_id: uuid.UUID,
+    sessions: SessionsDep,
+    principal: Principal = require(WRITE),
+    reason: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """Take a person off the household (death, marriage out ...), with the reason."""
+    await handlers.remove_member(
+        sessions,
+        household_id,
+        person_id,
+        reason=reason,
+        actor=principal.sub,
+        can_see=principal.can_see,
+    )
+    return Response(status_code=204)
+
+
+@router.post("/households/{household_id}/members/{person_id}/move", status_code=204)
+async def move_member(
+    household_id: uuid.UUID,
+    person_id: uuid.UUID,
+    body: MemberMove,
+    sessions: SessionsDep,
+    principal: Principal = require(WRITE),
+) -> Response:
+    """Move a person to another household; the person keeps their id and history."""
+    await handlers.move_member(
+        sessions,
+        household_id,
+        person_id,
+        to_household_id=body.to_household_id,
+        relation=body.relation,
+        actor=principal.sub,
+        can_see=principal.can_see,
+    )
+    return Response(status_code=204)
+
+
+# --- Incomes, contacts ----------------------------------------------------------------------
+
+
+@router.put("/households/{household_id}/incomes/{year}", status_code=204)
+async def put_income(
+    household_id: uuid.UUID,
+    year: int,
+    body: AnnualIncome,
+    sessions: SessionsDep,
+    principal: Principal = require(WRITE),
+) -> Response:
+    """Record one year's net income with its wage, business, transfer and property parts."""
+    if body.year != year:
+        raise invalid(["body", "year"], f"must equal the year in the path ({year})")
+    try:
+        income = domain.make_income(**body.model_dump())
+    except domain.RuleViolation as exc:
+        raise invalid(["body", exc.field], exc.message) from None
+    await handlers.set_income(
+        sessions, household_id, income, actor=principal.sub, can_see=principal.can_see
+    )
+    return Response(status_code=204)
+
+
+@router.put("/households/{household_id}/contacts", status_code=204)
+async def put_contacts(
+    household_id: uuid.UUID,
+    body: ContactsIn,
+    sessions: SessionsDep,
+    principal: Principal = require(WRITE),
+) -> Response:
+    """Replace the key contacts (重点联系人): a leader for a monitored household, a cadre
+    or work-team member for a marginal one."""
+    await handlers.set_contacts(
+        sessions, household_id, body.contacts, actor=principal.sub, can_see=principal.can_see
+    )
+    return Response(status_code=204)
+
+
+# --- Persons, regions -----------------------------------------------------------------------
+
+
+@router.get("/persons/{id_number}", response_model=PersonLocation)
+async def find_person(
+    id_number: str, session: SessionDep, principal: Principal = require(READ)
+) -> PersonLocation:
+    """The household a person belongs to."""
+    try:
+        value = parse_id_number(id_number).value
+    except InvalidIdNumber as exc:
+        raise invalid(["path", "id_number"], str(exc)) from None
+    found = await queries.find_person(session, value)
+    if found is None:
+        raise Problem(404, "no household has this person")
+    household_id, person_id, region = found
+    principal.require_region(region)
+    return PersonLocation(household_id=str(household_id), person_id=str(person_id))
+
+
+@router.get("/regions", response_model=RegionPage)
+async def list_regions(
+    session: SessionDep,
+    _: Principal = require(READ),
+    parent: Annotated[str | None, Query(pattern=r"^\d{6,9}$")] = None,
+) -> RegionPage:
+    """Towns of the county (no `parent`, or the county code), or villages of a town."""
+    items = await queries.regions(session, parent or county_code())
+    if not items and parent and not await queries.region_exists(session, parent):
+        if parent != county_code():
+            raise invalid(["query", "parent"], f"{parent} is not a region of this county", 404)
+    return RegionPage(items=items)
+
+
+# --- Bulk import ----------------------------------------------------------------------------
+
+
+def _kind(upload: UploadFile) -> str:
+    content_type = (upload.content_type or "").split(";")[0].strip().lower()
+    name = (upload.filename or "").lower()
+    if content_type in XLSX_TYPES or (
+        content_type in ("application/octet-stream", "") and name.endswith(".xlsx")
+    ):
+        return "xlsx"
+    if content_type in CSV_TYPES or (
+        content_type in ("application/octet-stream", "") and name.endswith(".csv")
+    ):
+        return "csv"
+    raise Problem(
+        415,
+        f"file: {content_type or 'unknown type'} is not CSV or XLSX",
+        errors=[{"loc": ["body", "file"], "msg": "upload a CSV (text/csv) or XLSX file"}],
+    )
+
+
+async def _upload(request: Request) -> UploadFile:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise Problem(
+            415,
+            "send the file as multipart/form-data in the field `file`",
+            errors=[{"loc": ["body", "file"], "msg": "expected multipart/form-data"}],
+        )
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
+        raise _too_large()
+    form = await request.form(max_files=1, max_fields=10)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise invalid(["body", "file"], "a file is required")
+    if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
+        raise _too_large()
+    return upload
+
+
+def _too_large() -> Problem:
+    return Problem(
+        413,
+        f"file: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB",
+        errors=[{"loc": ["body", "file"], "msg": "file too large"}],
+    )
+
+
+@router.post(
+    "/households/import",
+    response_model=ImportSummary,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                }
+            }
+        }
+    },
+)
+async def import_households(
+    request: Request, sessions: SessionsDep, principal: Principal = require(WRITE)
+) -> ImportSummary:
+    """Import a register export (CSV or XLSX, one row per person, Chinese or English
+    headers). Idempotent by household number; bad rows are reported, good ones kept.
+    Households outside the token's regions are rejected row by row."""
+    upload = await _upload(request)
+    kind = _kind(upload)
+
+    def scoped() -> Iterator[HouseholdRows]:
+        for item in iter_households(iter_rows(upload.file, kind)):
+            if item.draft is not None and not principal.can_see(item.draft.region_code):
+                item.error = RowError(
+                    item.first_row,
+                    item.household_number,
+                    "region_code",
+                    "outside this client's regions",
+                )
+                item.draft = None
+            yield item
+
+    try:
+        report = await handlers.import_households(
+            sessions, scoped(), actor=principal.sub, pii_key=_settings(request).pii_key
+        )
+    except ImportFileError as exc:
+        raise invalid(["body", "file", exc.field], str(exc)) from None
+    finally:
+        await upload.close()
+    return ImportSummary(
+        rows=report.rows,
+        households=report.households,
+        created=report.created,
+        existing=report.existing,
+        rejected=report.rejected,
+        errors=[
+            ImportError_(row=r, household_number=n, field=f, message=m)
+            for r, n, f, m in report.errors
+        ],
+        errors_truncated=report.rejected > len(report.errors),
+    )

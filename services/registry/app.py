@@ -3,8 +3,23 @@
 from fastapi import FastAPI
 
 from backstop.app import ServiceSpec, create_app
+from backstop.bus import ConsumerSpec
+from backstop.contracts.assistance import (
+    DECISIONS_TOPIC,
+    FINDINGS_TOPIC,
+    FindingObserved,
+    MonitoringStarted,
+    RiskEliminated,
+)
 from backstop.settings import Settings
+from services.registry import handlers
 from services.registry.api import router
+
+
+def _type(model: type) -> str:
+    name: str = model.__event_type__  # type: ignore[attr-defined]
+    return name
+
 
 SPEC = ServiceSpec(
     name="registry",
@@ -14,6 +29,18 @@ SPEC = ServiceSpec(
         ", key contacts and monitoring status."
     ),
     routers=[router],
+    consumers=[
+        ConsumerSpec(
+            group="registry",
+            # Monitoring decisions and field findings from assistance, applied to households.
+            topics=[DECISIONS_TOPIC, FINDINGS_TOPIC],
+            handlers={
+                _type(MonitoringStarted): handlers.on_monitoring_started,
+                _type(RiskEliminated): handlers.on_risk_eliminated,
+                _type(FindingObserved): handlers.on_finding_observed,
+            },
+        )
+    ],
 )
 
 

@@ -1,8 +1,388 @@
 """Tables of the registry database and their Create/Public schemas."""
 
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, Field
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Table,
+    Uuid,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import registry
+from sqlmodel import Field as TField
 from sqlmodel import SQLModel
+
+HouseholdType = Literal["alleviated", "unstable", "marginal", "sudden_hardship", "ordinary"]
+MonitoringStatus = Literal["none", "monitored", "eliminated"]
+Relation = Literal["head", "spouse", "child", "parent", "other"]
+LaborCapacity = Literal["full", "partial", "none"]
+Schooling = Literal[
+    "preschool", "primary", "junior", "senior", "vocational", "college", "out_of_school", "none"
+]
+SpecialGroup = Literal[
+    "major_illness",
+    "disabled_without_carer",
+    "child_in_distress",
+    "severe_mental_disorder",
+    "disability",
+]
+GuaranteeItem = Literal[
+    "food", "clothing", "compulsory_education", "basic_medical", "housing", "drinking_water"
+]
+GuaranteeStatus = Literal["ok", "possible_issue", "prominent_issue"]
+ContactRole = Literal["leader", "cadre", "work_team"]
+EliminationMethod = Literal["assisted", "natural"]
 
 
 class RegistryBase(SQLModel, registry=registry()):
     """Base of every registry table: its own metadata, so its migrations see only these."""
+
+
+metadata = RegistryBase.metadata
+
+
+class Region(RegistryBase, table=True):
+    """A town (镇/街道, 9 digits) or village (村/社区, 12 digits) of the county."""
+
+    __tablename__ = "region"
+    code: str = TField(sa_column=Column(String(12), primary_key=True))
+    name: str = TField(sa_column=Column(String(100), nullable=False))
+    level: str = TField(sa_column=Column(String(10), nullable=False))  # town / village
+    parent_code: str = TField(sa_column=Column(String(12), nullable=False, index=True))
+
+
+class Household(RegistryBase, table=True):
+    __tablename__ = "household"
+    __table_args__ = (
+        Index(
+            "ix_household_region_code",
+            "region_code",
+            postgresql_ops={"region_code": "text_pattern_ops"},
+        ),
+        Index("ix_household_type", "type"),
+        Index("ix_household_monitoring_status", "monitoring_status"),
+    )
+    id: uuid.UUID = TField(sa_column=Column(Uuid, primary_key=True))
+    household_number: str | None = TField(
+        default=None, sa_column=Column(String(40), unique=True, nullable=True)
+    )
+    region_code: str = TField(sa_column=Column(String(12), nullable=False))
+    town_code: str = TField(sa_column=Column(String(9), nullable=False))
+    type: str = TField(sa_column=Column(String(20), nullable=False))
+    policy_enjoying: bool = TField(default=False, sa_column=Column(Boolean, nullable=False))
+    monitoring_status: str = TField(default="none", sa_column=Column(String(12), nullable=False))
+    monitoring_since: date | None = TField(default=None, sa_column=Column(Date))
+    monitoring_ended_on: date | None = TField(default=None, sa_column=Column(Date))
+    elimination_method: str | None = TField(default=None, sa_column=Column(String(10)))
+    elimination_reason: str | None = TField(default=None, sa_column=Column(String(500)))
+    monitoring_case_id: str | None = TField(default=None, sa_column=Column(String(64)))
+    # {item: {"status": ..., "verified_on": "YYYY-MM-DD" | null}}
+    guarantees: dict[str, Any] = TField(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
+    )
+    version: int = TField(default=1, sa_column=Column(Integer, nullable=False))
+    created_at: datetime = TField(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
+    updated_at: datetime = TField(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
+
+
+class Person(RegistryBase, table=True):
+    """A person of the register. `household_id` is null once removed (deceased, married
+    out ...); a move changes it and keeps `id`, so the person's history follows them."""
+
+    __tablename__ = "person"
+    __table_args__ = (Index("ix_person_special_groups", "special_groups", postgresql_using="gin"),)
+    id: uuid.UUID = TField(sa_column=Column(Uuid, primary_key=True))
+    household_id: uuid.UUID | None = TField(
+        default=None,
+        sa_column=Column(Uuid, ForeignKey("household.id"), nullable=True, index=True),
+    )
+    id_number: str = TField(sa_column=Column(String(18), nullable=False, unique=True))
+    id_hash: str = TField(sa_column=Column(String(64), nullable=False, index=True))
+    name: str = TField(sa_column=Column(String(100), nullable=False))
+    relation: str = TField(sa_column=Column(String(10), nullable=False))
+    sex: str = TField(sa_column=Column(String(6), nullable=False))
+    birth_date: date = TField(sa_column=Column(Date, nullable=False))
+    special_groups: list[str] = TField(
+        default_factory=list,
+        sa_column=Column(ARRAY(String(30)), nullable=False, server_default="{}"),
+    )
+    labor_capacity: str = TField(default="full", sa_column=Column(String(10), nullable=False))
+    schooling: str | None = TField(default=None, sa_column=Column(String(20)))
+    medical_insurance: bool = TField(default=True, sa_column=Column(Boolean, nullable=False))
+    removed_reason: str | None = TField(default=None, sa_column=Column(String(200)))
+
+
+class IncomeRecord(RegistryBase, table=True):
+    """A year's household net income and its parts, yuan."""
+
+    __tablename__ = "income"
+    household_id: uuid.UUID = TField(
+        sa_column=Column(Uuid, ForeignKey("household.id"), primary_key=True)
+    )
+    year: int = TField(sa_column=Column(Integer, primary_key=True))
+    total: float = TField(sa_column=Column(Float, nullable=False))
+    wage: float | None = TField(default=None, sa_column=Column(Float))
+    business: float | None = TField(default=None, sa_column=Column(Float))
+    transfer: float | None = TField(default=None, sa_column=Column(Float))
+    property: float | None = TField(default=None, sa_column=Column(Float))
+
+
+class Contact(RegistryBase, table=True):
+    """A key contact (重点联系人) of a household."""
+
+    __tablename__ = "contact"
+    id: int | None = TField(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    household_id: uuid.UUID = TField(
+        sa_column=Column(Uuid, ForeignKey("household.id"), nullable=False, index=True)
+    )
+    role: str = TField(sa_column=Column(String(10), nullable=False))
+    name: str = TField(sa_column=Column(String(100), nullable=False))
+    phone: str = TField(sa_column=Column(String(20), nullable=False))
+    unit: str | None = TField(default=None, sa_column=Column(String(100)))
+
+
+class HistoryEntry(RegistryBase, table=True):
+    """Who changed what in a household, when. ID numbers appear masked only."""
+
+    __tablename__ = "history"
+    id: int | None = TField(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    household_id: uuid.UUID = TField(sa_column=Column(Uuid, nullable=False, index=True))
+    person_id: uuid.UUID | None = TField(default=None, sa_column=Column(Uuid, index=True))
+    at: datetime = TField(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
+    actor: str = TField(sa_column=Column(String(100), nullable=False))
+    action: str = TField(sa_column=Column(String(40), nullable=False))
+    changes: dict[str, Any] = TField(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
+    )
+    version: int = TField(sa_column=Column(Integer, nullable=False))
+
+
+# Core tables, for set-based reads and writes (the handlers use SQLAlchemy Core).
+household_table = cast(Table, Household.__table__)  # type: ignore[attr-defined]
+person_table = cast(Table, Person.__table__)  # type: ignore[attr-defined]
+income_table = cast(Table, IncomeRecord.__table__)  # type: ignore[attr-defined]
+contact_table = cast(Table, Contact.__table__)  # type: ignore[attr-defined]
+history_table = cast(Table, HistoryEntry.__table__)  # type: ignore[attr-defined]
+region_table = cast(Table, Region.__table__)  # type: ignore[attr-defined]
+
+
+# --- Schemas ----------------------------------------------------------------------------
+
+
+class AnnualIncome(BaseModel):
+    """Household net income of one year, yuan; parts optional (total = their sum)."""
+
+    year: int = Field(ge=2000, le=2100)
+    total: float | None = Field(default=None, ge=0)
+    wage: float | None = Field(default=None, ge=0)
+    business: float | None = Field(default=None, ge=0)
+    transfer: float | None = Field(default=None, ge=0)
+    property: float | None = Field(default=None, ge=0)
+
+
+class MemberCreate(BaseModel):
+    id_number: str = Field(min_length=1, max_length=40)
+    name: str = Field(min_length=1, max_length=100)
+    relation: Relation
+    special_groups: list[SpecialGroup] = Field(default_factory=list)
+    labor_capacity: LaborCapacity = "full"
+    schooling: Schooling | None = None
+    medical_insurance: bool = True
+
+
+class GuaranteeIn(BaseModel):
+    status: GuaranteeStatus
+    verified_on: date | None = None
+
+
+class ContactIn(BaseModel):
+    role: ContactRole
+    name: str = Field(min_length=1, max_length=100)
+    phone: str = Field(min_length=5, max_length=20)
+    unit: str | None = Field(default=None, max_length=100)
+
+
+class HouseholdCreate(BaseModel):
+    region_code: str = Field(min_length=1, max_length=20)
+    type: HouseholdType
+    policy_enjoying: bool = False
+    household_number: str | None = Field(default=None, min_length=1, max_length=40)
+    annual_income: AnnualIncome | None = None
+    members: list[MemberCreate] = Field(min_length=1, max_length=30)
+    guarantees: dict[GuaranteeItem, GuaranteeStatus | GuaranteeIn] = Field(default_factory=dict)
+    contacts: list[ContactIn] = Field(default_factory=list, max_length=10)
+
+
+class HouseholdPatch(BaseModel):
+    """Fields to change; what is left out stays as it is."""
+
+    region_code: str | None = Field(default=None, min_length=1, max_length=20)
+    type: HouseholdType | None = None
+    policy_enjoying: bool | None = None
+    household_number: str | None = Field(default=None, min_length=1, max_length=40)
+    guarantees: dict[GuaranteeItem, GuaranteeStatus | GuaranteeIn] | None = None
+    # A status correction (e.g. pushed by the provincial platform).
+    monitoring_status: MonitoringStatus | None = None
+    elimination_method: EliminationMethod | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class MemberPatch(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    relation: Relation | None = None
+    special_groups: list[SpecialGroup] | None = None
+    labor_capacity: LaborCapacity | None = None
+    schooling: Schooling | None = None
+    medical_insurance: bool | None = None
+
+
+class MemberMove(BaseModel):
+    to_household_id: uuid.UUID
+    relation: Relation = "other"
+
+
+class ContactsIn(BaseModel):
+    contacts: list[ContactIn] = Field(max_length=10)
+
+
+class MemberPublic(BaseModel):
+    person_id: str
+    id_number: str  # masked without registry:pii
+    name: str
+    relation: str
+    sex: str
+    birth_date: date
+    special_groups: list[str]
+    labor_capacity: str
+    schooling: str | None
+    medical_insurance: bool
+
+
+class IncomePublic(BaseModel):
+    year: int
+    total: float
+    wage: float | None = None
+    business: float | None = None
+    transfer: float | None = None
+    property: float | None = None
+    per_capita: float
+
+
+class ContactPublic(BaseModel):
+    role: str
+    name: str
+    phone: str
+    unit: str | None = None
+
+
+class MonitoringPublic(BaseModel):
+    status: MonitoringStatus
+    since: date | None = None
+    ended_on: date | None = None
+    elimination_method: EliminationMethod | None = None
+    elimination_reason: str | None = None
+    case_id: str | None = None
+
+
+class HouseholdPublic(BaseModel):
+    id: str
+    household_number: str | None
+    region_code: str
+    town_code: str
+    type: HouseholdType
+    policy_enjoying: bool
+    monitoring_status: MonitoringStatus
+    monitoring: MonitoringPublic
+    annual_income: IncomePublic | None  # the latest year
+    incomes: list[IncomePublic]  # newest first
+    members: list[MemberPublic]
+    guarantees: dict[str, GuaranteeIn]
+    contacts: list[ContactPublic]
+    contact_missing: bool  # the policy's key contact is not named
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class HouseholdCreated(BaseModel):
+    id: str
+    version: int
+
+
+class HouseholdPage(BaseModel):
+    items: list[HouseholdPublic]
+    next_cursor: str | None
+
+
+class PersonLocation(BaseModel):
+    household_id: str
+    person_id: str
+
+
+class RegionPublic(BaseModel):
+    code: str
+    name: str
+    level: str
+    parent_code: str
+
+
+class RegionPage(BaseModel):
+    items: list[RegionPublic]
+
+
+class HistoryPublic(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    person_id: str | None
+    changes: dict[str, Any]
+    version: int
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryPublic]
+    next_cursor: str | None
+
+
+class ImportError_(BaseModel):
+    row: int
+    household_number: str | None
+    field: str
+    message: str
+
+
+class ImportSummary(BaseModel):
+    rows: int
+    households: int
+    created: int
+    existing: int  # already registered under the same household number: left unchanged
+    rejected: int
+    errors: list[ImportError_]
+    errors_truncated: bool = False

@@ -1,0 +1,1267 @@
+"""Commands and event handlers of the registry. Each command owns its unit of work: load,
+decide (domain.py), write the rows, the history entry and the outbox event, commit once.
+Event handlers get the consumer's session and never commit.
+
+Every event on `registry.households` carries the household's full snapshot (members with
+`id_hash`, never the ID number) and a version that increases with every change.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Container, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, cast
+
+from pydantic import BaseModel
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backstop import outbox
+from backstop.contracts import registry as contract
+from backstop.contracts.assistance import FindingObserved, MonitoringStarted, RiskEliminated
+from backstop.db import SessionFactory, unit_of_work
+from backstop.errors import Problem
+from backstop.events import CloudEvent, make_event
+from backstop.idnumber import id_hash, mask_id
+from backstop.logs import correlation_id
+from services.registry import domain
+from services.registry.importing import HouseholdRows
+from services.registry.models import (
+    ContactIn,
+    GuaranteeIn,
+    HouseholdCreate,
+    HouseholdPatch,
+    MemberCreate,
+    MemberPatch,
+    contact_table,
+    history_table,
+    household_table,
+    income_table,
+    person_table,
+    region_table,
+)
+
+log = logging.getLogger("backstop.registry")
+SERVICE = "registry"
+
+H = household_table
+P = person_table
+INC = income_table
+C = contact_table
+HIST = history_table
+R = region_table
+
+Loc = list[str | int]
+
+
+class DraftInvalid(Exception):
+    """A household draft that breaks a rule; `errors` are (location, message) pairs with
+    locations relative to the draft, e.g. ["members", 0, "id_number"]."""
+
+    def __init__(self, errors: list[tuple[Loc, str]], status: int = 422) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in errors))
+        self.errors = errors
+        self.status = status
+
+
+def problem_of(exc: DraftInvalid, prefix: Loc | None = None) -> Problem:
+    prefix = prefix if prefix is not None else ["body"]
+    errors = [{"loc": [*prefix, *loc], "msg": msg} for loc, msg in exc.errors]
+    first = errors[0]
+    return Problem(exc.status, f"{'.'.join(map(str, first['loc']))}: {first['msg']}", errors=errors)
+
+
+# --- Views: a household as loaded --------------------------------------------------------
+
+
+@dataclass
+class HouseholdView:
+    household: dict[str, Any]
+    members: list[dict[str, Any]] = field(default_factory=list)
+    incomes: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return str(self.household["id"])
+
+    @property
+    def region_code(self) -> str:
+        return str(self.household["region_code"])
+
+
+def _member_order(m: dict[str, Any]) -> tuple[int, date]:
+    return (0 if m["relation"] == "head" else 1, m["birth_date"])
+
+
+async def load_views(
+    session: AsyncSession, ids: Sequence[uuid.UUID], *, for_update: bool = False
+) -> dict[uuid.UUID, HouseholdView]:
+    """The households with their members, incomes and contacts, in four queries."""
+    if not ids:
+        return {}
+    query = select(H).where(H.c.id.in_(ids))
+    if for_update:
+        query = query.with_for_update()
+    views = {
+        row["id"]: HouseholdView(dict(row)) for row in (await session.execute(query)).mappings()
+    }
+    if not views:
+        return views
+    found = list(views)
+    for row in (await session.execute(select(P).where(P.c.household_id.in_(found)))).mappings():
+        views[row["household_id"]].members.append(dict(row))
+    income_query = select(INC).where(INC.c.household_id.in_(found)).order_by(INC.c.year.desc())
+    for row in (await session.execute(income_query)).mappings():
+        views[row["household_id"]].incomes.append(dict(row))
+    contact_query = select(C).where(C.c.household_id.in_(found)).order_by(C.c.id)
+    for row in (await session.execute(contact_query)).mappings():
+        views[row["household_id"]].contacts.append(dict(row))
+    for view in views.values():
+        view.members.sort(key=_member_order)
+    return views
+
+
+async def load_view(
+    session: AsyncSession, household_id: uuid.UUID, *, for_update: bool = False
+) -> HouseholdView:
+    views = await load_views(session, [household_id], for_update=for_update)
+    if household_id not in views:
+        raise Problem(404, f"household {household_id} not found")
+    return views[household_id]
+
+
+def guarantees_of(view: HouseholdView) -> dict[str, dict[str, Any]]:
+    return dict(view.household.get("guarantees") or {})
+
+
+def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
+    """The household as every registry event carries it: no names, no ID numbers."""
+    h = view.household
+    size = len(view.members)
+    guarantees = guarantees_of(view)
+    return contract.HouseholdSnapshot(
+        household_id=view.id,
+        household_number=h["household_number"],
+        region_code=h["region_code"],
+        town_code=h["town_code"],
+        type=h["type"],
+        policy_enjoying=h["policy_enjoying"],
+        monitoring_status=h["monitoring_status"],
+        monitoring_since=h["monitoring_since"],
+        monitoring_ended_on=h["monitoring_ended_on"],
+        elimination_method=h["elimination_method"],
+        members=[
+            contract.MemberSnapshot(
+                person_id=str(m["id"]),
+                id_hash=m["id_hash"],
+                relation=m["relation"],
+                sex=m["sex"],
+                birth_date=m["birth_date"],
+                special_groups=list(m["special_groups"] or []),
+                labor_capacity=m["labor_capacity"],
+                schooling=m["schooling"],
+                medical_insurance=m["medical_insurance"],
+            )
+            for m in view.members
+        ],
+        incomes=[
+            contract.IncomeSnapshot(
+                year=i["year"],
+                total=i["total"],
+                per_capita=domain.per_capita(i["total"], size),
+                wage=i["wage"],
+                business=i["business"],
+                transfer=i["transfer"],
+                property=i["property"],
+            )
+            for i in view.incomes
+        ],
+        guarantees={k: v["status"] for k, v in guarantees.items()},
+        guarantees_verified_on={
+            k: date.fromisoformat(v["verified_on"])
+            for k, v in guarantees.items()
+            if v.get("verified_on")
+        },
+        contacts=[
+            contract.ContactSnapshot(
+                role=c["role"], name=c["name"], phone=c["phone"], unit=c["unit"]
+            )
+            for c in view.contacts
+        ],
+        version=h["version"],
+    )
+
+
+def _event(payload: BaseModel, household_id: str) -> CloudEvent:
+    return make_event(SERVICE, payload, subject=household_id, correlation_id=correlation_id.get())
+
+
+async def _history(
+    session: AsyncSession,
+    view: HouseholdView,
+    *,
+    actor: str,
+    action: str,
+    changes: dict[str, Any],
+    person_id: uuid.UUID | None = None,
+) -> None:
+    await session.execute(
+        insert(HIST).values(
+            household_id=view.household["id"],
+            person_id=person_id,
+            actor=actor,
+            action=action,
+            changes=changes,
+            version=view.household["version"],
+        )
+    )
+
+
+async def _bump(session: AsyncSession, view: HouseholdView, values: dict[str, Any]) -> None:
+    """Write changed household columns and the next version."""
+    view.household["version"] += 1
+    values = {**values, "version": view.household["version"], "updated_at": datetime.now(UTC)}
+    view.household.update(values)
+    await session.execute(update(H).where(H.c.id == view.household["id"]).values(**values))
+
+
+# --- Drafts: a new household checked against the rules -----------------------------------
+
+
+@dataclass
+class PreparedHousehold:
+    household: dict[str, Any]
+    members: list[dict[str, Any]]
+    incomes: list[dict[str, Any]]
+    contacts: list[dict[str, Any]]
+    guarantees: dict[str, dict[str, Any]]
+
+
+def _guarantee_entry(value: str | GuaranteeIn, today: date) -> dict[str, Any]:
+    if isinstance(value, GuaranteeIn):
+        verified = value.verified_on
+        if verified is not None and verified > today:
+            raise domain.RuleViolation("verified_on", "must not be in the future")
+        return {"status": value.status, "verified_on": verified.isoformat() if verified else None}
+    return {"status": value, "verified_on": None}
+
+
+def prepare_household(
+    draft: HouseholdCreate, *, villages: Container[str], pii_key: str, today: date | None = None
+) -> PreparedHousehold:
+    """Check a draft against the register's rules (region, ID numbers, one head, income,
+    contacts) and build its rows. Raises DraftInvalid naming every bad field."""
+    today = today or date.today()
+    errors: list[tuple[Loc, str]] = []
+    region = draft.region_code.strip()
+    if region not in villages:
+        errors.append((["region_code"], f"{region} is not a village of this county"))
+    members: list[dict[str, Any]] = []
+    for i, m in enumerate(draft.members):
+        try:
+            parsed = domain.validate_id_number(m.id_number, today=today)
+        except domain.RuleViolation as exc:
+            errors.append((["members", i, "id_number"], exc.message))
+            continue
+        members.append(_member_row(m, parsed.value, parsed.sex, parsed.birth_date, pii_key))
+    for i in domain.duplicate_ids(m["id_number"] for m in members):
+        errors.append((["members", i, "id_number"], "the same person is listed twice"))
+    try:
+        domain.check_relations([m.relation for m in draft.members])
+    except domain.RuleViolation as exc:
+        errors.append((["members"], exc.message))
+    incomes: list[dict[str, Any]] = []
+    if draft.annual_income is not None:
+        try:
+            income = domain.make_income(**draft.annual_income.model_dump(), today=today)
+            incomes.append(dict(income.__dict__))
+        except domain.RuleViolation as exc:
+            errors.append((["annual_income", exc.field], exc.message))
+    contacts = []
+    for i, c in enumerate(draft.contacts):
+        if not domain.valid_phone(c.phone):
+            errors.append((["contacts", i, "phone"], "not a valid phone number"))
+        contacts.append(c.model_dump())
+    guarantees: dict[str, dict[str, Any]] = {}
+    for item, value in draft.guarantees.items():
+        try:
+            guarantees[item] = _guarantee_entry(value, today)
+        except domain.RuleViolation as exc:
+            errors.append((["guarantees", item, exc.field], exc.message))
+    if errors:
+        raise DraftInvalid(errors)
+    household_id = uuid.uuid4()
+    for member_row in members:
+        member_row["household_id"] = household_id
+    for income_row in incomes:
+        income_row["household_id"] = household_id
+    for contact_row in contacts:
+        contact_row["household_id"] = household_id
+    household = {
+        "id": household_id,
+        "household_number": draft.household_number,
+        "region_code": region,
+        "town_code": domain.town_of(region),
+        "type": draft.type,
+        "policy_enjoying": draft.policy_enjoying,
+        "monitoring_status": "monitored" if draft.type in domain.MONITORED_TYPES else "none",
+        "monitoring_since": None,
+        "monitoring_ended_on": None,
+        "elimination_method": None,
+        "elimination_reason": None,
+        "monitoring_case_id": None,
+        "guarantees": guarantees,
+        "version": 1,
+    }
+    return PreparedHousehold(household, members, incomes, contacts, guarantees)
+
+
+def _member_row(
+    m: MemberCreate | MemberPatch, id_number: str, sex: str, birth_date: date, pii_key: str
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "id_number": id_number,
+        "id_hash": id_hash(id_number, pii_key),
+        "name": (m.name or "").strip(),
+        "relation": m.relation,
+        "sex": sex,
+        "birth_date": birth_date,
+        "special_groups": list(m.special_groups or []),
+        "labor_capacity": m.labor_capacity or "full",
+        "schooling": m.schooling,
+        "medical_insurance": True if m.medical_insurance is None else m.medical_insurance,
+        "removed_reason": None,
+    }
+
+
+async def village_codes(session: AsyncSession) -> set[str]:
+    rows = await session.execute(select(R.c.code).where(R.c.level == "village"))
+    return set(rows.scalars())
+
+
+@dataclass
+class BulkResult:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    # (index in the input, location, message, status)
+    rejected: list[tuple[int, Loc, str, int]] = field(default_factory=list)
+
+
+async def insert_households(
+    session: AsyncSession,
+    prepared: Sequence[PreparedHousehold],
+    *,
+    actor: str,
+    skip_existing_numbers: bool = True,
+) -> BulkResult:
+    """Insert many prepared households in the caller's transaction, with their history
+    and HouseholdCreated events. A household whose number is already registered is left
+    unchanged (imports are idempotent by household number); one with a person already in
+    another household is rejected (409), the others go in."""
+    result = BulkResult()
+    numbers = [p.household["household_number"] for p in prepared if p.household["household_number"]]
+    known_numbers: set[str] = set()
+    if numbers:
+        rows = await session.execute(
+            select(H.c.household_number).where(H.c.household_number.in_(numbers))
+        )
+        known_numbers = set(rows.scalars())
+    id_numbers = [m["id_number"] for p in prepared for m in p.members]
+    registered: dict[str, tuple[uuid.UUID, uuid.UUID | None]] = {}
+    if id_numbers:
+        rows2 = await session.execute(
+            select(P.c.id_number, P.c.id, P.c.household_id).where(P.c.id_number.in_(id_numbers))
+        )
+        registered = {r.id_number: (r.id, r.household_id) for r in rows2}
+    accepted: list[PreparedHousehold] = []
+    seen_numbers: set[str] = set()
+    seen_people: set[str] = set()
+    returning: list[dict[str, Any]] = []  # removed persons who come back
+    for index, p in enumerate(prepared):
+        number = p.household["household_number"]
+        if number and (number in known_numbers or number in seen_numbers):
+            if skip_existing_numbers:
+                result.existing.append(number)
+            else:
+                result.rejected.append(
+                    (
+                        index,
+                        ["household_number"],
+                        f"household number {number} is already registered",
+                        409,
+                    )
+                )
+            continue
+        conflict: tuple[int, Loc, str, int] | None = None
+        for i, m in enumerate(p.members):
+            owner = registered.get(m["id_number"])
+            if (owner is not None and owner[1] is not None) or m["id_number"] in seen_people:
+                conflict = (
+                    index,
+                    ["members", i, "id_number"],
+                    "this person is already in another household",
+                    409,
+                )
+                break
+        if conflict:
+            result.rejected.append(conflict)
+            continue
+        if number:
+            seen_numbers.add(number)
+        for m in p.members:
+            seen_people.add(m["id_number"])
+            owner = registered.get(m["id_number"])
+            if owner is not None:  # a removed person rejoins the register: same person id
+                m["id"] = owner[0]
+                returning.append(m)
+        accepted.append(p)
+    if not accepted:
+        return result
+    await session.execute(insert(H), [p.household for p in accepted])
+    returning_ids = {m["id"] for m in returning}
+    new_people = [m for p in accepted for m in p.members if m["id"] not in returning_ids]
+    if new_people:
+        await session.execute(insert(P), new_people)
+    for m in returning:
+        values = {k: v for k, v in m.items() if k not in ("id", "id_number")}
+        await session.execute(update(P).where(P.c.id == m["id"]).values(**values))
+    incomes = [i for p in accepted for i in p.incomes]
+    if incomes:
+        await session.execute(insert(INC), incomes)
+    contacts = [c for p in accepted for c in p.contacts]
+    if contacts:
+        await session.execute(insert(C), contacts)
+    await session.execute(
+        insert(HIST),
+        [
+            {
+                "household_id": p.household["id"],
+                "person_id": None,
+                "actor": actor,
+                "action": "household.created",
+                "changes": {
+                    "type": p.household["type"],
+                    "region_code": p.household["region_code"],
+                    "members": [mask_id(m["id_number"]) for m in p.members],
+                },
+                "version": 1,
+            }
+            for p in accepted
+        ],
+    )
+    events = []
+    for p in accepted:
+        view = HouseholdView(
+            household=p.household,
+            members=sorted(p.members, key=_member_order),
+            incomes=sorted(p.incomes, key=lambda i: -i["year"]),
+            contacts=[{"unit": None, **c} for c in p.contacts],
+        )
+        events.append(
+            _event(contract.HouseholdCreated(household=snapshot(view), changed_by=actor), view.id)
+        )
+        result.created.append(view.id)
+    await outbox.publish_many(session, events)
+    return result
+
+
+# --- Commands -----------------------------------------------------------------------------
+
+
+async def create_household(
+    sessions: SessionFactory, draft: HouseholdCreate, *, actor: str, pii_key: str
+) -> str:
+    """Register one household. 422 naming the field for a bad draft, 409 when a member is
+    already in another household or the household number is taken."""
+    async with unit_of_work(sessions) as session:
+        villages = await village_codes(session)
+        try:
+            prepared = prepare_household(draft, villages=villages, pii_key=pii_key)
+        except DraftInvalid as exc:
+            raise problem_of(exc) from None
+        try:
+            result = await insert_households(
+                session, [prepared], actor=actor, skip_existing_numbers=False
+            )
+        except IntegrityError:
+            raise Problem(409, "a member or the household number is already registered") from None
+        if result.rejected:
+            _, loc, msg, status = result.rejected[0]
+            raise problem_of(DraftInvalid([(loc, msg)], status=status))
+        return result.created[0]
+
+
+async def _village_or_422(session: AsyncSession, code: str, loc: Loc) -> str:
+    code = code.strip()
+    level = await session.scalar(select(R.c.level).where(R.c.code == code))
+    if level != "village":
+        raise problem_of(DraftInvalid([(loc, f"{code} is not a village of this county")]))
+    return code
+
+
+def _guarantee_changes(
+    current: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        f"guarantees.{k}": {"from": current.get(k), "to": v}
+        for k, v in new.items()
+        if current.get(k) != v
+    }
+
+
+async def update_household(
+    sessions: SessionFactory,
+    household_id: uuid.UUID,
+    patch: HouseholdPatch,
+    *,
+    actor: str,
+    can_see: Any,
+) -> None:
+    """Change type, policy flag, number, village, guarantees, or correct the monitoring
+    status. Emits HouseholdUpdated (and MonitoringChanged for a status correction)."""
+    today = date.today()
+    async with unit_of_work(sessions) as session:
+        view = await load_view(session, household_id, for_update=True)
+        _require(can_see, view.region_code)
+        values: dict[str, Any] = {}
+        changes: dict[str, Any] = {}
+        fields = patch.model_fields_set
+        if patch.region_code is not None and patch.region_code != view.region_code:
+            code = await _village_or_422(session, patch.region_code, ["body", "region_code"])
+            _require(can_see, code)
+            values |= {"region_code": code, "town_code": domain.town_of(code)}
+        for name in ("type", "policy_enjoying", "household_number"):
+            if name in fields and getattr(patch, name) is not None:
+                values[name] = getattr(patch, name)
+        if (
+            patch.household_number is not None
+            and patch.household_number != view.household["household_number"]
+        ):
+            taken = await session.scalar(
+                select(H.c.id).where(H.c.household_number == patch.household_number)
+            )
+            if taken is not None:
+                raise problem_of(
+                    DraftInvalid([(["household_number"], "already registered")], status=409)
+                )
+        if patch.guarantees is not None:
+            merged = guarantees_of(view)
+            for item, value in patch.guarantees.items():
+                try:
+                    merged[item] = _guarantee_entry(value, today)
+                except domain.RuleViolation as exc:
+                    raise problem_of(
+                        DraftInvalid([(["guarantees", item, exc.field], exc.message)])
+                    ) from None
+            changes |= _guarantee_changes(guarantees_of(view), merged)
+            values["guarantees"] = merged
+        for name, value in list(values.items()):
+            if name != "guarantees" and view.household.get(name) != value:
+                changes[name] = {"from": view.household.get(name), "to": value}
+            elif name != "guarantees":
+                del values[name]
+        previous_status = view.household["monitoring_status"]
+        status_changed = (
+            patch.monitoring_status is not None and patch.monitoring_status != previous_status
+        )
+        if status_changed:
+            values |= _monitoring_correction(view, patch, today)
+            changes["monitoring_status"] = {"from": previous_status, "to": patch.monitoring_status}
+        if not changes:
+            return
+        await _bump(session, view, values)
+        await _history(session, view, actor=actor, action="household.updated", changes=changes)
+        snap = snapshot(view)
+        event: BaseModel
+        if status_changed:
+            event = contract.MonitoringChanged(
+                household=snap,
+                changed_by=actor,
+                previous_status=previous_status,
+                elimination_method=view.household["elimination_method"],
+            )
+        else:
+            event = contract.HouseholdUpdated(
+                household=snap, changed_by=actor, changed_fields=sorted(changes)
+            )
+        await outbox.publish(session, _event(event, view.id))
+
+
+def _monitoring_correction(
+    view: HouseholdView, patch: HouseholdPatch, today: date
+) -> dict[str, Any]:
+    status = patch.monitoring_status
+    if status == "monitored":
+        return {
+            "monitoring_status": "monitored",
+            "monitoring_since": today,
+            "monitoring_ended_on": None,
+            "elimination_method": None,
+            "elimination_reason": None,
+        }
+    if status == "eliminated":
+        if patch.elimination_method is None:
+            raise problem_of(DraftInvalid([(["elimination_method"], "required to eliminate risk")]))
+        return {
+            "monitoring_status": "eliminated",
+            "monitoring_ended_on": today,
+            "elimination_method": patch.elimination_method,
+            "elimination_reason": patch.reason,
+        }
+    return {
+        "monitoring_status": "none",
+        "monitoring_since": None,
+        "monitoring_ended_on": None,
+        "elimination_method": None,
+        "elimination_reason": None,
+    }
+
+
+def _require(can_see: Any, region_code: str) -> None:
+    if not can_see(region_code):
+        raise Problem(403, f"region {region_code} is outside this client's regions")
+
+
+def _member_public_changes(m: dict[str, Any]) -> dict[str, Any]:
+    return {"id_number": mask_id(m["id_number"]), "relation": m["relation"]}
+
+
+async def add_member(
+    sessions: SessionFactory,
+    household_id: uuid.UUID,
+    member: MemberCreate,
+    *,
+    actor: str,
+    can_see: Any,
+    pii_key: str,
+) -> str:
+    """Add a person (a birth, a marriage in ...). 409 if they are in another household; a
+    person removed earlier comes back with the same person id."""
+    async with unit_of_work(sessions) as session:
+        view = await load_view(session, household_id, for_update=True)
+        _require(can_see, view.region_code)
+        try:
+            parsed = domain.validate_id_number(member.id_number)
+        except domain.RuleViolation as exc:
+            raise problem_of(DraftInvalid([(["id_number"], exc.message)])) from None
+        if member.relation == "head":
+            raise problem_of(DraftInvalid([(["relation"], "the household already has a head")]))
+        row = _member_row(member, parsed.value, parsed.sex, parsed.birth_date, pii_key)
+        row["household_id"] = view.household["id"]
+        existing = (
+            await session.execute(
+                select(P.c.id, P.c.household_id)
+                .where(P.c.id_number == parsed.value)
+                .with_for_update()
+            )
+        ).first()
+        if existing is not None and existing.household_id is not None:
+            raise problem_of(
+                DraftInvalid([(["id_number"], "this person is already in a household")], status=409)
+            )
+        if existing is not None:
+            row["id"] = existing.id
+            await session.execute(
+                update(P)
+                .where(P.c.id == existing.id)
+                .values(**{k: v for k, v in row.items() if k not in ("id", "id_number")})
+            )
+        else:
+            try:
+                async with session.begin_nested():
+                    await session.execute(insert(P).values(**row))
+            except IntegrityError:
+                raise problem_of(
+                    DraftInvalid(
+                        [(["id_number"], "this person is already in a household")], status=409
+                    )
+                ) from None
+        view.members.append(row)
+        view.members.sort(key=_member_order)
+        await _bump(session, view, {})
+        await _history(
+            session,
+            view,
+            actor=actor,
+            action="member.added",
+            changes={"member": _member_public_changes(row)},
+            person_id=row["id"],
+        )
+        await outbox.publish(
+            session,
+            _event(
+                contract.MemberAdded(
+                    household=snapshot(view), changed_by=actor, person_id=str(row["id"])
+                ),
+                view.id,
+            ),
+        )
+        return str(row["id"])
+
+
+def _find_member(view: HouseholdView, person_id: uuid.UUID) -> dict[str, Any]:
+    for m in view.members:
+        if m["id"] == person_id:
+            return m
+    raise Problem(404, f"person {person_id} is not a member of household {view.id}")
+
+
+async def update_member(
+    sessions: SessionFactory,
+    household_id: uuid.UUID,
+    person_id: uuid.UUID,
+    patch: MemberPatch,
+    *,
+    actor: str,
+    can_see: Any,
+) -> None:
+    async with unit_of_work(sessions) as session:
+        view = await load_view(session, household_id, for_update=True)
+        _require(can_see, view.region_code)
+        member = _find_member(view, person_id)
+        values = {
+            k: v
+            for k, v in patch.model_dump(exclude_unset=True).items()
+            if v is not None or k == "schooling"
+        }
+        if "relation" in values:
+            relations = [values["relation"] if m is member else m["relation"] for m in view.members]
+            try:
+                domain.check_relations(relations)
+            except domain.RuleViolation as exc:
+                raise problem_of(DraftInvalid([(["relation"], exc.message)])) from None
+        changes = {k: {"from": member[k], "to": v} for k, v in values.items() if member[k] != v}
+        if not changes:
+            return
+        await session.execute(update(P).where(P.c.id == person_id).values(**values))
+        member.update(values)
+        view.members.sort(key=_member_order)
+        await _bump(session, view, {})
+        await _history(
+            session,
+            view,
+            actor=actor,
+            action="member.updated",
+            changes=changes,
+            person_id=person_id,
+        )
+        await outbox.publish(
+            session,
+            _event(
+                contract.HouseholdUpdated(
+                    household=snapshot(view),
+                    changed_by=actor,
+                    changed_fields=[f"members.{k}" for k in sorted(changes)],
+                ),
+                view.id,
+            ),
+        )
+
+
+async def remove_member(
+    sessions: SessionFactory,
+    household_id: uuid.UUID,
+    person_id: uuid.UUID,
+    *,
+    reason: str | None,
+    actor: str,
+    can_see: Any,
+) -> None:
+    """Take a person off the household (death, marriage out ...). The head cannot be
+    removed while others remain: make someone else head first."""
+    async with unit_of_work(sessions) as session:
+        view = await load_view(session, household_id, for_update=True)
+        _require(can_see, view.region_code)
+        member = _find_member(view, person_id)
+        if member["relation"] == "head":
+            raise problem_of(
+                DraftInvalid(
+                    [(["person_id"], "the head cannot be removed; make another member head first")],
+                    status=409,
+                )
+            )
+        await session.execute(
+            update(P).where(P.c.id == person_id).values(household_id=None, removed_reason=reason)
+        )
+        view.members.remove(member)
+        await _bump(session, view, {})
+        await _history(
+            session,
+            view,
+            actor=actor,
+            action="member.removed",
+            changes={"member": _member_public_changes(member), "reason": reason},
+            person_id=person_id,
+        )
+        await outbox.publish(
+            session,
+            _event(
+                contract.MemberRemoved(
+                    household=snapshot(view),
+                    changed_by=actor,
+                    person_id=str(person_id),
+                    id_hash=member["id_hash"],
+                    reason=reason,
+                ),
+                view.id,
+            ),
+        )
+
+
+async def move_member(
+    sessions: SessionFactory,
+    household_id: uuid.UUID,
+    person_id: uuid.UUID,
+    *,
+    to_household_id: uuid.UUID,
+    relation: str,
+    actor: str,
+    can_see: Any,
+) -> None:
+    """Move a person to another household (分户, marriage within the county ...): same
+    person id, so their history follows them. Emits MemberRemoved for the old household
+    and MemberMoved for the new one."""
+    if to_household_id == household_id:
+        raise problem_of(DraftInvalid([(["to_household_id"], "the person is already in it")]))
+    async with unit_of_work(sessions) as session:
+        # Lock both in a fixed order so two opposite moves cannot deadlock.
+        views = await load_views(session, sorted([household_id, to_household_id]), for_update=True)
+        if household_id not in views:
+            raise Problem(404, f"household {household_id} not found")
+        if to_household_id not in views:
+            raise problem_of(DraftInvalid([(["to_household_id"], "no such household")], status=404))
+        source, target = views[household_id], views[to_household_id]
+        _require(can_see, source.region_code)
+        _require(can_see, target.region_code)
+        member = _find_member(source, person_id)
+        if member["relation"] == "head":
+            raise problem_of(
+                DraftInvalid(
+                    [(["person_id"], "the head cannot be moved; make another member head first")],
+                    status=409,
+                )
+            )
+        if relation == "head":
+            raise problem_of(DraftInvalid([(["relation"], "the household already has a head")]))
+        await session.execute(
+            update(P)
+            .where(P.c.id == person_id)
+            .values(household_id=target.household["id"], relation=relation)
+        )
+        source.members.remove(member)
+        moved = {**member, "household_id": target.household["id"], "relation": relation}
+        target.members.append(moved)
+        target.members.sort(key=_member_order)
+        await _bump(session, source, {})
+        await _bump(session, target, {})
+        details = _member_public_changes(moved)
+        await _history(
+            session,
+            source,
+            actor=actor,
+            action="member.moved_out",
+            person_id=person_id,
+            changes={"member": details, "to_household_id": target.id},
+        )
+        await _history(
+            session,
+            target,
+            actor=actor,
+            action="member.moved_in",
+            person_id=person_id,
+            changes={"member": details, "from_household_id": source.id},
+        )
+        await outbox.publish_many(
+            session,
+            [
+                _event(
+                    contract.MemberRemoved(
+                        household=snapshot(source),
+                        changed_by=actor,
+                        person_id=str(person_id),
+                        id_hash=member["id_hash"],
+                        reason="moved",
+                    ),
+                    source.id,
+                ),
+                _event(
+                    contract.MemberMoved(
+                        household=snapshot(target),
+                        changed_by=actor,
+                        person_id=str(person_id),
+                        from_household_id=source.id,
+                    ),
+                    target.id,
+                ),
+            ],
+        )
+
+
+async def set_income(
+    sessions: SessionFactory,
+    household_id: uuid.UUID,
+    income: domain.Income,
+    *,
+    actor: str,
+    can_see: Any,
+) -> None:
+    """Record (or correct) one year's income."""
+    async with unit_of_work(sessions) as session:
+        view = await load_view(session, household_id, for_update=True)
+        _require(can_see, view.region_code)
+        await _apply_income(session, view, income, actor=actor)
+
+
+async def _apply_income(
+    session: AsyncSession, view: HouseholdView, income: domain.Income, *, actor: str
+) -> bool:
+    row = {"household_id": view.household["id"], **income.__dict__}
+    current = next((i for i in view.incomes if i["year"] == income.year), None)
+    if current is not None and all(current[k] == row[k] for k in row):
+        return False
+    await session.execute(
+        delete(INC).where(INC.c.household_id == view.household["id"], INC.c.year == income.year)
+    )
+    await session.execute(insert(INC).values(**row))
+    view.incomes = sorted(
+        [i for i in view.incomes if i["year"] != income.year] + [row], key=lambda i: -i["year"]
+    )
+    await _bump(session, view, {})
+    changes = {f"income.{income.year}": {"from": current and current["total"], "to": income.total}}
+    await _history(session, view, actor=actor, action="income.recorded", changes=changes)
+    await outbox.publish(
+        session,
+        _event(
+            contract.HouseholdUpdated(
+                household=snapshot(view), changed_by=actor, changed_fields=["incomes"]
+            ),
+            view.id,
+        ),
+    )
+    return True
+
+
+async def set_contacts(
+    sessions: SessionFactory,
+    household_id: uuid.UUID,
+    contacts: list[ContactIn],
+    *,
+    actor: str,
+    can_see: Any,
+) -> None:
+    """Replace the household's key contacts (重点联系人)."""
+    for i, c in enumerate(contacts):
+        if not domain.valid_phone(c.phone):
+            raise problem_of(DraftInvalid([(["contacts", i, "phone"], "not a valid phone number")]))
+    async with unit_of_work(sessions) as session:
+        view = await load_view(session, household_id, for_update=True)
+        _require(can_see, view.region_code)
+        rows = [{"household_id": view.household["id"], **c.model_dump()} for c in contacts]
+        await session.execute(delete(C).where(C.c.household_id == view.household["id"]))
+        if rows:
+            await session.execute(insert(C), rows)
+        before = [{"role": c["role"], "name": c["name"]} for c in view.contacts]
+        view.contacts = rows
+        await _bump(session, view, {})
+        await _history(
+            session,
+            view,
+            actor=actor,
+            action="contacts.replaced",
+            changes={
+                "contacts": {
+                    "from": before,
+                    "to": [{"role": c.role, "name": c.name} for c in contacts],
+                }
+            },
+        )
+        await outbox.publish(
+            session,
+            _event(
+                contract.HouseholdUpdated(
+                    household=snapshot(view), changed_by=actor, changed_fields=["contacts"]
+                ),
+                view.id,
+            ),
+        )
+
+
+# --- Event handlers (assistance.decisions, assistance.findings) ---------------------------
+
+
+async def _view_or_none(session: AsyncSession, household_id: str) -> HouseholdView | None:
+    try:
+        hid = uuid.UUID(household_id)
+    except ValueError:
+        return None
+    views = await load_views(session, [hid], for_update=True)
+    return views.get(hid)
+
+
+def _state(view: HouseholdView) -> domain.MonitoringState:
+    h = view.household
+    return domain.MonitoringState(
+        status=h["monitoring_status"],
+        type=h["type"],
+        since=h["monitoring_since"],
+        ended_on=h["monitoring_ended_on"],
+        elimination_method=h["elimination_method"],
+        case_id=h["monitoring_case_id"],
+    )
+
+
+async def on_monitoring_started(session: AsyncSession, event: CloudEvent) -> None:
+    """纳入监测, decided by assistance: the household becomes monitored."""
+    data = event.payload()
+    assert isinstance(data, MonitoringStarted)
+    view = await _view_or_none(session, data.household_id)
+    if view is None:
+        log.warning("monitoring decision for unknown household %s ignored", data.household_id)
+        return
+    before = _state(view)
+    after = domain.start_monitoring(
+        before,
+        monitoring_type=data.monitoring_type,
+        decided_on=data.decided_on,
+        case_id=data.case_id,
+    )
+    if after is None:
+        return
+    await _apply_monitoring(
+        session, view, before, after, actor=data.approved_by, reason=None, factors=data.risk_factors
+    )
+
+
+async def on_risk_eliminated(session: AsyncSession, event: CloudEvent) -> None:
+    """风险消除, decided by assistance: the household leaves monitoring."""
+    data = event.payload()
+    assert isinstance(data, RiskEliminated)
+    view = await _view_or_none(session, data.household_id)
+    if view is None:
+        log.warning("elimination for unknown household %s ignored", data.household_id)
+        return
+    before = _state(view)
+    after = domain.eliminate_risk(
+        before, method=data.method, decided_on=data.decided_on, case_id=data.case_id
+    )
+    if after is None:
+        return
+    await _apply_monitoring(
+        session, view, before, after, actor=data.approved_by, reason=data.reason, factors=[]
+    )
+
+
+async def _apply_monitoring(
+    session: AsyncSession,
+    view: HouseholdView,
+    before: domain.MonitoringState,
+    after: domain.MonitoringState,
+    *,
+    actor: str,
+    reason: str | None,
+    factors: list[str],
+) -> None:
+    values = {
+        "monitoring_status": after.status,
+        "type": after.type,
+        "monitoring_since": after.since,
+        "monitoring_ended_on": after.ended_on,
+        "elimination_method": after.elimination_method,
+        "elimination_reason": reason,
+        "monitoring_case_id": after.case_id,
+    }
+    await _bump(session, view, values)
+    changes: dict[str, Any] = {
+        "monitoring_status": {"from": before.status, "to": after.status},
+        "case_id": after.case_id,
+    }
+    if before.type != after.type:
+        changes["type"] = {"from": before.type, "to": after.type}
+    if after.elimination_method:
+        changes["elimination_method"] = after.elimination_method
+        changes["reason"] = reason
+    if factors:
+        changes["risk_factors"] = factors
+    await _history(session, view, actor=actor, action="monitoring.changed", changes=changes)
+    await outbox.publish(
+        session,
+        _event(
+            contract.MonitoringChanged(
+                household=snapshot(view),
+                changed_by=actor,
+                previous_status=cast(Any, before.status),
+                elimination_method=cast(Any, after.elimination_method),
+            ),
+            view.id,
+        ),
+    )
+
+
+async def on_finding_observed(session: AsyncSession, event: CloudEvent) -> None:
+    """A visit, verification or review saw a change: apply guarantees, income and schooling
+    to the household (the field is a source of risk, like the departments)."""
+    data = event.payload()
+    assert isinstance(data, FindingObserved)
+    view = await _view_or_none(session, data.household_id)
+    if view is None:
+        log.warning("finding for unknown household %s ignored", data.household_id)
+        return
+    changes: dict[str, Any] = {}
+    changed_fields: set[str] = set()
+    for person_id, schooling in data.schooling.items():
+        member = next((m for m in view.members if str(m["id"]) == person_id), None)
+        if member is None or schooling not in domain.SCHOOLING:
+            log.warning("finding names unknown person or schooling %r; skipped", schooling)
+            continue
+        if member["schooling"] != schooling:
+            changes[f"members.{person_id}.schooling"] = {
+                "from": member["schooling"],
+                "to": schooling,
+            }
+            member["schooling"] = schooling
+            changed_fields.add("members.schooling")
+            await session.execute(
+                update(P).where(P.c.id == member["id"]).values(schooling=schooling)
+            )
+    current = guarantees_of(view)
+    merged = dict(current)
+    verified = data.observed_on.isoformat()
+    for item, status in data.guarantees.items():
+        if item in domain.GUARANTEE_ITEMS:
+            merged[item] = {"status": status, "verified_on": verified}
+    if changed_fields and "compulsory_education" not in data.guarantees:
+        derived = domain.schooling_guarantee(
+            [(m["birth_date"], m["schooling"]) for m in view.members], data.observed_on
+        )
+        if derived is not None:
+            merged["compulsory_education"] = {"status": derived, "verified_on": verified}
+    guarantee_changes = _guarantee_changes(current, merged)
+    values: dict[str, Any] = {}
+    if guarantee_changes:
+        changes |= guarantee_changes
+        values["guarantees"] = merged
+        changed_fields.add("guarantees")
+    if data.income is not None:
+        income = domain.Income(year=data.income.year, total=max(0.0, data.income.total))
+        row = next((i for i in view.incomes if i["year"] == income.year), None)
+        if row is None or row["total"] != income.total:
+            await session.execute(
+                delete(INC).where(
+                    INC.c.household_id == view.household["id"], INC.c.year == income.year
+                )
+            )
+            new_row = {"household_id": view.household["id"], **income.__dict__}
+            await session.execute(insert(INC).values(**new_row))
+            view.incomes = sorted(
+                [i for i in view.incomes if i["year"] != income.year] + [new_row],
+                key=lambda i: -i["year"],
+            )
+            changes[f"income.{income.year}"] = {"from": row and row["total"], "to": income.total}
+            changed_fields.add("incomes")
+    if not changes:
+        return
+    await _bump(session, view, values)
+    changes["origin"] = data.origin
+    await _history(session, view, actor=data.observed_by, action="finding.applied", changes=changes)
+    await outbox.publish(
+        session,
+        _event(
+            contract.HouseholdUpdated(
+                household=snapshot(view),
+                changed_by=data.observed_by,
+                changed_fields=sorted(changed_fields),
+            ),
+            view.id,
+        ),
+    )
+
+
+# --- Bulk import ---------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    households: int = 0
+    created: int = 0
+    existing: int = 0
+    rejected: int = 0
+    # (row, household number, field, message)
+    errors: list[tuple[int, str | None, str, str]] = field(default_factory=list)
+
+
+MAX_REPORTED_ERRORS = 1000
+
+
+async def import_households(
+    sessions: SessionFactory,
+    households: Iterable[HouseholdRows],
+    *,
+    actor: str,
+    pii_key: str,
+    chunk_size: int = 1000,
+) -> ImportReport:
+    """Register households from an import, `chunk_size` per transaction. Idempotent by
+    household number: one already registered is left unchanged. A bad household is
+    reported with its row and field and the good ones go in."""
+    report = ImportReport()
+    async with sessions() as session:
+        villages = await village_codes(session)
+    today = date.today()
+    chunk: list[tuple[HouseholdRows, PreparedHousehold]] = []
+
+    def reject(row: int, number: str | None, field_name: str, message: str) -> None:
+        report.rejected += 1
+        if len(report.errors) < MAX_REPORTED_ERRORS:
+            report.errors.append((row, number, field_name, message))
+
+    async def flush() -> None:
+        if not chunk:
+            return
+        async with unit_of_work(sessions) as session:
+            result = await insert_households(session, [p for _, p in chunk], actor=actor)
+        report.created += len(result.created)
+        report.existing += len(result.existing)
+        for index, loc, msg, _ in result.rejected:
+            item = chunk[index][0]
+            reject(item.first_row + _member_offset(loc), item.household_number, _field(loc), msg)
+        chunk.clear()
+
+    for item in households:
+        report.households += 1
+        report.rows += item.rows
+        if item.error is not None or item.draft is None:
+            err = item.error
+            assert err is not None
+            reject(err.row, err.household_number, err.field, err.message)
+            continue
+        try:
+            prepared = prepare_household(
+                item.draft, villages=villages, pii_key=pii_key, today=today
+            )
+        except DraftInvalid as exc:
+            loc, msg = exc.errors[0]
+            reject(item.first_row + _member_offset(loc), item.household_number, _field(loc), msg)
+            continue
+        chunk.append((item, prepared))
+        if len(chunk) >= chunk_size:
+            await flush()
+    await flush()
+    return report
+
+
+def _member_offset(loc: Loc) -> int:
+    """Rows of a household are in member order, so member i is on the first row + i."""
+    return int(loc[1]) if len(loc) >= 2 and loc[0] == "members" and isinstance(loc[1], int) else 0
+
+
+def _field(loc: Loc) -> str:
+    if len(loc) >= 3 and loc[0] == "members":
+        return ".".join(map(str, loc[2:]))
+    return ".".join(map(str, loc))

@@ -1,0 +1,370 @@
+"""Bulk import of register exports: CSV or XLSX, one row per person, Chinese headers of the
+usual 建档立卡 exports (户编号, 身份证号/证件号码, 姓名, 与户主关系, 行政区划代码 …) or
+English ones. Rows are read as a stream and grouped into households by household number;
+a household's rows are expected together, as the exports list them."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, cast
+
+from pydantic import ValidationError
+
+from services.registry.models import HouseholdCreate
+
+# Canonical column -> accepted headers (compared without spaces, case-insensitively).
+HEADERS: dict[str, tuple[str, ...]] = {
+    "household_number": ("household_number", "household_no", "户编号", "户号", "家庭编号"),
+    "id_number": ("id_number", "身份证号", "身份证号码", "证件号码", "公民身份号码"),
+    "name": ("name", "姓名"),
+    "relation": ("relation", "与户主关系"),
+    "region_code": ("region_code", "village_code", "行政区划代码", "村代码", "所属村代码"),
+    "type": ("type", "household_type", "户类型", "户类别", "户属性"),
+    "policy_enjoying": ("policy_enjoying", "是否享受政策", "享受政策"),
+    "income_year": ("income_year", "year", "收入年度", "年度"),
+    "income_total": ("annual_income", "income_total", "家庭纯收入", "家庭年纯收入", "年纯收入"),
+    "wage": ("wage", "wage_income", "工资性收入"),
+    "business": ("business", "business_income", "生产经营性收入", "经营性收入"),
+    "transfer": ("transfer", "transfer_income", "转移性收入"),
+    "property": ("property", "property_income", "财产性收入"),
+    "special_groups": ("special_groups", "特殊群体", "特困群体"),
+    "labor_capacity": ("labor_capacity", "劳动能力", "劳动技能"),
+    "schooling": ("schooling", "在校生状况", "在校生情况", "就学情况"),
+    "medical_insurance": (
+        "medical_insurance",
+        "是否参加基本医疗保险",
+        "参加医保",
+        "是否参加城乡居民基本医疗保险",
+    ),
+    "contact_role": ("contact_role", "联系人类型"),
+    "contact_name": ("contact_name", "联系人", "联系人姓名", "帮扶责任人"),
+    "contact_phone": ("contact_phone", "联系人电话", "联系电话"),
+}
+_LOOKUP = {h.replace(" ", "").lower(): canon for canon, hs in HEADERS.items() for h in hs}
+
+RELATIONS = {
+    "户主": "head",
+    "本人": "head",
+    "配偶": "spouse",
+    "妻": "spouse",
+    "夫": "spouse",
+    "妻子": "spouse",
+    "丈夫": "spouse",
+    "子": "child",
+    "女": "child",
+    "之子": "child",
+    "之女": "child",
+    "儿子": "child",
+    "女儿": "child",
+    "独生子": "child",
+    "独生女": "child",
+    "长子": "child",
+    "次子": "child",
+    "长女": "child",
+    "次女": "child",
+    "父亲": "parent",
+    "母亲": "parent",
+    "父母": "parent",
+    "公公": "parent",
+    "婆婆": "parent",
+    "岳父": "parent",
+    "岳母": "parent",
+}
+TYPES = {
+    "脱贫户": "alleviated",
+    "已脱贫户": "alleviated",
+    "脱贫不稳定户": "unstable",
+    "边缘易致贫户": "marginal",
+    "边缘户": "marginal",
+    "突发严重困难户": "sudden_hardship",
+    "一般农户": "ordinary",
+    "一般户": "ordinary",
+}
+SPECIAL_GROUPS = {
+    "重特大疾病": "major_illness",
+    "大病": "major_illness",
+    "失能": "disabled_without_carer",
+    "失能人员": "disabled_without_carer",
+    "困境儿童": "child_in_distress",
+    "严重精神障碍": "severe_mental_disorder",
+    "严重精神障碍患者": "severe_mental_disorder",
+    "残疾": "disability",
+    "残疾人": "disability",
+}
+LABOR = {
+    "普通劳动力": "full",
+    "技能劳动力": "full",
+    "有劳动能力": "full",
+    "全劳动力": "full",
+    "弱劳动力或半劳动力": "partial",
+    "弱劳动力": "partial",
+    "半劳动力": "partial",
+    "丧失劳动力": "none",
+    "无劳动力": "none",
+    "无劳动能力": "none",
+}
+SCHOOLING = {
+    "学前教育": "preschool",
+    "学前": "preschool",
+    "小学": "primary",
+    "初中": "junior",
+    "高中": "senior",
+    "中职": "vocational",
+    "高职": "vocational",
+    "大专": "college",
+    "本科": "college",
+    "失学": "out_of_school",
+    "辍学": "out_of_school",
+    "失学辍学": "out_of_school",
+    "非在校生": "none",
+}
+CONTACT_ROLES = {
+    "领导": "leader",
+    "干部": "cadre",
+    "工作队": "work_team",
+    "驻村工作队": "work_team",
+}
+YES = {"是", "yes", "true", "1", "y", "t"}
+NO = {"否", "no", "false", "0", "n", "f", ""}
+_SPLIT = re.compile(r"[、,，;；|/]+")
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read (no header, missing required columns)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class RowError:
+    row: int
+    household_number: str | None
+    field: str
+    message: str
+
+
+@dataclass
+class HouseholdRows:
+    """One household's draft, or the first error that kept it from being one."""
+
+    household_number: str
+    first_row: int
+    draft: HouseholdCreate | None = None
+    error: RowError | None = None
+    rows: int = 0
+
+
+@dataclass
+class _Group:
+    number: str
+    first_row: int
+    rows: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+
+
+REQUIRED = ("household_number", "id_number", "name", "relation", "region_code")
+
+
+def _canonical(header: list[Any]) -> list[str | None]:
+    columns = [_LOOKUP.get(str(h or "").replace(" ", "").strip().lower()) for h in header]
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise ImportFileError(missing[0], f"missing column(s): {', '.join(missing)}")
+    return columns
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _text_stream(binary: IO[bytes]) -> io.TextIOWrapper:
+    """UTF-8 (with or without BOM); GB18030 when the first block is not UTF-8."""
+    head = binary.read(65536)
+    binary.seek(0)
+    try:
+        codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+        encoding = "utf-8-sig"
+    except UnicodeDecodeError:
+        encoding = "gb18030"
+    return io.TextIOWrapper(cast(IO[bytes], binary), encoding=encoding, newline="")
+
+
+def iter_rows(binary: IO[bytes], kind: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, canonical column -> text) for every data row; row 1 is the header."""
+    return _xlsx_rows(binary) if kind == "xlsx" else _csv_rows(binary)
+
+
+def _xlsx_rows(binary: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(binary, read_only=True, data_only=True)
+    except Exception as exc:
+        raise ImportFileError("file", f"not a readable XLSX workbook: {exc}") from None
+    try:
+        rows = book.worksheets[0].iter_rows(values_only=True)
+        first = next(rows, None)
+        if first is None:
+            raise ImportFileError("file", "the sheet is empty")
+        columns = _canonical(list(first))
+        for n, values in enumerate(rows, start=2):
+            record = {c: _cell(v) for c, v in zip(columns, values, strict=False) if c}
+            if any(record.values()):
+                yield n, record
+    finally:
+        book.close()
+
+
+def _csv_rows(binary: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
+    text = _text_stream(binary)
+    reader = csv.reader(text)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ImportFileError("file", "the file is empty")
+        columns = _canonical(list(header))
+        for n, values in enumerate(reader, start=2):
+            record = {c: v.strip() for c, v in zip(columns, values, strict=False) if c}
+            if any(record.values()):
+                yield n, record
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ImportFileError("file", f"not a readable CSV file: {exc}") from None
+    finally:
+        text.detach()
+
+
+def _map(value: str, table: dict[str, str], allowed: set[str]) -> str:
+    if value in table:
+        return table[value]
+    low = value.lower()
+    return low if low in allowed else value
+
+
+def _relation(value: str) -> str:
+    """与户主关系 in the export's words; grandchildren, in-laws etc. are "other"."""
+    if value in RELATIONS:
+        return RELATIONS[value]
+    low = value.strip().lower()
+    if low in ("head", "spouse", "child", "parent", "other") or not low:
+        return low
+    return "other"
+
+
+def _bool(value: str, name: str) -> bool | None:
+    low = value.strip().lower()
+    if low in YES:
+        return True
+    if low in NO:
+        return False if low else None
+    raise ValueError(f"{name}: expected 是/否 or true/false, got {value!r}")
+
+
+def _number(value: str) -> float | None:
+    return float(value.replace(",", "")) if value else None
+
+
+def _draft(group: _Group) -> HouseholdRows:
+    result = HouseholdRows(group.number, group.first_row, rows=len(group.rows))
+    head = next((r for _, r in group.rows if _relation(r.get("relation", "")) == "head"), None)
+    lead = head or group.rows[0][1]
+
+    def household(name: str) -> str:
+        value = lead.get(name, "")
+        if value:
+            return value
+        return next((r.get(name, "") for _, r in group.rows if r.get(name)), "")
+
+    try:
+        members = []
+        for _, r in group.rows:
+            members.append(
+                {
+                    "id_number": r.get("id_number", ""),
+                    "name": r.get("name", ""),
+                    "relation": _relation(r.get("relation", "")),
+                    "special_groups": [
+                        _map(s, SPECIAL_GROUPS, set(SPECIAL_GROUPS.values()))
+                        for s in _SPLIT.split(r.get("special_groups", ""))
+                        if s and s not in ("无", "none")
+                    ],
+                    "labor_capacity": _map(
+                        r.get("labor_capacity", ""), LABOR, {"full", "partial", "none"}
+                    )
+                    or "full",
+                    "schooling": _map(r.get("schooling", ""), SCHOOLING, set(SCHOOLING.values()))
+                    or None,
+                    "medical_insurance": _bool(r.get("medical_insurance", ""), "medical_insurance"),
+                }
+            )
+            if members[-1]["medical_insurance"] is None:
+                members[-1]["medical_insurance"] = True
+        body: dict[str, Any] = {
+            "household_number": group.number,
+            "region_code": household("region_code"),
+            "type": _map(household("type") or "alleviated", TYPES, set(TYPES.values())),
+            "policy_enjoying": bool(_bool(household("policy_enjoying"), "policy_enjoying")),
+            "members": members,
+        }
+        parts = {k: _number(household(k)) for k in ("wage", "business", "transfer", "property")}
+        total = _number(household("income_total"))
+        if total is not None or any(v is not None for v in parts.values()):
+            year = household("income_year")
+            body["annual_income"] = {"year": int(year) if year else None, "total": total, **parts}
+        if household("contact_name"):
+            role = household("contact_role")
+            body["contacts"] = [
+                {
+                    "role": _map(role, CONTACT_ROLES, {"leader", "cadre", "work_team"}) or "cadre",
+                    "name": household("contact_name"),
+                    "phone": household("contact_phone"),
+                }
+            ]
+        result.draft = HouseholdCreate.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        row = group.first_row
+        if len(loc) >= 2 and loc[0] == "members" and loc[1].isdigit():
+            row = group.rows[int(loc[1])][0]
+            loc = loc[2:]
+        result.error = RowError(row, group.number, ".".join(loc) or "row", str(err["msg"]))
+    except ValueError as exc:
+        field_name, _, message = str(exc).partition(": ")
+        result.error = RowError(group.first_row, group.number, field_name, message or str(exc))
+    return result
+
+
+def iter_households(
+    rows: Iterator[tuple[int, dict[str, str]]],
+) -> Iterator[HouseholdRows]:
+    """Group consecutive rows of the same household number into drafts. A row without a
+    household number is an error of its own."""
+    current: _Group | None = None
+    for n, record in rows:
+        number = record.get("household_number", "")
+        if not number:
+            yield HouseholdRows(
+                "",
+                n,
+                error=RowError(n, None, "household_number", "missing household number"),
+                rows=1,
+            )
+            continue
+        if current is not None and current.number != number:
+            yield _draft(current)
+            current = None
+        if current is None:
+            current = _Group(number, n)
+        current.rows.append((n, record))
+    if current is not None:
+        yield _draft(current)

@@ -1,0 +1,285 @@
+"""Households through the API, against the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import pytest
+
+from backstop.contracts.registry import TOPIC
+from tests.registry.conftest import (
+    OTHER_TOWN_VILLAGE,
+    VILLAGE,
+    VILLAGE_2,
+    Registry,
+    household_body,
+    person_id_number,
+)
+from tests.support import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+async def create(registry: Registry, body: dict[str, object]) -> str:
+    response = await registry.client.post("/v1/households", json=body, headers=registry.writer)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def test_create_get_and_event_without_id_numbers(registry: Registry) -> None:
+    body = household_body()
+    household_id = await create(registry, body)
+
+    got = (
+        await registry.client.get(f"/v1/households/{household_id}", headers=registry.reader)
+    ).json()
+    assert got["region_code"] == VILLAGE and got["town_code"] == VILLAGE[:9]
+    assert len(got["members"]) == 3
+    head = got["members"][0]
+    assert head["relation"] == "head"
+    raw = body["members"][0]["id_number"]  # type: ignore[index]
+    assert head["id_number"] == f"{raw[:6]}********{raw[14:]}"
+    assert head["sex"] in ("male", "female") and head["birth_date"].startswith("1975")
+    assert got["annual_income"] == {
+        "year": 2025, "total": 30000.0, "per_capita": 10000.0,
+        "wage": None, "business": None, "transfer": None, "property": None,
+    }  # fmt: skip
+    assert got["version"] == 1
+
+    pii = registry.headers("registry:read", "registry:pii")
+    unmasked = (await registry.client.get(f"/v1/households/{household_id}", headers=pii)).json()
+    assert unmasked["members"][0]["id_number"] == raw
+
+    found = await registry.client.get(f"/v1/persons/{raw}", headers=registry.reader)
+    assert found.json()["household_id"] == household_id
+
+    events = await read_topic(registry.settings, TOPIC, match=lambda e: e.subject == household_id)
+    event = events[0]
+    assert event.type == "backstop.registry.household.created.v1"
+    assert raw not in event.to_bytes().decode()
+    snapshot = event.data["household"]
+    assert snapshot["version"] == 1
+    assert len(snapshot["members"][0]["id_hash"]) == 64
+    assert snapshot["incomes"][0]["per_capita"] == 10000.0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "loc"),
+    [
+        (lambda b: b["members"][0].update(id_number=b["members"][0]["id_number"][:17] + ("0" if b["members"][0]["id_number"][17] != "0" else "1")),
+         422, ["body", "members", 0, "id_number"]),
+        (lambda b: b.update(region_code="441881999999"), 422, ["body", "region_code"]),
+        (lambda b: b["members"][1].update(relation="head"), 422, ["body", "members"]),
+        (lambda b: b.update(annual_income={"year": 2025, "total": -10}), 422,
+         ["body", "annual_income", "total"]),
+        (lambda b: b["members"][0].update(id_number="44188119800101001"), 422,
+         ["body", "members", 0, "id_number"]),
+    ],
+)  # fmt: skip
+async def test_bad_input_names_the_field_and_writes_nothing(
+    registry: Registry, mutate: object, status: int, loc: list[object]
+) -> None:
+    body = household_body()
+    mutate(body)  # type: ignore[operator]
+    response = await registry.client.post("/v1/households", json=body, headers=registry.writer)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["errors"][0]["loc"] == loc
+    spouse = body["members"][1]["id_number"]  # type: ignore[index]
+    missing = await registry.client.get(f"/v1/persons/{spouse}", headers=registry.reader)
+    assert missing.status_code == 404
+
+
+async def test_person_in_another_household_is_a_conflict(registry: Registry) -> None:
+    first = household_body()
+    await create(registry, first)
+    second = household_body()
+    second["members"][1]["id_number"] = first["members"][1]["id_number"]  # type: ignore[index]
+    response = await registry.client.post("/v1/households", json=second, headers=registry.writer)
+    assert response.status_code == 409
+    assert response.json()["errors"][0]["loc"] == ["body", "members", 1, "id_number"]
+    head = second["members"][0]["id_number"]  # type: ignore[index]
+    assert (
+        await registry.client.get(f"/v1/persons/{head}", headers=registry.reader)
+    ).status_code == 404
+
+
+async def test_region_scoping(registry: Registry) -> None:
+    household_id = await create(registry, household_body(region=OTHER_TOWN_VILLAGE))
+    town_token = registry.headers("registry:read", "registry:write", regions=(VILLAGE[:9],))
+    response = await registry.client.get(f"/v1/households/{household_id}", headers=town_token)
+    assert response.status_code == 403
+    response = await registry.client.post(
+        "/v1/households", json=household_body(region=OTHER_TOWN_VILLAGE), headers=town_token
+    )
+    assert response.status_code == 403
+    listed = await registry.client.get("/v1/households", params={"limit": 500}, headers=town_token)
+    assert all(h["region_code"].startswith(VILLAGE[:9]) for h in listed.json()["items"])
+    assert (await registry.client.get("/v1/households", headers={})).status_code == 401
+
+
+async def test_filters_and_cursor_pagination(registry: Registry) -> None:
+    body = household_body(region=VILLAGE_2, type="marginal")
+    body["members"][0]["special_groups"] = ["severe_mental_disorder"]  # type: ignore[index]
+    special_id = await create(registry, body)
+    ids = {special_id}
+    for _ in range(4):
+        ids.add(await create(registry, household_body(region=VILLAGE_2, type="marginal")))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"region": VILLAGE_2, "type": "marginal", "monitoring": "monitored", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (
+            await registry.client.get("/v1/households", params=params, headers=registry.reader)
+        ).json()
+        seen += [h["id"] for h in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert set(seen) == ids and len(seen) == len(ids)
+    special = await registry.client.get(
+        "/v1/households",
+        params={"region": VILLAGE_2, "special_group": "severe_mental_disorder"},
+        headers=registry.reader,
+    )
+    assert [h["id"] for h in special.json()["items"]] == [
+        min(ids, key=lambda i: i not in special.text)
+    ]
+    bad = await registry.client.get(
+        "/v1/households", params={"type": "rich"}, headers=registry.reader
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "type"]
+    bad = await registry.client.get(
+        "/v1/households", params={"cursor": "%%%"}, headers=registry.reader
+    )
+    assert bad.status_code == 422
+
+
+async def test_patch_members_move_and_history(registry: Registry) -> None:
+    a = await create(registry, household_body())
+    b = await create(registry, household_body(size=2))
+    writer = registry.writer
+    patched = await registry.client.patch(
+        f"/v1/households/{a}",
+        json={"type": "marginal", "guarantees": {"housing": {"status": "possible_issue", "verified_on": "2026-11-01"}}},
+        headers=writer,
+    )  # fmt: skip
+    assert patched.status_code == 204, patched.text
+    new_person = person_id_number(2024)
+    added = await registry.client.post(
+        f"/v1/households/{a}/members",
+        json={"id_number": new_person, "name": "陈小宝", "relation": "child"},
+        headers=writer,
+    )
+    assert added.status_code == 201, added.text
+    person_id = added.json()["person_id"]
+    moved = await registry.client.post(
+        f"/v1/households/{a}/members/{person_id}/move",
+        json={"to_household_id": b, "relation": "other"},
+        headers=writer,
+    )
+    assert moved.status_code == 204, moved.text
+    located = (
+        await registry.client.get(f"/v1/persons/{new_person}", headers=registry.reader)
+    ).json()
+    assert located == {"household_id": b, "person_id": person_id}
+    head_of_b = (await registry.client.get(f"/v1/households/{b}", headers=registry.reader)).json()[
+        "members"
+    ][0]
+    refused = await registry.client.delete(
+        f"/v1/households/{b}/members/{head_of_b['person_id']}", headers=writer
+    )
+    assert refused.status_code == 409
+    removed = await registry.client.delete(
+        f"/v1/households/{b}/members/{person_id}", params={"reason": "deceased"}, headers=writer
+    )
+    assert removed.status_code == 204
+    again = await registry.client.post(
+        f"/v1/households/{a}/members",
+        json={"id_number": new_person, "name": "陈小宝", "relation": "child"},
+        headers=writer,
+    )
+    assert again.json()["person_id"] == person_id  # the same person comes back
+
+    got = (await registry.client.get(f"/v1/households/{a}", headers=registry.reader)).json()
+    assert got["type"] == "marginal"
+    assert got["guarantees"]["housing"] == {"status": "possible_issue", "verified_on": "2026-11-01"}
+    assert got["contact_missing"] is True
+    history = (
+        await registry.client.get(f"/v1/households/{a}/history", headers=registry.reader)
+    ).json()
+    actions = [h["action"] for h in history["items"]]
+    assert actions == [
+        "household.created",
+        "household.updated",
+        "member.added",
+        "member.moved_out",
+        "member.added",
+    ]
+    assert [h["version"] for h in history["items"]] == [1, 2, 3, 4, 5]
+    assert history["items"][1]["actor"] == "test"
+    assert new_person not in str(history)
+
+    events = await read_topic(registry.settings, TOPIC, min_count=2, match=lambda e: e.subject == b and e.type.endswith(("moved.v1", "removed.v1")))  # fmt: skip
+    assert [e.type for e in events] == [
+        "backstop.registry.member.moved.v1", "backstop.registry.member.removed.v1"
+    ]  # fmt: skip
+    assert events[0].data["household"]["version"] < events[1].data["household"]["version"]
+
+
+async def test_incomes_and_contacts(registry: Registry) -> None:
+    household_id = await create(registry, household_body(type="unstable"))
+    put = await registry.client.put(
+        f"/v1/households/{household_id}/incomes/2026",
+        json={"year": 2026, "wage": 12000, "business": 3000, "transfer": 2400, "property": 0},
+        headers=registry.writer,
+    )
+    assert put.status_code == 204, put.text
+    negative = await registry.client.put(
+        f"/v1/households/{household_id}/incomes/2025",
+        json={"year": 2025, "wage": -1},
+        headers=registry.writer,
+    )
+    assert negative.status_code == 422
+    assert negative.json()["errors"][0]["loc"] == ["body", "wage"]
+    bad_phone = await registry.client.put(
+        f"/v1/households/{household_id}/contacts",
+        json={"contacts": [{"role": "leader", "name": "王书记", "phone": "123"}]},
+        headers=registry.writer,
+    )
+    assert bad_phone.status_code == 422
+    assert bad_phone.json()["errors"][0]["loc"] == ["body", "contacts", 0, "phone"]
+    ok = await registry.client.put(
+        f"/v1/households/{household_id}/contacts",
+        json={"contacts": [{"role": "leader", "name": "王书记", "phone": "13800001111", "unit": "英城街道"}]},
+        headers=registry.writer,
+    )  # fmt: skip
+    assert ok.status_code == 204
+    got = (
+        await registry.client.get(f"/v1/households/{household_id}", headers=registry.reader)
+    ).json()
+    assert [i["year"] for i in got["incomes"]] == [2026, 2025]
+    assert got["annual_income"]["total"] == 17400 and got["annual_income"]["per_capita"] == 5800
+    assert got["contacts"][0]["role"] == "leader" and got["contact_missing"] is False
+
+
+async def test_regions(registry: Registry) -> None:
+    towns = (await registry.client.get("/v1/regions", headers=registry.reader)).json()["items"]
+    assert len(towns) == 24 and towns[0] == {
+        "code": "441881001", "name": "英城街道", "level": "town", "parent_code": "441881"
+    }  # fmt: skip
+    villages = await registry.client.get(
+        "/v1/regions", params={"parent": "441881001"}, headers=registry.reader
+    )
+    assert VILLAGE in [v["code"] for v in villages.json()["items"]]
+    unknown = await registry.client.get(
+        "/v1/regions", params={"parent": "441881999"}, headers=registry.reader
+    )
+    assert unknown.status_code == 404
+
+
+async def test_scopes(registry: Registry) -> None:
+    response = await registry.client.post(
+        "/v1/households", json=household_body(), headers=registry.reader
+    )
+    assert response.status_code == 403
