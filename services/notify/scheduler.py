@@ -78,7 +78,8 @@ async def run_schedules(
             if claimed is None:
                 continue
             drafts = await _drafts(session, settings, row, occurrence)
-            created = await create_reminders(session, drafts, now=now)
+            # `now` picks the occurrence; the reminders are due from the real clock.
+            created = await create_reminders(session, drafts)
             await session.execute(
                 update(OCCURRENCES)
                 .where(OCCURRENCES.c.key == occurrence.key)

@@ -1,0 +1,212 @@
+"""Signed webhooks to a real HTTP receiver on 127.0.0.1, through the real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+import uvicorn
+
+from backstop.contracts import risk
+from backstop.events import CloudEvent, make_event
+from backstop.settings import Settings
+from services.notify import domain
+from services.notify.app import create
+from tests.notify.conftest import fast, send_events
+from tests.support import Stack, serve, wait_for
+
+pytestmark = pytest.mark.integration
+
+RAISED = "backstop.risk.alert.raised.v1"
+
+
+@dataclass
+class Receiver:
+    """A county system: checks every signature; fails `fail_first` times, then accepts."""
+
+    fail_first: int
+    secret: str = ""
+    calls: list[tuple[int, bool]] = field(default_factory=list)  # (status, signature ok)
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        signed = domain.signature_matches(
+            self.secret, body, headers.get("x-backstop-signature", "")
+        )
+        if not signed:
+            status = 401
+        elif len(self.calls) < self.fail_first:
+            status = 500
+        else:
+            status = 200
+            self.accepted.append(orjson.loads(body))
+        self.calls.append((status, signed))
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def running(app: Receiver) -> AsyncIterator[str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    await wait_for(lambda: server.started, message="receiver started")
+    try:
+        yield f"http://127.0.0.1:{port}/hooks/backstop"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def alert(region_code: str) -> CloudEvent:
+    household_id = str(uuid.uuid4())
+    return make_event(
+        "risk",
+        risk.AlertRaised(
+            household_id=household_id,
+            region_code=region_code,
+            level="at_risk",
+            previous_level="watch",
+            score=72,
+            factors=["illness", "low_income"],
+            assessed_at=datetime.now(UTC),
+            policy_version=3,
+        ),
+        subject=household_id,
+    )
+
+
+async def test_signed_deliveries_survive_three_500s_and_a_dead_subscriber_blocks_nobody(
+    stack: Stack, notify_settings: Settings
+) -> None:
+    admin = stack.headers("notify:admin", "notify:read", regions=["441881"])
+    flaky = Receiver(fail_first=3)
+    async with (
+        running(flaky) as flaky_url,
+        serve(functools.partial(create, notify=fast()), notify_settings) as (client, _),
+    ):
+
+        async def subscribe(url: str, prefix: str) -> dict[str, Any]:
+            r = await client.post(
+                "/v1/subscriptions",
+                json={"callback_url": url, "event_types": [RAISED], "region_prefix": prefix},
+                headers=admin,
+            )
+            assert r.status_code == 201, r.text
+            return dict(r.json())
+
+        sub = await subscribe(flaky_url, "441881101")
+        flaky.secret = sub["secret"]
+        # A subscriber that is down (nothing listens on its port), and one elsewhere.
+        dead = await subscribe(f"http://127.0.0.1:{free_port()}/down", "441881")
+        elsewhere = await subscribe(flaky_url, "441881102")
+
+        event = alert("441881101001")
+        await send_events(notify_settings, event)
+        await wait_for(lambda: flaky.accepted, message="delivery accepted")
+
+        assert flaky.calls == [(500, True), (500, True), (500, True), (200, True)]
+        # The body is the CloudEvent as received on risk.alerts.
+        assert flaky.accepted[0]["id"] == event.id
+        assert flaky.accepted[0]["type"] == RAISED
+        assert flaky.accepted[0]["data"]["region_code"] == "441881101001"
+
+        log = await client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=admin)
+        [delivery] = log.json()["items"]
+        assert delivery["status"] == "delivered" and delivery["attempts"] == 4
+        assert [a["status_code"] for a in delivery["log"]] == [500, 500, 500, 200]
+
+        # The dead subscriber kept failing on its own rows, backing off.
+        async def dead_tried() -> list[Any]:
+            r = await client.get(f"/v1/subscriptions/{dead['id']}/deliveries", headers=admin)
+            items = r.json()["items"]
+            return items if items and items[0]["attempts"] >= 2 else []
+
+        [dead_delivery] = await wait_for(dead_tried, message="dead subscriber retried")
+        assert dead_delivery["status"] in ("pending", "failed")
+        assert dead_delivery["log"][0]["status_code"] is None
+        assert "Connect" in dead_delivery["log"][0]["error"]
+
+        # Region prefix 441881102 did not match a 441881101 household.
+        r = await client.get(f"/v1/subscriptions/{elsewhere['id']}/deliveries", headers=admin)
+        assert r.json()["items"] == []
+
+        # The secret is shown once only.
+        r = await client.get(f"/v1/subscriptions/{sub['id']}", headers=admin)
+        assert r.status_code == 200 and "secret" not in r.json()
+
+        deleted = await client.delete(f"/v1/subscriptions/{dead['id']}", headers=admin)
+        assert deleted.status_code == 204
+
+
+async def test_subscription_input_is_checked(stack: Stack, notify_settings: Settings) -> None:
+    admin = stack.headers("notify:admin", regions=["441881"])
+    async with serve(
+        functools.partial(create, notify=fast()), notify_settings, background=False
+    ) as (client, _):
+        r = await client.post(
+            "/v1/subscriptions",
+            json={
+                "callback_url": "https://x.example/h",
+                "event_types": ["backstop.risk.nope.v1"],
+                "region_prefix": "441881",
+            },
+            headers=admin,
+        )
+        assert r.status_code == 422
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["errors"][0]["loc"] == ["body", "event_types", 0]
+
+        r = await client.post(
+            "/v1/subscriptions",
+            json={"callback_url": "ftp://x", "event_types": [RAISED]},
+            headers=admin,
+        )
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"][:2] == ["body", "callback_url"]
+
+        # Broader than the token's regions.
+        r = await client.post(
+            "/v1/subscriptions",
+            json={
+                "callback_url": "https://x.example/h",
+                "event_types": [RAISED],
+                "region_prefix": "44",
+            },
+            headers=admin,
+        )
+        assert r.status_code == 403 and r.json()["errors"][0]["loc"] == ["body", "region_prefix"]
+
+        r = await client.post(
+            "/v1/subscriptions",
+            json={"callback_url": "https://x.example/h", "event_types": [RAISED]},
+            headers=stack.headers("notify:read"),
+        )
+        assert r.status_code == 403
+        r = await client.get("/v1/subscriptions")
+        assert r.status_code == 401
