@@ -1,0 +1,130 @@
+"""Matching through the id_hash index built from `registry.households`, late matching,
+and the events on `datasync.records` — real PostgreSQL and Kafka end to end."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from backstop.contracts.datasync import TOPIC, RecordsMatched
+from backstop.idnumber import id_hash
+from backstop.settings import Settings
+from services.datasync.app import create
+from tests.datasync.conftest import household_event, make_id_number, produce, unique
+from tests.datasync.test_ingest import PERIOD, medical
+from tests.support import Stack, read_topic, serve, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def _index(runtime: Any, settings: Settings, id_number: str) -> list[str]:
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            text("SELECT household_id FROM person_index WHERE id_hash = :h ORDER BY since DESC"),
+            {"h": id_hash(id_number, settings.pii_key)},
+        )
+        return [r[0] for r in rows]
+
+
+async def test_records_matched_per_household_and_waiting_ones_matched_later(
+    datasync_settings: Settings, stack: Stack
+) -> None:
+    settings = datasync_settings
+    h1, h2 = str(uuid.uuid4()), str(uuid.uuid4())
+    p1, p2, p3 = make_id_number(), make_id_number(), make_id_number()
+    async with serve(create, settings) as (http, runtime):
+        await produce(settings, [household_event(settings, h1, [p1, p2])])
+        await wait_for(lambda: _index(runtime, settings, p2), message="index has p2")
+
+        batch = unique("match")
+        records = [
+            medical(id_number=p1),
+            medical(id_number=p2),
+            medical(id_number=p1),
+            medical(id_number=p3),
+        ]
+        r = await http.post(
+            "/v1/feeds/medical/batches",
+            json={"batch_id": batch, "period": PERIOD, "records": records},
+            headers=stack.headers("feeds:medical"),
+        )
+        assert r.status_code == 201, r.text
+        assert (r.json()["matched"], r.json()["unmatched"]) == (3, 1)
+
+        events = await read_topic(settings, TOPIC, match=lambda e: e.data.get("batch_id") == batch)
+        assert len(events) == 1
+        event = events[0]
+        assert event.subject == h1
+        payload = event.payload()
+        assert isinstance(payload, RecordsMatched)
+        assert [rec.record_id for rec in payload.records] == [
+            records[0]["record_id"],
+            records[1]["record_id"],
+            records[2]["record_id"],
+        ]
+        assert payload.records[0].id_hash == id_hash(p1, settings.pii_key)
+        assert p1 not in event.to_bytes().decode() and "张三" not in event.to_bytes().decode()
+
+        listed = await http.get(
+            f"/v1/unmatched?source=medical&period={PERIOD}&limit=1000",
+            headers=stack.headers("feeds:read"),
+        )
+        assert listed.status_code == 200
+        mine = [i for i in listed.json()["items"] if i["batch_id"] == batch]
+        assert [i["record_id"] for i in mine] == [records[3]["record_id"]]
+        assert mine[0]["id_number"] == f"{p3[:6]}********{p3[14:]}"
+
+        # The registry adds p3 to another household: the waiting record follows.
+        await produce(settings, [household_event(settings, h2, [p3])])
+        late = await read_topic(
+            settings, TOPIC, match=lambda e: e.subject == h2 and e.data.get("batch_id") == batch
+        )
+        assert [rec["record_id"] for rec in late[0].data["records"]] == [records[3]["record_id"]]
+        listed = await http.get(
+            f"/v1/unmatched?source=medical&period={PERIOD}&limit=1000",
+            headers=stack.headers("feeds:read"),
+        )
+        assert not [i for i in listed.json()["items"] if i["batch_id"] == batch]
+
+
+async def test_a_member_moving_between_households_in_either_order(
+    datasync_settings: Settings,
+) -> None:
+    async with serve(create, datasync_settings) as (_, runtime):
+        await _move(runtime, datasync_settings, receiving_first=True)
+        await _move(runtime, datasync_settings, receiving_first=False)
+
+
+async def _move(runtime: Any, settings: Settings, *, receiving_first: bool) -> None:
+    t0 = datetime.now(UTC)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    stays, mover, other = make_id_number(), make_id_number(), make_id_number()
+    await produce(
+        settings,
+        [
+            household_event(settings, a, [stays, mover], time=t0),
+            household_event(settings, b, [other], time=t0),
+        ],
+    )
+    await wait_for(lambda: _index(runtime, settings, other), message="b indexed")
+    later = t0 + timedelta(seconds=1)
+    removed = household_event(settings, a, [stays], version=2, time=later)
+    moved_in = household_event(settings, b, [other, mover], version=2, time=later)
+    await produce(settings, [moved_in, removed] if receiving_first else [removed, moved_in])
+
+    async def moved() -> bool:
+        return await _index(runtime, settings, mover) == [b]
+
+    await wait_for(moved, message="mover indexed under b only")
+    assert await _index(runtime, settings, stays) == [a]
+
+    # A stale snapshot of a (version 1) redelivered changes nothing.
+    await produce(settings, [household_event(settings, a, [stays, mover], time=t0)])
+    marker = make_id_number()
+    await produce(settings, [household_event(settings, a, [stays, marker], version=3)])
+    await wait_for(lambda: _index(runtime, settings, marker), message="marker indexed")
+    assert await _index(runtime, settings, mover) == [b]
