@@ -7,8 +7,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile
 
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Principal, require
