@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from prometheus_client import Counter
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +38,17 @@ log = logging.getLogger("backstop.notify.delivery")
 REMINDER_ATTEMPTS = table(ReminderAttempt)
 WEBHOOK_ATTEMPTS = table(WebhookAttempt)
 _SEND_CONCURRENCY = 16
+
+REMINDER_SENDS = Counter(
+    "backstop_notify_reminder_attempts_total",
+    "Attempts to deliver a reminder, by channel and outcome.",
+    ["channel", "outcome"],
+)
+WEBHOOK_SENDS = Counter(
+    "backstop_notify_webhook_attempts_total",
+    "Attempts to deliver an alert to a webhook subscriber, by outcome.",
+    ["outcome"],
+)
 
 
 def _client(settings: NotifySettings) -> httpx.AsyncClient:
@@ -168,6 +180,7 @@ async def _record_reminders(
             if updated is None:  # our lease ran out and another worker took it over
                 log.warning("reminder %s: lease lost, outcome not recorded", row.id)
                 continue
+            REMINDER_SENDS.labels(channel, "ok" if result.ok else "error").inc()
             await session.execute(
                 insert(REMINDER_ATTEMPTS).values(
                     reminder_id=row.id,
@@ -300,6 +313,7 @@ async def deliver_webhooks(
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 continue
+            WEBHOOK_SENDS.labels("ok" if error is None else "error").inc()
             await session.execute(
                 insert(WEBHOOK_ATTEMPTS).values(
                     delivery_id=row.id, attempt=row.attempts, status_code=status_code, error=error

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +47,13 @@ HOUSEHOLDS = table(HouseholdRecord)
 SUBSCRIPTIONS = table(Subscription)
 WEBHOOK_DELIVERIES = table(WebhookDelivery)
 SCHEDULES = table(Schedule)
+
+
+REMINDERS_FINAL = Counter(
+    "backstop_notify_reminders_final_total",
+    "Reminders that reached their final status, by kind and status.",
+    ["kind", "status"],
+)
 
 
 def utcnow() -> datetime:
@@ -181,6 +189,7 @@ async def publish_final(
             region_code=get("region_code"),
             dedup_key=get("dedup_key"),
         )
+        REMINDERS_FINAL.labels(payload.kind, payload.status).inc()
         events.append(
             make_event(
                 "notify",
@@ -728,6 +737,7 @@ async def retry_reminder(sessions: SessionFactory, *, reminder_id: uuid.UUID) ->
                     channel=channel,
                     address=address,
                     failure_reason=None,
+                    attempts=0,  # a fresh round of retries; the log keeps the old ones
                     next_attempt_at=utcnow(),
                     delivered_at=None,
                     locked_until=None,

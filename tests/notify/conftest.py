@@ -1,16 +1,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 import pytest
+import uvicorn
 from aiokafka import AIOKafkaProducer
 
 from backstop.events import CloudEvent, spec_of
 from backstop.migrate import upgrade
 from backstop.settings import Settings
 from services.notify.config import NotifySettings
-from tests.support import Stack
+from tests.support import Stack, wait_for
 
 
 def fast(**overrides: object) -> NotifySettings:
@@ -54,3 +60,58 @@ async def send_events(settings: Settings, *events: CloudEvent) -> None:
             )
     finally:
         await producer.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def running(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    await wait_for(lambda: server.started, message="receiver started")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class Gateway:
+    """A fake SMS gateway / bot / webhook endpoint: answers each path from a script of
+    (status, json) replies (the last one repeats) and records every request."""
+
+    script: dict[str, list[tuple[int, dict[str, Any]]]]
+    requests: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        seen = sum(1 for p, _, _ in self.requests if p == path)
+        self.requests.append((path, headers, orjson.loads(body) if body else None))
+        replies = self.script.get(path, [(404, {})])
+        status, reply = replies[min(seen, len(replies) - 1)]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": orjson.dumps(reply)})

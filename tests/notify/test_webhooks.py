@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
-import socket
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 
 from backstop.contracts import risk
 from backstop.events import CloudEvent, make_event
 from backstop.settings import Settings
 from services.notify import domain
 from services.notify.app import create
-from tests.notify.conftest import fast, send_events
+from tests.notify.conftest import fast, free_port, running, send_events
 from tests.support import Stack, serve, wait_for
 
 pytestmark = pytest.mark.integration
@@ -61,27 +56,6 @@ class Receiver:
         self.calls.append((status, signed))
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def running(app: Receiver) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started, message="receiver started")
-    try:
-        yield f"http://127.0.0.1:{port}/hooks/backstop"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def alert(region_code: str) -> CloudEvent:
