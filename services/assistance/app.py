@@ -9,7 +9,7 @@ from backstop.bus import ConsumerSpec
 from backstop.contracts.registry import TOPIC as HOUSEHOLDS_TOPIC
 from backstop.contracts.risk import ALERTS_TOPIC
 from backstop.settings import Settings
-from services.assistance import handlers
+from services.assistance import campaigns, clues, handlers
 from services.assistance.api import router
 
 HOUSEHOLD_TYPES = (
@@ -30,6 +30,10 @@ async def overdue_rectifications_job(runtime: Runtime) -> None:
     await handlers.emit_overdue_rectifications(runtime.sessions)
 
 
+async def unaccepted_clues_job(runtime: Runtime) -> None:
+    await clues.emit_overdue_clues(runtime.sessions)
+
+
 SPEC = ServiceSpec(
     name="assistance",
     title="Backstop assistance",
@@ -37,7 +41,7 @@ SPEC = ServiceSpec(
         "Verification tasks (入户核实), the identification procedure, visits, assistance plan"
         "s, funds and supervision."
     ),
-    routers=[router],
+    routers=[router, clues.router, campaigns.router],
     consumers=[
         ConsumerSpec(
             group="assistance.alerts",
@@ -53,6 +57,7 @@ SPEC = ServiceSpec(
     jobs=[
         ("overdue-tasks", 60.0, overdue_tasks_job),
         ("overdue-rectifications", 300.0, overdue_rectifications_job),
+        ("unaccepted-clues", 300.0, unaccepted_clues_job),
     ],
 )
 

@@ -48,6 +48,8 @@ class AssistancePolicy(BaseModel):
     # 市镇两级按比例分担: the city's share of a grant; towns may have their own ratio.
     city_share: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
     city_share_by_town: dict[str, Decimal] = Field(default_factory=dict)
+    # 线索: the town accepts a clue within this time or it is escalated through notify.
+    clue_accept_hours: int = Field(default=48, ge=1)
 
     def income_line(self, year: int) -> float:
         """The monitoring line for `year` (the latest line set for that year or before)."""
@@ -418,3 +420,38 @@ def split_grant(amount: Decimal, city_share: Decimal) -> tuple[Decimal, Decimal]
     """(city part, town part): the city's share rounded to the cent, the town the rest."""
     city = money(amount * city_share)
     return city, money(amount) - city
+
+
+# ---------------------------------------------------------------------- clues
+
+CLUE_SOURCES: dict[str, str] = {
+    "self_declaration": "农户自主申报",
+    "public_report": "群众反映",
+    "cadre_screening": "基层干部排查",
+    "supervision": "督查调研反馈",
+}
+
+
+def clue_accept_by(received_at: datetime, policy: AssistancePolicy) -> datetime:
+    return received_at + timedelta(hours=policy.clue_accept_hours)
+
+
+def clue_reason(source: str, summary: str) -> str:
+    short = summary if len(summary) <= 60 else summary[:59] + "…"
+    return f"线索核实（{CLUE_SOURCES.get(source, source)}）：{short}"
+
+
+def sees_reporter(regions: Sequence[str], region_code: str) -> bool:
+    """A public reporter's contact details are for the county office only: a client whose
+    regions cover the whole county (a prefix of at most 6 digits, or every region)."""
+    return any(p == "*" or (len(p) <= 6 and region_code.startswith(p)) for p in regions)
+
+
+# ------------------------------------------------------------------- campaigns
+
+CAMPAIGN_HOUSEHOLD_TYPES = ("alleviated", "unstable", "marginal", "sudden_hardship", "ordinary")
+CAMPAIGN_MONITORING = ("none", "monitored", "eliminated")
+
+
+def review_reason(name: str) -> str:
+    return f"回头看：{name}，请入户核查“两不愁三保障”及饮水安全和收入情况"

@@ -45,6 +45,7 @@ from services.assistance.models import (
     Case,
     CasePublic,
     CaseStep,
+    Clue,
     DepositCreate,
     EliminationCreate,
     EvidenceCreate,
@@ -88,7 +89,8 @@ log = logging.getLogger("assistance.handlers")
 SERVICE = "assistance"
 
 
-def _event(payload: Any, subject: str) -> CloudEvent:
+def make_assistance_event(payload: Any, subject: str) -> CloudEvent:
+    """An assistance event carrying the correlation id of what started the chain."""
     return make_event(SERVICE, payload, subject=subject, correlation_id=correlation_id.get())
 
 
@@ -223,6 +225,7 @@ async def open_verification(
     origin: str,
     origin_ref: str | None,
     opened_on: date,
+    reason: str | None = None,
 ) -> tuple[Task, bool]:
     """Open the household's verification task, or join the one already open (the partial
     unique index makes this hold under concurrency and redelivery). Returns (task, opened)."""
@@ -237,7 +240,7 @@ async def open_verification(
         "assignee_type": assignment.type,
         "assignee_code": assignment.code,
         "due_on": domain.due_on(opened_on, policy),
-        "reason": domain.reason_for(factors),
+        "reason": reason or domain.reason_for(factors),
         "factors": list(dict.fromkeys(factors)),
         "origin": origin,
         "origin_ref": origin_ref,
@@ -257,7 +260,9 @@ async def open_verification(
     if inserted is not None:
         task = await session.get(Task, inserted)
         assert task is not None
-        await outbox.publish(session, _event(TaskOpened(**task_data(task)), household_id))
+        await outbox.publish(
+            session, make_assistance_event(TaskOpened(**task_data(task)), household_id)
+        )
         return task, True
     task = (
         await session.execute(
@@ -365,7 +370,7 @@ async def complete_task(
         task.guarantees = {str(k): str(v) for k, v in body.guarantees.items()}
         await outbox.publish(
             session,
-            _event(
+            make_assistance_event(
                 TaskCompleted(
                     **task_data(task), outcome=body.outcome, verified_by=body.verified_by
                 ),
@@ -379,12 +384,13 @@ async def complete_task(
                 region_code=task.region_code,
                 observed_by=body.verified_by,
                 observed_on=domain.today(),
-                origin="verification",
+                origin="review" if task.kind == "review" else "verification",
                 guarantees={str(k): str(v) for k, v in body.guarantees.items()},
                 income=body.income.model_dump() if body.income else None,
                 schooling=body.schooling,
                 notes=body.notes,
             )
+        await _close_clues_of(session, task)
         case_id: str | None = None
         if body.outcome == "confirmed":
             household = await get_household(session, task.household_id)
@@ -412,6 +418,21 @@ async def complete_task(
     return task, case_id
 
 
+async def _close_clues_of(session: AsyncSession, task: Task) -> None:
+    """The clues that opened or joined this task get its outcome (read back by the filer)."""
+    await session.execute(
+        update(Clue)
+        .where(col(Clue.task_id) == task.id, col(Clue.status) != "closed")
+        .values(
+            status="closed",
+            outcome=task.outcome,
+            outcome_notes=task.notes,
+            outcome_by=task.verified_by,
+            closed_at=utcnow(),
+        )
+    )
+
+
 async def _publish_finding(
     session: AsyncSession,
     *,
@@ -436,7 +457,7 @@ async def _publish_finding(
         schooling=schooling,
         notes=notes,
     )
-    await outbox.publish(session, _event(finding, household_id))
+    await outbox.publish(session, make_assistance_event(finding, household_id))
 
 
 def task_status(task: Task, on: date) -> str:
@@ -522,7 +543,7 @@ async def emit_overdue_tasks(sessions: SessionFactory, *, on: date | None = None
         await outbox.publish_many(
             session,
             [
-                _event(
+                make_assistance_event(
                     TaskOverdue(**task_data(t), days_overdue=domain.days_overdue(t.due_on, on)),
                     t.household_id,
                 )
@@ -762,7 +783,7 @@ def _decide(case: Case, status: str, on: date, by: str) -> None:
 def _decision_event(case: Case) -> CloudEvent:
     assert case.decided_on is not None and case.decided_by is not None
     if case.kind == "identification":
-        return _event(
+        return make_assistance_event(
             MonitoringStarted(
                 household_id=case.household_id,
                 region_code=case.region_code,
@@ -774,7 +795,7 @@ def _decision_event(case: Case) -> CloudEvent:
             ),
             case.household_id,
         )
-    return _event(
+    return make_assistance_event(
         RiskEliminated(
             household_id=case.household_id,
             region_code=case.region_code,
@@ -1534,7 +1555,7 @@ async def emit_overdue_rectifications(sessions: SessionFactory, *, on: date | No
         await outbox.publish_many(
             session,
             [
-                _event(
+                make_assistance_event(
                     RectificationOverdue(
                         issue_id=i.id,
                         region_code=i.region_code,

@@ -88,6 +88,14 @@ class Task(AssistanceBase, table=True):
             postgresql_where=text("status = 'open' AND kind = 'verification'"),
         ),
         Index("ix_tasks_due_open", "due_on", postgresql_where=text("status = 'open'")),
+        # 回头看: one review task per household and campaign, however often it is launched.
+        Index(
+            "uq_tasks_campaign_household",
+            "campaign_id",
+            "household_id",
+            unique=True,
+            postgresql_where=text("campaign_id IS NOT NULL"),
+        ),
         CheckConstraint("status IN ('open', 'done', 'cancelled')", name="ck_tasks_status"),
     )
 
@@ -115,6 +123,7 @@ class Task(AssistanceBase, table=True):
     notes: str | None = None
     guarantees: dict[str, str] = _json()
     overdue_emitted_at: datetime | None = _ts(nullable=True)
+    campaign_id: str | None = SQLField(default=None, max_length=36)
 
 
 class Case(AssistanceBase, table=True):
@@ -306,6 +315,57 @@ class AccountabilityAction(AssistanceBase, table=True):
     decided_on: date
     decided_by: str
     created_at: datetime = _ts()
+
+
+class Clue(AssistanceBase, table=True):
+    """线索: a household or a person reported by a household, the public, a cadre or an
+    inspection. The person's ID number is kept only as its HMAC and masked form."""
+
+    __tablename__ = "clues"
+    __table_args__ = (
+        Index("ix_clues_accept_by", "accept_by", postgresql_where=text("status = 'received'")),
+    )
+
+    id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    source: str = SQLField(max_length=20)
+    household_id: str | None = SQLField(default=None, max_length=36, index=True)
+    region_code: str = SQLField(max_length=12, index=True)
+    person_name: str | None = None
+    person_id_hash: str | None = SQLField(default=None, max_length=64)
+    person_id_masked: str | None = SQLField(default=None, max_length=18)
+    summary: str
+    concerns: list[str] = _json(list)
+    anonymous: bool = False
+    reporter_name: str | None = None
+    reporter_phone: str | None = None
+    filed_by: str = SQLField(max_length=100, index=True)
+    received_at: datetime = _ts()
+    accept_by: datetime = _ts()
+    status: str = SQLField(default="received", max_length=10)  # accepted | closed
+    accepted_by: str | None = None
+    accepted_at: datetime | None = _ts(nullable=True)
+    task_id: str | None = SQLField(default=None, max_length=36, index=True)
+    outcome: str | None = SQLField(default=None, max_length=20)
+    outcome_notes: str | None = None
+    outcome_by: str | None = None
+    closed_at: datetime | None = _ts(nullable=True)
+    escalated_at: datetime | None = _ts(nullable=True)
+
+
+class Campaign(AssistanceBase, table=True):
+    """回头看: a review of a selection of households, one review task each."""
+
+    __tablename__ = "campaigns"
+
+    id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    code: str = SQLField(unique=True, max_length=80)
+    name: str
+    region_prefix: str = SQLField(max_length=12)
+    household_types: list[str] = _json(list)
+    monitoring_statuses: list[str] = _json(list)
+    deadline: date
+    launched_by: str
+    launched_at: datetime = _ts()
 
 
 # ----------------------------------------------------------------------- schemas
