@@ -128,3 +128,22 @@ async def test_idempotency_key_replays_and_refuses_another_body(a: Assistance) -
         headers={**a.headers("assistance:write"), "Idempotency-Key": "c" * 9},
     )
     assert r.status_code == 403  # funds:write needed
+
+
+async def test_policy_is_versioned_and_only_the_county_changes_it(a: Assistance) -> None:
+    r = await a.client.get("/v1/policy", headers=a.rw)
+    assert r.status_code == 200 and r.json()["verification_due_days"] == 7
+    change = {"changed_by": "县扶贫办", "policy": {"city_share_by_town": {"441881188": "0.7"}}}
+    town = a.headers("assistance:read", "assistance:write", regions=(TOWN,))
+    assert (await a.client.put("/v1/policy", json=change, headers=town)).status_code == 403
+    r = await a.client.put("/v1/policy", json=change, headers=a.rw)
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] >= 1 and r.json()["city_share_by_town"] == {"441881188": "0.7"}
+    bad = {"changed_by": "x", "policy": {"verification_due_days": 0}}
+    r = await a.client.put("/v1/policy", json=bad, headers=a.rw)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "policy", "verification_due_days"]
+    r = await a.client.put(
+        "/v1/policy", json={"changed_by": "x", "policy": {"nope": 1}}, headers=a.rw
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "policy", "nope"]
