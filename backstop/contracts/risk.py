@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from backstop.events import event_type
 
@@ -19,6 +19,9 @@ class FactorData(BaseModel):
     code: str
     points: int
     evidence: str
+    # Added: the events and department records the factor came from
+    # ("registry:<event id>", "medical:<record id>", ...). No names, no ID numbers.
+    sources: list[str] = Field(default_factory=list)
 
 
 @event_type("backstop.risk.assessment.changed.v1", topic=ASSESSMENTS_TOPIC)
