@@ -51,6 +51,8 @@ def build_spec(notify: NotifySettings) -> ServiceSpec:
                     registry.TOPIC,
                 ],
                 handlers=handlers.by_type(),
+                batch_handler=handlers.remind,
+                batch_types=handlers.reminder_types,
             ),
             # Alerts fan out to subscribers on their own group, so neither waits for the other.
             ConsumerSpec(

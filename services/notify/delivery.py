@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 from prometheus_client import Counter
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.db import SessionFactory, unit_of_work
@@ -125,6 +125,33 @@ async def deliver_reminders(
     return len(claimed)
 
 
+async def _still_ours(
+    session: AsyncSession, table: Any, ids: list[Any], lease: datetime
+) -> set[Any]:
+    """The claimed rows whose lease is still ours (locked until we have recorded them)."""
+    rows = await session.execute(
+        select(table.c.id)
+        .where(table.c.id.in_(ids), table.c.locked_until == lease)
+        .with_for_update()
+    )
+    return set(rows.scalars().all())
+
+
+_RECORD_REMINDER = (
+    update(REMINDERS)
+    .where(REMINDERS.c.id == bindparam("rid"))
+    .values(
+        status=bindparam("status"),
+        channel=bindparam("channel"),
+        delivered_at=bindparam("delivered_at"),
+        next_attempt_at=bindparam("next_attempt_at"),
+        last_error=bindparam("last_error"),
+        failure_reason=bindparam("failure_reason"),
+        locked_until=None,
+    )
+)
+
+
 async def _record_reminders(
     sessions: SessionFactory,
     settings: NotifySettings,
@@ -133,27 +160,36 @@ async def _record_reminders(
     worker: str,
     lease: datetime,
 ) -> None:
+    """Record a round's outcomes in one transaction: statuses, the attempt log, and the
+    `reminder.delivered` events of those that reached their final status."""
     done = utcnow()
     async with unit_of_work(sessions) as session:
-        finals: list[Any] = []
+        ours = await _still_ours(session, REMINDERS, [r.id for r, _, _ in results], lease)
+        updates: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        finals: list[dict[str, Any]] = []
         for row, channel, result in results:
+            if row.id not in ours:  # our lease ran out and another worker took it over
+                log.warning("reminder %s: lease lost, outcome not recorded", row.id)
+                continue
             final = (
                 result.ok or not result.retryable or row.attempts >= settings.reminder_max_attempts
             )
+            values: dict[str, Any] = {
+                "rid": row.id,
+                "channel": channel,
+                "status": domain.PENDING,
+                "delivered_at": None,
+                "next_attempt_at": row.next_attempt_at,
+                "last_error": result.error,
+                "failure_reason": None,
+            }
             if result.ok:
-                values: dict[str, Any] = {
-                    "status": domain.SENT,
-                    "delivered_at": done,
-                    "locked_until": None,
-                    "last_error": None,
-                    "failure_reason": None,
-                }
+                values |= {"status": domain.SENT, "delivered_at": done}
             elif final:
-                values = {
+                values |= {
                     "status": domain.FAILED,
                     "delivered_at": done,
-                    "locked_until": None,
-                    "last_error": result.error,
                     "failure_reason": "channel_error"
                     if result.retryable
                     else "rejected_by_channel",
@@ -164,39 +200,42 @@ async def _record_reminders(
                     base_s=settings.reminder_backoff_s,
                     max_s=settings.reminder_backoff_max_s,
                 )
-                values = {
-                    "next_attempt_at": done + timedelta(seconds=delay),
-                    "locked_until": None,
-                    "last_error": result.error,
+                values["next_attempt_at"] = done + timedelta(seconds=delay)
+            updates.append(values)
+            attempts.append(
+                {
+                    "reminder_id": row.id,
+                    "attempt": row.attempts,
+                    "channel": channel,
+                    "ok": result.ok,
+                    "error": result.error,
+                    "worker": worker,
                 }
-            updated = (
-                await session.execute(
-                    update(REMINDERS)
-                    .where(REMINDERS.c.id == row.id, REMINDERS.c.locked_until == lease)
-                    .values(**values, channel=channel)
-                    .returning(*REMINDERS.c)
-                )
-            ).first()
-            if updated is None:  # our lease ran out and another worker took it over
-                log.warning("reminder %s: lease lost, outcome not recorded", row.id)
-                continue
-            REMINDER_SENDS.labels(channel, "ok" if result.ok else "error").inc()
-            await session.execute(
-                insert(REMINDER_ATTEMPTS).values(
-                    reminder_id=row.id,
-                    attempt=row.attempts,
-                    channel=channel,
-                    ok=result.ok,
-                    error=result.error,
-                    worker=worker,
-                )
             )
+            REMINDER_SENDS.labels(channel, "ok" if result.ok else "error").inc()
             if final:
-                finals.append(updated)
+                finals.append({**row._mapping, **values, "id": row.id})
+        if updates:
+            await session.execute(_RECORD_REMINDER, updates)
+            await session.execute(insert(REMINDER_ATTEMPTS), attempts)
         await publish_final(session, finals, now=done)
 
 
 # ---------------------------------------------------------------- webhooks
+
+
+_RECORD_WEBHOOK = (
+    update(WEBHOOK_DELIVERIES)
+    .where(WEBHOOK_DELIVERIES.c.id == bindparam("did"))
+    .values(
+        status=bindparam("status"),
+        delivered_at=bindparam("delivered_at"),
+        next_attempt_at=bindparam("next_attempt_at"),
+        last_status_code=bindparam("last_status_code"),
+        last_error=bindparam("last_error"),
+        locked_until=None,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -244,7 +283,14 @@ async def deliver_webhooks(
                 update(d)
                 .where(d.c.id.in_(due.scalar_subquery()))
                 .values(locked_until=lease, attempts=d.c.attempts + 1)
-                .returning(d.c.id, d.c.subscription_id, d.c.event_id, d.c.body, d.c.attempts)
+                .returning(
+                    d.c.id,
+                    d.c.subscription_id,
+                    d.c.event_id,
+                    d.c.body,
+                    d.c.attempts,
+                    d.c.next_attempt_at,
+                )
             )
         ).all()
         if not claimed:
@@ -294,29 +340,42 @@ async def deliver_webhooks(
 
     done = utcnow()
     async with unit_of_work(sessions) as session:
+        ours = await _still_ours(session, d, [r.id for r, _, _ in results], lease)
+        updates: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
         for row, status_code, error in results:
+            if row.id not in ours:
+                continue
+            values: dict[str, Any] = {
+                "did": row.id,
+                "status": domain.PENDING,
+                "delivered_at": None,
+                "next_attempt_at": row.next_attempt_at,
+                "last_status_code": status_code,
+                "last_error": error,
+            }
             if error is None:
-                values: dict[str, Any] = {"status": "delivered", "delivered_at": done}
+                values |= {"status": "delivered", "delivered_at": done}
             elif row.attempts >= settings.webhook_max_attempts:
-                values = {"status": domain.FAILED}
+                values["status"] = domain.FAILED
             else:
                 delay = domain.retry_delay(
                     row.attempts,
                     base_s=settings.webhook_backoff_s,
                     max_s=settings.webhook_backoff_max_s,
                 )
-                values = {"next_attempt_at": done + timedelta(seconds=delay)}
-            result = await session.execute(
-                update(d)
-                .where(and_(d.c.id == row.id, d.c.locked_until == lease))
-                .values(**values, locked_until=None, last_status_code=status_code, last_error=error)
+                values["next_attempt_at"] = done + timedelta(seconds=delay)
+            updates.append(values)
+            attempts.append(
+                {
+                    "delivery_id": row.id,
+                    "attempt": row.attempts,
+                    "status_code": status_code,
+                    "error": error,
+                }
             )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                continue
             WEBHOOK_SENDS.labels("ok" if error is None else "error").inc()
-            await session.execute(
-                insert(WEBHOOK_ATTEMPTS).values(
-                    delivery_id=row.id, attempt=row.attempts, status_code=status_code, error=error
-                )
-            )
+        if updates:
+            await session.execute(_RECORD_WEBHOOK, updates)
+            await session.execute(insert(WEBHOOK_ATTEMPTS), attempts)
     return len(claimed)

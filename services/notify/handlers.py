@@ -156,9 +156,9 @@ async def create_reminders(
         chunk = values[chunk_start : chunk_start + 1000]
         result = await session.execute(
             insert(REMINDERS)
-            .values(chunk)
             .on_conflict_do_nothing(index_elements=["dedup_key"])
-            .returning(REMINDERS.c.id, REMINDERS.c.status)
+            .returning(REMINDERS.c.id, REMINDERS.c.status),
+            chunk,
         )
         new = result.all()
         inserted += len(new)
@@ -204,8 +204,18 @@ async def publish_final(
 # ---------------------------------------------------------------- event handlers
 
 
+Known = dict[str, Any]  # household id -> its read-model row
+
+
+def _household_of(event: CloudEvent) -> str | None:
+    value = event.data.get("household_id")
+    return value if isinstance(value, str) else None
+
+
 class EventHandlers:
-    """One method per consumed event type; each turns facts into reminder drafts."""
+    """Turns the other services' facts into reminders. Events that yield reminders are
+    applied a consumer batch at a time (one household lookup, one directory lookup and
+    one de-duplicating INSERT per batch); the others one by one."""
 
     def __init__(self, settings: NotifySettings) -> None:
         self.settings = settings
@@ -213,84 +223,76 @@ class EventHandlers:
     def _escalate_at(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.settings.escalation_delay_s)
 
-    async def _household_label(self, session: AsyncSession, household_id: str) -> str:
-        number = await session.scalar(
-            select(HOUSEHOLDS.c.household_number).where(HOUSEHOLDS.c.household_id == household_id)
-        )
-        return domain.household_label(household_id, number)
+    @staticmethod
+    def _label(known: Known, household_id: str) -> str:
+        row = known.get(household_id)
+        return domain.household_label(household_id, row.household_number if row else None)
 
-    async def task_opened(self, session: AsyncSession, event: CloudEvent) -> None:
+    def _draft_task_opened(self, event: CloudEvent, known: Known) -> list[Draft]:
         data = event.payload()
         assert isinstance(data, assistance.TaskOpened)
         who = domain.assignee_key(data.assignee.type, data.assignee.code)
         message = domain.task_opened(
             kind=data.kind,
-            household=await self._household_label(session, data.household_id),
+            household=self._label(known, data.household_id),
             region_code=data.region_code,
             reason=data.reason,
             due_on=data.due_on,
         )
-        await create_reminders(
-            session,
-            [
-                Draft(
-                    dedup_key=f"task.opened:{data.task_id}:{who}",
-                    kind="task_opened",
-                    recipient=who,
-                    region_code=data.region_code,
-                    message=message,
-                    subject_id=data.household_id,
-                    ref=data.task_id,
-                )
-            ],
-        )
+        return [
+            Draft(
+                dedup_key=f"task.opened:{data.task_id}:{who}",
+                kind="task_opened",
+                recipient=who,
+                region_code=data.region_code,
+                message=message,
+                subject_id=data.household_id,
+                ref=data.task_id,
+            )
+        ]
 
-    async def task_overdue(self, session: AsyncSession, event: CloudEvent) -> None:
+    def _draft_task_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
         """First the assignee; the town leader after the escalation delay, unless the
         task is completed first. Once per task and due date, however often it is seen."""
         data = event.payload()
         assert isinstance(data, assistance.TaskOverdue)
         now = utcnow()
         who = domain.assignee_key(data.assignee.type, data.assignee.code)
-        household = await self._household_label(session, data.household_id)
+        household = self._label(known, data.household_id)
         episode = f"{data.task_id}:{data.due_on.isoformat()}"
-        await create_reminders(
-            session,
-            [
-                Draft(
-                    dedup_key=f"task.overdue:{episode}:{who}",
-                    kind="task_overdue",
-                    recipient=who,
+        return [
+            Draft(
+                dedup_key=f"task.overdue:{episode}:{who}",
+                kind="task_overdue",
+                recipient=who,
+                region_code=data.region_code,
+                message=domain.task_overdue(
+                    kind=data.kind,
+                    household=household,
                     region_code=data.region_code,
-                    message=domain.task_overdue(
-                        kind=data.kind,
-                        household=household,
-                        region_code=data.region_code,
-                        due_on=data.due_on,
-                        days_overdue=data.days_overdue,
-                    ),
-                    subject_id=data.household_id,
-                    ref=data.task_id,
+                    due_on=data.due_on,
+                    days_overdue=data.days_overdue,
                 ),
-                Draft(
-                    dedup_key=f"task.escalated:{episode}",
-                    kind="task_escalated",
-                    recipient=domain.town_leader_key(data.region_code),
+                subject_id=data.household_id,
+                ref=data.task_id,
+            ),
+            Draft(
+                dedup_key=f"task.escalated:{episode}",
+                kind="task_escalated",
+                recipient=domain.town_leader_key(data.region_code),
+                region_code=data.region_code,
+                message=domain.task_escalated(
+                    kind=data.kind,
+                    household=household,
                     region_code=data.region_code,
-                    message=domain.task_escalated(
-                        kind=data.kind,
-                        household=household,
-                        region_code=data.region_code,
-                        assignee=str(who),
-                        due_on=data.due_on,
-                    ),
-                    subject_id=data.household_id,
-                    ref=data.task_id,
-                    not_before=self._escalate_at(now),
+                    assignee=str(who),
+                    due_on=data.due_on,
                 ),
-            ],
-            now=now,
-        )
+                subject_id=data.household_id,
+                ref=data.task_id,
+                not_before=self._escalate_at(now),
+            ),
+        ]
 
     async def task_completed(self, session: AsyncSession, event: CloudEvent) -> None:
         """A completed task makes its pending escalation moot: cancel it (recorded)."""
@@ -298,7 +300,7 @@ class EventHandlers:
         assert isinstance(data, assistance.TaskCompleted)
         await cancel_pending(session, ref=data.task_id, kinds=("task_escalated",))
 
-    async def rectification_overdue(self, session: AsyncSession, event: CloudEvent) -> None:
+    def _draft_rectification_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
         data = event.payload()
         assert isinstance(data, assistance.RectificationOverdue)
         now = utcnow()
@@ -337,20 +339,18 @@ class EventHandlers:
                     not_before=self._escalate_at(now),
                 )
             )
-        await create_reminders(session, drafts, now=now)
+        return drafts
 
     def _unit_office(self, region_code: str) -> RecipientKey:
         if len(region_code) >= 9:
             return domain.town_office_key(region_code)
         return domain.county_office_key()
 
-    async def clue_overdue(self, session: AsyncSession, event: CloudEvent) -> None:
+    def _draft_clue_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
         data = event.payload()
         assert isinstance(data, assistance.ClueOverdue)
         now = utcnow()
-        household = (
-            await self._household_label(session, data.household_id) if data.household_id else None
-        )
+        household = self._label(known, data.household_id) if data.household_id else None
         drafts = [
             Draft(
                 dedup_key=f"clue.overdue:{data.clue_id}",
@@ -387,23 +387,19 @@ class EventHandlers:
                     not_before=self._escalate_at(now),
                 )
             )
-        await create_reminders(session, drafts, now=now)
+        return drafts
 
-    async def _to_key_contacts(
+    def _to_key_contacts(
         self,
-        session: AsyncSession,
+        known: Known,
         *,
         household_id: str,
         region_code: str,
         kind: str,
         case_id: str,
         build: Any,
-    ) -> None:
-        row = (
-            await session.execute(
-                select(HOUSEHOLDS).where(HOUSEHOLDS.c.household_id == household_id)
-            )
-        ).first()
+    ) -> list[Draft]:
+        row = known.get(household_id)
         label = domain.household_label(household_id, row.household_number if row else None)
         message: Message = build(label)
         contacts = list(row.contacts) if row else []
@@ -437,13 +433,13 @@ class EventHandlers:
                     ref=case_id,
                 )
             )
-        await create_reminders(session, drafts)
+        return drafts
 
-    async def monitoring_started(self, session: AsyncSession, event: CloudEvent) -> None:
+    def _draft_monitoring_started(self, event: CloudEvent, known: Known) -> list[Draft]:
         data = event.payload()
         assert isinstance(data, assistance.MonitoringStarted)
-        await self._to_key_contacts(
-            session,
+        return self._to_key_contacts(
+            known,
             household_id=data.household_id,
             region_code=data.region_code,
             kind="monitoring_started",
@@ -456,11 +452,11 @@ class EventHandlers:
             ),
         )
 
-    async def risk_eliminated(self, session: AsyncSession, event: CloudEvent) -> None:
+    def _draft_risk_eliminated(self, event: CloudEvent, known: Known) -> list[Draft]:
         data = event.payload()
         assert isinstance(data, assistance.RiskEliminated)
-        await self._to_key_contacts(
-            session,
+        return self._to_key_contacts(
+            known,
             household_id=data.household_id,
             region_code=data.region_code,
             kind="risk_eliminated",
@@ -470,36 +466,33 @@ class EventHandlers:
             ),
         )
 
-    async def delivery_late(self, session: AsyncSession, event: CloudEvent) -> None:
+    def _draft_delivery_late(self, event: CloudEvent, known: Known) -> list[Draft]:
         data = event.payload()
         assert isinstance(data, datasync.DeliveryLate)
         episode = f"{data.source}:{data.period}"
         county = self.settings.county_code
-        await create_reminders(
-            session,
-            [
-                Draft(
-                    dedup_key=f"delivery.late:{episode}:department",
-                    kind="delivery_late",
-                    recipient=domain.department_key(data.source),
-                    region_code=county,
-                    message=domain.delivery_late(
-                        source=data.source, period=data.period, due_on=data.due_on, to_county=False
-                    ),
-                    ref=episode,
+        return [
+            Draft(
+                dedup_key=f"delivery.late:{episode}:department",
+                kind="delivery_late",
+                recipient=domain.department_key(data.source),
+                region_code=county,
+                message=domain.delivery_late(
+                    source=data.source, period=data.period, due_on=data.due_on, to_county=False
                 ),
-                Draft(
-                    dedup_key=f"delivery.late:{episode}:county_office",
-                    kind="delivery_late",
-                    recipient=domain.county_office_key(),
-                    region_code=county,
-                    message=domain.delivery_late(
-                        source=data.source, period=data.period, due_on=data.due_on, to_county=True
-                    ),
-                    ref=episode,
+                ref=episode,
+            ),
+            Draft(
+                dedup_key=f"delivery.late:{episode}:county_office",
+                kind="delivery_late",
+                recipient=domain.county_office_key(),
+                region_code=county,
+                message=domain.delivery_late(
+                    source=data.source, period=data.period, due_on=data.due_on, to_county=True
                 ),
-            ],
-        )
+                ref=episode,
+            ),
+        ]
 
     async def batch_received(self, session: AsyncSession, event: CloudEvent) -> None:
         """A feed that arrived makes a still-pending due reminder for it moot."""
@@ -575,16 +568,62 @@ class EventHandlers:
                 .on_conflict_do_nothing(constraint="uq_webhook_delivery_event")
             )
 
-    def by_type(self) -> dict[str, Any]:
+    def _drafters(self) -> dict[str, Any]:
         return {
-            "backstop.assistance.task.opened.v1": self.task_opened,
-            "backstop.assistance.task.overdue.v1": self.task_overdue,
+            "backstop.assistance.task.opened.v1": self._draft_task_opened,
+            "backstop.assistance.task.overdue.v1": self._draft_task_overdue,
+            "backstop.assistance.rectification.overdue.v1": self._draft_rectification_overdue,
+            "backstop.assistance.clue.overdue.v1": self._draft_clue_overdue,
+            "backstop.assistance.monitoring.started.v1": self._draft_monitoring_started,
+            "backstop.assistance.risk.eliminated.v1": self._draft_risk_eliminated,
+            "backstop.datasync.delivery.late.v1": self._draft_delivery_late,
+        }
+
+    @property
+    def reminder_types(self) -> frozenset[str]:
+        return frozenset(self._drafters())
+
+    async def remind(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+        """The batch handler: every reminder the events call for, created once."""
+        drafters = self._drafters()
+        ids = {h for e in events if (h := _household_of(e))}
+        known: Known = {}
+        if ids:
+            rows = await session.execute(
+                select(HOUSEHOLDS).where(HOUSEHOLDS.c.household_id.in_(ids))
+            )
+            known = {r.household_id: r for r in rows}
+        drafts = [d for e in events for d in drafters[e.type](e, known)]
+        await create_reminders(session, drafts)
+
+    # One-event entry points (the consumer uses `remind` for these types).
+    async def task_opened(self, session: AsyncSession, event: CloudEvent) -> None:
+        await self.remind(session, [event])
+
+    async def task_overdue(self, session: AsyncSession, event: CloudEvent) -> None:
+        """First the assignee; the town leader after the escalation delay, unless the
+        task is completed first. Once per task and due date, however often it is seen."""
+        await self.remind(session, [event])
+
+    async def rectification_overdue(self, session: AsyncSession, event: CloudEvent) -> None:
+        await self.remind(session, [event])
+
+    async def clue_overdue(self, session: AsyncSession, event: CloudEvent) -> None:
+        await self.remind(session, [event])
+
+    async def monitoring_started(self, session: AsyncSession, event: CloudEvent) -> None:
+        await self.remind(session, [event])
+
+    async def risk_eliminated(self, session: AsyncSession, event: CloudEvent) -> None:
+        await self.remind(session, [event])
+
+    async def delivery_late(self, session: AsyncSession, event: CloudEvent) -> None:
+        await self.remind(session, [event])
+
+    def by_type(self) -> dict[str, Any]:
+        """Handlers of the events applied one by one."""
+        return {
             "backstop.assistance.task.completed.v1": self.task_completed,
-            "backstop.assistance.rectification.overdue.v1": self.rectification_overdue,
-            "backstop.assistance.clue.overdue.v1": self.clue_overdue,
-            "backstop.assistance.monitoring.started.v1": self.monitoring_started,
-            "backstop.assistance.risk.eliminated.v1": self.risk_eliminated,
-            "backstop.datasync.delivery.late.v1": self.delivery_late,
             "backstop.datasync.batch.received.v1": self.batch_received,
             **{t: self.household_changed for t in HOUSEHOLD_EVENT_TYPES},
         }
