@@ -230,7 +230,12 @@ async def open_verification(
     """Open the household's verification task, or join the one already open (the partial
     unique index makes this hold under concurrency and redelivery). Returns (task, opened)."""
     policy = await load_policy(session)
-    assignment = domain.assign_verification(region_code=region_code, factors=factors, policy=policy)
+    # The insurer rule is for department data (alerts); a clue is checked by the town.
+    assignment = (
+        domain.assign_verification(region_code=region_code, factors=factors, policy=policy)
+        if origin == "alert"
+        else domain.Assignment("town", domain.town_of(region_code))
+    )
     values = {
         "id": new_id(),
         "kind": "verification",
