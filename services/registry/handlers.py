@@ -8,6 +8,7 @@ Every event on `registry.households` carries the household's full snapshot (memb
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Container, Iterable, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
+import orjson
 from pydantic import BaseModel
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +30,7 @@ from backstop.errors import Problem
 from backstop.events import CloudEvent, make_event
 from backstop.idnumber import id_hash, mask_id
 from backstop.logs import correlation_id
+from backstop.outbox import outbox_row
 from services.registry import domain
 from services.registry.importing import HouseholdRows
 from services.registry.models import (
@@ -140,11 +143,14 @@ def guarantees_of(view: HouseholdView) -> dict[str, dict[str, Any]]:
 
 
 def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
-    """The household as every registry event carries it: no names, no ID numbers."""
+    """The household as every registry event carries it: no names, no ID numbers.
+
+    Built without re-validation (model_construct): every value comes from validated input
+    or the database, and this runs once per household of a bulk import."""
     h = view.household
     size = len(view.members)
     guarantees = guarantees_of(view)
-    return contract.HouseholdSnapshot(
+    return contract.HouseholdSnapshot.model_construct(
         household_id=view.id,
         household_number=h["household_number"],
         region_code=h["region_code"],
@@ -156,7 +162,7 @@ def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
         monitoring_ended_on=h["monitoring_ended_on"],
         elimination_method=h["elimination_method"],
         members=[
-            contract.MemberSnapshot(
+            contract.MemberSnapshot.model_construct(
                 person_id=str(m["id"]),
                 id_hash=m["id_hash"],
                 relation=m["relation"],
@@ -170,7 +176,7 @@ def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
             for m in view.members
         ],
         incomes=[
-            contract.IncomeSnapshot(
+            contract.IncomeSnapshot.model_construct(
                 year=i["year"],
                 total=i["total"],
                 per_capita=domain.per_capita(i["total"], size),
@@ -188,7 +194,7 @@ def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
             if v.get("verified_on")
         },
         contacts=[
-            contract.ContactSnapshot(
+            contract.ContactSnapshot.model_construct(
                 role=c["role"], name=c["name"], phone=c["phone"], unit=c["unit"]
             )
             for c in view.contacts
@@ -240,6 +246,18 @@ class PreparedHousehold:
     incomes: list[dict[str, Any]]
     contacts: list[dict[str, Any]]
     guarantees: dict[str, dict[str, Any]]
+    event: CloudEvent | None = None  # HouseholdCreated, built ahead (see created_event)
+
+
+def created_event(p: PreparedHousehold, actor: str) -> CloudEvent:
+    """The HouseholdCreated event of a prepared household."""
+    view = HouseholdView(
+        household=p.household,
+        members=sorted(p.members, key=_member_order),
+        incomes=sorted(p.incomes, key=lambda i: -i["year"]),
+        contacts=[{"unit": None, **c} for c in p.contacts],
+    )
+    return _event(contract.HouseholdCreated(household=snapshot(view), changed_by=actor), view.id)
 
 
 def _guarantee_entry(value: str | GuaranteeIn, today: date) -> dict[str, Any]:
@@ -353,6 +371,33 @@ class BulkResult:
     rejected: list[tuple[int, Loc, str, int]] = field(default_factory=list)
 
 
+_HOUSEHOLD_COLUMNS = (
+    "id", "household_number", "region_code", "town_code", "type", "policy_enjoying",
+    "monitoring_status", "monitoring_since", "monitoring_ended_on", "elimination_method",
+    "elimination_reason", "monitoring_case_id", "guarantees", "version",
+)  # fmt: skip
+_PERSON_COLUMNS = (
+    "id", "household_id", "id_number", "id_hash", "name", "relation", "sex", "birth_date",
+    "special_groups", "labor_capacity", "schooling", "medical_insurance", "removed_reason",
+)  # fmt: skip
+_INCOME_COLUMNS = ("household_id", "year", "total", "wage", "business", "transfer", "property")
+_CONTACT_COLUMNS = ("household_id", "role", "name", "phone", "unit")
+_HISTORY_COLUMNS = ("household_id", "person_id", "actor", "action", "changes", "version")
+_OUTBOX_COLUMNS = ("event_id", "topic", "key", "event_type", "correlation_id", "value")
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction, for COPY."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+async def _copy(pg: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        await pg.copy_records_to_table(table, records=rows, columns=list(columns))
+
+
 async def insert_households(
     session: AsyncSession,
     prepared: Sequence[PreparedHousehold],
@@ -360,25 +405,30 @@ async def insert_households(
     actor: str,
     skip_existing_numbers: bool = True,
 ) -> BulkResult:
-    """Insert many prepared households in the caller's transaction, with their history
-    and HouseholdCreated events. A household whose number is already registered is left
-    unchanged (imports are idempotent by household number); one with a person already in
-    another household is rejected (409), the others go in."""
+    """Insert many prepared households in the caller's transaction (COPY), with their
+    history and HouseholdCreated outbox events. A household whose number is already
+    registered is left unchanged (imports are idempotent by household number); one with a
+    person already in another household is rejected (409); the others go in."""
     result = BulkResult()
+    pg = await _driver(session)
     numbers = [p.household["household_number"] for p in prepared if p.household["household_number"]]
     known_numbers: set[str] = set()
     if numbers:
-        rows = await session.execute(
-            select(H.c.household_number).where(H.c.household_number.in_(numbers))
+        rows = await pg.fetch(
+            "SELECT household_number FROM household WHERE household_number = ANY($1::text[])",
+            numbers,
         )
-        known_numbers = set(rows.scalars())
+        known_numbers = {r[0] for r in rows}
     id_numbers = [m["id_number"] for p in prepared for m in p.members]
     registered: dict[str, tuple[uuid.UUID, uuid.UUID | None]] = {}
     if id_numbers:
-        rows2 = await session.execute(
-            select(P.c.id_number, P.c.id, P.c.household_id).where(P.c.id_number.in_(id_numbers))
+        # Lock the rows of people already known, so a concurrent move cannot interleave.
+        found = await pg.fetch(
+            "SELECT id_number, id, household_id FROM person WHERE id_number = ANY($1::text[])"
+            " FOR UPDATE",
+            id_numbers,
         )
-        registered = {r.id_number: (r.id, r.household_id) for r in rows2}
+        registered = {r[0]: (r[1], r[2]) for r in found}
     accepted: list[PreparedHousehold] = []
     seen_numbers: set[str] = set()
     seen_people: set[str] = set()
@@ -423,52 +473,91 @@ async def insert_households(
         accepted.append(p)
     if not accepted:
         return result
-    await session.execute(insert(H), [p.household for p in accepted])
+    await _copy(
+        pg,
+        "household",
+        _HOUSEHOLD_COLUMNS,
+        [
+            tuple(
+                orjson.dumps(h[c]).decode() if c == "guarantees" else h[c]
+                for c in _HOUSEHOLD_COLUMNS
+            )
+            for h in (p.household for p in accepted)
+        ],
+    )
     returning_ids = {m["id"] for m in returning}
-    new_people = [m for p in accepted for m in p.members if m["id"] not in returning_ids]
-    if new_people:
-        await session.execute(insert(P), new_people)
+    await _copy(
+        pg,
+        "person",
+        _PERSON_COLUMNS,
+        [
+            tuple(m[c] for c in _PERSON_COLUMNS)
+            for p in accepted
+            for m in p.members
+            if m["id"] not in returning_ids
+        ],
+    )
     for m in returning:
         values = {k: v for k, v in m.items() if k not in ("id", "id_number")}
         await session.execute(update(P).where(P.c.id == m["id"]).values(**values))
-    incomes = [i for p in accepted for i in p.incomes]
-    if incomes:
-        await session.execute(insert(INC), incomes)
-    contacts = [c for p in accepted for c in p.contacts]
-    if contacts:
-        await session.execute(insert(C), contacts)
-    await session.execute(
-        insert(HIST),
+    await _copy(
+        pg,
+        "income",
+        _INCOME_COLUMNS,
+        [tuple(i[c] for c in _INCOME_COLUMNS) for p in accepted for i in p.incomes],
+    )
+    await _copy(
+        pg,
+        "contact",
+        _CONTACT_COLUMNS,
+        [tuple(c.get(k) for k in _CONTACT_COLUMNS) for p in accepted for c in p.contacts],
+    )
+    await _copy(
+        pg,
+        "history",
+        _HISTORY_COLUMNS,
         [
-            {
-                "household_id": p.household["id"],
-                "person_id": None,
-                "actor": actor,
-                "action": "household.created",
-                "changes": {
-                    "type": p.household["type"],
-                    "region_code": p.household["region_code"],
-                    "members": [mask_id(m["id_number"]) for m in p.members],
-                },
-                "version": 1,
-            }
+            (
+                p.household["id"],
+                None,
+                actor,
+                "household.created",
+                orjson.dumps(
+                    {
+                        "type": p.household["type"],
+                        "region_code": p.household["region_code"],
+                        "members": [mask_id(m["id_number"]) for m in p.members],
+                    }
+                ).decode(),
+                1,
+            )
             for p in accepted
         ],
     )
-    events = []
-    for p in accepted:
-        view = HouseholdView(
-            household=p.household,
-            members=sorted(p.members, key=_member_order),
-            incomes=sorted(p.incomes, key=lambda i: -i["year"]),
-            contacts=[{"unit": None, **c} for c in p.contacts],
+    rejoined = {id(p) for p in accepted if any(m["id"] in returning_ids for m in p.members)}
+    events = [
+        p.event if p.event is not None and id(p) not in rejoined else created_event(p, actor)
+        for p in accepted
+    ]
+    result.created.extend(str(p.household["id"]) for p in accepted)
+    if len(events) < _COPY_EVENTS_FROM:
+        await outbox.publish_many(session, events)
+    else:
+        # The kernel's publish_many inserts row by row; a bulk import writes the very same
+        # rows (outbox_row) with COPY, and the relay picks them up on its next poll.
+        await _copy(
+            pg,
+            "outbox",
+            _OUTBOX_COLUMNS,
+            [
+                tuple(row[c] for c in _OUTBOX_COLUMNS)
+                for row in (outbox_row(e, None) for e in events)
+            ],
         )
-        events.append(
-            _event(contract.HouseholdCreated(household=snapshot(view), changed_by=actor), view.id)
-        )
-        result.created.append(view.id)
-    await outbox.publish_many(session, events)
     return result
+
+
+_COPY_EVENTS_FROM = 20
 
 
 # --- Commands -----------------------------------------------------------------------------
@@ -1209,21 +1298,48 @@ async def import_households(
 ) -> ImportReport:
     """Register households from an import, `chunk_size` per transaction. Idempotent by
     household number: one already registered is left unchanged. A bad household is
-    reported with its row and field and the good ones go in."""
+    reported with its row and field and the good ones go in.
+
+    Reading, checking and building the events of the next chunk runs in a worker thread
+    while the current chunk is written, so the parsing and the database overlap."""
     report = ImportReport()
     async with sessions() as session:
         villages = await village_codes(session)
     today = date.today()
-    chunk: list[tuple[HouseholdRows, PreparedHousehold]] = []
+    source = iter(households)
 
     def reject(row: int, number: str | None, field_name: str, message: str) -> None:
         report.rejected += 1
         if len(report.errors) < MAX_REPORTED_ERRORS:
             report.errors.append((row, number, field_name, message))
 
-    async def flush() -> None:
-        if not chunk:
-            return
+    def next_chunk() -> list[tuple[HouseholdRows, PreparedHousehold]]:
+        chunk: list[tuple[HouseholdRows, PreparedHousehold]] = []
+        for item in source:
+            report.households += 1
+            report.rows += item.rows
+            if item.error is not None or item.draft is None:
+                err = item.error
+                assert err is not None
+                reject(err.row, err.household_number, err.field, err.message)
+                continue
+            try:
+                prepared = prepare_household(
+                    item.draft, villages=villages, pii_key=pii_key, today=today
+                )
+            except DraftInvalid as exc:
+                loc, msg = exc.errors[0]
+                reject(
+                    item.first_row + _member_offset(loc), item.household_number, _field(loc), msg
+                )
+                continue
+            prepared.event = created_event(prepared, actor)
+            chunk.append((item, prepared))
+            if len(chunk) >= chunk_size:
+                break
+        return chunk
+
+    async def write(chunk: list[tuple[HouseholdRows, PreparedHousehold]]) -> None:
         async with unit_of_work(sessions) as session:
             result = await insert_households(session, [p for _, p in chunk], actor=actor)
         report.created += len(result.created)
@@ -1231,28 +1347,20 @@ async def import_households(
         for index, loc, msg, _ in result.rejected:
             item = chunk[index][0]
             reject(item.first_row + _member_offset(loc), item.household_number, _field(loc), msg)
-        chunk.clear()
 
-    for item in households:
-        report.households += 1
-        report.rows += item.rows
-        if item.error is not None or item.draft is None:
-            err = item.error
-            assert err is not None
-            reject(err.row, err.household_number, err.field, err.message)
-            continue
-        try:
-            prepared = prepare_household(
-                item.draft, villages=villages, pii_key=pii_key, today=today
-            )
-        except DraftInvalid as exc:
-            loc, msg = exc.errors[0]
-            reject(item.first_row + _member_offset(loc), item.household_number, _field(loc), msg)
-            continue
-        chunk.append((item, prepared))
-        if len(chunk) >= chunk_size:
-            await flush()
-    await flush()
+    writing: asyncio.Task[None] | None = None
+    try:
+        while True:
+            chunk = await asyncio.to_thread(next_chunk)
+            if writing is not None:
+                await writing
+                writing = None
+            if not chunk:
+                break
+            writing = asyncio.create_task(write(chunk))
+    finally:
+        if writing is not None:
+            await writing
     return report
 
 
