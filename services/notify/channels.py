@@ -56,7 +56,10 @@ class LocalChannel:
     async def send(self, message: Outgoing) -> SendResult:
         log.info(
             "reminder recorded locally",
-            extra={"reminder_id": message.reminder_id, "recipient": message.recipient},
+            extra={
+                "reminder_id": message.reminder_id,
+                "recipient": domain.public_recipient(message.recipient),
+            },
         )
         return SendResult(ok=True)
 

@@ -120,6 +120,16 @@ def normalize_phone(phone: str) -> str:
     return re.sub(r"[\s\-()]", "", phone)
 
 
+def mask_phone(phone: str) -> str:
+    return f"{phone[:3]}****{phone[-4:]}" if len(phone) >= 8 else "****"
+
+
+def public_recipient(recipient: str) -> str:
+    """A recipient key fit for events and logs: a key contact's phone is masked."""
+    kind, _, code = recipient.partition(":")
+    return f"contact:{mask_phone(code)}" if kind == "contact" and code.isdigit() else recipient
+
+
 # ---------------------------------------------------------------- messages
 
 

@@ -179,7 +179,7 @@ async def publish_final(
         payload = ReminderDelivered(
             reminder_id=rid,
             kind=get("kind"),
-            recipient=get("recipient"),
+            recipient=domain.public_recipient(str(get("recipient"))),
             channel=get("channel") or "none",
             status=get("status"),
             subject_id=get("subject_id"),
@@ -494,12 +494,6 @@ class EventHandlers:
             ),
         ]
 
-    async def batch_received(self, session: AsyncSession, event: CloudEvent) -> None:
-        """A feed that arrived makes a still-pending due reminder for it moot."""
-        data = event.payload()
-        assert isinstance(data, datasync.BatchReceived)
-        await cancel_pending(session, kinds=("feed_due",), recipient=f"department:{data.source}")
-
     async def household_changed(self, session: AsyncSession, event: CloudEvent) -> None:
         """Keep the read model at the newest snapshot; an older version changes nothing."""
         data = event.payload()
@@ -624,7 +618,6 @@ class EventHandlers:
         """Handlers of the events applied one by one."""
         return {
             "backstop.assistance.task.completed.v1": self.task_completed,
-            "backstop.datasync.batch.received.v1": self.batch_received,
             **{t: self.household_changed for t in HOUSEHOLD_EVENT_TYPES},
         }
 

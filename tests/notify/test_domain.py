@@ -146,3 +146,8 @@ def test_subscription_matching_by_type_and_region_prefix() -> None:
 def test_common_prefix() -> None:
     assert domain.common_prefix(["441881101001", "441881101002", "441881102001"]) == "44188110"
     assert domain.common_prefix([]) == ""
+
+
+def test_key_contact_phones_are_masked_in_events() -> None:
+    assert domain.public_recipient("contact:13800000001") == "contact:138****0001"
+    assert domain.public_recipient("town:441881101") == "town:441881101"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -248,3 +248,53 @@ async def test_monitoring_decision_goes_to_the_key_contacts_from_the_registry_sn
             ("contact:13700000002", "sms", "13700000002", "pending")
         ]
         assert "户编号HN-001" in rows[0].body and "边缘易致贫户" in rows[0].body
+
+
+async def test_overdue_rectifications_and_clues_go_to_the_town_then_its_leader(
+    stack: Stack, notify_settings: Settings
+) -> None:
+    async with serve(
+        functools.partial(create, notify=fast()), notify_settings, background=False
+    ) as (_, runtime):
+        handlers = EventHandlers(fast())
+        issue, clue = str(uuid.uuid4()), str(uuid.uuid4())
+        events = [
+            make_event(
+                "assistance",
+                assistance.RectificationOverdue(
+                    issue_id=issue,
+                    region_code="441881170003",
+                    responsible_unit="石马镇",
+                    deadline=date.today() - timedelta(days=3),
+                    summary="监测户帮扶措施未落实",
+                ),
+                subject=issue,
+            ),
+            make_event(
+                "assistance",
+                assistance.ClueOverdue(
+                    clue_id=clue,
+                    region_code="441881170",
+                    household_id=None,
+                    source="12317热线",
+                    received_at=datetime.now(UTC),
+                ),
+                subject=clue,
+            ),
+        ]
+        async with unit_of_work(runtime.sessions) as session:
+            await handlers.remind(session, events + events)  # a batch with duplicates
+        async with runtime.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(REMINDERS.c.kind, REMINDERS.c.recipient)
+                    .where(REMINDERS.c.ref.in_([issue, clue]))
+                    .order_by(REMINDERS.c.seq)
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            ("rectification_overdue", "town:441881170"),
+            ("rectification_escalated", "town_leader:441881170"),
+            ("clue_overdue", "town:441881170"),
+            ("clue_escalated", "town_leader:441881170"),
+        ]
