@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
@@ -16,10 +19,14 @@ from services.notify.config import NotifySettings, get_notify_settings
 from services.notify.handlers import ALERT_EVENT_TYPES, EventHandlers
 
 
-def build_spec(notify: NotifySettings) -> ServiceSpec:
-    """The service, wired to this deployment's channels and job cadences."""
+def build_spec(
+    notify: NotifySettings, inflight: set[asyncio.Task[None]] | None = None
+) -> ServiceSpec:
+    """The service, wired to this deployment's channels and job cadences. `inflight`
+    holds webhook sends to slow subscribers that outlive a job round."""
     handlers = EventHandlers(notify)
     worker = f"notify-{uuid.uuid4().hex[:8]}"
+    inflight = set() if inflight is None else inflight
 
     async def fire_schedules(runtime: Runtime) -> None:
         await scheduler.run_schedules(runtime.sessions, notify, worker=worker)
@@ -30,7 +37,7 @@ def build_spec(notify: NotifySettings) -> ServiceSpec:
             pass
 
     async def send_webhooks(runtime: Runtime) -> None:
-        while await delivery.deliver_webhooks(runtime.sessions, notify):
+        while await delivery.deliver_webhooks(runtime.sessions, notify, background=inflight):
             pass
 
     return ServiceSpec(
@@ -76,6 +83,27 @@ def create(
     notify: NotifySettings | None = None,
 ) -> FastAPI:
     notify = notify or get_notify_settings()
-    app = create_app(build_spec(notify), settings, background=background)
+    inflight: set[asyncio.Task[None]] = set()
+    app = create_app(build_spec(notify, inflight), settings, background=background)
     app.state.notify_settings = notify
+    runtime_lifespan = app.router.lifespan_context
+
+    async def cancel_inflight() -> None:
+        # Sends still waiting on slow subscribers stop with the service; their rows stay
+        # leased and are sent again once the lease runs out.
+        tasks = list(inflight)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime_lifespan(app):
+            try:
+                yield
+            finally:
+                await cancel_inflight()  # before the engine is disposed
+        await cancel_inflight()  # any a last job round started
+
+    app.router.lifespan_context = lifespan
     return app

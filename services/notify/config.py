@@ -45,6 +45,8 @@ class NotifySettings(BaseSettings):
     webhook_backoff_s: float = 10.0
     webhook_backoff_max_s: float = 3600.0
     webhook_per_subscription: int = 20  # per job run, so a backlog never starves others
+    # How long a webhook round waits for slow subscribers before serving the others again.
+    webhook_round_wait_s: float = 2.0
     # The town leader hears of an overdue task this long after its assignee, unless the
     # task is completed in between.
     escalation_delay_s: float = 24 * 3600.0

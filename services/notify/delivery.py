@@ -38,6 +38,7 @@ log = logging.getLogger("backstop.notify.delivery")
 REMINDER_ATTEMPTS = table(ReminderAttempt)
 WEBHOOK_ATTEMPTS = table(WebhookAttempt)
 _SEND_CONCURRENCY = 16
+_PER_SUBSCRIBER_CONCURRENCY = 8
 
 REMINDER_SENDS = Counter(
     "backstop_notify_reminder_attempts_total",
@@ -250,9 +251,13 @@ async def deliver_webhooks(
     *,
     now: datetime | None = None,
     client: httpx.AsyncClient | None = None,
+    background: set[asyncio.Task[None]] | None = None,
 ) -> int:
-    """POST due alert deliveries to their subscribers, each row on its own: a subscriber
-    that is down only backs off its own rows. Returns how many were attempted."""
+    """POST due alert deliveries, each subscriber in its own task that sends its rows
+    and records their outcomes in its own transaction: a subscriber that is down only
+    backs off its own rows. With `background`, waits at most `webhook_round_wait_s` and
+    leaves a slow subscriber's task running there (its rows stay leased), so the next
+    round serves the others. Returns how many rows were claimed."""
     now = now or utcnow()
     lease = now + timedelta(seconds=settings.lease_s)
     d = WEBHOOK_DELIVERIES
@@ -305,12 +310,43 @@ async def deliver_webhooks(
                 )
             ).all()
         }
+
+    by_subscription: dict[Any, list[Any]] = {}
+    for row in claimed:
+        by_subscription.setdefault(row.subscription_id, []).append(row)
+    tasks = [
+        asyncio.create_task(
+            _deliver_to(sessions, settings, targets[sub], rows, lease=lease, client=client),
+            name=f"webhook-{sub}",
+        )
+        for sub, rows in by_subscription.items()
+    ]
+    if background is None:
+        await asyncio.gather(*tasks)
+    else:
+        for task in tasks:
+            background.add(task)
+            task.add_done_callback(background.discard)
+        await asyncio.wait(tasks, timeout=settings.webhook_round_wait_s)
+    return len(claimed)
+
+
+async def _deliver_to(
+    sessions: SessionFactory,
+    settings: NotifySettings,
+    target: _Target,
+    rows: list[Any],
+    *,
+    lease: datetime,
+    client: httpx.AsyncClient | None,
+) -> None:
+    """Send one subscriber's claimed rows, then record the outcomes."""
+    d = WEBHOOK_DELIVERIES
     own_client = client is None
     http = client or _client(settings)
-    gate = asyncio.Semaphore(_SEND_CONCURRENCY)
+    gate = asyncio.Semaphore(_PER_SUBSCRIBER_CONCURRENCY)
 
     async def post(row: Any) -> tuple[Any, int | None, str | None]:
-        target = targets[row.subscription_id]
         headers = {
             "Content-Type": CONTENT_TYPE,
             "X-Backstop-Signature": domain.sign(target.secret, row.body),
@@ -333,49 +369,52 @@ async def deliver_webhooks(
         return row, response.status_code, f"HTTP {response.status_code}"
 
     try:
-        results = await asyncio.gather(*(post(r) for r in claimed))
-    finally:
-        if own_client:
-            await http.aclose()
-
-    done = utcnow()
-    async with unit_of_work(sessions) as session:
-        ours = await _still_ours(session, d, [r.id for r, _, _ in results], lease)
-        updates: list[dict[str, Any]] = []
-        attempts: list[dict[str, Any]] = []
-        for row, status_code, error in results:
-            if row.id not in ours:
-                continue
-            values: dict[str, Any] = {
-                "did": row.id,
-                "status": domain.PENDING,
-                "delivered_at": None,
-                "next_attempt_at": row.next_attempt_at,
-                "last_status_code": status_code,
-                "last_error": error,
-            }
-            if error is None:
-                values |= {"status": "delivered", "delivered_at": done}
-            elif row.attempts >= settings.webhook_max_attempts:
-                values["status"] = domain.FAILED
-            else:
-                delay = domain.retry_delay(
-                    row.attempts,
-                    base_s=settings.webhook_backoff_s,
-                    max_s=settings.webhook_backoff_max_s,
-                )
-                values["next_attempt_at"] = done + timedelta(seconds=delay)
-            updates.append(values)
-            attempts.append(
-                {
-                    "delivery_id": row.id,
-                    "attempt": row.attempts,
-                    "status_code": status_code,
-                    "error": error,
+        try:
+            results = await asyncio.gather(*(post(r) for r in rows))
+        finally:
+            if own_client:
+                await http.aclose()
+        done = utcnow()
+        async with unit_of_work(sessions) as session:
+            ours = await _still_ours(session, d, [r.id for r, _, _ in results], lease)
+            updates: list[dict[str, Any]] = []
+            attempts: list[dict[str, Any]] = []
+            for row, status_code, error in results:
+                if row.id not in ours:
+                    continue
+                values: dict[str, Any] = {
+                    "did": row.id,
+                    "status": domain.PENDING,
+                    "delivered_at": None,
+                    "next_attempt_at": row.next_attempt_at,
+                    "last_status_code": status_code,
+                    "last_error": error,
                 }
-            )
-            WEBHOOK_SENDS.labels("ok" if error is None else "error").inc()
-        if updates:
-            await session.execute(_RECORD_WEBHOOK, updates)
-            await session.execute(insert(WEBHOOK_ATTEMPTS), attempts)
-    return len(claimed)
+                if error is None:
+                    values |= {"status": "delivered", "delivered_at": done}
+                elif row.attempts >= settings.webhook_max_attempts:
+                    values["status"] = domain.FAILED
+                else:
+                    delay = domain.retry_delay(
+                        row.attempts,
+                        base_s=settings.webhook_backoff_s,
+                        max_s=settings.webhook_backoff_max_s,
+                    )
+                    values["next_attempt_at"] = done + timedelta(seconds=delay)
+                updates.append(values)
+                attempts.append(
+                    {
+                        "delivery_id": row.id,
+                        "attempt": row.attempts,
+                        "status_code": status_code,
+                        "error": error,
+                    }
+                )
+                WEBHOOK_SENDS.labels("ok" if error is None else "error").inc()
+            if updates:
+                await session.execute(_RECORD_WEBHOOK, updates)
+                await session.execute(insert(WEBHOOK_ATTEMPTS), attempts)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the rows stay leased and are retried when the lease runs out
+        log.exception("webhook deliveries to %s could not be recorded", target.url)

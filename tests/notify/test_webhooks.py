@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from dataclasses import dataclass, field
@@ -81,7 +82,15 @@ async def test_signed_deliveries_survive_three_500s_and_a_dead_subscriber_blocks
 ) -> None:
     admin = stack.headers("notify:admin", "notify:read", regions=["441881"])
     flaky = Receiver(fail_first=3)
+    stuck: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stuck.append(writer)
+
+    hung = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    hung_port = hung.sockets[0].getsockname()[1]
     async with (
+        hung,
         running(flaky) as flaky_url,
         # The limit is four attempts: the flaky receiver makes it on the last one.
         serve(functools.partial(create, notify=fast(webhook_max_attempts=4)), notify_settings) as (
@@ -101,8 +110,10 @@ async def test_signed_deliveries_survive_three_500s_and_a_dead_subscriber_blocks
 
         sub = await subscribe(flaky_url, "441881101")
         flaky.secret = sub["secret"]
-        # A subscriber that is down (nothing listens on its port), and one elsewhere.
+        # A subscriber that is down (nothing listens on its port), one that accepts
+        # connections and never answers, and one elsewhere.
         dead = await subscribe(f"http://127.0.0.1:{free_port()}/down", "441881")
+        await subscribe(f"http://127.0.0.1:{hung_port}/hung", "441881")
         elsewhere = await subscribe(flaky_url, "441881102")
 
         event = alert("441881101001")
@@ -141,6 +152,8 @@ async def test_signed_deliveries_survive_three_500s_and_a_dead_subscriber_blocks
 
         deleted = await client.delete(f"/v1/subscriptions/{dead['id']}", headers=admin)
         assert deleted.status_code == 204
+    for writer in stuck:
+        writer.close()
 
 
 async def test_subscription_input_is_checked(stack: Stack, notify_settings: Settings) -> None:
