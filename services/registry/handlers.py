@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -101,31 +101,47 @@ def _member_order(m: dict[str, Any]) -> tuple[int, date]:
     return (0 if m["relation"] == "head" else 1, m["birth_date"])
 
 
+_LOAD_SQL = """
+SELECT h.*,
+  (SELECT coalesce(json_agg(p), '[]') FROM person p WHERE p.household_id = h.id) AS members_json,
+  (SELECT coalesce(json_agg(i ORDER BY i.year DESC), '[]')
+     FROM income i WHERE i.household_id = h.id) AS incomes_json,
+  (SELECT coalesce(json_agg(c ORDER BY c.id), '[]')
+     FROM contact c WHERE c.household_id = h.id) AS contacts_json
+FROM household h WHERE h.id = ANY(:ids)
+"""
+
+
+def _json(value: Any) -> list[dict[str, Any]]:
+    """The driver may hand json back decoded or as text."""
+    decoded = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return list(decoded or [])
+
+
 async def load_views(
     session: AsyncSession, ids: Sequence[uuid.UUID], *, for_update: bool = False
 ) -> dict[uuid.UUID, HouseholdView]:
-    """The households with their members, incomes and contacts, in four queries."""
+    """The households with their members, incomes and contacts, in one round trip
+    (`for_update` locks the household rows)."""
     if not ids:
         return {}
-    query = select(H).where(H.c.id.in_(ids))
-    if for_update:
-        query = query.with_for_update()
-    views = {
-        row["id"]: HouseholdView(dict(row)) for row in (await session.execute(query)).mappings()
-    }
-    if not views:
-        return views
-    found = list(views)
-    for row in (await session.execute(select(P).where(P.c.household_id.in_(found)))).mappings():
-        views[row["household_id"]].members.append(dict(row))
-    income_query = select(INC).where(INC.c.household_id.in_(found)).order_by(INC.c.year.desc())
-    for row in (await session.execute(income_query)).mappings():
-        views[row["household_id"]].incomes.append(dict(row))
-    contact_query = select(C).where(C.c.household_id.in_(found)).order_by(C.c.id)
-    for row in (await session.execute(contact_query)).mappings():
-        views[row["household_id"]].contacts.append(dict(row))
-    for view in views.values():
-        view.members.sort(key=_member_order)
+    query = _LOAD_SQL + (" FOR UPDATE OF h" if for_update else "")
+    rows = (await session.execute(text(query), {"ids": list(ids)})).mappings()
+    views: dict[uuid.UUID, HouseholdView] = {}
+    for row in rows:
+        household = dict(row)
+        members = _json(household.pop("members_json"))
+        for m in members:
+            m["id"] = uuid.UUID(m["id"])
+            m["household_id"] = uuid.UUID(m["household_id"])
+            m["birth_date"] = date.fromisoformat(m["birth_date"])
+        members.sort(key=_member_order)
+        views[row["id"]] = HouseholdView(
+            household,
+            members=members,
+            incomes=_json(household.pop("incomes_json")),
+            contacts=_json(household.pop("contacts_json")),
+        )
     return views
 
 
