@@ -36,9 +36,13 @@ class System:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def client(self, service: str, *scopes: str, regions: tuple[str, ...] = ("*",)) -> httpx.AsyncClient:
+    def client(
+        self, service: str, *scopes: str, regions: tuple[str, ...] = ("*",)
+    ) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.url(service), headers=self.stack.headers(*scopes, regions=regions), timeout=60
+            base_url=self.url(service),
+            headers=self.stack.headers(*scopes, regions=regions),
+            timeout=60,
         )
 
     async def setup(self) -> None:
@@ -62,7 +66,7 @@ class System:
 
     def start(self, service: str) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
-        log = open(LOGS / f"{self.stack.run_id}-{service}.log", "ab")  # noqa: SIM115
+        log = open(LOGS / f"{self.stack.run_id}-{service}.log", "ab")
         self.procs[service] = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"services.{service}.app:create", "--factory",
              "--host", "127.0.0.1", "--port", str(self.ports[service]), "--no-access-log"],
@@ -82,7 +86,9 @@ class System:
             while True:
                 proc = self.procs.get(service)
                 if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"{service} exited: see {LOGS}/{self.stack.run_id}-{service}.log")
+                    raise RuntimeError(
+                        f"{service} exited: see {LOGS}/{self.stack.run_id}-{service}.log"
+                    )
                 try:
                     if (await client.get(f"{self.url(service)}/readyz")).status_code == 200:
                         return
