@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
@@ -191,3 +193,20 @@ class PrivateKafka:
 
     def down(self) -> None:
         subprocess.run([str(INFRA), "kafka-down"], env=self.env, check=True)
+
+
+@asynccontextmanager
+async def serving(app: Any, path: str = "/hook") -> AsyncIterator[str]:
+    """Serve an ASGI app (a webhook receiver, a gateway) on a free 127.0.0.1 port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await wait_for(lambda: server.started, timeout=10, interval=0.05, message="receiver")
+    try:
+        yield f"http://127.0.0.1:{port}{path}"
+    finally:
+        server.should_exit = True
+        await task

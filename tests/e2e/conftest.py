@@ -1,14 +1,10 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 
 from tests.e2e.system import System
 from tests.support import Stack
@@ -51,21 +47,3 @@ class Receiver:
         self.received.append((body, {k.decode().lower(): v.decode() for k, v in scope["headers"]}))
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Receiver) -> AsyncIterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/hook"
-    finally:
-        server.should_exit = True
-        await task

@@ -15,9 +15,9 @@ import pytest
 
 from backstop.events import CloudEvent
 from backstop.idnumber import check_digit
-from tests.e2e.conftest import Receiver, serving
+from tests.e2e.conftest import Receiver
 from tests.e2e.system import System
-from tests.support import read_topic, wait_for
+from tests.support import read_topic, serving, wait_for
 
 pytestmark = pytest.mark.integration
 
