@@ -97,8 +97,8 @@ class Tally:
             )
 
 
-def _raw_json(raw: dict[str, Any]) -> str:
-    return orjson.dumps(raw, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+def _raw_json(raw: dict[str, Any]) -> bytes:
+    return orjson.dumps(raw, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 def prepare_chunk(
@@ -118,7 +118,7 @@ def prepare_chunk(
             except FieldError as exc:
                 hasher.update(b"\x00" + raw_fingerprint(row))
                 chunk.rejected.append(
-                    (index, record_id_of(row), exc.field, exc.message, _raw_json(raw))
+                    (index, record_id_of(row), exc.field, exc.message, _raw_json(raw).decode())
                 )
             else:
                 hasher.update(b"\x00" + record.content_hash.encode())
@@ -129,7 +129,7 @@ def prepare_chunk(
                         record.id_number,
                         record.id_hash,
                         record.name,
-                        orjson.dumps(record.data).decode(),
+                        record.data_json,
                         record.content_hash,
                         _raw_json(raw),
                     )
@@ -140,38 +140,21 @@ def prepare_chunk(
     return chunk
 
 
-_STAGE_COLUMNS = [
-    "idx",
+_RECORD_COLUMNS = [
+    "source",
     "record_id",
+    "batch_id",
+    "period",
+    "idx",
     "id_number",
     "id_hash",
     "name",
     "data",
     "content_hash",
     "raw",
+    "household_id",
+    "matched_at",
 ]
-_CREATE_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
-    idx int NOT NULL, record_id text NOT NULL, id_number text NOT NULL, id_hash text NOT NULL,
-    name text, data jsonb NOT NULL, content_hash text NOT NULL, raw jsonb NOT NULL
-) ON COMMIT DROP
-"""
-# New records go in, matched through the index as they land; the latest claim on a
-# person wins while a move between households is half-way through.
-_INSERT_STAGED = """
-INSERT INTO feed_records (source, record_id, batch_id, period, idx, id_number, id_hash, name,
-                          data, content_hash, raw, household_id, matched_at)
-SELECT $1, s.record_id, $2, $3, s.idx, s.id_number, s.id_hash, s.name, s.data, s.content_hash,
-       s.raw, m.household_id, CASE WHEN m.household_id IS NULL THEN NULL ELSE now() END
-FROM ingest_stage s
-LEFT JOIN LATERAL (
-    SELECT p.household_id FROM person_index p WHERE p.id_hash = s.id_hash
-    ORDER BY p.since DESC LIMIT 1
-) m ON true
-ORDER BY s.record_id, s.idx
-ON CONFLICT (source, record_id) DO NOTHING
-RETURNING idx, household_id IS NOT NULL AS matched
-"""
 
 
 async def ingest_batch(
@@ -233,7 +216,7 @@ async def ingest_batch(
             return summary, True
     except FileProblem as exc:
         raise invalid(["body", "file", exc.field], exc.message) from None
-    except asyncpg.DeadlockDetectedError:
+    except (asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError):
         raise Problem(
             503,
             "another batch with some of the same record ids was being applied; send it again",
@@ -244,14 +227,11 @@ async def ingest_batch(
 async def _chunks(
     rows: Iterator[tuple[int, Row | None]], ctx: Context, size: int, hasher: Any
 ) -> Any:
-    """Parse the next chunk in a thread while the database works on the current one."""
-    pending = asyncio.ensure_future(asyncio.to_thread(prepare_chunk, rows, ctx, size, hasher))
+    """The batch chunk by chunk, each parsed in a worker thread so the event loop keeps
+    serving other requests. One chunk at a time: parsing the next one while asyncpg
+    encodes the current COPY only makes the two fight over the GIL (measured)."""
     while True:
-        chunk = await pending
-        if not chunk.last:
-            pending = asyncio.ensure_future(
-                asyncio.to_thread(prepare_chunk, rows, ctx, size, hasher)
-            )
+        chunk = await asyncio.to_thread(prepare_chunk, rows, ctx, size, hasher)
         yield chunk
         if chunk.last:
             return
@@ -306,22 +286,15 @@ async def _apply(
     tally: Tally,
     received_at: datetime,
 ) -> dict[str, Any]:
-    await conn.execute(_CREATE_STAGE)
+    # Short set-based statements over a few thousand rows: JIT compilation costs more
+    # than it saves, and the chunk's sorts and hashes fit in memory.
+    await conn.execute("SET LOCAL jit = off")
+    await conn.execute("SET LOCAL work_mem = '64MB'")
     async for chunk in _chunks(rows, ctx, config.chunk_size, tally.hasher):
         tally.received += chunk.received
         rejected = list(chunk.rejected)
         if chunk.staged:
-            await conn.copy_records_to_table(
-                "ingest_stage", records=chunk.staged, columns=_STAGE_COLUMNS
-            )
-            inserted = await conn.fetch(_INSERT_STAGED, source, batch_id, str(period))
-            tally.accepted += len(inserted)
-            tally.matched += sum(1 for r in inserted if r["matched"])
-            if len(inserted) < len(chunk.staged):
-                rejected += await _duplicates_and_conflicts(
-                    conn, source, batch_id, chunk, {r["idx"] for r in inserted}, tally
-                )
-            await conn.execute("TRUNCATE ingest_stage")
+            rejected += await _write_records(conn, source, batch_id, str(period), chunk, tally)
         if rejected:
             rejected.sort()
             for index, record_id, field_name, message, _ in rejected:
@@ -402,43 +375,92 @@ async def _apply(
     return summary
 
 
-async def _duplicates_and_conflicts(
+async def _write_records(
     conn: asyncpg.Connection,
     source: str,
     batch_id: str,
+    period: str,
     chunk: Chunk,
-    inserted: set[int],
     tally: Tally,
 ) -> list[tuple[int, str | None, str, str, str | None]]:
-    """Records whose id was already applied: the same content is a duplicate, other
-    content is rejected (a correction needs its own record id, never an overwrite)."""
-    left = [r for r in chunk.staged if r[0] not in inserted]
+    """COPY the chunk's new records into `feed_records`, matched as they land.
+
+    A record id already applied (earlier batch, earlier chunk or earlier in this chunk)
+    with the same content is a duplicate; with other content it is rejected, never an
+    overwrite. A concurrent batch carrying the same new record id makes the COPY fail
+    on the primary key; `ingest_batch` turns that into a 503 to resend."""
+    first: dict[str, tuple[Any, ...]] = {}
+    repeats: list[tuple[Any, ...]] = []
+    for row in chunk.staged:
+        if row[1] in first:
+            repeats.append(row)
+        else:
+            first[row[1]] = row
     existing = {
         r["record_id"]: (r["batch_id"], r["content_hash"])
         for r in await conn.fetch(
             "SELECT record_id, batch_id, content_hash FROM feed_records"
             " WHERE source = $1 AND record_id = ANY($2::text[])",
             source,
-            list({r[1] for r in left}),
+            list(first),
         )
     }
-    rejected = []
-    for index, record_id, *_, content_hash, raw in left:
-        stored_batch, stored_hash = existing[record_id]
-        if stored_hash == content_hash:
-            tally.duplicates += 1
-        else:
-            where = "this batch" if stored_batch == batch_id else f"batch {stored_batch}"
-            rejected.append(
-                (
-                    index,
-                    record_id,
-                    "record_id",
-                    f"record {record_id} was already received in {where} with different"
-                    " content; it is not overwritten",
-                    raw,
-                )
+    fresh = [row for record_id, row in first.items() if record_id not in existing]
+    households = {
+        r["id_hash"]: r["household_id"]
+        for r in await conn.fetch(
+            # The latest claim on a person wins while a move between households is half-way.
+            "SELECT DISTINCT ON (id_hash) id_hash, household_id FROM person_index"
+            " WHERE id_hash = ANY($1::text[]) ORDER BY id_hash, since DESC",
+            list({row[3] for row in fresh}),
+        )
+    }
+    now = datetime.now(UTC)
+    records = []
+    for index, record_id, id_number, hashed, name, data, content, raw in fresh:
+        household = households.get(hashed)
+        records.append(
+            (
+                source,
+                record_id,
+                batch_id,
+                period,
+                index,
+                id_number,
+                hashed,
+                name,
+                data.decode(),
+                content,
+                raw.decode(),
+                household,
+                now if household else None,
             )
+        )
+        existing[record_id] = (batch_id, content)
+    if records:
+        await conn.copy_records_to_table("feed_records", records=records, columns=_RECORD_COLUMNS)
+    tally.accepted += len(records)
+    tally.matched += sum(1 for r in records if r[11] is not None)
+
+    rejected = []
+    seen_new = {row[1] for row in fresh}
+    leftovers = [row for row in first.values() if row[1] not in seen_new] + repeats
+    for index, record_id, *_, content, raw in leftovers:
+        stored_batch, stored_hash = existing[record_id]
+        if stored_hash == content:
+            tally.duplicates += 1
+            continue
+        where = "this batch" if stored_batch == batch_id else f"batch {stored_batch}"
+        rejected.append(
+            (
+                index,
+                record_id,
+                "record_id",
+                f"record {record_id} was already received in {where} with different"
+                " content; it is not overwritten",
+                raw.decode(),
+            )
+        )
     return rejected
 
 
@@ -518,8 +540,22 @@ async def _publish_matched(
         )
         for household_id, records in pending
     ]
-    await outbox.publish_many(session, events)
+    await copy_to_outbox(session, events)
     return len(events)
+
+
+async def copy_to_outbox(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+    """`outbox.publish_many` for thousands of events: the kernel's outbox rows, written
+    with COPY in the caller's transaction. The relay is woken by the `outbox.publish`
+    that ends every batch (or finds the rows on its next poll)."""
+    if not events:
+        return
+    rows = [outbox.outbox_row(event, None) for event in events]
+    columns = list(rows[0])
+    conn = await raw_connection(session)
+    await conn.copy_records_to_table(
+        "outbox", records=[tuple(row.values()) for row in rows], columns=columns
+    )
 
 
 # --- the id_hash index from registry.households --------------------------------------

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic import Field as PydanticField
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Text, UniqueConstraint, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Text, func
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -56,11 +56,11 @@ class FeedBatch(DatasyncBase, table=True):
 
 class FeedRecord(DatasyncBase, table=True):
     """An accepted department record, with the department's raw row (ID number included)
-    for audit. `data` is its event form (id_hash, never the ID number)."""
+    for audit. `data` is its event form (id_hash, never the ID number). The primary key
+    is the de-duplication key: a record id is applied once per source."""
 
     __tablename__ = "feed_records"
     __table_args__ = (
-        UniqueConstraint("source", "record_id", name="uq_feed_records_source_record_id"),
         Index("ix_feed_records_batch", "source", "batch_id", "idx"),
         Index(
             "ix_feed_records_unmatched_hash",
@@ -71,25 +71,24 @@ class FeedRecord(DatasyncBase, table=True):
             "ix_feed_records_unmatched",
             "source",
             "period",
-            "id",
+            "record_id",
             postgresql_where="household_id IS NULL",
         ),
     )
 
-    id: int | None = Field(
-        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
-    )
-    source: str = Field(max_length=20)
-    record_id: str = Field(max_length=64)
+    source: str = Field(primary_key=True, max_length=20)
+    record_id: str = Field(primary_key=True, max_length=64)
     batch_id: str = Field(max_length=100)
     period: str = Field(max_length=7)
     idx: int
     id_number: str = Field(max_length=18)
     id_hash: str = Field(max_length=64)
     name: str | None = Field(default=None, max_length=100)
-    data: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # `json`, not `jsonb`: kept exactly as written (the raw row as the department sent
+    # it, for audit) and cheaper to insert on the 200k-row path; nothing indexes into it.
+    data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     content_hash: str = Field(max_length=64)
-    raw: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    raw: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     household_id: str | None = Field(default=None, max_length=36)
     matched_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
@@ -112,7 +111,7 @@ class RejectedRecord(DatasyncBase, table=True):
     record_id: str | None = Field(default=None, max_length=64)
     field: str = Field(max_length=64)
     message: str = Field(sa_column=Column(Text, nullable=False))
-    raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class PersonIndex(DatasyncBase, table=True):

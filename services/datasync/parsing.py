@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import IO, Any
 
@@ -118,16 +118,23 @@ def _canonical(source: str, key: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=256)
+def _key_map(source: str, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(key, canonical field) for a record's keys; the first key naming a field wins."""
+    found: dict[str, str] = {}
+    for key in keys:
+        canonical = _canonical(source, str(key))
+        if canonical is not None and canonical not in found:
+            found[canonical] = key
+    return tuple((key, canonical) for canonical, key in found.items())
+
+
 def json_rows(records: list[Any], source: str) -> Iterator[Row | None]:
     """JSON records, keyed by canonical or Chinese field names; `None` for an element
     that is not an object (reported as a bad record)."""
     for record in records:
-        if not isinstance(record, Mapping):
+        if not isinstance(record, dict):
             yield None
             continue
-        row: dict[str, Any] = {}
-        for key, value in record.items():
-            canonical = _canonical(source, str(key))
-            if canonical is not None and canonical not in row:
-                row[canonical] = value
-        yield dict(record), row
+        mapping = _key_map(source, tuple(record))
+        yield record, {canonical: record[key] for key, canonical in mapping}

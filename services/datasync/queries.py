@@ -114,7 +114,7 @@ async def list_unmatched(
     cursor: str | None,
     pii: bool,
 ) -> UnmatchedList:
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, 2)
     clauses = ["household_id IS NULL"]
     params: dict[str, Any] = {"n": limit + 1}
     if source:
@@ -124,13 +124,14 @@ async def list_unmatched(
         clauses.append("period = :p")
         params["p"] = period
     if after:
-        clauses.append("id > :after")
-        params["after"] = int(after[0])
+        clauses.append("(source, record_id) > (:after_source, :after_record)")
+        params["after_source"], params["after_record"] = str(after[0]), str(after[1])
     rows = (
         await session.execute(
             text(
-                "SELECT id, source, record_id, batch_id, period, id_number, name, received_at"
-                f" FROM feed_records WHERE {' AND '.join(clauses)} ORDER BY id LIMIT :n"
+                "SELECT source, record_id, batch_id, period, id_number, name, received_at"
+                f" FROM feed_records WHERE {' AND '.join(clauses)}"
+                " ORDER BY source, record_id LIMIT :n"
             ),
             params,
         )

@@ -1,4 +1,4 @@
-"""feeds
+"""Feed batches, records (with raw rows), rejected records, the id_hash index, late notices.
 
 Revision ID: 0002
 Revises: 0001
@@ -52,7 +52,6 @@ def upgrade() -> None:
     )
     op.create_table(
         "feed_records",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
         sa.Column("source", sa.String(length=20), nullable=False),
         sa.Column("record_id", sa.String(length=64), nullable=False),
         sa.Column("batch_id", sa.String(length=100), nullable=False),
@@ -61,9 +60,9 @@ def upgrade() -> None:
         sa.Column("id_number", sa.String(length=18), nullable=False),
         sa.Column("id_hash", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=True),
-        sa.Column("data", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("data", postgresql.JSON(astext_type=sa.Text()), nullable=False),
         sa.Column("content_hash", sa.String(length=64), nullable=False),
-        sa.Column("raw", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("raw", postgresql.JSON(astext_type=sa.Text()), nullable=False),
         sa.Column("household_id", sa.String(length=36), nullable=True),
         sa.Column("matched_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
@@ -72,8 +71,7 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("source", "record_id", name="uq_feed_records_source_record_id"),
+        sa.PrimaryKeyConstraint("source", "record_id"),
     )
     op.create_index(
         "ix_feed_records_batch", "feed_records", ["source", "batch_id", "idx"], unique=False
@@ -81,7 +79,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_feed_records_unmatched",
         "feed_records",
-        ["source", "period", "id"],
+        ["source", "period", "record_id"],
         unique=False,
         postgresql_where="household_id IS NULL",
     )
@@ -134,7 +132,7 @@ def upgrade() -> None:
         sa.Column("record_id", sa.String(length=64), nullable=True),
         sa.Column("field", sa.String(length=64), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
-        sa.Column("raw", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("raw", postgresql.JSON(astext_type=sa.Text()), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index(

@@ -1,0 +1,188 @@
+"""Datasync ingestion throughput: 200k medical records as JSON batches of 10k and as one
+CSV file, through the HTTP API in-process, from the first byte sent to the last outbox
+row committed; and, in the same run, a raw PostgreSQL COPY of the same rows into a bare
+table as the baseline.
+
+.venv/bin/python -m bench.datasync [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import httpx
+import orjson
+
+import backstop.contracts  # noqa: F401 - registers event types
+from backstop.idnumber import check_digit, id_hash
+from bench.common import scratch_stack
+from services.datasync.app import create
+from services.datasync.domain import Period
+
+BATCH = 10_000
+HEADERS = [
+    "record_id",
+    "id_number",
+    "name",
+    "settled_on",
+    "total_cost",
+    "insurance_paid",
+    "assistance_paid",
+    "out_of_pocket",
+]
+
+
+def people(n: int) -> list[str]:
+    """n distinct valid ID numbers."""
+    out = []
+    born = date(1950, 1, 1)
+    for i in range(n):
+        day = born + timedelta(days=i // 1000)
+        first17 = f"441881{day:%Y%m%d}{i % 1000:03d}"
+        out.append(first17 + check_digit(first17))
+    return out
+
+
+def rows(prefix: str, ids: list[str], period: Period) -> list[tuple[str, ...]]:
+    day = period.first_day.replace(day=12).isoformat()
+    out = []
+    for i, id_number in enumerate(ids):
+        total = 500 + (i % 97) * 31
+        insurance = round(total * 0.6, 2)
+        assistance = round(total * 0.1, 2)
+        pocket = round(total - insurance - assistance, 2)
+        out.append(
+            (
+                f"{prefix}{i:07d}",
+                id_number,
+                "张三",
+                day,
+                f"{total:.2f}",
+                f"{insurance:.2f}",
+                f"{assistance:.2f}",
+                f"{pocket:.2f}",
+            )
+        )
+    return out
+
+
+async def run(quick: bool = False) -> dict[str, object]:
+    n = 20_000 if quick else 200_000
+    stack = scratch_stack()
+    settings = await stack.create_database("datasync")
+    period = Period.of(datetime.now(UTC).date()).shift(-1)
+    ids = people(n)
+    dsn = settings.db_url.replace("postgresql+asyncpg", "postgresql")
+    conn = await asyncpg.connect(dsn)
+    try:
+        # Half the people are in the register (4 per household), half are not.
+        index = [
+            (str(uuid.UUID(int=i // 4 + 1)), id_hash(x, settings.pii_key), datetime.now(UTC))
+            for i, x in enumerate(ids[: n // 2])
+        ]
+        await conn.copy_records_to_table(
+            "person_index", records=index, columns=["household_id", "id_hash", "since"]
+        )
+        await conn.execute("ANALYZE person_index")
+
+        json_rows = rows("J", ids, period)
+        csv_rows = rows("C", ids, period)
+        copy_rows = [
+            (r[0], r[1], r[2], date.fromisoformat(r[3]), *(Decimal(v) for v in r[4:]))
+            for r in rows("R", ids, period)
+        ]
+        bodies = [
+            orjson.dumps(
+                {
+                    "batch_id": f"json-{start // BATCH}",
+                    "period": str(period),
+                    "records": [
+                        dict(zip(HEADERS, r, strict=True)) for r in json_rows[start : start + BATCH]
+                    ],
+                }
+            )
+            for start in range(0, n, BATCH)
+        ]
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(HEADERS)
+        writer.writerows(csv_rows)
+        csv_bytes = out.getvalue().encode()
+        del json_rows, csv_rows, out
+
+        app = create(settings, background=False)
+        headers = stack.headers("feeds:medical")
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://bench", timeout=600
+            ) as client:
+                started = time.perf_counter()
+                for body in bodies:
+                    r = await client.post(
+                        "/v1/feeds/medical/batches",
+                        content=body,
+                        headers={**headers, "content-type": "application/json"},
+                    )
+                    assert r.status_code == 201, r.text
+                    assert r.json()["accepted"] == BATCH, r.text
+                json_s = time.perf_counter() - started
+
+                started = time.perf_counter()
+                r = await client.post(
+                    "/v1/feeds/medical/batches",
+                    data={"batch_id": "csv-all", "period": str(period)},
+                    files={"file": ("medical.csv", csv_bytes, "text/csv")},
+                    headers=headers,
+                )
+                csv_s = time.perf_counter() - started
+                assert r.status_code == 201, r.text
+                summary = r.json()
+                assert summary["accepted"] == n and summary["matched"] == n // 2, summary
+
+        events = await conn.fetchval("SELECT count(*) FROM outbox")
+
+        await conn.execute(
+            "CREATE TABLE bare_copy (record_id text, id_number text, name text,"
+            " settled_on date, total_cost numeric, insurance_paid numeric,"
+            " assistance_paid numeric, out_of_pocket numeric)"
+        )
+        started = time.perf_counter()
+        await conn.copy_records_to_table("bare_copy", records=copy_rows, columns=HEADERS)
+        copy_s = time.perf_counter() - started
+    finally:
+        await conn.close()
+        await stack.drop_databases()
+
+    copy_rate = n / copy_s
+    result: dict[str, object] = {
+        "records": n,
+        "json_batches_of_10k_records_per_s": round(n / json_s),
+        "csv_one_file_records_per_s": round(n / csv_s),
+        "raw_copy_records_per_s": round(copy_rate),
+        "json_to_copy_ratio": round(n / json_s / copy_rate, 3),
+        "csv_to_copy_ratio": round(n / csv_s / copy_rate, 3),
+        "outbox_events": events,
+    }
+    print(
+        f"datasync: {n} medical records (half matched); JSON batches of 10k"
+        f" {result['json_batches_of_10k_records_per_s']}/s, one CSV"
+        f" {result['csv_one_file_records_per_s']}/s, raw COPY {result['raw_copy_records_per_s']}/s;"
+        f" ratio JSON/COPY {result['json_to_copy_ratio']}, CSV/COPY {result['csv_to_copy_ratio']}"
+        f" (aim >= 20000/s and >= 0.25); {events} outbox events"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    asyncio.run(run(quick=parser.parse_args().quick))
