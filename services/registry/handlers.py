@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any, cast
 
 import orjson
+from asyncpg.exceptions import UniqueViolationError
 from pydantic import BaseModel
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -59,6 +60,9 @@ HIST = history_table
 R = region_table
 
 Loc = list[str | int]
+# A unique index refused a row: through SQLAlchemy, or from COPY on the driver connection.
+UNIQUE_VIOLATIONS = (IntegrityError, UniqueViolationError)
+_RACE_RETRIES = 3
 
 
 class DraftInvalid(Exception):
@@ -584,22 +588,31 @@ async def create_household(
 ) -> str:
     """Register one household. 422 naming the field for a bad draft, 409 when a member is
     already in another household or the household number is taken."""
-    async with unit_of_work(sessions) as session:
+    async with sessions() as session:
         villages = await village_codes(session)
+    try:
+        prepared = prepare_household(draft, villages=villages, pii_key=pii_key)
+    except DraftInvalid as exc:
+        raise problem_of(exc) from None
+    prepared.event = created_event(prepared, actor)
+    for attempt in range(_RACE_RETRIES):
         try:
-            prepared = prepare_household(draft, villages=villages, pii_key=pii_key)
-        except DraftInvalid as exc:
-            raise problem_of(exc) from None
-        try:
-            result = await insert_households(
-                session, [prepared], actor=actor, skip_existing_numbers=False
-            )
-        except IntegrityError:
-            raise Problem(409, "a member or the household number is already registered") from None
-        if result.rejected:
-            _, loc, msg, status = result.rejected[0]
-            raise problem_of(DraftInvalid([(loc, msg)], status=status))
-        return result.created[0]
+            async with unit_of_work(sessions) as session:
+                result = await insert_households(
+                    session, [prepared], actor=actor, skip_existing_numbers=False
+                )
+            break
+        except UNIQUE_VIOLATIONS:
+            # A concurrent writer registered one of these people (or the number) first;
+            # run the checks again so the answer names the field.
+            if attempt == _RACE_RETRIES - 1:
+                raise Problem(
+                    409, "a member or the household number is already registered"
+                ) from None
+    if result.rejected:
+        _, loc, msg, status = result.rejected[0]
+        raise problem_of(DraftInvalid([(loc, msg)], status=status))
+    return result.created[0]
 
 
 async def _village_or_422(session: AsyncSession, code: str, loc: Loc) -> str:
@@ -1356,8 +1369,15 @@ async def import_households(
         return chunk
 
     async def write(chunk: list[tuple[HouseholdRows, PreparedHousehold]]) -> None:
-        async with unit_of_work(sessions) as session:
-            result = await insert_households(session, [p for _, p in chunk], actor=actor)
+        for attempt in range(_RACE_RETRIES):
+            try:
+                async with unit_of_work(sessions) as session:
+                    result = await insert_households(session, [p for _, p in chunk], actor=actor)
+                break
+            except UNIQUE_VIOLATIONS:
+                # Someone else registered one of these people meanwhile: check again.
+                if attempt == _RACE_RETRIES - 1:
+                    raise
         report.created += len(result.created)
         report.existing += len(result.existing)
         for index, loc, msg, _ in result.rejected:

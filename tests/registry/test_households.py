@@ -283,3 +283,22 @@ async def test_scopes(registry: Registry) -> None:
         "/v1/households", json=household_body(), headers=registry.reader
     )
     assert response.status_code == 403
+
+
+async def test_concurrent_registrations_of_one_person(registry: Registry) -> None:
+    import asyncio
+
+    shared = person_id_number(1966)
+    bodies = []
+    for _ in range(6):
+        body = household_body()
+        body["members"][1]["id_number"] = shared  # type: ignore[index]
+        bodies.append(body)
+    responses = await asyncio.gather(
+        *(registry.client.post("/v1/households", json=b, headers=registry.writer) for b in bodies)
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201, 409, 409, 409, 409, 409]
+    for r in responses:
+        if r.status_code == 409:
+            assert r.json()["errors"][0]["loc"] == ["body", "members", 1, "id_number"]
