@@ -1,6 +1,18 @@
-"""`datasync.records`: one event per household per batch with all its matched records
-(risk re-scores once per household and batch, not once per record).
-`datasync.deliveries`: batches received and sources that became late."""
+"""Events of datasync.
+
+`datasync.records` (key = household id): `backstop.datasync.records.matched.v1`, one
+event per household per batch, carrying all of that household's records the batch
+matched (each with `id_hash`, never the ID number or the name). Why not one event per
+record: risk re-scores a household from all its features, so per-record events would
+re-score a household once per hospital stay in a 200k-row monthly file; per household
+per batch it re-scores once, with fewer, larger events through the outbox, Kafka and
+the consumer's inbox. A record matched later (the registry adds the person after the
+batch arrived) leaves in its own event for that household and the original batch.
+
+`datasync.deliveries` (key = source): `backstop.datasync.batch.received.v1` when a
+batch was applied, and `backstop.datasync.delivery.late.v1` once per source and period
+whose due date passed with no batch (so notify can remind the department).
+"""
 
 from __future__ import annotations
 
@@ -86,6 +98,10 @@ class BatchReceived(BaseModel):
     matched: int
     unmatched: int
     on_time: bool
+    # Additive (v1 stays compatible): who delivered, against which due date.
+    duplicates: int = 0
+    department: str | None = None  # e.g. 医保局
+    due_on: date | None = None  # None for an unscheduled period (education outside 3/10)
 
 
 @event_type("backstop.datasync.delivery.late.v1", topic=DELIVERIES_TOPIC)

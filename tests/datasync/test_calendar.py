@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
 
-from backstop.contracts.datasync import DELIVERIES_TOPIC
+from backstop.contracts.datasync import DELIVERIES_TOPIC, BatchReceived
+from backstop.events import CloudEvent
 from backstop.settings import Settings
 from services.datasync.app import create
 from services.datasync.config import DatasyncConfig
@@ -22,13 +25,30 @@ pytestmark = pytest.mark.integration
 async def test_deliveries_show_delivered_due_and_late(
     datasync_settings: Settings, stack: Stack
 ) -> None:
-    async with serve(create, datasync_settings, background=False) as (http, _):
+    async with serve(create, datasync_settings, background=False) as (http, runtime):
+        batch = unique("cal")
         r = await http.post(
             "/v1/feeds/medical/batches",
-            json={"batch_id": unique("cal"), "period": PERIOD, "records": [medical()]},
+            json={"batch_id": batch, "period": PERIOD, "records": [medical()]},
             headers=stack.headers("feeds:medical"),
         )
         assert r.status_code == 201
+        async with runtime.sessions() as session:
+            row = (
+                await session.execute(
+                    text(
+                        "SELECT key, value FROM outbox WHERE event_type = :t"
+                        " AND convert_from(value, 'UTF8') LIKE :b"
+                    ),
+                    {"t": "backstop.datasync.batch.received.v1", "b": f"%{batch}%"},
+                )
+            ).one()
+        received = CloudEvent.from_bytes(row.value).payload()
+        assert isinstance(received, BatchReceived) and row.key == "medical"
+        due = LAST_MONTH.shift(1).first_day.replace(day=5)
+        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        assert (received.accepted, received.department) == (1, "医保局")
+        assert (received.due_on, received.on_time) == (due, today <= due)
         got = await http.get(f"/v1/deliveries?period={PERIOD}", headers=stack.headers("feeds:read"))
         assert got.status_code == 200, got.text
         items: dict[str, Any] = {i["source"]: i for i in got.json()["items"]}

@@ -6,8 +6,10 @@ from datetime import date
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from backstop.idnumber import check_digit, id_hash
+from backstop.idnumber import InvalidIdNumber, check_digit, id_hash, parse_id_number
 from services.datasync.domain import (
     CalendarRules,
     Context,
@@ -16,7 +18,9 @@ from services.datasync.domain import (
     check_period,
     column_map,
     delivery_status,
+    fast_id_hash,
     missing_columns,
+    normalize_id_number,
     on_time,
     term,
     validate_record,
@@ -218,3 +222,26 @@ def test_calendar_from_the_seed() -> None:
     custom = CalendarRules(monthly_due_day=10, education_months=(6,))
     assert custom.due_on("disaster", Period(2026, 1)) == date(2026, 2, 10)
     assert custom.due_on("education", Period(2026, 6)) == date(2026, 6, 30)
+
+
+@given(st.text(alphabet="0123456789Xx ", min_size=0, max_size=20))
+@settings(max_examples=400, deadline=None)
+def test_fast_id_check_agrees_with_the_kernel(text: str) -> None:
+    try:
+        expected: str | None = parse_id_number(text, today=TODAY).value
+    except InvalidIdNumber:
+        expected = None
+    try:
+        got: str | None = normalize_id_number(text, TODAY)
+    except InvalidIdNumber:
+        got = None
+    assert got == expected
+
+
+@given(st.dates(min_value=date(1900, 1, 1), max_value=TODAY), st.integers(0, 999))
+@settings(max_examples=200, deadline=None)
+def test_valid_numbers_pass_and_hash_like_the_kernel(born: date, seq: int) -> None:
+    first17 = f"441881{born:%Y%m%d}{seq:03d}"
+    number = first17 + check_digit(first17)
+    assert normalize_id_number(number.lower(), TODAY) == number
+    assert fast_id_hash(number, KEY) == id_hash(number, KEY)
