@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from backstop.app import ServiceSpec, create_app
+from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
 from backstop.contracts.assistance import (
     DECISIONS_TOPIC,
@@ -11,14 +11,23 @@ from backstop.contracts.assistance import (
     MonitoringStarted,
     RiskEliminated,
 )
+from backstop.db import unit_of_work
 from backstop.settings import Settings
 from services.registry import handlers
 from services.registry.api import router
+from services.registry.county import load_regions
 
 
 def _type(model: type) -> str:
     name: str = model.__event_type__  # type: ignore[attr-defined]
     return name
+
+
+async def refresh_regions(runtime: Runtime) -> None:
+    """Load the configured county's towns and villages (idempotent), so a change of
+    BACKSTOP_COUNTY_CODE or of the regions file takes effect at the next start."""
+    async with unit_of_work(runtime.sessions) as session:
+        await load_regions(session)
 
 
 SPEC = ServiceSpec(
@@ -41,6 +50,7 @@ SPEC = ServiceSpec(
             },
         )
     ],
+    jobs=[("refresh-regions", 24 * 3600, refresh_regions)],
 )
 
 

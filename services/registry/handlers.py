@@ -334,6 +334,7 @@ def prepare_household(
     if errors:
         raise DraftInvalid(errors)
     household_id = uuid.uuid4()
+    monitored = draft.type in domain.MONITORED_TYPES
     for member_row in members:
         member_row["household_id"] = household_id
     for income_row in incomes:
@@ -347,8 +348,9 @@ def prepare_household(
         "town_code": domain.town_of(region),
         "type": draft.type,
         "policy_enjoying": draft.policy_enjoying,
-        "monitoring_status": "monitored" if draft.type in domain.MONITORED_TYPES else "none",
-        "monitoring_since": None,
+        # A household registered as one of the monitored types is monitored from today.
+        "monitoring_status": "monitored" if monitored else "none",
+        "monitoring_since": today if monitored else None,
         "monitoring_ended_on": None,
         "elimination_method": None,
         "elimination_reason": None,

@@ -302,3 +302,32 @@ async def test_concurrent_registrations_of_one_person(registry: Registry) -> Non
     for r in responses:
         if r.status_code == 409:
             assert r.json()["errors"][0]["loc"] == ["body", "members", 1, "id_number"]
+
+
+async def test_monitoring_correction_and_openapi(registry: Registry) -> None:
+    household_id = await create(registry, household_body(type="marginal"))
+    got = (
+        await registry.client.get(f"/v1/households/{household_id}", headers=registry.reader)
+    ).json()
+    assert got["monitoring_status"] == "monitored" and got["monitoring"]["since"] is not None
+    missing = await registry.client.patch(
+        f"/v1/households/{household_id}",
+        json={"monitoring_status": "eliminated"},
+        headers=registry.writer,
+    )
+    assert missing.status_code == 422
+    assert missing.json()["errors"][0]["loc"] == ["body", "elimination_method"]
+    fixed = await registry.client.patch(
+        f"/v1/households/{household_id}",
+        json={"monitoring_status": "eliminated", "elimination_method": "assisted", "reason": "province correction"},
+        headers=registry.writer,
+    )  # fmt: skip
+    assert fixed.status_code == 204
+    events = await read_topic(
+        registry.settings, TOPIC,
+        match=lambda e: e.subject == household_id and e.type.endswith("monitoring.changed.v1"),
+    )  # fmt: skip
+    assert events[0].data["previous_status"] == "monitored"
+    assert events[0].data["household"]["elimination_method"] == "assisted"
+    schema = (await registry.client.get("/openapi.json")).json()
+    assert "/v1/households/import" in schema["paths"]

@@ -141,3 +141,19 @@ async def test_wrong_type_missing_columns_and_oversize(
     )
     assert response.status_code == 413
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_rows_outside_the_token_regions_are_rejected(registry: Registry) -> None:
+    number = uuid.uuid4().hex[:10]
+    content = (
+        "household_number,region_code,id_number,name,relation\n"
+        f"{number},{VILLAGE},{person_id_number(1950)},Chen,head\n"
+    ).encode()
+    response = await registry.client.post(
+        "/v1/households/import",
+        files={"file": ("r.csv", content, CSV)},
+        headers=registry.headers("registry:read", "registry:write", regions=("441881101",)),
+    )
+    summary = response.json()
+    assert (summary["created"], summary["rejected"]) == (0, 1)
+    assert summary["errors"][0]["field"] == "region_code"
