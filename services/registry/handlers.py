@@ -163,14 +163,11 @@ def guarantees_of(view: HouseholdView) -> dict[str, dict[str, Any]]:
 
 
 def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
-    """The household as every registry event carries it: no names, no ID numbers.
-
-    Built without re-validation (model_construct): every value comes from validated input
-    or the database, and this runs once per household of a bulk import."""
+    """The household as every registry event carries it: no names, no ID numbers."""
     h = view.household
     size = len(view.members)
     guarantees = guarantees_of(view)
-    return contract.HouseholdSnapshot.model_construct(
+    return contract.HouseholdSnapshot(
         household_id=view.id,
         household_number=h["household_number"],
         region_code=h["region_code"],
@@ -182,7 +179,7 @@ def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
         monitoring_ended_on=h["monitoring_ended_on"],
         elimination_method=h["elimination_method"],
         members=[
-            contract.MemberSnapshot.model_construct(
+            contract.MemberSnapshot(
                 person_id=str(m["id"]),
                 id_hash=m["id_hash"],
                 relation=m["relation"],
@@ -196,7 +193,7 @@ def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
             for m in view.members
         ],
         incomes=[
-            contract.IncomeSnapshot.model_construct(
+            contract.IncomeSnapshot(
                 year=i["year"],
                 total=i["total"],
                 per_capita=domain.per_capita(i["total"], size),
@@ -214,7 +211,7 @@ def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
             if v.get("verified_on")
         },
         contacts=[
-            contract.ContactSnapshot.model_construct(
+            contract.ContactSnapshot(
                 role=c["role"], name=c["name"], phone=c["phone"], unit=c["unit"]
             )
             for c in view.contacts
