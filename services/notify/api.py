@@ -170,7 +170,21 @@ async def list_recipients(
     if kind is not None:
         stmt = stmt.where(RECIPIENTS.c.kind == kind)
     stmt = _scoped(stmt, RECIPIENTS.c.region_code, principal)
-    return [dict(r._mapping) for r in await session.execute(stmt)]
+    rows = [dict(r._mapping) for r in await session.execute(stmt)]
+    if not principal.has("notify:admin"):
+        # Phones and addresses are for the administrators of the directory.
+        for row in rows:
+            row["address"] = _mask_address(row["address"])
+    return rows
+
+
+def _mask_address(address: str) -> str:
+    if address.isdigit():
+        return domain.mask_phone(address)
+    if "@" in address:
+        name, _, host = address.partition("@")
+        return f"{name[:1]}***@{host}"
+    return "***" if address else ""
 
 
 _CODE_SHAPES: dict[str, tuple[int, ...]] = {"town": (9,), "town_leader": (9,), "village": (12,)}

@@ -116,6 +116,12 @@ async def test_channels_retry_with_backoff_and_end_in_a_final_status(
 
             sms, wecom, hook = await wait_for(final, message="all reminders final")
 
+            listed = await client.get(
+                "/v1/recipients", params={"kind": "village"}, headers=stack.headers("notify:read")
+            )
+            village = next(r for r in listed.json() if r["code"] == "441881150001")
+            assert village["address"] == "135****0001"  # readers do not get phone numbers
+
         assert (sms.status, sms.attempts, sms.channel) == ("sent", 2, "sms")
         # A bot that rejects its URL will not get better: failed at once.
         assert (wecom.status, wecom.attempts, wecom.failure_reason) == (
