@@ -47,8 +47,8 @@ class Stack:
     def prefix(self) -> str:
         return f"t{self.run_id}."
 
-    def db_name(self, service: str) -> str:
-        return f"backstop_{service}_t{self.run_id}"
+    def db_name(self, service: str, label: str = "") -> str:
+        return f"backstop_{service}{label}_t{self.run_id}"
 
     def settings(self, service: str, **overrides: Any) -> Settings:
         base = Settings()
@@ -65,8 +65,11 @@ class Stack:
         values.update(overrides)
         return Settings(**values)
 
-    async def create_database(self, service: str, *, migrate: bool = True) -> Settings:
-        name = self.db_name(service)
+    async def create_database(
+        self, service: str, *, migrate: bool = True, label: str = ""
+    ) -> Settings:
+        """A fresh database for `service` (migrated); `label` tells apart several systems."""
+        name = self.db_name(service, label)
         conn = await asyncpg.connect(admin_dsn())
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
@@ -74,7 +77,7 @@ class Stack:
         finally:
             await conn.close()
         self.created.append(name)
-        settings = self.settings(service)
+        settings = self.settings(service, DATABASE_URL=Settings().database_url_for(service, name))
         if migrate and service in SERVICES:
             await asyncio.to_thread(upgrade, service, settings.db_url)
         return settings

@@ -29,9 +29,11 @@ def free_port() -> int:
 @dataclass
 class System:
     stack: Stack
+    label: str = ""  # tells apart the databases of several systems in one run
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    database_urls: dict[str, str] = field(default_factory=dict)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -47,18 +49,19 @@ class System:
 
     async def setup(self) -> None:
         for service in SERVICES:
-            await self.stack.create_database(service)
+            settings = await self.stack.create_database(service, label=self.label)
+            assert settings.database_url is not None
+            self.database_urls[service] = settings.database_url
             self.ports[service] = free_port()
 
     def service_env(self, service: str) -> dict[str, str]:
         settings = self.stack.settings(service)
-        assert settings.database_url is not None
         return {
             **os.environ,
             **self.env,
             "BACKSTOP_SERVICE": service,
             "BACKSTOP_ENV": "test",
-            "DATABASE_URL": settings.database_url,
+            "DATABASE_URL": self.database_urls[service],
             "BACKSTOP_TOPIC_PREFIX": settings.topic_prefix,
             "BACKSTOP_OUTBOX_POLL_INTERVAL": "0.1",
             "BACKSTOP_LOG_JSON": "true",
@@ -66,7 +69,7 @@ class System:
 
     def start(self, service: str) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
-        log = open(LOGS / f"{self.stack.run_id}-{service}.log", "ab")
+        log = open(self.log_of(service), "ab")
         self.procs[service] = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"services.{service}.app:create", "--factory",
              "--host", "127.0.0.1", "--port", str(self.ports[service]), "--no-access-log"],
@@ -109,4 +112,4 @@ class System:
             self.kill(service, signal.SIGTERM)
 
     def log_of(self, service: str) -> Path:
-        return LOGS / f"{self.stack.run_id}-{service}.log"
+        return LOGS / f"{self.stack.run_id}{self.label}-{service}.log"
