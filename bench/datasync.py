@@ -150,14 +150,21 @@ async def run(quick: bool = False) -> dict[str, object]:
 
         events = await conn.fetchval("SELECT count(*) FROM outbox")
 
-        await conn.execute(
-            "CREATE TABLE bare_copy (record_id text, id_number text, name text,"
-            " settled_on date, total_cost numeric, insurance_paid numeric,"
-            " assistance_paid numeric, out_of_pocket numeric)"
-        )
-        started = time.perf_counter()
-        await conn.copy_records_to_table("bare_copy", records=copy_rows, columns=HEADERS)
-        copy_s = time.perf_counter() - started
+        # The baseline is short, so it runs three times (fresh table each) and the
+        # median counts: one burst of load from elsewhere should not make the ratio.
+        copies = []
+        for attempt in range(3):
+            await conn.execute(
+                f"CREATE TABLE bare_copy_{attempt} (record_id text, id_number text, name text,"
+                " settled_on date, total_cost numeric, insurance_paid numeric,"
+                " assistance_paid numeric, out_of_pocket numeric)"
+            )
+            started = time.perf_counter()
+            await conn.copy_records_to_table(
+                f"bare_copy_{attempt}", records=copy_rows, columns=HEADERS
+            )
+            copies.append(time.perf_counter() - started)
+        copy_s = sorted(copies)[1]
     finally:
         await conn.close()
         await stack.drop_databases()

@@ -260,8 +260,11 @@ async def _replay(
             errors=[{"loc": ["body", "batch_id"], "msg": "already used with other content"}],
         )
     hasher = hashlib.sha256()
-    async for _ in _chunks(rows, ctx, config.chunk_size, hasher):
-        pass
+    received = 0
+    async for chunk in _chunks(rows, ctx, config.chunk_size, hasher):
+        received += chunk.received
+    if received == 0:
+        raise invalid(["body", "records"], "the batch has no records")
     if hasher.hexdigest() != stored["content_hash"]:
         raise Problem(
             409,
@@ -286,10 +289,9 @@ async def _apply(
     tally: Tally,
     received_at: datetime,
 ) -> dict[str, Any]:
-    # Short set-based statements over a few thousand rows: JIT compilation costs more
-    # than it saves, and the chunk's sorts and hashes fit in memory.
-    await conn.execute("SET LOCAL jit = off")
-    await conn.execute("SET LOCAL work_mem = '64MB'")
+    # The grouping of a batch's matched records (per household) is one short query:
+    # JIT compilation costs more than it saves, and the sort fits in memory.
+    await conn.execute("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
     async for chunk in _chunks(rows, ctx, config.chunk_size, tally.hasher):
         tally.received += chunk.received
         rejected = list(chunk.rejected)
@@ -390,8 +392,11 @@ async def _write_records(
 
     A record id already applied (earlier batch, earlier chunk or earlier in this chunk)
     with the same content is a duplicate; with other content it is rejected, never an
-    overwrite. A concurrent batch carrying the same new record id makes the COPY fail
-    on the primary key; `ingest_batch` turns that into a 503 to resend."""
+    overwrite. New records are the common case, so the chunk is first copied as it is
+    under a savepoint; only when the primary key refuses it are the applied ids looked
+    up and the COPY repeated without them. (A COPY that meets a record id another open
+    transaction is inserting waits for it, so a concurrent batch is seen once committed.)
+    """
     first: dict[str, tuple[Any, ...]] = {}
     repeats: list[tuple[Any, ...]] = []
     for row in chunk.staged:
@@ -399,51 +404,68 @@ async def _write_records(
             repeats.append(row)
         else:
             first[row[1]] = row
-    existing = {
-        r["record_id"]: (r["batch_id"], r["content_hash"])
-        for r in await conn.fetch(
-            "SELECT record_id, batch_id, content_hash FROM feed_records"
-            " WHERE source = $1 AND record_id = ANY($2::text[])",
-            source,
-            list(first),
-        )
-    }
-    fresh = [row for record_id, row in first.items() if record_id not in existing]
     households = {
         r["id_hash"]: r["household_id"]
         for r in await conn.fetch(
             # The latest claim on a person wins while a move between households is half-way.
             "SELECT DISTINCT ON (id_hash) id_hash, household_id FROM person_index"
             " WHERE id_hash = ANY($1::text[]) ORDER BY id_hash, since DESC",
-            list({row[3] for row in fresh}),
+            list({row[3] for row in first.values()}),
         )
     }
     now = datetime.now(UTC)
-    records = []
-    for index, record_id, id_number, hashed, name, data, content, raw in fresh:
-        household = households.get(hashed)
-        records.append(
-            (
-                source,
-                record_id,
-                batch_id,
-                period,
-                index,
-                id_number,
-                hashed,
-                name,
-                data.decode(),
-                content,
-                raw.decode(),
-                household,
-                now if household else None,
+
+    def as_records(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        out = []
+        for index, record_id, id_number, hashed, name, data, content, raw in rows:
+            household = households.get(hashed)
+            out.append(
+                (
+                    source,
+                    record_id,
+                    batch_id,
+                    period,
+                    index,
+                    id_number,
+                    hashed,
+                    name,
+                    data.decode(),
+                    content,
+                    raw.decode(),
+                    household,
+                    now if household else None,
+                )
             )
-        )
-        existing[record_id] = (batch_id, content)
-    if records:
-        await conn.copy_records_to_table("feed_records", records=records, columns=_RECORD_COLUMNS)
+        return out
+
+    existing: dict[str, tuple[str, str]] = {}
+    fresh = list(first.values())
+    records = as_records(fresh)
+    try:
+        async with conn.transaction():  # a savepoint inside the batch's transaction
+            await conn.copy_records_to_table(
+                "feed_records", records=records, columns=_RECORD_COLUMNS
+            )
+    except asyncpg.UniqueViolationError:
+        existing = {
+            r["record_id"]: (r["batch_id"], r["content_hash"])
+            for r in await conn.fetch(
+                "SELECT record_id, batch_id, content_hash FROM feed_records"
+                " WHERE source = $1 AND record_id = ANY($2::text[])",
+                source,
+                list(first),
+            )
+        }
+        fresh = [row for record_id, row in first.items() if record_id not in existing]
+        records = as_records(fresh)
+        if records:
+            await conn.copy_records_to_table(
+                "feed_records", records=records, columns=_RECORD_COLUMNS
+            )
     tally.accepted += len(records)
     tally.matched += sum(1 for r in records if r[11] is not None)
+    for row in fresh:
+        existing[row[1]] = (batch_id, row[6])
 
     rejected = []
     seen_new = {row[1] for row in fresh}
