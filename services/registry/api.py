@@ -41,6 +41,7 @@ from services.registry.models import (
     MemberPatch,
     MonitoringStatus,
     PersonLocation,
+    PersonLookup,
     RegionPage,
     SpecialGroup,
 )
@@ -278,11 +279,25 @@ async def put_contacts(
 async def find_person(
     id_number: str, session: SessionDep, principal: Principal = require(READ)
 ) -> PersonLocation:
-    """The household a person belongs to."""
+    """The household a person belongs to. `POST /v1/persons/lookup` does the same with
+    the number in the body, out of URLs that proxies log."""
+    return await _locate(session, id_number, principal, ["path", "id_number"])
+
+
+@router.post("/persons/lookup", response_model=PersonLocation)
+async def lookup_person(
+    body: PersonLookup, session: SessionDep, principal: Principal = require(READ)
+) -> PersonLocation:
+    return await _locate(session, body.id_number, principal, ["body", "id_number"])
+
+
+async def _locate(
+    session: Any, id_number: str, principal: Principal, loc: list[str | int]
+) -> PersonLocation:
     try:
         value = parse_id_number(id_number).value
     except InvalidIdNumber as exc:
-        raise invalid(["path", "id_number"], str(exc)) from None
+        raise invalid(loc, str(exc)) from None
     found = await queries.find_person(session, value)
     if found is None:
         raise Problem(404, "no household has this person")

@@ -345,6 +345,10 @@ class PersonLocation(BaseModel):
     person_id: str
 
 
+class PersonLookup(BaseModel):
+    id_number: str = Field(min_length=1, max_length=40)
+
+
 class RegionPublic(BaseModel):
     code: str
     name: str

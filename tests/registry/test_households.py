@@ -50,6 +50,14 @@ async def test_create_get_and_event_without_id_numbers(registry: Registry) -> No
 
     found = await registry.client.get(f"/v1/persons/{raw}", headers=registry.reader)
     assert found.json()["household_id"] == household_id
+    posted = await registry.client.post(
+        "/v1/persons/lookup", json={"id_number": raw}, headers=registry.reader
+    )
+    assert posted.json() == found.json()
+    bad = await registry.client.post(
+        "/v1/persons/lookup", json={"id_number": raw[:17] + "Y"}, headers=registry.reader
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["body", "id_number"]
 
     events = await read_topic(registry.settings, TOPIC, match=lambda e: e.subject == household_id)
     event = events[0]
