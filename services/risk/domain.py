@@ -188,7 +188,7 @@ DEFAULT_POLICY = Policy()
 # --- features -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     person_id: str
     id_hash: str
@@ -199,14 +199,14 @@ class Member:
     medical_insurance: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Income:
     year: int
     total: float
     per_capita: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FeedRecord:
     """One department record, as risk keeps it: `amount` is the out-of-pocket cost
     (medical, education), the loss (disaster) or the benefit (civil affairs)."""
@@ -226,7 +226,7 @@ class FeedRecord:
         return f"{self.source}:{self.record_id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Spending:
     """Rolling 12-month spending of one kind and the records it came from."""
 
@@ -235,7 +235,10 @@ class Spending:
     sources: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+NO_SPENDING = Spending()
+
+
+@dataclass(frozen=True, slots=True)
 class Features:
     """What the rules look at for one household on `as_of`; `*_sources` say which
     events or records each fact came from."""
@@ -322,6 +325,8 @@ def build_features(
                 temporary.append(r)
 
     def spending(rows: list[FeedRecord]) -> Spending:
+        if not rows:
+            return NO_SPENDING
         rows = sorted(rows, key=lambda r: (r.occurred_on, r.record_id), reverse=True)
         return Spending(
             amount=round(sum(max(r.amount, 0.0) for r in rows), 2),
@@ -351,7 +356,7 @@ def build_features(
 # --- assessment ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Factor:
     code: str
     points: int
@@ -361,7 +366,7 @@ class Factor:
     floor: Level = "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Assessment:
     level: Level
     score: int
@@ -709,7 +714,7 @@ def rank(level: Level) -> int:
     return LEVELS.index(level)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     """What an assessment changes against the household's previous one."""
 

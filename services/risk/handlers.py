@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Text, func, insert, or_, select, text, update
+from sqlalchemy import String, Text, any_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,7 +56,12 @@ REGISTRY_TYPES = frozenset(
     name for name, spec in registered_types().items() if spec.topic == registry_contract.TOPIC
 )
 CONSUMED_TYPES = REGISTRY_TYPES | {RECORDS_MATCHED}
-RESCORE_CHUNK = 2000
+RESCORE_CHUNK = 5000
+
+
+def _any(ids: Sequence[str]) -> Any:
+    """`= ANY($1::varchar[])`: one array parameter instead of thousands of IN binds."""
+    return any_(bindparam(None, list(ids), type_=ARRAY(String)))
 
 
 def county_today() -> date:
@@ -281,10 +287,7 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
         )
     if batch.records:
         await session.execute(
-            pg_insert(m.records).on_conflict_do_nothing(
-                index_elements=[m.records.c.source, m.records.c.record_id]
-            ),
-            list(batch.records.values()),
+            _INSERT_RECORDS, _columns(list(batch.records.values()), _RECORD_COLUMNS)
         )
     version, policy = await current_policy(session)
     rows = await _household_rows(session, ids=ids)
@@ -301,7 +304,7 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
 async def _lock_households(session: AsyncSession, ids: Sequence[str]) -> None:
     await session.execute(
         select(m.households.c.household_id)
-        .where(m.households.c.household_id.in_(ids))
+        .where(m.households.c.household_id == _any(ids))
         .order_by(m.households.c.household_id)
         .with_for_update()
     )
@@ -332,7 +335,7 @@ async def _household_rows(
 ) -> list[Any]:
     stmt = select(*_HOUSEHOLD_COLUMNS).order_by(m.households.c.household_id)
     if ids is not None:
-        stmt = stmt.where(m.households.c.household_id.in_(ids))
+        stmt = stmt.where(m.households.c.household_id == _any(ids))
     if after is not None:
         stmt = stmt.where(m.households.c.household_id > after)
     if region_prefixes:
@@ -365,7 +368,7 @@ async def _records_of(
             r.kind,
             r.status,
             r.enrolled,
-        ).where(r.household_id.in_(ids), r.occurred_on >= since)
+        ).where(r.household_id == _any(ids), r.occurred_on >= since)
     )
     out: dict[str, list[FeedRecord]] = {}
     for row in rows:
@@ -435,6 +438,88 @@ async def assess_rows(
 
 # --- scoring and its outputs ----------------------------------------------------------
 
+# Bulk writes as one statement over arrays (unnest): one round trip and no per-row
+# statement work, whatever the batch size.
+_RECORD_COLUMNS = (
+    "source",
+    "record_id",
+    "household_id",
+    "id_hash",
+    "occurred_on",
+    "amount",
+    "housing_damaged",
+    "kind",
+    "status",
+    "enrolled",
+    "batch_id",
+    "event_id",
+)
+_INSERT_RECORDS = text(
+    """
+    INSERT INTO risk_records (source, record_id, household_id, id_hash, occurred_on, amount,
+                              housing_damaged, kind, status, enrolled, batch_id, event_id)
+    SELECT * FROM unnest(CAST(:source AS varchar[]), CAST(:record_id AS varchar[]),
+                         CAST(:household_id AS varchar[]), CAST(:id_hash AS varchar[]),
+                         CAST(:occurred_on AS date[]), CAST(:amount AS float8[]),
+                         CAST(:housing_damaged AS bool[]), CAST(:kind AS varchar[]),
+                         CAST(:status AS varchar[]), CAST(:enrolled AS bool[]),
+                         CAST(:batch_id AS varchar[]), CAST(:event_id AS varchar[]))
+    ON CONFLICT (source, record_id) DO NOTHING
+    """
+)
+_HISTORY_COLUMNS = (
+    "household_id",
+    "region_code",
+    "level",
+    "previous_level",
+    "score",
+    "previous_score",
+    "per_capita_income",
+    "income_line",
+    "trigger",
+    "correlation_id",
+)
+# The history row and the current assessment in one statement.
+_WRITE_ASSESSMENTS = text(
+    """
+    WITH new AS (
+        SELECT * FROM unnest(
+            CAST(:household_id AS varchar[]), CAST(:region_code AS varchar[]),
+            CAST(:level AS varchar[]), CAST(:previous_level AS varchar[]),
+            CAST(:score AS int[]), CAST(:previous_score AS int[]),
+            CAST(:factors AS text[]), CAST(:per_capita_income AS float8[]),
+            CAST(:income_line AS float8[]), CAST(:trigger AS varchar[]),
+            CAST(:correlation_id AS varchar[]))
+        AS t(household_id, region_code, level, previous_level, score, previous_score,
+             factors, per_capita_income, income_line, trigger, correlation_id)
+    ), saved AS (
+        INSERT INTO risk_assessments (household_id, region_code, level, previous_level, score,
+            previous_score, factors, per_capita_income, income_line, policy_version,
+            assessed_at, trigger, correlation_id)
+        SELECT household_id, region_code, level, previous_level, score, previous_score,
+               CAST(factors AS jsonb), per_capita_income, income_line, :version, :now,
+               trigger, correlation_id
+        FROM new
+        RETURNING id, household_id, region_code, level, score, factors, per_capita_income,
+                  income_line
+    )
+    INSERT INTO risk_current (household_id, region_code, level, score, factors,
+        per_capita_income, income_line, policy_version, assessed_at, assessment_id)
+    SELECT household_id, region_code, level, score, factors, per_capita_income, income_line,
+           :version, :now, id
+    FROM saved
+    ON CONFLICT (household_id) DO UPDATE SET
+        region_code = excluded.region_code, level = excluded.level, score = excluded.score,
+        factors = excluded.factors, per_capita_income = excluded.per_capita_income,
+        income_line = excluded.income_line, policy_version = excluded.policy_version,
+        assessed_at = excluded.assessed_at, assessment_id = excluded.assessment_id
+    """
+)
+
+
+def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    return {name: [row[name] for row in rows] for name in names}
+
 
 def _factor_json(a: Assessment) -> list[dict[str, Any]]:
     return [
@@ -466,7 +551,7 @@ async def score(
         p.household_id: p
         for p in await session.execute(
             select(c.household_id, c.level, c.score, c.factors.cast(Text).label("factors"))
-            .where(c.household_id.in_(ids))
+            .where(c.household_id == _any(ids))
             .with_for_update()
         )
     }
@@ -550,54 +635,20 @@ async def score(
                 )
             )
     if history:
-        ids_by_household = {
-            r.household_id: r.id
-            for r in await session.execute(
-                insert(m.assessments).returning(m.assessments.c.id, m.assessments.c.household_id),
-                history,
-            )
-        }
-        stmt = pg_insert(m.current)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[c.household_id],
-            set_={
-                k: stmt.excluded[k]
-                for k in (
-                    "region_code",
-                    "level",
-                    "score",
-                    "factors",
-                    "per_capita_income",
-                    "income_line",
-                    "policy_version",
-                    "assessed_at",
-                    "assessment_id",
-                )
-            },
-        )
         await session.execute(
-            stmt,
-            [
-                {
-                    "household_id": h["household_id"],
-                    "region_code": h["region_code"],
-                    "level": h["level"],
-                    "score": h["score"],
-                    "factors": h["factors"],
-                    "per_capita_income": h["per_capita_income"],
-                    "income_line": h["income_line"],
-                    "policy_version": version,
-                    "assessed_at": now,
-                    "assessment_id": ids_by_household[h["household_id"]],
-                }
-                for h in history
-            ],
+            _WRITE_ASSESSMENTS,
+            {
+                **_columns(history, _HISTORY_COLUMNS),
+                "factors": [orjson.dumps(h["factors"]).decode() for h in history],
+                "version": version,
+                "now": now,
+            },
         )
     if version_only:
         # Same decision under a new policy version: record the version it now rests on.
         await session.execute(
             update(m.current)
-            .where(c.household_id.in_(version_only), c.policy_version != version)
+            .where(c.household_id == _any(version_only), c.policy_version != version)
             .values(policy_version=version)
         )
     await outbox.publish_many(session, events)
@@ -751,7 +802,7 @@ async def simulate(
             (
                 await session.execute(
                     select(m.current.c.household_id, m.current.c.level).where(
-                        m.current.c.household_id.in_([r.household_id for r in rows])
+                        m.current.c.household_id == _any([r.household_id for r in rows])
                     )
                 )
             ).all()
@@ -814,8 +865,8 @@ def features_public(f: Features) -> dict[str, Any]:
             }
             for p in f.members
         ],
-        "income": None if f.income is None else vars(f.income),
-        "previous_income": None if f.previous_income is None else vars(f.previous_income),
+        "income": None if f.income is None else asdict(f.income),
+        "previous_income": None if f.previous_income is None else asdict(f.previous_income),
         "guarantees": dict(f.guarantees),
         "medical": spending(f.medical),
         "disaster": spending(f.disaster),
