@@ -103,7 +103,7 @@ async def _load(base: str, paths: list[str], headers: dict[str, str], total: int
 
 async def run(quick: bool = False) -> dict[str, object]:
     households = 5_000 if quick else 100_000
-    requests = 2_000 if quick else 20_000
+    requests = 1_000 if quick else 5_000
     stack = scratch_stack()
     results: dict[str, object] = {"households": households, "concurrency": CONCURRENCY}
     try:

@@ -845,17 +845,32 @@ async def update_member(
         values = {
             k: v
             for k, v in patch.model_dump(exclude_unset=True).items()
-            if v is not None or k == "schooling"
+            if (v is not None or k == "schooling") and k != "former_head_relation"
         }
-        if "relation" in values:
-            relations = [values["relation"] if m is member else m["relation"] for m in view.members]
-            try:
-                domain.check_relations(relations)
-            except domain.RuleViolation as exc:
-                raise problem_of(DraftInvalid([(["relation"], exc.message)])) from None
+        former_head = None
+        if values.get("relation") == "head" and member["relation"] != "head":
+            # 户主变更: the new head takes over; the former head gets the relation given.
+            former_head = next(m for m in view.members if m["relation"] == "head")
+        relations = [
+            values.get("relation", m["relation"]) if m is member
+            else (patch.former_head_relation or "other") if m is former_head
+            else m["relation"]
+            for m in view.members
+        ]  # fmt: skip
+        try:
+            domain.check_relations(relations)
+        except domain.RuleViolation as exc:
+            raise problem_of(DraftInvalid([(["relation"], exc.message)])) from None
         changes = {k: {"from": member[k], "to": v} for k, v in values.items() if member[k] != v}
         if not changes:
             return
+        if former_head is not None:
+            demoted = patch.former_head_relation or "other"
+            await session.execute(
+                update(P).where(P.c.id == former_head["id"]).values(relation=demoted)
+            )
+            changes["former_head"] = {"person_id": str(former_head["id"]), "relation": demoted}
+            former_head["relation"] = demoted
         await session.execute(update(P).where(P.c.id == person_id).values(**values))
         member.update(values)
         view.members.sort(key=_member_order)

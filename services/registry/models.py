@@ -256,6 +256,8 @@ class HouseholdPatch(BaseModel):
 class MemberPatch(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     relation: Relation | None = None
+    # When `relation` makes this member the head (户主变更): what the former head becomes.
+    former_head_relation: Literal["spouse", "child", "parent", "other"] | None = None
     special_groups: list[SpecialGroup] | None = None
     labor_capacity: LaborCapacity | None = None
     schooling: Schooling | None = None

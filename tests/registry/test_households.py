@@ -339,3 +339,37 @@ async def test_monitoring_correction_and_openapi(registry: Registry) -> None:
     assert events[0].data["household"]["elimination_method"] == "assisted"
     schema = (await registry.client.get("/openapi.json")).json()
     assert "/v1/households/import" in schema["paths"]
+
+
+async def test_change_of_head(registry: Registry) -> None:
+    household_id = await create(registry, household_body())
+    members = (
+        await registry.client.get(f"/v1/households/{household_id}", headers=registry.reader)
+    ).json()["members"]
+    head, spouse = members[0], members[1]
+    two_heads = await registry.client.patch(
+        f"/v1/households/{household_id}/members/{head['person_id']}",
+        json={"relation": "spouse"},
+        headers=registry.writer,
+    )
+    assert two_heads.status_code == 422 and two_heads.json()["errors"][0]["loc"] == [
+        "body",
+        "relation",
+    ]
+    changed = await registry.client.patch(
+        f"/v1/households/{household_id}/members/{spouse['person_id']}",
+        json={"relation": "head", "former_head_relation": "spouse"},
+        headers=registry.writer,
+    )
+    assert changed.status_code == 204, changed.text
+    got = (
+        await registry.client.get(f"/v1/households/{household_id}", headers=registry.reader)
+    ).json()
+    relations = {m["person_id"]: m["relation"] for m in got["members"]}
+    assert relations[spouse["person_id"]] == "head" and relations[head["person_id"]] == "spouse"
+    removed = await registry.client.delete(
+        f"/v1/households/{household_id}/members/{head['person_id']}",
+        params={"reason": "deceased"},
+        headers=registry.writer,
+    )
+    assert removed.status_code == 204
