@@ -29,7 +29,7 @@ def free_port() -> int:
 @dataclass
 class System:
     stack: Stack
-    label: str = ""  # tells apart the databases of several systems in one run
+    label: str = "_e2e"  # keeps its databases apart from the service tests and other systems
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
