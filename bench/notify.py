@@ -1,8 +1,7 @@
 """Notify throughput on the real PostgreSQL (and a real local HTTP receiver).
 
-.venv/bin/python -m tests.notify.bench_notify [--quick]
+.venv/bin/python -m bench.notify [--quick]
 
-Exposes `run(quick)` like the modules in bench/ (it belongs there as bench/notify.py).
 Baselines run in the same process: raw INSERTs of the same reminder rows, and raw
 httpx POSTs to the same receiver.
 """
