@@ -348,8 +348,10 @@ def iter_households(
     rows: Iterator[tuple[int, dict[str, str]]],
 ) -> Iterator[HouseholdRows]:
     """Group consecutive rows of the same household number into drafts. A row without a
-    household number is an error of its own."""
+    household number, or one whose household's rows came earlier and stopped, is an
+    error of its own (never silently merged or dropped)."""
     current: _Group | None = None
+    finished: set[str] = set()
     for n, record in rows:
         number = record.get("household_number", "")
         if not number:
@@ -361,9 +363,16 @@ def iter_households(
             )
             continue
         if current is not None and current.number != number:
+            finished.add(current.number)
             yield _draft(current)
             current = None
         if current is None:
+            if number in finished:
+                message = "the rows of this household are not together in the file"
+                yield HouseholdRows(
+                    number, n, error=RowError(n, number, "household_number", message), rows=1
+                )
+                continue
             current = _Group(number, n)
         current.rows.append((n, record))
     if current is not None:
