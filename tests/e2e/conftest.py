@@ -18,7 +18,7 @@ FAST = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def system(stack: Stack) -> AsyncIterator[System]:
     system = System(stack=stack, env=dict(FAST))
     await system.setup()
