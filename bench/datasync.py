@@ -26,6 +26,7 @@ from backstop.idnumber import check_digit, id_hash
 from bench.common import scratch_stack
 from services.datasync.app import create
 from services.datasync.domain import Period
+from tests.support import Stack
 
 BATCH = 10_000
 HEADERS = [
@@ -72,6 +73,18 @@ def rows(prefix: str, ids: list[str], period: Period) -> list[tuple[str, ...]]:
             )
         )
     return out
+
+
+async def _drop(stack: Stack) -> None:
+    """Drop the scratch database; autovacuum may still be busy on it after 200k rows."""
+    for attempt in range(10):
+        try:
+            await stack.drop_databases()
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(2)
 
 
 async def run(quick: bool = False) -> dict[str, object]:
@@ -167,7 +180,7 @@ async def run(quick: bool = False) -> dict[str, object]:
         copy_s = sorted(copies)[1]
     finally:
         await conn.close()
-        await stack.drop_databases()
+        await _drop(stack)
 
     copy_rate = n / copy_s
     result: dict[str, object] = {
