@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from asyncpg import exceptions as asyncpg_exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -86,6 +87,18 @@ def _loc(loc: Any) -> list[Any]:
     return list(loc) if isinstance(loc, list | tuple) else [loc]
 
 
+def _data_error(exc: BaseException) -> str | None:
+    """The message of a PostgreSQL data exception (class 22) behind `exc`, if any."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, asyncpg_exceptions.DataError):
+            return str(seen).split("\n")[0][:200]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -109,6 +122,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(Problem(status, detail, errors=errors))
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        data_error = _data_error(exc)
+        if data_error is not None:
+            # SQLSTATE class 22: the input itself (a NUL character, a number out of range…).
+            return problem_response(
+                Problem(422, f"a value cannot be stored: {data_error}",
+                        errors=[{"loc": ["body"], "msg": data_error}])
+            )  # fmt: skip
         log.exception("unhandled error", exc_info=exc)
         return problem_response(Problem(500, "an unexpected error occurred; it has been logged"))
 

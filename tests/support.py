@@ -111,7 +111,8 @@ async def serve(
     """Run a service in-process: its lifespan (relay, consumers, jobs) and an HTTP client."""
     app = create(settings, background=background)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        # As a real server: the client gets the error response, the exception is logged.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client, app.state.runtime
 

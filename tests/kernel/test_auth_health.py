@@ -9,8 +9,9 @@ import httpx
 import jwt
 import pytest
 from fastapi import APIRouter, FastAPI
+from sqlalchemy import text
 
-from backstop.app import ServiceSpec, create_app
+from backstop.app import ServiceSpec, SessionDep, create_app
 from backstop.auth import Principal, require
 from backstop.settings import Settings
 from tests.support import PrivateKafka, Stack, serve
@@ -22,6 +23,12 @@ router = APIRouter(prefix="/v1")
 async def things(code: str, principal: Principal = require("registry:read")) -> dict[str, str]:
     principal.require_region(code)
     return {"region": code, "sub": principal.sub}
+
+
+@router.post("/echo")
+async def echo(body: dict[str, str], session: SessionDep) -> dict[str, str]:
+    await session.execute(text("SELECT CAST(:v AS text)"), {"v": body["v"]})
+    return body
 
 
 def create(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
@@ -105,3 +112,11 @@ async def test_readyz_reports_kafka_down_then_recovers(kernel_settings: Settings
             assert r.status_code == 200, r.text
         finally:
             await asyncio.to_thread(kafka.down)
+
+
+@pytest.mark.integration
+async def test_input_the_database_cannot_store_is_a_422(kernel_settings: Settings) -> None:
+    async with serve(create, kernel_settings, background=False) as (client, _):
+        assert (await client.post("/v1/echo", json={"v": "ok"})).status_code == 200
+        r = await client.post("/v1/echo", json={"v": "nul\u0000byte"})
+        assert_problem(r, 422, "cannot be stored")
