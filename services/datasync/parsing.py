@@ -11,8 +11,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import zipfile
 from collections.abc import Iterator
 from functools import lru_cache
+from operator import itemgetter
 from typing import IO, Any
 
 from services.datasync.domain import FIELD_ALIASES, column_map, missing_columns, normalize_header
@@ -74,7 +76,7 @@ def xlsx_rows(file: IO[bytes], source: str) -> Iterator[Row]:
     file.seek(0)
     try:
         book = load_workbook(file, read_only=True, data_only=True)
-    except (InvalidFileException, KeyError, OSError, ValueError) as exc:
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise FileProblem("file", f"not a readable XLSX workbook: {type(exc).__name__}") from None
     try:
         sheet = book.worksheets[0]
@@ -97,16 +99,20 @@ def _table_rows(source: str, headers: list[str], rows: Iterator[Any]) -> Iterato
             missing[0],
             f"missing column(s) {', '.join(missing)}; found {', '.join(h for h in headers if h)}",
         )
-    positions = list(mapping.items())
     width = len(headers)
     names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(headers)]
+    fields = list(mapping.values())
+    pick = itemgetter(*mapping) if len(mapping) > 1 else (lambda v: (v[next(iter(mapping))],))
     for values in rows:
-        if not values or all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
+        if not values or not any(values):  # a blank line (",,,," included)
             continue
         n = len(values)
-        raw = {names[i]: values[i] for i in range(min(n, width)) if values[i] is not None}
-        row = {field: values[pos] for pos, field in positions if pos < n}
-        yield raw, row
+        if n != width:  # a short line's missing cells are empty; extra cells are kept
+            if n < width:
+                values = [*values, *([None] * (width - n))]
+            else:
+                names += [f"column_{i + 1}" for i in range(len(names), n)]
+        yield dict(zip(names, values, strict=False)), dict(zip(fields, pick(values), strict=True))
 
 
 @lru_cache(maxsize=512)
