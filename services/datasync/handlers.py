@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import outbox
@@ -51,6 +52,16 @@ from services.datasync.parsing import FileProblem, Row
 log = logging.getLogger("backstop.datasync")
 
 SERVICE = "datasync"
+FEED_RECORDS = Counter(
+    "backstop_datasync_records_total",
+    "Department feed records applied, by source and outcome.",
+    ["source", "outcome"],
+)
+LATE_DELIVERIES = Counter(
+    "backstop_datasync_late_deliveries_total",
+    "Deliveries that became late (delivery.late emitted), by source.",
+    ["source"],
+)
 RECORDS_MATCHED: str = RecordsMatched.__event_type__  # type: ignore[attr-defined]
 EVENTS_PER_WRITE = 1000
 
@@ -214,7 +225,6 @@ async def ingest_batch(
                 tally,
                 received_at,
             )
-            return summary, True
     except FileProblem as exc:
         raise invalid(["body", "file", exc.field], exc.message) from None
     except (asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError):
@@ -223,6 +233,15 @@ async def ingest_batch(
             "another batch with some of the same record ids was being applied; send it again",
             headers={"Retry-After": "1"},
         ) from None
+    # Counted once committed.
+    for outcome, n in (
+        ("accepted", tally.accepted),
+        ("duplicate", tally.duplicates),
+        ("rejected", tally.rejected),
+        ("matched", tally.matched),
+    ):
+        FEED_RECORDS.labels(source, outcome).inc(n)
+    return summary, True
 
 
 async def _chunks(
@@ -767,6 +786,7 @@ async def check_late_deliveries(
             )
             emitted.append(late)
     for late in emitted:
+        LATE_DELIVERIES.labels(late.source).inc()
         log.info(
             "%s (%s) is late with period %s, due %s",
             late.department,
