@@ -26,9 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
+from itertools import pairwise
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 Level = Literal["none", "watch", "at_risk"]
 LEVELS: tuple[Level, ...] = ("none", "watch", "at_risk")
@@ -158,6 +160,7 @@ class Policy(BaseModel):
         description="需关注的特殊群体 → 风险类型代码",
     )
     points: Points = Field(default_factory=Points)
+    _line_cache: dict[int, float] = PrivateAttr(default_factory=dict)
     watch_score: int = Field(30, ge=1, le=100, description="达到该分值为 watch")
     at_risk_score: int = Field(60, ge=1, le=100, description="达到该分值为 at_risk")
 
@@ -178,17 +181,23 @@ class Policy(BaseModel):
     def income_line(self, year: int) -> float:
         """The line for income earned in `year`: that year's entry, else the closest
         earlier year's, else the default."""
-        earlier = [y for y in self.income_lines if y <= year]
-        return self.income_lines[max(earlier)] if earlier else self.income_line_default
+        line = self._line_cache.get(year)
+        if line is None:
+            earlier = [y for y in self.income_lines if y <= year]
+            line = self.income_lines[max(earlier)] if earlier else self.income_line_default
+            self._line_cache[year] = line
+        return line
 
 
 DEFAULT_POLICY = Policy()
 
 
 # --- features -----------------------------------------------------------------------
+# Plain (not frozen) slotted dataclasses: frozen ones are several times slower to build,
+# and a re-score builds hundreds of thousands. Nothing mutates them after construction.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Member:
     person_id: str
     id_hash: str
@@ -199,14 +208,14 @@ class Member:
     medical_insurance: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Income:
     year: int
     total: float
     per_capita: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FeedRecord:
     """One department record, as risk keeps it: `amount` is the out-of-pocket cost
     (medical, education), the loss (disaster) or the benefit (civil affairs)."""
@@ -226,7 +235,7 @@ class FeedRecord:
         return f"{self.source}:{self.record_id}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Spending:
     """Rolling 12-month spending of one kind and the records it came from."""
 
@@ -238,7 +247,7 @@ class Spending:
 NO_SPENDING = Spending()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Features:
     """What the rules look at for one household on `as_of`; `*_sources` say which
     events or records each fact came from."""
@@ -250,11 +259,11 @@ class Features:
     income: Income | None = None
     previous_income: Income | None = None
     guarantees: Mapping[str, str] = field(default_factory=dict)
-    medical: Spending = Spending()
-    disaster: Spending = Spending()
-    school: Spending = Spending()
+    medical: Spending = field(default_factory=Spending)
+    disaster: Spending = field(default_factory=Spending)
+    school: Spending = field(default_factory=Spending)
     housing_damaged: tuple[str, ...] = ()  # disaster records that damaged the house
-    temporary_assistance: Spending = Spending()
+    temporary_assistance: Spending = field(default_factory=Spending)
     # latest civil-affairs status per kind: kind -> (status, date, record ref)
     civil_affairs: Mapping[str, tuple[str, date, str]] = field(default_factory=dict)
     # latest education record per student: id_hash -> (enrolled, record ref)
@@ -270,6 +279,7 @@ class Features:
         return self.medical.amount + self.disaster.amount + self.school.amount
 
 
+@lru_cache(maxsize=64)
 def window_start(as_of: date) -> date:
     """The first day of the rolling 12 months that end on `as_of`."""
     try:
@@ -298,7 +308,9 @@ def build_features(
     counts records dated in the 12 months ending `as_of`; a record dated later (a
     settlement booked ahead) counts too, so nothing reported is ever lost."""
     start = window_start(as_of)
-    ordered = sorted(incomes, key=lambda i: i.year, reverse=True)
+    ordered = list(incomes)
+    if any(a.year < b.year for a, b in pairwise(ordered)):
+        ordered.sort(key=lambda i: i.year, reverse=True)
     sums: dict[str, list[FeedRecord]] = {"medical": [], "disaster": [], "education": []}
     temporary: list[FeedRecord] = []
     housing: list[str] = []
@@ -327,7 +339,8 @@ def build_features(
     def spending(rows: list[FeedRecord]) -> Spending:
         if not rows:
             return NO_SPENDING
-        rows = sorted(rows, key=lambda r: (r.occurred_on, r.record_id), reverse=True)
+        if len(rows) > 1:
+            rows = sorted(rows, key=lambda r: (r.occurred_on, r.record_id), reverse=True)
         return Spending(
             amount=round(sum(max(r.amount, 0.0) for r in rows), 2),
             count=len(rows),
@@ -356,7 +369,7 @@ def build_features(
 # --- assessment ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Factor:
     code: str
     points: int
@@ -366,7 +379,7 @@ class Factor:
     floor: Level = "none"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Assessment:
     level: Level
     score: int
@@ -714,7 +727,7 @@ def rank(level: Level) -> int:
     return LEVELS.index(level)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transition:
     """What an assessment changes against the household's previous one."""
 
