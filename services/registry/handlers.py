@@ -1331,6 +1331,16 @@ class ImportReport:
 MAX_REPORTED_ERRORS = 1000
 
 
+@dataclass
+class _ImportChunk:
+    """What the reader thread produced; applied to the report on the event loop."""
+
+    households: list[tuple[HouseholdRows, PreparedHousehold]] = field(default_factory=list)
+    errors: list[tuple[int, str | None, str, str]] = field(default_factory=list)
+    seen: int = 0
+    rows: int = 0
+
+
 async def import_households(
     sessions: SessionFactory,
     households: Iterable[HouseholdRows],
@@ -1356,15 +1366,15 @@ async def import_households(
         if len(report.errors) < MAX_REPORTED_ERRORS:
             report.errors.append((row, number, field_name, message))
 
-    def next_chunk() -> list[tuple[HouseholdRows, PreparedHousehold]]:
-        chunk: list[tuple[HouseholdRows, PreparedHousehold]] = []
+    def next_chunk() -> _ImportChunk:
+        chunk = _ImportChunk()
         for item in source:
-            report.households += 1
-            report.rows += item.rows
+            chunk.seen += 1
+            chunk.rows += item.rows
             if item.error is not None or item.draft is None:
                 err = item.error
                 assert err is not None
-                reject(err.row, err.household_number, err.field, err.message)
+                chunk.errors.append((err.row, err.household_number, err.field, err.message))
                 continue
             try:
                 prepared = prepare_household(
@@ -1372,13 +1382,12 @@ async def import_households(
                 )
             except DraftInvalid as exc:
                 loc, msg = exc.errors[0]
-                reject(
-                    item.first_row + _member_offset(loc), item.household_number, _field(loc), msg
-                )
+                row = item.first_row + _member_offset(loc)
+                chunk.errors.append((row, item.household_number, _field(loc), msg))
                 continue
             prepared.event = created_event(prepared, actor)
-            chunk.append((item, prepared))
-            if len(chunk) >= chunk_size:
+            chunk.households.append((item, prepared))
+            if len(chunk.households) >= chunk_size:
                 break
         return chunk
 
@@ -1402,12 +1411,16 @@ async def import_households(
     try:
         while True:
             chunk = await asyncio.to_thread(next_chunk)
+            report.households += chunk.seen
+            report.rows += chunk.rows
+            for error in chunk.errors:
+                reject(*error)
             if writing is not None:
                 await writing
                 writing = None
-            if not chunk:
+            if not chunk.households:
                 break
-            writing = asyncio.create_task(write(chunk))
+            writing = asyncio.create_task(write(chunk.households))
     finally:
         if writing is not None:
             await writing
