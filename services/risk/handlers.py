@@ -257,10 +257,16 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
     if not batch.triggers:
         return
     ids = sorted(batch.triggers)
-    # Lock the households in id order first, as the re-score does, so the two never
-    # deadlock and never interleave on one household.
-    await _lock_households(session, ids)
+    if batch.records:
+        # Records need no household lock: a re-score running now cannot see them before
+        # this commits, and this batch re-scores their households after it.
+        await session.execute(
+            _INSERT_RECORDS, _columns(list(batch.records.values()), _RECORD_COLUMNS)
+        )
     if batch.snapshots:
+        # Lock the households in id order first, as the re-score does, so the two never
+        # deadlock and never interleave on one household.
+        await _lock_households(session, ids)
         table = m.households
         stmt = pg_insert(table)
         stmt = stmt.on_conflict_do_update(
@@ -285,12 +291,10 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
         await session.execute(
             stmt, [_snapshot_row(e, s) for _, (e, s) in sorted(batch.snapshots.items())]
         )
-    if batch.records:
-        await session.execute(
-            _INSERT_RECORDS, _columns(list(batch.records.values()), _RECORD_COLUMNS)
-        )
     version, policy = await current_policy(session)
-    rows = await _household_rows(session, ids=ids)
+    # Locked in id order (again, for households just inserted): one decision at a time
+    # per household, never interleaved with the re-score.
+    rows = await _household_rows(session, ids=ids, lock=True)
     await score(
         session,
         rows,
