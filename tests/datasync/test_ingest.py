@@ -346,3 +346,20 @@ async def test_upload_over_the_limit_is_413(datasync_settings: Settings, stack: 
             headers=yibao(stack),
         )
         assert r.status_code == 413
+
+
+async def test_awkward_text_survives_storage(client: Any, stack: Stack) -> None:
+    """Tabs, newlines, backslashes and quotes in what a department sends are kept as sent."""
+    http, _ = client
+    batch = unique("odd")
+    record = medical(name='王\t"五"\\', note='line one\nline two \\ "quoted"')
+    record["record_id"] = unique("r\\x")
+    r = await post(http, yibao(stack), {"batch_id": batch, "period": PERIOD, "records": [record]})
+    assert r.status_code == 201 and r.json()["accepted"] == 1, r.text
+    raw = await http.get(
+        f"/v1/feeds/medical/batches/{batch}/records",
+        headers=stack.headers("feeds:read", "registry:pii"),
+    )
+    [item] = raw.json()["items"]
+    assert item["record_id"] == record["record_id"]
+    assert item["raw"] == record
