@@ -23,6 +23,7 @@ from services.datasync.models import (
     BatchPublic,
     BatchSummary,
     DeliveryList,
+    ErrorList,
     RawRecordList,
     UnmatchedList,
 )
@@ -249,6 +250,26 @@ async def get_batch(
     if batch is None:
         raise Problem(404, f"no batch {batch_id} from {source}")
     return batch
+
+
+@router.get("/feeds/{source}/batches/{batch_id}/errors", response_model=ErrorList)
+async def get_errors(
+    source: str,
+    batch_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    limit: Limit = 1000,
+    cursor: str | None = None,
+) -> ErrorList:
+    """Every rejected record of the batch with its field and reason (no ID numbers), for
+    the department to correct and resend under new record ids."""
+    known_source(source)
+    _may_read(principal, source)
+    if await queries.get_batch(session=session, source=source, batch_id=batch_id) is None:
+        raise Problem(404, f"no batch {batch_id} from {source}")
+    return await queries.list_errors(
+        session=session, source=source, batch_id=batch_id, limit=limit, cursor=cursor
+    )
 
 
 @router.get("/feeds/{source}/batches/{batch_id}/records", response_model=RawRecordList)

@@ -165,6 +165,11 @@ class RecordError(BaseModel):
     message: str
 
 
+class ErrorList(BaseModel):
+    items: list[RecordError]
+    next_cursor: str | None
+
+
 class BatchSummary(BaseModel):
     batch_id: str
     source: str

@@ -18,8 +18,10 @@ from services.datasync.models import (
     BatchPublic,
     Delivery,
     DeliveryList,
+    ErrorList,
     RawRecord,
     RawRecordList,
+    RecordError,
     UnmatchedList,
     UnmatchedRecord,
 )
@@ -194,6 +196,28 @@ async def list_raw_records(
     ]
     more = len(rows) > limit
     return RawRecordList(items=items, next_cursor=encode_cursor(items[-1].index) if more else None)
+
+
+async def list_errors(
+    *, session: AsyncSession, source: str, batch_id: str, limit: int, cursor: str | None
+) -> ErrorList:
+    """Every rejected record of a batch (the summary lists the first ones only)."""
+    after = decode_cursor(cursor, 1)
+    rows = (
+        await session.execute(
+            text(
+                "SELECT idx, record_id, field, message FROM rejected_records"
+                " WHERE source = :s AND batch_id = :b AND idx > :after ORDER BY idx LIMIT :n"
+            ),
+            {"s": source, "b": batch_id, "after": int(after[0]) if after else -1, "n": limit + 1},
+        )
+    ).all()
+    items = [
+        RecordError(index=r.idx, record_id=r.record_id, field=r.field, message=r.message)
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return ErrorList(items=items, next_cursor=encode_cursor(items[-1].index) if more else None)
 
 
 async def deliveries(

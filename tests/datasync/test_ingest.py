@@ -363,3 +363,34 @@ async def test_awkward_text_survives_storage(client: Any, stack: Stack) -> None:
     [item] = raw.json()["items"]
     assert item["record_id"] == record["record_id"]
     assert item["raw"] == record
+
+
+async def test_all_errors_are_listed_beyond_the_summary(
+    datasync_settings: Settings, stack: Stack
+) -> None:
+    few = DatasyncConfig(max_errors_listed=2)
+
+    def factory(settings: Settings, *, background: bool = True) -> Any:
+        return create(settings, background=background, config=few)
+
+    async with serve(factory, datasync_settings, background=False) as (http, _):
+        batch = unique("errs")
+        records = [medical(total_cost=-i - 1) for i in range(5)] + [medical()]
+        r = await post(
+            http, yibao(stack), {"batch_id": batch, "period": PERIOD, "records": records}
+        )
+        body = r.json()
+        assert (body["rejected"], body["errors_total"], len(body["errors"])) == (5, 5, 2)
+        own = stack.headers("feeds:medical")
+        page = await http.get(f"/v1/feeds/medical/batches/{batch}/errors?limit=3", headers=own)
+        assert page.status_code == 200
+        rest = await http.get(
+            f"/v1/feeds/medical/batches/{batch}/errors?limit=3&cursor={page.json()['next_cursor']}",
+            headers=own,
+        )
+        indexes = [e["index"] for e in page.json()["items"] + rest.json()["items"]]
+        assert indexes == [0, 1, 2, 3, 4] and rest.json()["next_cursor"] is None
+        other = await http.get(
+            f"/v1/feeds/medical/batches/{batch}/errors", headers=stack.headers("feeds:education")
+        )
+        assert other.status_code == 403
