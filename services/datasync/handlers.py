@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import io
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -431,6 +430,14 @@ def _text(value: str | None) -> bytes:
     return encoded
 
 
+async def _stream(payload: bytes, size: int = 1 << 20) -> AsyncIterator[memoryview]:
+    """COPY data straight from memory (a file-like source would be read through the
+    thread pool, a hop per block)."""
+    view = memoryview(payload)
+    for start in range(0, len(view), size):
+        yield view[start : start + size]
+
+
 def copy_payload(
     rows: list[tuple[Any, ...]],
     households: dict[str, str],
@@ -515,7 +522,7 @@ async def _write_records(
             copy_payload, rows, households, source, batch_id, period, matched_at
         )
         await conn.copy_to_table(
-            "feed_records", source=io.BytesIO(payload), columns=_RECORD_COLUMNS, format="text"
+            "feed_records", source=_stream(payload), columns=_RECORD_COLUMNS, format="text"
         )
         return matched
 
