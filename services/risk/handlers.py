@@ -9,7 +9,7 @@ queries, assessed in Python, and the changes written back with a few bulk statem
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -39,6 +39,7 @@ from services.risk.domain import (
     Features,
     FeedRecord,
     Income,
+    Level,
     Member,
     Policy,
     assess,
@@ -294,7 +295,7 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
     version, policy = await current_policy(session)
     # Locked in id order (again, for households just inserted): one decision at a time
     # per household, never interleaved with the re-score.
-    rows = await _household_rows(session, ids=ids, lock=True)
+    rows = await _household_rows(session, ids=ids, lock=True, as_of=county_today())
     await score(
         session,
         rows,
@@ -328,71 +329,101 @@ _HOUSEHOLD_COLUMNS = (
 )
 
 
+def _records_json(since: date) -> Any:
+    """The household's records the rules can still look at (two years: the rolling 12
+    months, and the latest civil-affairs and school status before it), as JSON text."""
+    r = m.records.c
+    return (
+        select(
+            func.json_agg(
+                func.json_build_array(
+                    r.source,
+                    r.record_id,
+                    r.occurred_on,
+                    r.amount,
+                    r.id_hash,
+                    r.housing_damaged,
+                    r.kind,
+                    r.status,
+                    r.enrolled,
+                )
+            )
+        )
+        .where(r.household_id == m.households.c.household_id, r.occurred_on >= since)
+        .scalar_subquery()
+        .cast(Text)
+        .label("records")
+    )
+
+
 async def _household_rows(
     session: AsyncSession,
     *,
+    as_of: date,
     ids: Sequence[str] | None = None,
     after: str | None = None,
     limit: int | None = None,
     region_prefixes: Sequence[str] | None = None,
     lock: bool = False,
 ) -> list[Any]:
-    stmt = select(*_HOUSEHOLD_COLUMNS).order_by(m.households.c.household_id)
+    """Households with everything an assessment needs in one round trip: the snapshot,
+    their records and the current assessment (`prev_*`). `lock` locks the households
+    in id order, which serializes decisions per household."""
+    h, c = m.households.c, m.current.c
+    stmt = (
+        select(
+            *_HOUSEHOLD_COLUMNS,
+            _records_json(window_start(window_start(as_of))),
+            c.level.label("prev_level"),
+            c.score.label("prev_score"),
+            c.factors.cast(Text).label("prev_factors"),
+        )
+        .select_from(m.households.outerjoin(m.current, c.household_id == h.household_id))
+        .order_by(h.household_id)
+    )
     if ids is not None:
-        stmt = stmt.where(m.households.c.household_id == _any(ids))
+        stmt = stmt.where(h.household_id == _any(ids))
     if after is not None:
-        stmt = stmt.where(m.households.c.household_id > after)
+        stmt = stmt.where(h.household_id > after)
     if region_prefixes:
-        stmt = stmt.where(or_(*(m.households.c.region_code.startswith(p) for p in region_prefixes)))
+        stmt = stmt.where(or_(*(h.region_code.startswith(p) for p in region_prefixes)))
     if limit is not None:
         stmt = stmt.limit(limit)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(of=m.households)
     return list((await session.execute(stmt)).all())
 
 
-async def _records_of(
-    session: AsyncSession, ids: Sequence[str], as_of: date
-) -> dict[str, list[FeedRecord]]:
-    """Every record of these households that the rules can still look at (two years:
-    the rolling 12 months, and the latest civil-affairs and school status before it)."""
-    if not ids:
-        return {}
-    since = window_start(window_start(as_of))
-    r = m.records.c
-    rows = await session.execute(
-        select(
-            r.household_id,
-            r.source,
-            r.record_id,
-            r.occurred_on,
-            r.amount,
-            r.id_hash,
-            r.housing_damaged,
-            r.kind,
-            r.status,
-            r.enrolled,
-        ).where(r.household_id == _any(ids), r.occurred_on >= since)
-    )
-    out: dict[str, list[FeedRecord]] = {}
-    for row in rows:
-        out.setdefault(row.household_id, []).append(
-            FeedRecord(
-                source=row.source,
-                record_id=row.record_id,
-                occurred_on=row.occurred_on,
-                amount=row.amount,
-                id_hash=row.id_hash,
-                housing_damaged=row.housing_damaged,
-                kind=row.kind,
-                status=row.status,
-                enrolled=row.enrolled,
-            )
+def _feed_records(raw: str | None) -> list[FeedRecord]:
+    if not raw:
+        return []
+    return [
+        FeedRecord(
+            source=source,
+            record_id=record_id,
+            occurred_on=date.fromisoformat(occurred_on),
+            amount=float(amount),
+            id_hash=id_hash,
+            housing_damaged=housing_damaged,
+            kind=kind,
+            status=status,
+            enrolled=enrolled,
         )
-    return out
+        for (
+            source,
+            record_id,
+            occurred_on,
+            amount,
+            id_hash,
+            housing_damaged,
+            kind,
+            status,
+            enrolled,
+        ) in orjson.loads(raw)
+    ]
 
 
-def features_of(row: Any, records: Iterable[FeedRecord], as_of: date) -> Features:
+def features_of(row: Any, as_of: date) -> Features:
     members = [
         Member(
             person_id=p["person_id"],
@@ -416,28 +447,19 @@ def features_of(row: Any, records: Iterable[FeedRecord], as_of: date) -> Feature
         members=members,
         incomes=incomes,
         guarantees=orjson.loads(row.guarantees),
-        records=records,
+        records=_feed_records(row.records),
         snapshot_source=row.source_event_id,
     )
 
 
 async def features_for(session: AsyncSession, household_id: str) -> Features | None:
-    rows = await _household_rows(session, ids=[household_id])
-    if not rows:
-        return None
     as_of = county_today()
-    records = await _records_of(session, [household_id], as_of)
-    return features_of(rows[0], records.get(household_id, []), as_of)
+    rows = await _household_rows(session, ids=[household_id], as_of=as_of)
+    return features_of(rows[0], as_of) if rows else None
 
 
-async def assess_rows(
-    session: AsyncSession, rows: Sequence[Any], policy: Policy, as_of: date
-) -> list[tuple[Any, Assessment]]:
-    records = await _records_of(session, [r.household_id for r in rows], as_of)
-    return [
-        (row, assess(features_of(row, records.get(row.household_id, ()), as_of), policy))
-        for row in rows
-    ]
+def assess_rows(rows: Sequence[Any], policy: Policy, as_of: date) -> list[tuple[Any, Assessment]]:
+    return [(row, assess(features_of(row, as_of), policy)) for row in rows]
 
 
 # --- scoring and its outputs ----------------------------------------------------------
@@ -525,6 +547,12 @@ def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, 
     return {name: [row[name] for row in rows] for name in names}
 
 
+@dataclass(slots=True)
+class _Previous:
+    level: Level
+    score: int
+
+
 def _factor_json(a: Assessment) -> list[dict[str, Any]]:
     return [
         {"code": f.code, "points": f.points, "evidence": f.evidence, "sources": list(f.sources)}
@@ -548,17 +576,8 @@ async def score(
     Returns how many households changed level or score."""
     if not rows:
         return 0
-    assessed = await assess_rows(session, rows, policy, as_of)
-    ids = [row.household_id for row, _ in assessed]
+    assessed = assess_rows(rows, policy, as_of)
     c = m.current.c
-    previous = {
-        p.household_id: p
-        for p in await session.execute(
-            select(c.household_id, c.level, c.score, c.factors.cast(Text).label("factors"))
-            .where(c.household_id == _any(ids))
-            .with_for_update()
-        )
-    }
     now = datetime.now(UTC)
     history: list[dict[str, Any]] = []
     version_only: list[str] = []
@@ -567,12 +586,13 @@ async def score(
     for row, a in assessed:
         hid = row.household_id
         trigger = (triggers or {}).get(hid) or default_trigger or _Trigger("unknown", None)
-        prev = previous.get(hid)
+        prev = _Previous(row.prev_level, row.prev_score) if row.prev_level else None
         factors = _factor_json(a)
-        if prev is not None and (
-            prev.level == a.level
+        if (
+            prev is not None
+            and prev.level == a.level
             and prev.score == a.score
-            and orjson.loads(prev.factors) == factors
+            and orjson.loads(row.prev_factors) == factors
         ):
             version_only.append(hid)
             continue
@@ -696,7 +716,7 @@ async def rescore_step(session: AsyncSession, *, chunk: int = RESCORE_CHUNK) -> 
     trigger = _Trigger(f"rescore:{job.id}", f"policy-v{job.policy_version}")
     as_of = county_today()
     if job.phase == "scan":
-        rows = await _household_rows(session, after=job.cursor, limit=chunk, lock=True)
+        rows = await _household_rows(session, after=job.cursor, limit=chunk, lock=True, as_of=as_of)
         if rows:
             changed = await score(
                 session,
@@ -725,7 +745,7 @@ async def rescore_step(session: AsyncSession, *, chunk: int = RESCORE_CHUNK) -> 
             .limit(chunk)
         )
         ids = list((await session.execute(stale)).scalars())
-        rows = await _household_rows(session, ids=ids, lock=True) if ids else []
+        rows = await _household_rows(session, ids=ids, lock=True, as_of=as_of) if ids else []
         if rows:
             changed = await score(
                 session,
@@ -797,26 +817,17 @@ async def simulate(
     after = ""
     while True:
         rows = await _household_rows(
-            session, after=after, limit=chunk, region_prefixes=region_prefixes
+            session, after=after, limit=chunk, region_prefixes=region_prefixes, as_of=as_of
         )
         if not rows:
             break
         after = rows[-1].household_id
-        current_levels = dict(
-            (
-                await session.execute(
-                    select(m.current.c.household_id, m.current.c.level).where(
-                        m.current.c.household_id == _any([r.household_id for r in rows])
-                    )
-                )
-            ).all()
-        )
-        for row, a in await assess_rows(session, rows, policy, as_of):
+        for row, a in assess_rows(rows, policy, as_of):
             total += 1
             by_level[a.level] += 1
             town = by_town.setdefault(row.town_code, {"none": 0, "watch": 0, "at_risk": 0})
             town[a.level] += 1
-            now_level = current_levels.get(row.household_id)
+            now_level = row.prev_level
             move = f"{now_level or 'unassessed'}→{a.level}"
             changes[move] = changes.get(move, 0) + 1
             if len(samples[a.level]) < sample_size:
