@@ -15,7 +15,10 @@ from backstop.contracts.registry import (
 )
 from backstop.contracts.registry import (
     HouseholdCreated,
+    HouseholdEvent,
     HouseholdSnapshot,
+    MemberMoved,
+    MemberRemoved,
     MemberSnapshot,
 )
 from backstop.events import CloudEvent, make_event
@@ -49,6 +52,7 @@ def household_event(
     *,
     version: int = 1,
     time: datetime | None = None,
+    kind: str = "created",
 ) -> CloudEvent:
     """What registry would publish: the full snapshot, members carrying only id_hash."""
     snapshot = HouseholdSnapshot(
@@ -68,9 +72,16 @@ def household_event(
         ],
         version=version,
     )
+    payload: HouseholdEvent
+    if kind == "removed":
+        payload = MemberRemoved(household=snapshot, person_id="p", id_hash="h", reason="moved")
+    elif kind == "moved":
+        payload = MemberMoved(household=snapshot, person_id="p", from_household_id="x")
+    else:
+        payload = HouseholdCreated(household=snapshot)
     return make_event(
         "registry",
-        HouseholdCreated(household=snapshot),
+        payload,
         subject=household_id,
         time=time or datetime.now(UTC),
     )

@@ -394,3 +394,42 @@ async def test_all_errors_are_listed_beyond_the_summary(
             f"/v1/feeds/medical/batches/{batch}/errors", headers=stack.headers("feeds:education")
         )
         assert other.status_code == 403
+
+
+async def test_education_and_civil_affairs_json_with_chinese_keys(
+    client: Any, stack: Stack
+) -> None:
+    http, _ = client
+    year = LAST_MONTH.year if LAST_MONTH.month >= 9 else LAST_MONTH.year - 1
+    student = {
+        "记录编号": unique("e"),
+        "身份证号": make_id_number(born=LAST_MONTH.first_day.replace(year=year - 12, day=1)),
+        "学段": "初中",
+        "学期": f"{year}年秋季学期",
+        "学杂费": 1800,
+        "资助金额": 1000,
+        "个人自付": 800,
+        "在读": "在读",
+    }
+    r = await post(
+        http,
+        stack.headers("feeds:education"),
+        {"batch_id": unique("edu"), "period": PERIOD, "records": [student]},
+        source="education",
+    )
+    assert r.status_code == 201 and r.json()["accepted"] == 1, r.text
+    grant = {
+        "record_id": unique("c"),
+        "id_number": make_id_number(),
+        "kind": "临时救助",
+        "status": "granted",
+        "amount": 2000,
+        "start_on": DAY,
+    }
+    r = await post(
+        http,
+        stack.headers("feeds:civil_affairs"),
+        {"batch_id": unique("mz"), "period": PERIOD, "records": [grant, {**grant, "kind": "x"}]},
+        source="civil_affairs",
+    )
+    assert (r.json()["accepted"], r.json()["errors"][0]["field"]) == (1, "kind"), r.text

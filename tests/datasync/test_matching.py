@@ -112,8 +112,8 @@ async def _move(runtime: Any, settings: Settings, *, receiving_first: bool) -> N
     )
     await wait_for(lambda: _index(runtime, settings, other), message="b indexed")
     later = t0 + timedelta(seconds=1)
-    removed = household_event(settings, a, [stays], version=2, time=later)
-    moved_in = household_event(settings, b, [other, mover], version=2, time=later)
+    removed = household_event(settings, a, [stays], version=2, time=later, kind="removed")
+    moved_in = household_event(settings, b, [other, mover], version=2, time=later, kind="moved")
     await produce(settings, [moved_in, removed] if receiving_first else [removed, moved_in])
 
     async def moved() -> bool:
