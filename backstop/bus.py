@@ -16,7 +16,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import inbox, metrics
-from backstop.db import SessionFactory, unit_of_work
+from backstop.db import SessionFactory, is_transient, unit_of_work
 from backstop.events import CloudEvent
 from backstop.logs import correlation_id
 from backstop.settings import Settings
@@ -175,9 +175,9 @@ class Consumer:
             max_poll_records=1000,
             fetch_max_wait_ms=100,
         )
-        await consumer.start()
         self._consumer = consumer
         try:
+            await consumer.start()
             while not self._stopping:
                 batches = await consumer.getmany(timeout_ms=300, max_records=1000)
                 for tp, records in batches.items():
@@ -241,14 +241,26 @@ class Consumer:
             correlation_id.set(None)
 
     async def _apply_one_with_retries(self, record: ConsumerRecord, event: CloudEvent) -> None:
+        """Apply one event; a poison event goes to the DLQ after the configured retries. While
+        the database is unreachable the event is retried for as long as it takes (and the
+        partition waits): an outage must never be mistaken for poison."""
         delay = self.settings.consumer_retry_backoff_s
-        for attempt in range(1, self.settings.consumer_max_retries + 1):
+        attempt = 0
+        while True:
             try:
                 await self._apply([event])
                 metrics.EVENTS_CONSUMED.labels(record.topic, event.type, "ok").inc()
                 return
             except Exception as exc:
-                if attempt == self.settings.consumer_max_retries:
+                if is_transient(exc):
+                    if self._stopping:
+                        raise
+                    log.warning("event %s waits for the database: %s", event.id, exc)
+                    await asyncio.sleep(min(delay, 5.0))
+                    delay *= 2
+                    continue
+                attempt += 1
+                if attempt >= self.settings.consumer_max_retries:
                     log.error("event %s failed %d times, dead-lettered: %s", event.id, attempt, exc)
                     await self._dead_letter(record, exc, event_type=event.type)
                     return

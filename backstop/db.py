@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from asyncpg import exceptions as pg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -45,3 +47,29 @@ async def unit_of_work(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+# Failures of the infrastructure, not of the input: retry them, never dead-letter them.
+_TRANSIENT = (
+    OSError,  # connection refused or reset
+    TimeoutError,
+    pg.PostgresConnectionError,
+    pg.OperatorInterventionError,  # shutting down, cannot connect now
+    pg.InsufficientResourcesError,  # too many connections
+    pg.TransactionRollbackError,  # serialization failure, deadlock
+    pg.InterfaceError,  # connection closed under us
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` comes from the database or network being unavailable for a while."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, _TRANSIENT):
+            return True
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

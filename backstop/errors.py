@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backstop.db import is_transient
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("backstop.errors")
 
@@ -128,6 +130,12 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem_response(
                 Problem(422, f"a value cannot be stored: {data_error}",
                         errors=[{"loc": ["body"], "msg": data_error}])
+            )  # fmt: skip
+        if is_transient(exc):
+            log.warning("database unavailable: %s", exc)
+            return problem_response(
+                Problem(503, "the database is unavailable; nothing was saved, try again",
+                        headers={"Retry-After": "2"})
             )  # fmt: skip
         log.exception("unhandled error", exc_info=exc)
         return problem_response(Problem(500, "an unexpected error occurred; it has been logged"))

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "deploy" / "infra.sh"
 
 
-def admin_dsn() -> str:
+def admin_dsn(port: int | None = None) -> str:
     s = Settings()
-    return f"postgresql://{s.pg_user}:{s.pg_password}@{s.pg_host}:{s.pg_port}/postgres"
+    return f"postgresql://{s.pg_user}:{s.pg_password}@{s.pg_host}:{port or s.pg_port}/postgres"
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Stack:
 
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     created: list[str] = field(default_factory=list)
+    pg_port: int | None = None  # a private PostgreSQL (see PrivatePostgres)
 
     @property
     def prefix(self) -> str:
@@ -70,20 +71,21 @@ class Stack:
     ) -> Settings:
         """A fresh database for `service` (migrated); `label` tells apart several systems."""
         name = self.db_name(service, label)
-        conn = await asyncpg.connect(admin_dsn())
+        conn = await asyncpg.connect(admin_dsn(self.pg_port))
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
         self.created.append(name)
-        settings = self.settings(service, DATABASE_URL=Settings().database_url_for(service, name))
+        base = Settings(PGPORT=self.pg_port) if self.pg_port else Settings()
+        settings = self.settings(service, DATABASE_URL=base.database_url_for(service, name))
         if migrate and service in SERVICES:
             await asyncio.to_thread(upgrade, service, settings.db_url)
         return settings
 
     async def drop_databases(self) -> None:
-        conn = await asyncpg.connect(admin_dsn())
+        conn = await asyncpg.connect(admin_dsn(self.pg_port))
         try:
             for name in self.created:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -214,3 +216,64 @@ async def serving(app: Any, path: str = "/hook") -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+class PrivatePostgres:
+    """A second PostgreSQL cluster (Debian's cluster tools) for tests that restart the
+    database, so they never disturb the shared one."""
+
+    def __init__(self, port: int, name: str = "drill") -> None:
+        self.port = port
+        self.name = name
+        s = Settings()
+        self.user, self.password = s.pg_user, s.pg_password
+
+    def _version(self) -> str:
+        return sorted(os.listdir("/usr/lib/postgresql"), key=int)[-1]
+
+    def _ctl(self, action: str) -> None:
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", self._version(), self.name, action,
+             *(["-m", "fast"] if action in ("stop", "restart") else [])],
+            check=True,
+        )  # fmt: skip
+
+    def up(self) -> None:
+        version = self._version()
+        clusters = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+        if not any(line.split()[:2] == [version, self.name] for line in clusters.splitlines()):
+            subprocess.run(
+                ["pg_createcluster", version, self.name, "-p", str(self.port), "--",
+                 "--auth-local=trust", "--auth-host=scram-sha-256"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        if not self.online():
+            self._ctl("start")
+        sql = (
+            f"DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname='{self.user}') THEN "
+            f"CREATE ROLE {self.user} LOGIN CREATEDB PASSWORD '{self.password}'; END IF; END$$"
+        )
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", "psql", "-p", str(self.port), "-qc", sql],
+            check=True,
+        )
+
+    def online(self) -> bool:
+        clusters = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+        return any(
+            line.split()[:2] == [self._version(), self.name] and "online" in line
+            for line in clusters.splitlines()
+        )
+
+    def stop(self) -> None:
+        self._ctl("stop")
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def drop(self) -> None:
+        subprocess.run(
+            ["pg_dropcluster", "--stop", self._version(), self.name],
+            check=False,
+            capture_output=True,
+        )
