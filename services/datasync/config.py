@@ -18,7 +18,7 @@ class DatasyncConfig(BaseSettings):
 
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     # Records parsed, validated and written per round trip while a batch streams in.
-    chunk_size: int = Field(default=5000, ge=100)
+    chunk_size: int = Field(default=2000, ge=100)
     # The summary lists at most this many record errors; all are kept in the database.
     max_errors_listed: int = Field(default=1000, ge=1)
     monthly_due_day: int = Field(default=5, ge=1, le=28)
