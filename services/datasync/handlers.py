@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -579,10 +580,15 @@ def records_matched_event(
     records: list[dict[str, Any]],
     correlation: str | None,
 ) -> CloudEvent:
-    """`records.matched` for one household and batch. The records are the `data` column
-    written from a validated record, so they already have the contract's shape; they are
-    not validated again one by one (a batch can hold 200k)."""
-    return CloudEvent(
+    """`records.matched` for one household and batch, in the kernel's envelope. The
+    records are the `data` column written from a validated record, so they already have
+    the contract's shape (tests check `event.payload()`); they are not validated again
+    one by one: a batch can hold 200k."""
+    return CloudEvent.model_construct(
+        specversion="1.0",
+        id=str(uuid.uuid4()),
+        time=datetime.now(UTC),
+        datacontenttype="application/json",
         source=f"/backstop/{SERVICE}",
         type=RECORDS_MATCHED,
         subject=household_id,
