@@ -133,7 +133,6 @@ _BATCH_BODY = {
     status_code=201,
     response_model=BatchSummary,
     openapi_extra=_BATCH_BODY,
-    responses={200: {"model": BatchSummary, "description": "the same batch sent again"}},
 )
 async def submit_batch(
     source: str,
@@ -145,7 +144,8 @@ async def submit_batch(
     """A department's batch as JSON, or as a CSV/XLSX file (multipart, field `file`).
 
     Each record is validated; bad ones are listed in `errors` and the rest is kept.
-    The same `batch_id` with the same content returns the original summary (200)."""
+    The same `batch_id` with the same content returns the original response again (201,
+    header `Idempotent-Replayed: true`); with other content, 409."""
     known_source(source)
     if not principal.has(f"feeds:{source}"):
         raise Problem(403, f"missing scope: feeds:{source} (each source pushes only its own feed)")
@@ -219,7 +219,12 @@ async def submit_batch(
     finally:
         if form is not None:
             await form.close()
-    response.status_code = 201 if created else 200
+    # A resent batch gets the very response the first one got (201 and its summary),
+    # the way idempotent APIs replay (a retry after a lost response must not look like
+    # an error to the department's system); the header tells a replay apart.
+    response.status_code = 201
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/feeds/{source}/batches/{batch_id}"
     return summary
 

@@ -105,7 +105,8 @@ async def test_same_batch_again_returns_the_same_summary_and_other_content_409(
     first = await post(http, yibao(stack), body)
     assert first.status_code == 201
     again = await post(http, yibao(stack), body)
-    assert again.status_code == 200
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
     assert again.json() == first.json()
     async with runtime.sessions() as session:
         n = await session.scalar(
@@ -151,7 +152,8 @@ async def test_concurrent_identical_submissions_count_once(client: Any, stack: S
     batch = unique("b")
     body = {"batch_id": batch, "period": PERIOD, "records": [medical() for _ in range(50)]}
     responses = await asyncio.gather(*[post(http, yibao(stack), body) for _ in range(4)])
-    assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
+    assert [r.status_code for r in responses] == [201] * 4
+    assert sum(1 for r in responses if "Idempotent-Replayed" in r.headers) == 3
     assert len({r.text for r in responses}) == 1
     async with runtime.sessions() as session:
         n = await session.scalar(
