@@ -75,8 +75,8 @@ def _period(value: Any, loc: list[str | int], config: DatasyncConfig) -> Period:
         raise invalid(loc, str(exc)) from None
 
 
-def _too_large(limit: int) -> Problem:
-    return Problem(413, f"the upload is larger than the limit of {limit} bytes")
+def _too_large(limit: int, hint: str = "") -> Problem:
+    return Problem(413, f"the upload is larger than the limit of {limit} bytes{hint}")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -160,7 +160,10 @@ async def submit_batch(
     form = None
     try:
         if ctype == "application/json" or ctype.endswith("+json"):
-            body = await _read_body(request, limit)
+            json_limit = min(limit, config.max_json_bytes)
+            if declared and declared.isdigit() and int(declared) > json_limit:
+                raise _too_large(json_limit, "; send large deliveries as a CSV or XLSX file")
+            body = await _read_body(request, json_limit)
             try:
                 document = orjson.loads(body)
             except orjson.JSONDecodeError as exc:

@@ -17,6 +17,9 @@ class DatasyncConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DATASYNC_", extra="ignore")
 
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    # A JSON body is parsed whole, so it has its own, smaller limit (~100k records);
+    # larger deliveries come as CSV/XLSX files, which stream.
+    max_json_bytes: int = Field(default=48 * 1024 * 1024, gt=0)
     # Records parsed, validated and written per round trip while a batch streams in.
     chunk_size: int = Field(default=2000, ge=100)
     # The summary lists at most this many record errors; all are kept in the database.
