@@ -129,12 +129,12 @@ async def alerts_by_household(
 ) -> Counter[str]:
     ids = {h["id"] for h in households}
     events = await read_topic(
-        system.stack.settings("risk"), "risk.alerts", min_count=expected, timeout=60,
+        system.settings("risk"), "risk.alerts", min_count=expected, timeout=60,
         match=lambda e: e.type == RAISED and e.subject in ids,
     )  # fmt: skip
     await asyncio.sleep(2)  # and nothing more arrives
     again = await read_topic(
-        system.stack.settings("risk"), "risk.alerts", min_count=expected + 1, timeout=3,
+        system.settings("risk"), "risk.alerts", min_count=expected + 1, timeout=3,
         match=lambda e: e.type == RAISED and e.subject in ids,
     )  # fmt: skip
     return Counter(e.subject or "" for e in (again if len(again) > len(events) else events))

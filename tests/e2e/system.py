@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from backstop.settings import SERVICES
+from backstop.settings import SERVICES, Settings
 from tests.support import ROOT, Stack
 
 LOGS = ROOT / "deploy" / ".run" / "e2e"
@@ -34,6 +34,13 @@ class System:
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     database_urls: dict[str, str] = field(default_factory=dict)
+
+    def settings(self, service: str) -> Settings:
+        """This system's settings for `service` (its broker, its topic prefix)."""
+        extra = {}
+        if "KAFKA_BOOTSTRAP_SERVERS" in self.env:
+            extra["KAFKA_BOOTSTRAP_SERVERS"] = self.env["KAFKA_BOOTSTRAP_SERVERS"]
+        return self.stack.settings(service, DATABASE_URL=self.database_urls.get(service), **extra)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"

@@ -121,7 +121,7 @@ async def test_medical_bill_to_monitoring_decision(system: System) -> None:
 
         # 4. the public alert on risk.alerts, with no name and no ID number in it
         alerts = await read_topic(
-            system.stack.settings("risk"), "risk.alerts",
+            system.settings("risk"), "risk.alerts",
             match=lambda e: e.subject == sick_id and e.type == "backstop.risk.alert.raised.v1",
         )  # fmt: skip
         assert len(alerts) == 1
