@@ -16,7 +16,13 @@ from sqlalchemy import func, select
 
 from backstop.app import Runtime
 from backstop.bus import make_producer
-from backstop.contracts.datasync import MedicalRecordData, RecordsMatched
+from backstop.contracts.datasync import (
+    CivilAffairsRecordData,
+    DisasterRecordData,
+    EducationRecordData,
+    MedicalRecordData,
+    RecordsMatched,
+)
 from backstop.contracts.registry import (
     HouseholdCreated,
     HouseholdSnapshot,
@@ -435,3 +441,90 @@ async def job_row(sessions: Any, job_id: int) -> Any:
         return (
             await session.execute(select(m.rescore_jobs).where(m.rescore_jobs.c.id == job_id))
         ).one()
+
+
+async def test_every_feed_maps_onto_features_and_rules(
+    stack: Stack, service: tuple[httpx.AsyncClient, Runtime]
+) -> None:
+    """Education, disaster and civil-affairs records through the batch handler."""
+    client, runtime = service
+    hid = str(uuid.uuid4())
+    s = snapshot(hid, total=200_000)
+    child = MemberSnapshot(
+        person_id=str(uuid.uuid4()),
+        id_hash="c" * 64,
+        relation="child",
+        sex="female",
+        birth_date=date.today().replace(year=date.today().year - 10, day=1),
+        schooling="primary",
+    )
+    s = s.model_copy(update={"members": [*s.members, child]})
+    today = date.today()
+    period = today.strftime("%Y-%m")
+    feeds = [
+        RecordsMatched(
+            household_id=hid,
+            source="education",
+            batch_id="jy-1",
+            period=period,
+            records=[
+                EducationRecordData(
+                    record_id=f"e-{hid}",
+                    id_hash="c" * 64,
+                    stage="primary",
+                    term=period,
+                    fees=0,
+                    aid_received=0,
+                    out_of_pocket=0,
+                    enrolled=False,
+                )
+            ],
+        ),
+        RecordsMatched(
+            household_id=hid,
+            source="disaster",
+            batch_id="yj-1",
+            period=period,
+            records=[
+                DisasterRecordData(
+                    record_id=f"d-{hid}",
+                    id_hash="a" * 64,
+                    occurred_on=today - timedelta(days=3),
+                    disaster_type="flood",
+                    loss_amount=5_000,
+                    housing_damaged=True,
+                )
+            ],
+        ),
+        RecordsMatched(
+            household_id=hid,
+            source="civil_affairs",
+            batch_id="mz-1",
+            period=period,
+            records=[
+                CivilAffairsRecordData(
+                    record_id=f"c-{hid}",
+                    id_hash="a" * 64,
+                    kind="temporary_assistance",
+                    status="granted",
+                    amount=2_000,
+                    start_on=today - timedelta(days=10),
+                )
+            ],
+        ),
+    ]
+    events = [make_event("registry", HouseholdCreated(household=s), subject=hid)]
+    events += [make_event("datasync", f, subject=hid) for f in feeds]
+    async with unit_of_work(runtime.sessions) as session:
+        await handlers.apply_events(session, events)
+    risk = await risk_of(client, stack, hid)
+    assert risk["level"] == "at_risk"
+    codes = {f["code"]: f for f in risk["factors"]}
+    assert set(codes) == {"housing", "other", "compulsory_education"}
+    assert codes["compulsory_education"]["sources"] == [f"education:e-{hid}"]
+    assert "临时救助 1 次" in codes["other"]["evidence"]
+    features = (
+        await client.get(f"/v1/households/{hid}/features", headers=stack.headers("risk:read"))
+    ).json()
+    assert features["disaster"]["amount_12m"] == 5_000
+    assert features["members"][2]["enrolled"] is False
