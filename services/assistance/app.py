@@ -7,9 +7,9 @@ from fastapi import FastAPI
 from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
 from backstop.contracts.registry import TOPIC as HOUSEHOLDS_TOPIC
-from backstop.contracts.risk import ALERTS_TOPIC
+from backstop.contracts.risk import ALERTS_TOPIC, ASSESSMENTS_TOPIC
 from backstop.settings import Settings
-from services.assistance import campaigns, clues, handlers
+from services.assistance import campaigns, clues, handlers, reports
 from services.assistance.api import router
 
 HOUSEHOLD_TYPES = (
@@ -41,7 +41,7 @@ SPEC = ServiceSpec(
         "Verification tasks (入户核实), the identification procedure, visits, assistance plan"
         "s, funds and supervision."
     ),
-    routers=[router, clues.router, campaigns.router],
+    routers=[router, clues.router, campaigns.router, reports.router],
     consumers=[
         ConsumerSpec(
             group="assistance.alerts",
@@ -52,6 +52,11 @@ SPEC = ServiceSpec(
             group="assistance.households",
             topics=[HOUSEHOLDS_TOPIC],
             handlers={t: handlers.apply_household for t in HOUSEHOLD_TYPES},
+        ),
+        ConsumerSpec(  # risk levels for the quarterly report (季度动态监测)
+            group="assistance.risk-levels",
+            topics=[ASSESSMENTS_TOPIC],
+            handlers={"backstop.risk.assessment.changed.v1": reports.apply_assessment},
         ),
     ],
     jobs=[

@@ -737,3 +737,30 @@ class PolicyUpdate(Strict):
         if not value:
             raise ValueError("policy must not be empty")
         return value
+
+
+# ------------------------------------------------------- quarterly report (季度动态监测)
+
+
+class RiskLevel(AssistanceBase, table=True):
+    """Read model of risk's latest assessment per household (older assessed_at ignored)."""
+
+    __tablename__ = "risk_levels"
+
+    household_id: str = SQLField(primary_key=True, max_length=36)
+    region_code: str = SQLField(max_length=12, index=True)
+    level: str = SQLField(max_length=10)  # none | watch | at_risk
+    score: int
+    assessed_at: datetime = _ts()
+
+
+class QuarterlyReport(AssistanceBase, table=True):
+    """A closed quarter's report, stored as computed at closing and never changed."""
+
+    __tablename__ = "quarterly_reports"
+
+    quarter: str = SQLField(primary_key=True, max_length=6)  # "2026Q4"
+    report: dict[str, Any] = _json()
+    closed_by: str = SQLField(max_length=100)
+    closed_client: str = SQLField(max_length=100)  # the token's `sub`
+    closed_at: datetime = _ts()
