@@ -47,6 +47,7 @@ from openpyxl.styles import Font
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -100,7 +101,7 @@ class Quarter:
     @classmethod
     def parse(cls, text: str) -> Quarter:
         """'2026Q4' → Quarter(2026, 4); ValueError for anything else."""
-        match = _QUARTER.match(text)
+        match = _QUARTER.fullmatch(text)
         if match is None or not 2000 <= int(match.group(1)) <= 2100:
             raise ValueError("a quarter like 2026Q4")
         return cls(int(match.group(1)), int(match.group(2)))
@@ -503,37 +504,45 @@ async def close_quarter(
     today = domain.today()
     if quarter.end > today:
         raise invalid(["path", "quarter"], "the quarter has not ended yet; it cannot be closed")
-    async with unit_of_work(sessions) as session:
-        # One snapshot for every query of the report.
-        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        closed_at = utcnow()
-        if await session.get(QuarterlyReport, str(quarter)) is not None:
-            raise Problem(409, f"quarter {quarter} is already closed")
-        everything = Principal(sub=principal.sub, scopes=principal.scopes, regions=("*",))
-        report = await compute(
-            session,
-            quarter=quarter,
-            scope=Scope(everything, None),
-            closed=await closed_quarters(session),
-            today=today,
-        )
-        report.update(
-            status="closed", closed_at=closed_at.isoformat(), closed_by=closed_by, complete=True
-        )
-        stored = await session.scalar(
-            insert(QuarterlyReport)
-            .values(
-                quarter=str(quarter),
-                report=report,
-                closed_by=closed_by,
-                closed_client=principal.sub,
-                closed_at=closed_at,
+    already = Problem(409, f"quarter {quarter} is already closed")
+    try:
+        async with unit_of_work(sessions) as session:
+            # One snapshot for every query of the report.
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            closed_at = utcnow()
+            if await session.get(QuarterlyReport, str(quarter)) is not None:
+                raise already
+            everything = Principal(sub=principal.sub, scopes=principal.scopes, regions=("*",))
+            report = await compute(
+                session,
+                quarter=quarter,
+                scope=Scope(everything, None),
+                closed=await closed_quarters(session),
+                today=today,
             )
-            .on_conflict_do_nothing(index_elements=["quarter"])
-            .returning(col(QuarterlyReport.quarter))
-        )
-        if stored is None:  # closed at the same moment by someone else
-            raise Problem(409, f"quarter {quarter} is already closed")
+            report.update(
+                status="closed", closed_at=closed_at.isoformat(), closed_by=closed_by, complete=True
+            )
+            stored = await session.scalar(
+                insert(QuarterlyReport)
+                .values(
+                    quarter=str(quarter),
+                    report=report,
+                    closed_by=closed_by,
+                    closed_client=principal.sub,
+                    closed_at=closed_at,
+                )
+                .on_conflict_do_nothing(index_elements=["quarter"])
+                .returning(col(QuarterlyReport.quarter))
+            )
+            if stored is None:
+                raise already
+    except DBAPIError:
+        # Two closes at once: under REPEATABLE READ the later one fails to serialize.
+        async with sessions() as session:
+            if await session.get(QuarterlyReport, str(quarter)) is not None:
+                raise already from None
+        raise
     return report
 
 

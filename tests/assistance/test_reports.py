@@ -4,6 +4,7 @@ the next quarter), bad quarters, and the XLSX for the county office."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -32,7 +33,7 @@ def test_quarter_parsing_and_bounds() -> None:
     assert Quarter.of(date(2026, 3, 31)) == Quarter(2026, 1)
     # 2026-09-30 16:30 UTC is already 1 October in China.
     assert Quarter.at(datetime(2026, 9, 30, 16, 30, tzinfo=UTC)) == Quarter(2026, 4)
-    for bad in ("2026Q5", "2026q4", "2026-Q4", "26Q1", "2026Q4 ", ""):
+    for bad in ("2026Q5", "2026q4", "2026-Q4", "26Q1", "2026Q4 ", "2026Q4\n", "1999Q4", ""):
         with pytest.raises(ValueError):
             Quarter.parse(bad)
 
@@ -324,6 +325,17 @@ async def test_closed_quarter_never_changes_and_late_data_shows_next_quarter(
     assert entry["grants"] == {"count": 1, "amount": "40.00"}  # late, so counted here
     assert entry["inclusions"]["total"] == 1
     assert entry["verification_tasks"]["opened"] == 1
+
+
+@pytest.mark.integration
+async def test_closing_twice_at_once_closes_once(a: Assistance) -> None:
+    url = "/v1/reports/quarterly/2024Q2/close"
+    first, second = await asyncio.gather(
+        a.client.post(url, headers=a.rw), a.client.post(url, headers=a.rw)
+    )
+    assert sorted([first.status_code, second.status_code]) == [201, 409], first.text + second.text
+    r = await a.client.get("/v1/reports/quarterly/2024Q2", headers=a.rw)
+    assert r.json()["status"] == "closed"
 
 
 @pytest.mark.integration
