@@ -172,14 +172,16 @@ class Consumer:
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=1000,
+            max_poll_records=self.settings.consumer_max_records,
             fetch_max_wait_ms=100,
         )
         self._consumer = consumer
         try:
             await consumer.start()
             while not self._stopping:
-                batches = await consumer.getmany(timeout_ms=300, max_records=1000)
+                batches = await consumer.getmany(
+                    timeout_ms=300, max_records=self.settings.consumer_max_records
+                )
                 for tp, records in batches.items():
                     await self._process(tp, records)
                     # Only now, after the handlers' transactions committed.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from asyncpg import exceptions as pg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
@@ -42,6 +43,18 @@ async def unit_of_work(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under `session`, inside the session's transaction, for COPY
+    and array statements on hot paths."""
+    connection = await session.connection()
+    # The SQLAlchemy adapter opens the asyncpg transaction lazily, on its first statement.
+    await connection.exec_driver_sql("SELECT 1")
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    assert driver.is_in_transaction()
+    return driver
 
 
 async def ping(engine: AsyncEngine) -> None:

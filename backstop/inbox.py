@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.events import CloudEvent
-from backstop.tables import inbox
 
 
 async def claim(
@@ -22,16 +21,17 @@ async def claim(
         unique.setdefault(event.id, event)
     if not unique:
         return []
-    stmt = (
-        insert(inbox)
-        .values(
-            [
-                {"consumer": consumer, "event_id": e.id, "event_type": e.type}
-                for e in unique.values()
-            ]
-        )
-        .on_conflict_do_nothing()
-        .returning(inbox.c.event_id)
+    # One statement whatever the batch size: arrays, not a compiled multi-row VALUES.
+    stmt = text(
+        "INSERT INTO inbox (consumer, event_id, event_type)"
+        " SELECT :consumer, e.id, e.type"
+        " FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[])) AS e(id, type)"
+        " ON CONFLICT DO NOTHING RETURNING event_id"
     )
-    claimed = set((await session.execute(stmt)).scalars().all())
+    params = {
+        "consumer": consumer,
+        "ids": list(unique),
+        "types": [e.type for e in unique.values()],
+    }
+    claimed = set((await session.execute(stmt, params)).scalars().all())
     return [e for e in unique.values() if e.id in claimed]

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     # Only tests set a prefix, to isolate one run's topics from another's on a shared broker.
     topic_prefix: str = Field(default="", alias="BACKSTOP_TOPIC_PREFIX")
     consumer_max_retries: int = Field(default=3, alias="BACKSTOP_CONSUMER_MAX_RETRIES")
+    consumer_max_records: int = Field(default=2000, alias="BACKSTOP_CONSUMER_MAX_RECORDS")
     consumer_retry_backoff_s: float = Field(default=0.2, alias="BACKSTOP_CONSUMER_RETRY_BACKOFF")
     outbox_batch_size: int = Field(default=2000, alias="BACKSTOP_OUTBOX_BATCH_SIZE")
     outbox_poll_interval_s: float = Field(default=0.5, alias="BACKSTOP_OUTBOX_POLL_INTERVAL")
@@ -68,9 +69,11 @@ class Settings(BaseSettings):
 
     def database_url_for(self, service: str, database: str | None = None) -> str:
         name = database or f"backstop_{service}"
+        # On this machine TLS only costs time (Debian's cluster offers it by default).
+        local = "?ssl=disable" if self.pg_host in ("127.0.0.1", "localhost") else ""
         return (
             f"postgresql+asyncpg://{self.pg_user}:{self.pg_password}"
-            f"@{self.pg_host}:{self.pg_port}/{name}"
+            f"@{self.pg_host}:{self.pg_port}/{name}{local}"
         )
 
     def topic(self, name: str) -> str:

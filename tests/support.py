@@ -88,7 +88,13 @@ class Stack:
         conn = await asyncpg.connect(admin_dsn(self.pg_port))
         try:
             for name in self.created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                for attempt in range(10):
+                    try:
+                        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                        break
+                    except asyncpg.InsufficientPrivilegeError:
+                        # FORCE may not end an autovacuum worker for a non-superuser: wait.
+                        await asyncio.sleep(0.5 * (attempt + 1))
         finally:
             await conn.close()
 

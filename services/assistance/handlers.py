@@ -1510,7 +1510,7 @@ async def record_accountability(
 ) -> AccountabilityAction:
     principal.require_region(body.region_code)
     async with unit_of_work(sessions) as session:
-        if body.issue_id and await session.get(SupervisionIssue, body.issue_id) is None:
+        if body.issue_id is not None and await session.get(SupervisionIssue, body.issue_id) is None:
             raise invalid(["body", "issue_id"], "unknown issue")
         action = AccountabilityAction(**body.model_dump())
         session.add(action)

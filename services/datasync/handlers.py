@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backstop import outbox
 from backstop.contracts.datasync import BatchReceived, DeliveryLate, RecordsMatched
 from backstop.contracts.registry import HouseholdEvent
-from backstop.db import SessionFactory, unit_of_work
+from backstop.db import SessionFactory, raw_connection, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent, make_event
 from backstop.logs import correlation_id
@@ -65,18 +65,6 @@ LATE_DELIVERIES = Counter(
 )
 RECORDS_MATCHED: str = RecordsMatched.__event_type__  # type: ignore[attr-defined]
 EVENTS_PER_WRITE = 1000
-
-
-async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under the session, inside the session's transaction (for
-    COPY and array statements on the hot path)."""
-    connection = await session.connection()
-    # The SQLAlchemy adapter opens the asyncpg transaction lazily, on its first statement.
-    await connection.exec_driver_sql("SELECT 1")
-    raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    assert driver.is_in_transaction()
-    return driver
 
 
 # --- ingestion -----------------------------------------------------------------------
@@ -652,22 +640,8 @@ async def _publish_matched(
         )
         for household_id, records in pending
     ]
-    await copy_to_outbox(session, events)
+    await outbox.publish_many(session, events)
     return len(events)
-
-
-async def copy_to_outbox(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
-    """`outbox.publish_many` for thousands of events: the kernel's outbox rows, written
-    with COPY in the caller's transaction. The relay is woken by the `outbox.publish`
-    that ends every batch (or finds the rows on its next poll)."""
-    if not events:
-        return
-    rows = [outbox.outbox_row(event, None) for event in events]
-    columns = list(rows[0])
-    conn = await raw_connection(session)
-    await conn.copy_records_to_table(
-        "outbox", records=[tuple(row.values()) for row in rows], columns=columns
-    )
 
 
 # --- the id_hash index from registry.households --------------------------------------

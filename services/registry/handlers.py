@@ -26,12 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backstop import outbox
 from backstop.contracts import registry as contract
 from backstop.contracts.assistance import FindingObserved, MonitoringStarted, RiskEliminated
-from backstop.db import SessionFactory, unit_of_work
+from backstop.db import SessionFactory, raw_connection, unit_of_work
 from backstop.errors import Problem
 from backstop.events import CloudEvent, make_event
 from backstop.idnumber import id_hash, mask_id
 from backstop.logs import correlation_id
-from backstop.outbox import outbox_row
 from services.registry import domain
 from services.registry.importing import HouseholdRows
 from services.registry.models import (
@@ -402,14 +401,6 @@ _PERSON_COLUMNS = (
 _INCOME_COLUMNS = ("household_id", "year", "total", "wage", "business", "transfer", "property")
 _CONTACT_COLUMNS = ("household_id", "role", "name", "phone", "unit")
 _HISTORY_COLUMNS = ("household_id", "person_id", "actor", "action", "changes", "version")
-_OUTBOX_COLUMNS = ("event_id", "topic", "key", "event_type", "correlation_id", "value")
-
-
-async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's transaction, for COPY."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
 
 
 async def _copy(pg: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -429,7 +420,7 @@ async def insert_households(
     registered is left unchanged (imports are idempotent by household number); one with a
     person already in another household is rejected (409); the others go in."""
     result = BulkResult()
-    pg = await _driver(session)
+    pg = await raw_connection(session)
     numbers = [p.household["household_number"] for p in prepared if p.household["household_number"]]
     known_numbers: set[str] = set()
     if numbers:
@@ -559,24 +550,8 @@ async def insert_households(
         for p in accepted
     ]
     result.created.extend(str(p.household["id"]) for p in accepted)
-    if len(events) < _COPY_EVENTS_FROM:
-        await outbox.publish_many(session, events)
-    else:
-        # The kernel's publish_many inserts row by row; a bulk import writes the very same
-        # rows (outbox_row) with COPY, and the relay picks them up on its next poll.
-        await _copy(
-            pg,
-            "outbox",
-            _OUTBOX_COLUMNS,
-            [
-                tuple(row[c] for c in _OUTBOX_COLUMNS)
-                for row in (outbox_row(e, None) for e in events)
-            ],
-        )
+    await outbox.publish_many(session, events)
     return result
-
-
-_COPY_EVENTS_FROM = 20
 
 
 # --- Commands -----------------------------------------------------------------------------

@@ -18,15 +18,29 @@ FAST = {
 }
 
 
-@pytest.fixture(scope="session")
-async def system(stack: Stack) -> AsyncIterator[System]:
-    system = System(stack=stack, env=dict(FAST))
+async def start_system(label: str, **env: str) -> System:
+    """A system with its own databases, topic prefix and consumer groups: processes of one
+    system never share a consumer group with another system or with the service tests."""
+    stack = Stack()
+    await stack.create_topics()
+    system = System(stack=stack, label=label, env={**FAST, **env})
     await system.setup()
     await system.start_all()
+    return system
+
+
+async def stop_system(system: System) -> None:
+    system.stop_all()
+    await system.stack.drop_databases()
+
+
+@pytest.fixture(scope="module")
+async def system() -> AsyncIterator[System]:
+    system = await start_system("_e2e")
     try:
         yield system
     finally:
-        system.stop_all()
+        await stop_system(system)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from backstop.bus import dlq_topic, ensure_topics
 from backstop.settings import SERVICES
 from tests.e2e import flows
-from tests.e2e.conftest import FAST
+from tests.e2e.conftest import FAST, start_system, stop_system
 from tests.e2e.system import System
 from tests.support import PrivateKafka, PrivatePostgres, Stack
 
@@ -23,20 +23,21 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-async def kafka_drill_system(stack: Stack) -> AsyncIterator[tuple[System, PrivateKafka]]:
+async def kafka_drill_system() -> AsyncIterator[tuple[System, PrivateKafka]]:
     """A whole system on a private broker, so stopping it disturbs nobody else."""
     kafka = PrivateKafka(port=19392)
     await asyncio.to_thread(kafka.up)
+    stack = Stack()
+    await ensure_topics(stack.settings("tests", KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap))
     system = System(
         stack=stack, label="_kd", env={**FAST, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap}
     )
-    await ensure_topics(stack.settings("tests", KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap))
     await system.setup()
     await system.start_all()
     try:
         yield system, kafka
     finally:
-        system.stop_all()
+        await stop_system(system)
         await asyncio.to_thread(kafka.down)
 
 
@@ -65,14 +66,12 @@ async def test_kafka_stopped_while_10k_records_are_posted(
 
 
 @pytest.fixture(scope="module")
-async def system(stack: Stack) -> AsyncIterator[System]:
-    system = System(stack=stack, label="_dr", env=dict(FAST))
-    await system.setup()
-    await system.start_all()
+async def system() -> AsyncIterator[System]:
+    system = await start_system("_dr")
     try:
         yield system
     finally:
-        system.stop_all()
+        await stop_system(system)
 
 
 async def test_risk_killed_mid_stream_of_50k_records(system: System) -> None:
@@ -159,8 +158,7 @@ async def pg_drill_system() -> AsyncIterator[tuple[System, PrivatePostgres]]:
     try:
         yield system, postgres
     finally:
-        system.stop_all()
-        await stack.drop_databases()
+        await stop_system(system)
         await asyncio.to_thread(postgres.drop)
 
 

@@ -1,0 +1,32 @@
+"""Cursor pagination, the same for every list: `limit` and an opaque `cursor` that carries
+the sort key of the last item of the previous page (keyset pagination, stable under
+inserts)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from backstop.errors import invalid
+
+
+def encode_cursor(*values: Any) -> str:
+    """An opaque cursor holding the sort key of a page's last item."""
+    return base64.urlsafe_b64encode(orjson.dumps(values, default=str)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
+    """The sort key a cursor holds (`size` values), None without a cursor; a cursor this
+    API did not return is a 422 naming `cursor`."""
+    if not cursor:
+        return None
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        raise invalid(["query", "cursor"], "is not a cursor this API returned") from None
+    if not isinstance(values, list) or len(values) != size:
+        raise invalid(["query", "cursor"], "is not a cursor this API returned")
+    return values
