@@ -4,7 +4,6 @@ get the consumer's session and never commit."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent, make_event
 from backstop.logs import correlation_id
+from backstop.pagination import decode_cursor, encode_cursor
 from services.assistance import domain
 from services.assistance.models import (
     AccountabilityAction,
@@ -104,18 +104,6 @@ def region_filter(column: Any, principal: Principal) -> ColumnElement[bool]:
 
 
 # ------------------------------------------------------------------------ cursors
-
-
-def encode_cursor(at: datetime, key: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{key}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(at), key
-    except ValueError:
-        raise invalid(["query", "cursor"], "not a cursor from a previous page") from None
 
 
 # ------------------------------------------------------------------------- policy
@@ -494,8 +482,9 @@ async def list_tasks(
         query = query.where(col(Task.status) == "open", col(Task.due_on) < on)
     elif status:
         query = query.where(col(Task.status) == status)
-    if cursor:
-        at, key = decode_cursor(cursor)
+    after = decode_cursor(cursor, datetime.fromisoformat, str)
+    if after is not None:
+        at, key = after
         query = query.where(
             or_(
                 col(Task.opened_at) > at,
@@ -638,8 +627,9 @@ async def list_cases(
         query = query.where(col(Case.kind) == kind)
     if status:
         query = query.where(col(Case.status) == status)
-    if cursor:
-        at, key = decode_cursor(cursor)
+    after = decode_cursor(cursor, datetime.fromisoformat, str)
+    if after is not None:
+        at, key = after
         query = query.where(
             or_(col(Case.opened_at) > at, and_(col(Case.opened_at) == at, col(Case.id) > key))
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import date, datetime
 from typing import Any
 
@@ -10,8 +9,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop.errors import invalid
 from backstop.idnumber import mask_id
+from backstop.pagination import decode_cursor, encode_cursor
 from services.datasync.domain import DEPARTMENTS, SOURCES, CalendarRules, Period, delivery_status
 from services.datasync.models import (
     BatchList,
@@ -25,23 +24,6 @@ from services.datasync.models import (
     UnmatchedList,
     UnmatchedRecord,
 )
-
-
-def encode_cursor(*values: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(values, default=str)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
-    if not cursor:
-        return None
-    try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
-        raise invalid(["query", "cursor"], "is not a cursor this API returned") from None
-    if not isinstance(values, list) or len(values) != size:
-        raise invalid(["query", "cursor"], "is not a cursor this API returned")
-    return values
-
 
 _BATCH_COLUMNS = (
     "source, batch_id, period, status, format, filename, submitted_by, received_at,"
@@ -79,7 +61,7 @@ async def get_batch(*, session: AsyncSession, source: str, batch_id: str) -> Bat
 async def list_batches(
     *, session: AsyncSession, source: str, period: str | None, limit: int, cursor: str | None
 ) -> BatchList:
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, datetime.fromisoformat, str)
     clauses = ["source = :s"]
     params: dict[str, Any] = {"s": source, "n": limit + 1}
     if period:
@@ -87,7 +69,7 @@ async def list_batches(
         params["p"] = period
     if after:
         clauses.append("(received_at, batch_id) < (:t, :b)")
-        params["t"], params["b"] = datetime.fromisoformat(after[0]), after[1]
+        params["t"], params["b"] = after
     rows = (
         await session.execute(
             text(
@@ -116,7 +98,7 @@ async def list_unmatched(
     cursor: str | None,
     pii: bool,
 ) -> UnmatchedList:
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, str, str)
     clauses = ["household_id IS NULL"]
     params: dict[str, Any] = {"n": limit + 1}
     if source:
@@ -127,7 +109,7 @@ async def list_unmatched(
         params["p"] = period
     if after:
         clauses.append("(source, record_id) > (:after_source, :after_record)")
-        params["after_source"], params["after_record"] = str(after[0]), str(after[1])
+        params["after_source"], params["after_record"] = after
     rows = (
         await session.execute(
             text(
@@ -164,8 +146,8 @@ def _mask_name(name: str | None) -> str | None:
 async def list_raw_records(
     *, session: AsyncSession, source: str, batch_id: str, limit: int, cursor: str | None
 ) -> RawRecordList:
-    after = decode_cursor(cursor, 1)
-    start = int(after[0]) if after else -1
+    after = decode_cursor(cursor, int)
+    start = after[0] if after else -1
     rows = (
         await session.execute(
             text(
@@ -202,14 +184,14 @@ async def list_errors(
     *, session: AsyncSession, source: str, batch_id: str, limit: int, cursor: str | None
 ) -> ErrorList:
     """Every rejected record of a batch (the summary lists the first ones only)."""
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, int)
     rows = (
         await session.execute(
             text(
                 "SELECT idx, record_id, field, message FROM rejected_records"
                 " WHERE source = :s AND batch_id = :b AND idx > :after ORDER BY idx LIMIT :n"
             ),
-            {"s": source, "b": batch_id, "after": int(after[0]) if after else -1, "n": limit + 1},
+            {"s": source, "b": batch_id, "after": after[0] if after else -1, "n": limit + 1},
         )
     ).all()
     items = [

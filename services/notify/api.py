@@ -3,8 +3,6 @@ directory, schedules, and webhook subscriptions — all region-scoped by the tok
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -14,6 +12,7 @@ from sqlalchemy import ColumnElement, Select, false, or_, select
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Principal, require
 from backstop.errors import Problem, invalid
+from backstop.pagination import decode_cursor, encode_cursor
 from services.notify import delivery, domain, handlers
 from services.notify.handlers import (
     RECIPIENTS,
@@ -44,20 +43,6 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")]
 ReminderStatus = Literal["pending", "sent", "failed", "cancelled"]
 DeliveryStatus = Literal["pending", "delivered", "failed", "cancelled"]
-
-
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return int(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise invalid(["query", "cursor"], "not a cursor this API returned") from None
 
 
 def _in_regions(column: Any, principal: Principal) -> ColumnElement[bool] | None:
@@ -106,15 +91,15 @@ async def list_reminders(
         stmt = stmt.where(REMINDERS.c.kind == kind)
     if subject_id is not None:
         stmt = stmt.where(REMINDERS.c.subject_id == subject_id)
-    after = _decode_cursor(cursor)
+    after = decode_cursor(cursor, int)
     if after is not None:
-        stmt = stmt.where(REMINDERS.c.seq < after)
+        stmt = stmt.where(REMINDERS.c.seq < after[0])
     stmt = _scoped(stmt, REMINDERS.c.region_code, principal)
     rows = (await session.execute(stmt.order_by(REMINDERS.c.seq.desc()).limit(limit + 1))).all()
     page = rows[:limit]
     return {
         "items": [dict(r._mapping) for r in page],
-        "next_cursor": _encode_cursor(page[-1].seq) if len(rows) > limit else None,
+        "next_cursor": encode_cursor(page[-1].seq) if len(rows) > limit else None,
     }
 
 
@@ -323,9 +308,9 @@ async def subscription_deliveries(
     stmt = select(d).where(d.c.subscription_id == subscription_id)
     if status is not None:
         stmt = stmt.where(d.c.status == status)
-    after = _decode_cursor(cursor)
+    after = decode_cursor(cursor, int)
     if after is not None:
-        stmt = stmt.where(d.c.seq < after)
+        stmt = stmt.where(d.c.seq < after[0])
     rows = (await session.execute(stmt.order_by(d.c.seq.desc()).limit(limit + 1))).all()
     page = rows[:limit]
     attempts = delivery.WEBHOOK_ATTEMPTS
@@ -341,5 +326,5 @@ async def subscription_deliveries(
             )
     return {
         "items": [{**dict(r._mapping), "log": log.get(r.id, [])} for r in page],
-        "next_cursor": _encode_cursor(page[-1].seq) if len(rows) > limit else None,
+        "next_cursor": encode_cursor(page[-1].seq) if len(rows) > limit else None,
     }

@@ -3,8 +3,6 @@ people by ID number, regions and history. Nothing here writes."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -12,8 +10,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop.errors import invalid
 from backstop.idnumber import mask_id
+from backstop.pagination import decode_cursor, encode_cursor
 from services.registry import domain
 from services.registry.handlers import (
     HIST,
@@ -99,17 +97,6 @@ def to_public(view: HouseholdView, *, pii: bool) -> HouseholdPublic:
     )
 
 
-def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid(["query", "cursor"], "not a cursor this API returned") from None
-
-
 def _prefix(column: Any, prefixes: Sequence[str]) -> ColumnElement[bool]:
     if not prefixes:
         return false()
@@ -141,15 +128,12 @@ async def list_households(
         conditions.append(
             exists().where(P.c.household_id == H.c.id, P.c.special_groups.contains([special_group]))
         )
-    if cursor:
-        try:
-            after = uuid.UUID(decode_cursor(cursor))
-        except ValueError:
-            raise invalid(["query", "cursor"], "not a cursor this API returned") from None
-        conditions.append(H.c.id > after)
+    after = decode_cursor(cursor, uuid.UUID)
+    if after is not None:
+        conditions.append(H.c.id > after[0])
     query = select(H.c.id).where(and_(*conditions)).order_by(H.c.id).limit(limit + 1)
     ids = list((await session.execute(query)).scalars())
-    next_cursor = encode_cursor(str(ids[limit - 1])) if len(ids) > limit else None
+    next_cursor = encode_cursor(ids[limit - 1]) if len(ids) > limit else None
     ids = ids[:limit]
     views = await load_views(session, ids)
     return [views[i] for i in ids if i in views], next_cursor
@@ -187,14 +171,11 @@ async def history(
 ) -> tuple[list[HistoryPublic], str | None]:
     """The household's changes, oldest first."""
     query = select(HIST).where(HIST.c.household_id == household_id)
-    if cursor:
-        try:
-            after = int(decode_cursor(cursor))
-        except ValueError:
-            raise invalid(["query", "cursor"], "not a cursor this API returned") from None
-        query = query.where(HIST.c.id > after)
+    after = decode_cursor(cursor, int)
+    if after is not None:
+        query = query.where(HIST.c.id > after[0])
     rows = list((await session.execute(query.order_by(HIST.c.id).limit(limit + 1))).mappings())
-    next_cursor = encode_cursor(str(rows[limit - 1]["id"])) if len(rows) > limit else None
+    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
     items = [
         HistoryPublic(
             id=r["id"],

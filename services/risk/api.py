@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import uuid
 from typing import Annotated, Any
@@ -14,6 +12,7 @@ from sqlalchemy import and_, or_, select
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Principal, require
 from backstop.errors import Problem, invalid
+from backstop.pagination import decode_cursor, encode_cursor
 from services.risk import handlers
 from services.risk import models as m
 from services.risk.domain import LEVEL_LABELS, Level, Policy
@@ -29,22 +28,6 @@ def _household_id(value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise invalid(["path", "household_id"], "must be a UUID") from None
-
-
-def _decode_cursor(cursor: str | None, fields: int) -> list[str] | None:
-    if cursor is None:
-        return None
-    try:
-        parts = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid(["query", "cursor"], "not a cursor this API returned") from None
-    if len(parts) != fields:
-        raise invalid(["query", "cursor"], "not a cursor this API returned")
-    return parts
-
-
-def _encode_cursor(*parts: object) -> str:
-    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode()
 
 
 def _region_filter(principal: Principal, region: str | None) -> list[str] | None:
@@ -101,17 +84,15 @@ async def list_household_assessments(
         raise handlers.not_found(hid)
     principal.require_region(region)
     stmt = select(m.assessments).where(a.household_id == hid).order_by(a.id.desc()).limit(limit + 1)
-    after = _decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, int)
     if after is not None:
-        if not after[0].isdigit():
-            raise invalid(["query", "cursor"], "not a cursor this API returned")
-        stmt = stmt.where(a.id < int(after[0]))
+        stmt = stmt.where(a.id < after[0])
     rows = list((await session.execute(stmt)).all())
     more = len(rows) > limit
     rows = rows[:limit]
     return m.Page[m.AssessmentPublic](
         items=[m.AssessmentPublic.from_history(r) for r in rows],
-        next_cursor=_encode_cursor(rows[-1].id) if more and rows else None,
+        next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
     )
 
 
@@ -135,20 +116,16 @@ async def list_assessments(
     prefixes = _region_filter(principal, region)
     if prefixes is not None:
         stmt = stmt.where(or_(*(c.region_code.startswith(p) for p in prefixes)))
-    after = _decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, int, str)
     if after is not None:
-        if not after[0].isdigit():
-            raise invalid(["query", "cursor"], "not a cursor this API returned")
-        score, hid = int(after[0]), after[1]
+        score, hid = after
         stmt = stmt.where(or_(c.score < score, and_(c.score == score, c.household_id > hid)))
     rows = list((await session.execute(stmt)).all())
     more = len(rows) > limit
     rows = rows[:limit]
     return m.Page[m.RiskPublic](
         items=[m.RiskPublic.from_row(r) for r in rows],
-        next_cursor=_encode_cursor(rows[-1].score, rows[-1].household_id)
-        if more and rows
-        else None,
+        next_cursor=encode_cursor(rows[-1].score, rows[-1].household_id) if more and rows else None,
     )
 
 
