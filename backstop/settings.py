@@ -69,11 +69,9 @@ class Settings(BaseSettings):
 
     def database_url_for(self, service: str, database: str | None = None) -> str:
         name = database or f"backstop_{service}"
-        # On this machine TLS only costs time (Debian's cluster offers it by default).
-        local = "?ssl=disable" if self.pg_host in ("127.0.0.1", "localhost") else ""
         return (
             f"postgresql+asyncpg://{self.pg_user}:{self.pg_password}"
-            f"@{self.pg_host}:{self.pg_port}/{name}{local}"
+            f"@{self.pg_host}:{self.pg_port}/{name}"
         )
 
     def topic(self, name: str) -> str:

@@ -59,6 +59,10 @@ async def main(names: list[str], quick: bool) -> None:
         "results": {},
     }
     results: dict[str, object] = {}
+    previous = RESULTS / "latest.json"
+    if set(names) != set(MODULES) and previous.exists():
+        # A partial run updates its modules in the last full report and keeps the others.
+        results.update(json.loads(previous.read_text()).get("results", {}))
     for name in names:
         try:
             module = importlib.import_module(f"bench.{name}")

@@ -54,6 +54,11 @@ pg_up() {
     pg_ctlcluster --skip-systemctl-redirect "$v" main restart
     for _ in $(seq 1 30); do port_open 5432 && break; sleep 0.5; done
   fi
+  # A loopback-only development cluster: TLS (on by default in Debian) only costs time.
+  if [ "$(psql_su -c 'SHOW ssl')" = "on" ]; then
+    psql_su -c "ALTER SYSTEM SET ssl = off" >/dev/null
+    psql_su -c "SELECT pg_reload_conf()" >/dev/null
+  fi
   if [ -z "$(psql_su -c "SELECT 1 FROM pg_roles WHERE rolname='$PG_USER'")" ]; then
     psql_su -c "CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'" >/dev/null
   fi
