@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 import uuid
 from typing import Any
@@ -45,10 +46,16 @@ async def _sample(system: System, household: dict[str, Any]) -> float:
 
 
 async def _load(system: System, households: list[dict[str, Any]], stop: asyncio.Event) -> int:
-    """Other departments' traffic: 2,000-record batches of small bills, back to back."""
+    """Other departments' traffic, back to back: 2,000-record batches, a quarter of them
+    small bills of registered households, the rest people the register does not know."""
+    rng = random.Random(7)
     sent = 0
     while not stop.is_set():
-        records = flows.medical_records(households, per_household=2000 // len(households), amount=5)
+        records = flows.medical_records(households, per_household=1, amount=5)
+        strangers = [
+            {"head": flows.id_number(rng, 1960 + i % 40)} for i in range(2000 - len(records))
+        ]
+        records += flows.medical_records(strangers, per_household=1, amount=5)
         await flows.post_medical(system, records, batch_size=2000)
         sent += len(records)
     return sent
@@ -63,7 +70,7 @@ async def run(quick: bool = False) -> dict[str, object]:
     await system.start_all()
     try:
         targets = await flows.register(system, 2 * samples, income=30000)
-        background = await flows.register(system, 100, income=500000)
+        background = await flows.register(system, 500, income=500000)
         await flows.wait_known_to_risk(system, targets + background, timeout=300)
         idle = [await _sample(system, h) for h in targets[:samples]]
 

@@ -92,7 +92,11 @@ async def _load(base: str, paths: list[str], headers: dict[str, str], total: int
                 remaining -= 1
                 path = rng.choice(paths)
                 started = time.perf_counter()
-                response = await client.get(path)
+                try:
+                    response = await client.get(path)
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    # A keep-alive connection closed by the server as it was reused: retry once.
+                    response = await client.get(path)
                 latencies.append((time.perf_counter() - started) * 1000)
                 if response.status_code != 200:
                     raise RuntimeError(f"GET {path}: {response.status_code} {response.text[:200]}")
