@@ -25,8 +25,9 @@ from backstop.events import make_event
 from services.notify import delivery, scheduler
 from services.notify.domain import TZ
 from services.notify.handlers import RECIPIENTS, REMINDERS, SUBSCRIPTIONS, EventHandlers
-from tests.notify.conftest import Gateway, fast, fresh_database, running
+from tests.notify.conftest import Gateway, fast, fresh_database
 from tests.support import Stack
+from tests.support import serving as running
 
 BATCH = 500  # events per consumer transaction, as the consumer batches a partition
 

@@ -207,12 +207,17 @@ class PrivateKafka:
         subprocess.run([str(INFRA), "kafka-down"], env=self.env, check=True)
 
 
-@asynccontextmanager
-async def serving(app: Any, path: str = "/hook") -> AsyncIterator[str]:
-    """Serve an ASGI app (a webhook receiver, a gateway) on a free 127.0.0.1 port."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def serving(app: Any, path: str = "") -> AsyncIterator[str]:
+    """Serve an ASGI app (a webhook receiver, a gateway) on a free 127.0.0.1 port; yields
+    its URL (base URL plus `path`)."""
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

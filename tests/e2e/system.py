@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,15 +14,9 @@ from pathlib import Path
 import httpx
 
 from backstop.settings import SERVICES, Settings
-from tests.support import ROOT, Stack
+from tests.support import ROOT, Stack, free_port
 
 LOGS = ROOT / "deploy" / ".run" / "e2e"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -68,7 +68,7 @@ async def test_medical_bill_to_monitoring_decision(system: System) -> None:
     well = household("ordinary", 200000, ("张伟", "王芳", "张杰"), seq + 1)
     receiver = Receiver()
     async with (
-        serving(receiver) as callback_url,
+        serving(receiver, "/hook") as callback_url,
         system.client("registry", *ALL) as registry,
         system.client("datasync", "feeds:medical") as datasync,
         system.client("risk", *ALL) as risk,

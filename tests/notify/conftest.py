@@ -1,22 +1,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaProducer
 
 from backstop.events import CloudEvent, spec_of
 from backstop.migrate import upgrade
 from backstop.settings import Settings
 from services.notify.config import NotifySettings
-from tests.support import Stack, wait_for
+from tests.support import Stack
 
 
 def fast(**overrides: object) -> NotifySettings:
@@ -60,28 +57,6 @@ async def send_events(settings: Settings, *events: CloudEvent) -> None:
             )
     finally:
         await producer.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def running(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started, message="receiver started")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass

@@ -20,8 +20,9 @@ from backstop.tables import outbox
 from services.notify import delivery
 from services.notify.app import create
 from services.notify.handlers import REMINDERS, EventHandlers
-from tests.notify.conftest import Gateway, fast, running
+from tests.notify.conftest import Gateway, fast
 from tests.support import Stack, serve, wait_for
+from tests.support import serving as running
 
 pytestmark = pytest.mark.integration
 

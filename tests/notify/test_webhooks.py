@@ -17,8 +17,9 @@ from backstop.events import CloudEvent, make_event
 from backstop.settings import Settings
 from services.notify import domain
 from services.notify.app import create
-from tests.notify.conftest import fast, free_port, running, send_events
-from tests.support import Stack, serve, wait_for
+from tests.notify.conftest import fast, send_events
+from tests.support import Stack, free_port, serve, wait_for
+from tests.support import serving as running
 
 pytestmark = pytest.mark.integration
 
