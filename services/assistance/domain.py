@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+from backstop.monitoring_line import DEFAULT_MONITORING_LINES
+
 CHINA = ZoneInfo("Asia/Shanghai")
 
 
@@ -40,9 +42,7 @@ class AssistancePolicy(BaseModel):
     notice_min_days: int = Field(default=5, ge=1)  # 公示 at least 5 days
     # 帮扶消除 guard
     min_months_monitored: int = Field(default=6, ge=0)  # national rule since April 2022
-    income_lines: dict[int, float] = Field(
-        default_factory=lambda: {2021: 6000.0, 2022: 6000.0, 2023: 7300.0, 2024: 7300.0}
-    )
+    income_lines: dict[int, float] = Field(default_factory=lambda: dict(DEFAULT_MONITORING_LINES))
     max_income_drop_ratio: float = Field(default=0.3, ge=0, le=1)  # "stable" income
     measure_grace_days: int = Field(default=30, ge=0)  # a measure within a month
     # 市镇两级按比例分担: the city's share of a grant; towns may have their own ratio.

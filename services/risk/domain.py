@@ -32,6 +32,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from backstop.monitoring_line import DEFAULT_MONITORING_LINES
+
 Level = Literal["none", "watch", "at_risk"]
 LEVELS: tuple[Level, ...] = ("none", "watch", "at_risk")
 LEVEL_LABELS: dict[str, str] = {
@@ -118,14 +120,7 @@ class Policy(BaseModel):
 
     income_line_default: float = Field(6000.0, gt=0, description="监测线（年份表之前）")
     income_lines: dict[int, float] = Field(
-        default_factory=lambda: {
-            2021: 6000.0,
-            2022: 6600.0,
-            2023: 7300.0,
-            2024: 7600.0,
-            2025: 7800.0,
-            2026: 8100.0,
-        },
+        default_factory=lambda: dict(DEFAULT_MONITORING_LINES),
         description="年度监测线（元/人·年），按收入所属年份取值",
     )
     near_line_ratio: float = Field(

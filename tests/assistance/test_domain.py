@@ -134,7 +134,8 @@ def test_elimination_guard() -> None:
 
 def test_income_line_by_year() -> None:
     assert POLICY.income_line(2021) == 6000
-    assert POLICY.income_line(2026) == 7300
+    assert POLICY.income_line(2026) == 8100  # the shared default table (backstop.monitoring_line)
+    assert POLICY.income_line(2030) == 8100  # a year not in the table: the latest line before it
     assert POLICY.income_line(2019) == 6000
 
 
