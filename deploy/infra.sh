@@ -22,7 +22,12 @@ say() { echo "[infra] $*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------- PostgreSQL
-pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1; }
+# The newest installed server (the client package alone also creates /usr/lib/postgresql/N).
+pg_version() {
+  for bin in $(ls -d /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sort -V -r); do
+    basename "$(dirname "$(dirname "$bin")")"; return
+  done
+}
 
 pg_install() {
   if ! command -v pg_ctlcluster >/dev/null || [ -z "$(pg_version)" ]; then
