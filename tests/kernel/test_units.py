@@ -80,3 +80,16 @@ def test_envelope_round_trip_and_registry() -> None:
     assert back.specversion == "1.0" and back.correlationid == "c1" and back.subject == "h1"
     assert back.payload() == ProbeEmitted(household_id="h1", seq=1)
     assert spec_of(back.type).topic == "kernel.probes"
+
+
+def test_server_access_logs_are_masked_too() -> None:
+    import io
+
+    from backstop.logs import configure_logging
+
+    configure_logging("test", "INFO", json=True)
+    stream = io.StringIO()
+    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    access = logging.getLogger("uvicorn.access")
+    access.info('%s - "%s %s HTTP/1.1" %d', "127.0.0.1", "GET", f"/v1/persons/{VALID}", 200)
+    assert VALID not in stream.getvalue() and "441881********" in stream.getvalue()
