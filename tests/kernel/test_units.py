@@ -91,5 +91,6 @@ def test_server_access_logs_are_masked_too() -> None:
     stream = io.StringIO()
     logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
     access = logging.getLogger("uvicorn.access")
+    access.setLevel(logging.INFO)  # another test's uvicorn may have set it to WARNING
     access.info('%s - "%s %s HTTP/1.1" %d', "127.0.0.1", "GET", f"/v1/persons/{VALID}", 200)
     assert VALID not in stream.getvalue() and "441881********" in stream.getvalue()
