@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -266,26 +266,13 @@ async def emit_overdue_clues(sessions: SessionFactory, *, now: datetime | None =
     """clue.overdue once per clue the town has not accepted in time (safe with replicas)."""
     now = now or utcnow()
     async with unit_of_work(sessions) as session:
-        claimed = (
-            select(col(Clue.id))
-            .where(
-                col(Clue.status) == "received",
-                col(Clue.accept_by) < now,
-                col(Clue.escalated_at).is_(None),
-            )
-            .limit(1000)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        clues = list(
-            (
-                await session.execute(
-                    update(Clue)
-                    .where(col(Clue.id).in_(claimed), col(Clue.escalated_at).is_(None))
-                    .values(escalated_at=now)
-                    .returning(Clue)
-                )
-            ).scalars()
+        clues = await handlers.claim_once(
+            session,
+            Clue,
+            "escalated_at",
+            col(Clue.status) == "received",
+            col(Clue.accept_by) < now,
+            at=now,
         )
         await outbox.publish_many(
             session,

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import ColumnElement, TextClause, and_, false, func, or_, select, text, true, update
@@ -508,31 +508,43 @@ async def case_of_task(session: AsyncSession, task_id: str) -> str | None:
     return await session.scalar(select(col(Case.id)).where(col(Case.task_id) == task_id).limit(1))
 
 
+Claimable = TypeVar("Claimable", Task, SupervisionIssue, Clue)
+
+
+async def claim_once(
+    session: AsyncSession,
+    model: type[Claimable],
+    stamp: str,
+    *due: ColumnElement[bool],
+    at: datetime | None = None,
+) -> list[Claimable]:
+    """Stamp `stamp` on up to 1,000 rows that match `due` and carry no stamp yet, and return
+    them. Rows are claimed FOR UPDATE SKIP LOCKED and stamped by a conditional UPDATE, so
+    replicas running the same job at once never take the same row: each event leaves once."""
+    table = model.__table__  # type: ignore[attr-defined]
+    claimed = (
+        select(table.c.id)
+        .where(*due, table.c[stamp].is_(None))
+        .limit(1000)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        update(model)
+        .where(table.c.id.in_(claimed), table.c[stamp].is_(None))
+        .values({stamp: at or utcnow()})
+        .returning(model)
+    )
+    return list(rows.scalars())
+
+
 async def emit_overdue_tasks(sessions: SessionFactory, *, on: date | None = None) -> int:
     """Emit task.overdue once per task past its due date. The conditional UPDATE claims the
     rows, so two replicas running this at once never emit the same task twice."""
     on = on or domain.today()
     async with unit_of_work(sessions) as session:
-        claimed = (
-            select(col(Task.id))
-            .where(
-                col(Task.status) == "open",
-                col(Task.due_on) < on,
-                col(Task.overdue_emitted_at).is_(None),
-            )
-            .limit(1000)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        tasks = list(
-            (
-                await session.execute(
-                    update(Task)
-                    .where(col(Task.id).in_(claimed), col(Task.overdue_emitted_at).is_(None))
-                    .values(overdue_emitted_at=utcnow())
-                    .returning(Task)
-                )
-            ).scalars()
+        tasks = await claim_once(
+            session, Task, "overdue_emitted_at", col(Task.status) == "open", col(Task.due_on) < on
         )
         await outbox.publish_many(
             session,
@@ -1523,29 +1535,12 @@ async def emit_overdue_rectifications(sessions: SessionFactory, *, on: date | No
     """rectification.overdue once per issue past its deadline (safe with two replicas)."""
     on = on or domain.today()
     async with unit_of_work(sessions) as session:
-        claimed = (
-            select(col(SupervisionIssue.id))
-            .where(
-                col(SupervisionIssue.status) == "open",
-                col(SupervisionIssue.deadline) < on,
-                col(SupervisionIssue.overdue_emitted_at).is_(None),
-            )
-            .limit(1000)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        issues = list(
-            (
-                await session.execute(
-                    update(SupervisionIssue)
-                    .where(
-                        col(SupervisionIssue.id).in_(claimed),
-                        col(SupervisionIssue.overdue_emitted_at).is_(None),
-                    )
-                    .values(overdue_emitted_at=utcnow())
-                    .returning(SupervisionIssue)
-                )
-            ).scalars()
+        issues = await claim_once(
+            session,
+            SupervisionIssue,
+            "overdue_emitted_at",
+            col(SupervisionIssue.status) == "open",
+            col(SupervisionIssue.deadline) < on,
         )
         await outbox.publish_many(
             session,
