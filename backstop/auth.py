@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import ColumnElement, false, or_, true
 
 from backstop.errors import Problem
 from backstop.settings import Settings, get_settings
@@ -51,6 +52,14 @@ class Principal:
 
     def can_see(self, region_code: str) -> bool:
         return self.all_regions or any(region_code.startswith(p) for p in self.regions)
+
+    def region_clause(self, column: Any) -> ColumnElement[bool]:
+        """SQL for "a region code this client may see" (prefix match on `column`)."""
+        if self.all_regions:
+            return true()
+        if not self.regions:
+            return false()
+        return or_(*[column.startswith(p, autoescape=True) for p in self.regions])
 
     def require_region(self, region_code: str) -> None:
         if not self.can_see(region_code):

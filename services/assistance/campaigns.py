@@ -85,7 +85,7 @@ def _same_selection(campaign: Campaign, body: CampaignCreate) -> bool:
 def _selection(campaign: Campaign, principal: Principal) -> Any:
     query = select(Household).where(
         col(Household.region_code).startswith(campaign.region_prefix),
-        handlers.region_filter(col(Household.region_code), principal),
+        principal.region_clause(col(Household.region_code)),
     )
     if campaign.household_types:
         query = query.where(col(Household.type).in_(campaign.household_types))
@@ -253,7 +253,7 @@ async def progress(
             )
             .where(
                 col(Task.campaign_id) == campaign.id,
-                handlers.region_filter(col(Task.region_code), principal),
+                principal.region_clause(col(Task.region_code)),
             )
             .group_by(key)
             .order_by(key)

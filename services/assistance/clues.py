@@ -317,7 +317,7 @@ async def list_clues(
 ) -> dict[str, Any]:
     query = select(Clue).where(
         or_(
-            handlers.region_filter(col(Clue.region_code), principal),
+            principal.region_clause(col(Clue.region_code)),
             col(Clue.filed_by) == principal.sub,
         )
     )

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, TextClause, and_, false, func, or_, select, text, true, update
+from sqlalchemy import ColumnElement, TextClause, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -92,15 +92,6 @@ SERVICE = "assistance"
 def make_assistance_event(payload: Any, subject: str) -> CloudEvent:
     """An assistance event carrying the correlation id of what started the chain."""
     return make_event(SERVICE, payload, subject=subject, correlation_id=correlation_id.get())
-
-
-def region_filter(column: Any, principal: Principal) -> ColumnElement[bool]:
-    """SQL for "a region code the principal may see" (prefix match)."""
-    if principal.all_regions:
-        return true()
-    if not principal.regions:
-        return false()
-    return or_(*[column.startswith(p) for p in principal.regions])
 
 
 # ------------------------------------------------------------------------ cursors
@@ -471,7 +462,7 @@ async def list_tasks(
     cursor: str | None,
 ) -> tuple[list[Task], str | None]:
     on = domain.today()
-    query = select(Task).where(region_filter(col(Task.region_code), principal))
+    query = select(Task).where(principal.region_clause(col(Task.region_code)))
     if household_id:
         query = query.where(col(Task.household_id) == household_id)
     if kind:
@@ -632,7 +623,7 @@ async def list_cases(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[CasePublic], str | None]:
-    query = select(Case).where(region_filter(col(Case.region_code), principal))
+    query = select(Case).where(principal.region_clause(col(Case.region_code)))
     if household_id:
         query = query.where(col(Case.household_id) == household_id)
     if kind:
@@ -940,7 +931,7 @@ async def record_visit(
 async def list_visits(
     session: AsyncSession, *, principal: Principal, household_id: str | None, limit: int
 ) -> list[Visit]:
-    query = select(Visit).where(region_filter(col(Visit.region_code), principal))
+    query = select(Visit).where(principal.region_clause(col(Visit.region_code)))
     if household_id:
         query = query.where(col(Visit.household_id) == household_id)
     query = query.order_by(col(Visit.visited_on).desc(), col(Visit.id)).limit(limit)
@@ -952,7 +943,7 @@ async def contact_compliance(
 ) -> domain.ComplianceReport:
     start, end = domain.period_bounds(period)
     query = select(Household).where(
-        region_filter(col(Household.region_code), principal),
+        principal.region_clause(col(Household.region_code)),
         or_(col(Household.monitoring_status) == "monitored", col(Household.type) == "marginal"),
     )
     if region:
@@ -1039,7 +1030,7 @@ async def create_plan(
 async def list_plans(
     session: AsyncSession, *, principal: Principal, household_id: str | None, limit: int
 ) -> list[PlanPublic]:
-    query = select(Plan).where(region_filter(col(Plan.region_code), principal))
+    query = select(Plan).where(principal.region_clause(col(Plan.region_code)))
     if household_id:
         query = query.where(col(Plan.household_id) == household_id)
     plans = list(
@@ -1062,7 +1053,7 @@ async def measure_gaps(
     policy = await load_policy(session)
     on = domain.today()
     query = select(Household).where(
-        region_filter(col(Household.region_code), principal),
+        principal.region_clause(col(Household.region_code)),
         col(Household.monitoring_status) == "monitored",
     )
     if region:
@@ -1484,7 +1475,7 @@ async def list_issues(
     limit: int,
 ) -> list[IssuePublic]:
     query = select(SupervisionIssue).where(
-        region_filter(col(SupervisionIssue.region_code), principal)
+        principal.region_clause(col(SupervisionIssue.region_code))
     )
     if region:
         query = query.where(col(SupervisionIssue.region_code).startswith(region))
@@ -1523,7 +1514,7 @@ async def list_accountability(
     session: AsyncSession, *, principal: Principal, region: str | None, limit: int
 ) -> list[AccountabilityAction]:
     query = select(AccountabilityAction).where(
-        region_filter(col(AccountabilityAction.region_code), principal)
+        principal.region_clause(col(AccountabilityAction.region_code))
     )
     if region:
         query = query.where(col(AccountabilityAction.region_code).startswith(region))

@@ -57,7 +57,7 @@ from backstop.contracts.risk import AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent
-from services.assistance import domain, handlers
+from services.assistance import domain
 from services.assistance.models import (
     Case,
     CaseStep,
@@ -251,7 +251,7 @@ class Scope:
     town: str | None
 
     def where(self, column: Any) -> Any:
-        clause = handlers.region_filter(column, self.principal)
+        clause = self.principal.region_clause(column)
         if self.town:
             clause = and_(clause, column.startswith(self.town))
         return clause

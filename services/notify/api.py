@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from sqlalchemy import ColumnElement, Select, false, or_, select
+from sqlalchemy import Select, select
 
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Principal, require
@@ -45,18 +45,8 @@ ReminderStatus = Literal["pending", "sent", "failed", "cancelled"]
 DeliveryStatus = Literal["pending", "delivered", "failed", "cancelled"]
 
 
-def _in_regions(column: Any, principal: Principal) -> ColumnElement[bool] | None:
-    """A filter for the token's region prefixes (None: it sees every region)."""
-    if principal.all_regions:
-        return None
-    if not principal.regions:
-        return false()
-    return or_(*[column.startswith(p, autoescape=True) for p in principal.regions])
-
-
 def _scoped(stmt: Select[Any], column: Any, principal: Principal) -> Select[Any]:
-    where = _in_regions(column, principal)
-    return stmt if where is None else stmt.where(where)
+    return stmt if principal.all_regions else stmt.where(principal.region_clause(column))
 
 
 # ---------------------------------------------------------------- reminders
