@@ -5,7 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck infra migrate topics stop down bench venv demo
+# `make test` runs its own broker, started empty, so test topics never load down the one
+# `make run` uses; KAFKA_BOOTSTRAP_SERVERS given -> the tests use that broker instead.
+TEST_KAFKA_PORT ?= 9192
+TEST_KAFKA := BACKSTOP_KAFKA_PORT=$(TEST_KAFKA_PORT) BACKSTOP_KAFKA_NODE=kafka-test
+TEST_KAFKA_SERVERS := $(or $(KAFKA_BOOTSTRAP_SERVERS),127.0.0.1:$(TEST_KAFKA_PORT))
+
+.PHONY: run test test-infra lint typecheck infra migrate topics stop down bench venv demo
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3.11 is required"; exit 1; }
@@ -39,8 +45,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy backstop services deploy
 
-test: infra lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+test-infra: $(STAMP)
+	$(TEST_KAFKA) BACKSTOP_KAFKA_FRESH=1 deploy/infra.sh up
+
+test: test-infra lint typecheck
+	KAFKA_BOOTSTRAP_SERVERS=$(TEST_KAFKA_SERVERS) $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: migrate
 	$(BIN)/python -m bench

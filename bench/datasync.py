@@ -79,7 +79,7 @@ async def _drop(stack: Stack) -> None:
     """Drop the scratch database; autovacuum may still be busy on it after 200k rows."""
     for attempt in range(10):
         try:
-            await stack.drop_databases()
+            await stack.destroy()
             return
         except asyncpg.InsufficientPrivilegeError:
             if attempt == 9:

@@ -82,7 +82,7 @@ async def run(quick: bool = False) -> dict[str, object]:
         load_records = await load
     finally:
         system.stop_all()
-        await stack.drop_databases()
+        await stack.destroy()
     result = {
         "samples": samples,
         "idle_p50_ms": round(percentile(idle, 50) * 1000),

@@ -211,7 +211,7 @@ async def run(quick: bool = False) -> dict[str, object]:
         }
     finally:
         await engine.dispose()
-        await stack.drop_databases()
+        await stack.destroy()
     print("notify:", ", ".join(f"{k}={v}" for k, v in result.items()))
     return result
 

@@ -79,7 +79,7 @@ async def run(quick: bool = False) -> dict[str, object]:
         assert left == 0
     finally:
         await engine.dispose()
-        await stack.drop_databases()
+        await stack.destroy()
     result = {
         "events": n,
         "plain_producer_events_per_s": round(n / plain_s),

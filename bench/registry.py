@@ -187,7 +187,7 @@ async def run(quick: bool = False) -> dict[str, object]:
             f" p99 {results['bare_p99_ms']} ms (x{results['get_vs_bare_p50']} at p50)"
         )
     finally:
-        await stack.drop_databases()
+        await stack.destroy()
     return results
 
 

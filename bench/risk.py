@@ -318,7 +318,7 @@ async def run(quick: bool = False) -> dict[str, object]:
             await runtime.stop()
         await engine.dispose()
         await feed_engine.dispose()
-        await stack.drop_databases()
+        await stack.destroy()
     return result
 
 

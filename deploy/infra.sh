@@ -5,6 +5,8 @@
 #   deploy/infra.sh up | down | status | pg-up | pg-down | kafka-up | kafka-down
 #
 # DATABASE_URL given -> no local PostgreSQL; KAFKA_BOOTSTRAP_SERVERS given -> no local Kafka.
+# BACKSTOP_KAFKA_PORT / BACKSTOP_KAFKA_NODE choose another broker (make test runs its own);
+# BACKSTOP_KAFKA_FRESH=1 starts that broker empty when it is not already running.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -95,6 +97,10 @@ kafka_up() {
   if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then say "KAFKA_BOOTSTRAP_SERVERS given: not starting Kafka"; return; fi
   if port_open "$KAFKA_PORT"; then say "Kafka already listening on 127.0.0.1:$KAFKA_PORT"; return; fi
   kafka_fetch
+  if [ -n "${BACKSTOP_KAFKA_FRESH:-}" ]; then
+    kafka_down >/dev/null 2>&1
+    rm -rf "$KAFKA_DIR"
+  fi
   mkdir -p "$KAFKA_DIR/data"
   sed -e "s#@LOG_DIR@#$KAFKA_DIR/data#" -e "s#127.0.0.1:9092#127.0.0.1:$KAFKA_PORT#g" \
     -e "s#127.0.0.1:9093#127.0.0.1:$((KAFKA_PORT + 1))#g" \
@@ -112,14 +118,16 @@ kafka_up() {
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
     >>"$KAFKA_DIR/server.log" 2>&1 < /dev/null &
   echo $! > "$KAFKA_DIR/kafka.pid"
-  for _ in $(seq 1 120); do
+  # A broker with many partitions on disk takes minutes to load them: wait, and say so.
+  for i in $(seq 1 600); do
     if grep -q "Kafka Server started" "$KAFKA_DIR/server.log" 2>/dev/null; then
       say "Kafka ready"; return
     fi
     kill -0 "$(cat "$KAFKA_DIR/kafka.pid")" 2>/dev/null || { tail -30 "$KAFKA_DIR/server.log" >&2; exit 1; }
+    [ $((i % 60)) = 0 ] && say "Kafka still loading its logs after $((i / 2)) s"
     sleep 0.5
   done
-  say "Kafka did not start in 60 s"; tail -30 "$KAFKA_DIR/server.log" >&2; exit 1
+  say "Kafka did not start in 300 s"; tail -30 "$KAFKA_DIR/server.log" >&2; exit 1
 }
 
 kafka_down() {

@@ -16,4 +16,4 @@ async def stack() -> AsyncIterator[Stack]:
     stack = Stack()
     await stack.create_topics()
     yield stack
-    await stack.drop_databases()
+    await stack.destroy()

@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from backstop.app import Runtime, ServiceSpec
@@ -100,6 +101,24 @@ class Stack:
 
     async def create_topics(self) -> None:
         await ensure_topics(self.settings("tests"))
+
+    async def drop_topics(self) -> None:
+        """Delete this run's topics: a broker that keeps every run's partitions takes
+        minutes to start."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings("tests").kafka_bootstrap_servers
+        )
+        await admin.start()
+        try:
+            mine = [t for t in await admin.list_topics() if t.startswith(self.prefix)]
+            if mine:
+                await admin.delete_topics(mine)
+        finally:
+            await admin.close()
+
+    async def destroy(self) -> None:
+        await self.drop_databases()
+        await self.drop_topics()
 
     def token(
         self, *scopes: str, regions: Sequence[str] = ("*",), sub: str = "test", ttl_s: int = 600
@@ -185,7 +204,7 @@ async def read_topic(
 
 class PrivateKafka:
     """A second, private broker for tests that stop and start Kafka, so they never disturb
-    the shared one."""
+    the shared one. Its first start is empty; later starts keep what it holds."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -193,6 +212,7 @@ class PrivateKafka:
             **os.environ,
             "BACKSTOP_KAFKA_PORT": str(port),
             "BACKSTOP_KAFKA_NODE": f"kafka-node-{port}",
+            "BACKSTOP_KAFKA_FRESH": "1",
         }
         self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
 
@@ -202,6 +222,7 @@ class PrivateKafka:
 
     def up(self) -> None:
         subprocess.run([str(INFRA), "kafka-up"], env=self.env, check=True)
+        self.env.pop("BACKSTOP_KAFKA_FRESH", None)
 
     def down(self) -> None:
         subprocess.run([str(INFRA), "kafka-down"], env=self.env, check=True)

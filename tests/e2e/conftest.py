@@ -31,7 +31,7 @@ async def start_system(label: str, **env: str) -> System:
 
 async def stop_system(system: System) -> None:
     system.stop_all()
-    await system.stack.drop_databases()
+    await system.stack.destroy()
 
 
 @pytest.fixture(scope="module")
