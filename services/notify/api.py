@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import Select, select
 
 from backstop.app import SessionDep, SessionsDep
@@ -14,6 +14,7 @@ from backstop.auth import Principal, require
 from backstop.errors import Problem, invalid
 from backstop.pagination import decode_cursor, encode_cursor
 from services.notify import delivery, domain, handlers
+from services.notify.config import NotifySettings
 from services.notify.handlers import (
     RECIPIENTS,
     REMINDERS,
@@ -228,7 +229,10 @@ async def patch_schedule(
 
 @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated)
 async def create_subscription(
-    body: SubscriptionCreate, sessions: SessionsDep, principal: Principal = require("notify:admin")
+    body: SubscriptionCreate,
+    sessions: SessionsDep,
+    request: Request,
+    principal: Principal = require("notify:admin"),
 ) -> dict[str, Any]:
     """Subscribe a county system to risk alerts. The response carries the signing
     secret, once: every delivery has `X-Backstop-Signature: sha256=<hex HMAC-SHA256 of
@@ -239,7 +243,13 @@ async def create_subscription(
             f"region_prefix {body.region_prefix!r} reaches beyond this client's regions",
             errors=[{"loc": ["body", "region_prefix"], "msg": "outside the token's regions"}],
         )
-    return await handlers.create_subscription(sessions, body=body, created_by=principal.sub)
+    notify: NotifySettings = request.app.state.notify_settings
+    return await handlers.create_subscription(
+        sessions,
+        body=body,
+        created_by=principal.sub,
+        allow_internal=notify.internal_callbacks_allowed(request.app.state.settings.environment),
+    )
 
 
 async def _subscription(

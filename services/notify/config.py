@@ -27,6 +27,10 @@ class NotifySettings(BaseSettings):
     # Signs reminders sent on the generic webhook channel (X-Backstop-Signature).
     webhook_channel_secret: str | None = None
     http_timeout_s: float = 10.0
+    # Callback URLs on loopback, private or link-local addresses would let a subscriber
+    # make this service call the county's internal systems. None: allowed outside
+    # production (local receivers in development and tests).
+    allow_internal_callbacks: bool | None = None
 
     # County code: the region of county-level reminders (departments, 扶贫办), so a
     # county token sees them; empty means only all-region tokens do.
@@ -50,6 +54,11 @@ class NotifySettings(BaseSettings):
     # The town leader hears of an overdue task this long after its assignee, unless the
     # task is completed in between.
     escalation_delay_s: float = 24 * 3600.0
+
+    def internal_callbacks_allowed(self, environment: str) -> bool:
+        if self.allow_internal_callbacks is None:
+            return environment != "production"
+        return self.allow_internal_callbacks
 
     @property
     def enabled_channels(self) -> frozenset[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import hmac
+import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -423,3 +424,17 @@ def subscription_matches(
     *, event_types: Sequence[str], region_prefix: str, event_type: str, region_code: str
 ) -> bool:
     return event_type in event_types and region_code.startswith(region_prefix)
+
+
+def internal_address(host: str, addresses: Iterable[str]) -> str | None:
+    """The first of `host`'s addresses that is not a public internet address (loopback,
+    private, link-local, reserved …), if any: a webhook there would reach inside."""
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
+        return host
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if not ip.is_global or ip.is_multicast:
+            return address
+    return None

@@ -3,6 +3,7 @@ consumer's transaction (they never commit); commands own their unit of work."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 from sqlalchemy import select, update
@@ -673,8 +675,29 @@ async def put_recipient(
     return dict(row._mapping)
 
 
+async def check_callback(url: str) -> None:
+    """Refuse a callback URL whose host is, or resolves to, an internal address."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise invalid(["body", "callback_url"], "has no host")
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        raise invalid(["body", "callback_url"], f"host {host!r} does not resolve") from None
+    found = domain.internal_address(host, [str(info[4][0]) for info in infos])
+    if found is not None:
+        raise invalid(
+            ["body", "callback_url"],
+            f"host {host!r} is an internal address ({found}); callbacks must be public",
+        )
+
+
 async def create_subscription(
-    sessions: SessionFactory, *, body: SubscriptionCreate, created_by: str
+    sessions: SessionFactory,
+    *,
+    body: SubscriptionCreate,
+    created_by: str,
+    allow_internal: bool,
 ) -> dict[str, Any]:
     for i, t in enumerate(body.event_types):
         if t not in ALERT_EVENT_TYPES:
@@ -682,6 +705,8 @@ async def create_subscription(
                 ["body", "event_types", i],
                 f"not a risk.alerts event type; one of {ALERT_EVENT_TYPES}",
             )
+    if not allow_internal:
+        await check_callback(body.callback_url)
     values = {
         "id": uuid.uuid4(),
         "callback_url": body.callback_url,

@@ -151,3 +151,13 @@ def test_common_prefix() -> None:
 def test_key_contact_phones_are_masked_in_events() -> None:
     assert domain.public_recipient("contact:13800000001") == "contact:138****0001"
     assert domain.public_recipient("town:441881101") == "town:441881101"
+
+
+def test_internal_callback_addresses() -> None:
+    assert domain.internal_address("county.example", ["93.184.216.34"]) is None
+    assert domain.internal_address("x", ["127.0.0.1"]) == "127.0.0.1"
+    assert domain.internal_address("x", ["93.184.216.34", "10.0.0.7"]) == "10.0.0.7"
+    assert domain.internal_address("x", ["169.254.169.254"]) == "169.254.169.254"
+    assert domain.internal_address("x", ["::ffff:192.168.1.1"]) == "::ffff:192.168.1.1"
+    assert domain.internal_address("x", ["fe80::1%eth0"]) == "fe80::1%eth0"
+    assert domain.internal_address("LOCALHOST.", []) == "LOCALHOST."

@@ -202,3 +202,30 @@ async def test_subscription_input_is_checked(stack: Stack, notify_settings: Sett
         assert r.status_code == 403
         r = await client.get("/v1/subscriptions")
         assert r.status_code == 401
+
+    # In production a callback must not reach inside the county's network.
+    async with serve(
+        functools.partial(create, notify=fast(allow_internal_callbacks=False)),
+        notify_settings,
+        background=False,
+    ) as (client, _):
+        refused = [
+            ("http://127.0.0.1:9/h", "internal address"),
+            ("http://[::1]/h", "internal address"),
+            ("http://localhost/h", "internal address"),
+            ("http://10.1.2.3/h", "internal address"),
+            ("http://no-such-host.invalid/h", "does not resolve"),
+        ]
+        for url, reason in refused:
+            r = await client.post(
+                "/v1/subscriptions",
+                json={"callback_url": url, "event_types": [RAISED], "region_prefix": "441881"},
+                headers=admin,
+            )
+            assert r.status_code == 422, url
+            assert r.json()["errors"][0]["loc"] == ["body", "callback_url"]
+            assert reason in r.json()["detail"], r.json()
+        r = await client.get("/v1/subscriptions", headers=stack.headers("notify:read"))
+        assert r.status_code == 200 and not {s["callback_url"] for s in r.json()} & {
+            url for url, _ in refused
+        }
