@@ -7,8 +7,8 @@ Per quarter (Asia/Shanghai calendar) and town:
   `risk.assessments` read model kept here; "unassessed" when risk has not scored one);
 - new inclusions (approved identifications, 县级确认 in the quarter) by monitoring type and
   risk factor, and eliminations (approved 风险消除) by method and reason;
-- verification tasks opened, closed (done or cancelled) and overdue (past their due date
-  in the quarter without being closed by it);
+- verification tasks and 回头看 review tasks, each opened, closed (done or cancelled) and
+  overdue (past their due date in the quarter without being closed by it);
 - contact compliance: monitored and marginal households contacted (visit, phone, SMS,
   WeChat) at least once in every month of the quarter that has begun;
 - grants paid: count and amount of the grant transactions in the fund ledger.
@@ -172,6 +172,10 @@ def months_due(quarter: Quarter, today: date) -> list[str]:
 # --------------------------------------------------------------- the report shape
 
 
+# Task kinds counted, and their key in a town's entry.
+TASK_KINDS = {"verification": "verification_tasks", "review": "review_tasks"}
+
+
 def empty_town() -> dict[str, Any]:
     return {
         "households": {
@@ -190,7 +194,7 @@ def empty_town() -> dict[str, Any]:
             "by_method": dict.fromkeys(ELIMINATION_METHODS, 0),
             "reasons": [],
         },
-        "verification_tasks": {"opened": 0, "closed": 0, "overdue": 0},
+        **{key: {"opened": 0, "closed": 0, "overdue": 0} for key in TASK_KINDS.values()},
         "contact": {"due": 0, "compliant": 0, "rate": None, "by_month": {}},
         "grants": {"count": 0, "amount": "0.00"},
     }
@@ -216,7 +220,8 @@ def county_totals(towns: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         _add(total["eliminations"]["by_method"], town["eliminations"]["by_method"])
         for r in town["eliminations"]["reasons"]:
             reasons[(r["method"], r["reason"])] += r["count"]
-        _add(total["verification_tasks"], town["verification_tasks"])
+        for key in TASK_KINDS.values():
+            _add(total[key], town.get(key, {}))  # reports closed before review tasks lack it
         for key in ("due", "compliant"):
             total["contact"][key] += town["contact"][key]
         _add(total["contact"]["by_month"], town["contact"]["by_month"])
@@ -362,27 +367,29 @@ async def compute(
     for town_code, counter in reasons.items():
         towns[town_code]["eliminations"]["reasons"] = _reason_list(counter)
 
-    # Verification tasks: opened and closed by their timestamps; overdue when the due
-    # date passed in the quarter (and before today) without the task being closed by it.
-    verification = and_(col(Task.kind) == "verification", scope.where(col(Task.region_code)))
+    # Tasks: opened and closed by their timestamps; overdue when the due date passed in
+    # the quarter (and before today) without the task being closed by it.
     town_of_task = func.substr(col(Task.region_code), 1, 9)
+    in_scope = scope.where(col(Task.region_code))
     for label, when in (("opened", col(Task.opened_at)), ("closed", col(Task.completed_at))):
         task_rows = await session.execute(
-            select(town_of_task, func.count())
-            .where(verification, when >= quarter.start_at, when < quarter.end_at)
-            .group_by(town_of_task)
+            select(col(Task.kind), town_of_task, func.count())
+            .where(in_scope, when >= quarter.start_at, when < quarter.end_at)
+            .group_by(col(Task.kind), town_of_task)
         )
-        for town_code, n in task_rows.all():
-            towns[town_code]["verification_tasks"][label] += n
+        for kind, town_code, n in task_rows.all():
+            if kind in TASK_KINDS:
+                towns[town_code][TASK_KINDS[kind]][label] += n
     overdue_until = min(quarter.end, today)
     overdue_rows = await session.execute(
-        select(col(Task.region_code), col(Task.due_on), col(Task.completed_at)).where(
-            verification, col(Task.due_on) >= quarter.start, col(Task.due_on) < overdue_until
-        )
+        select(
+            col(Task.kind), col(Task.region_code), col(Task.due_on), col(Task.completed_at)
+        ).where(in_scope, col(Task.due_on) >= quarter.start, col(Task.due_on) < overdue_until)
     )
-    for region_code, due_on, completed_at in overdue_rows.all():
-        if completed_at is None or completed_at.astimezone(domain.CHINA).date() > due_on:
-            towns[domain.town_of(region_code)]["verification_tasks"]["overdue"] += 1
+    for kind, region_code, due_on, completed_at in overdue_rows.all():
+        late = completed_at is None or completed_at.astimezone(domain.CHINA).date() > due_on
+        if late and kind in TASK_KINDS:
+            towns[domain.town_of(region_code)][TASK_KINDS[kind]]["overdue"] += 1
 
     # Contact compliance (每月至少走访或联系一次) over the months that have begun.
     months = months_due(quarter, today)
@@ -606,6 +613,9 @@ COLUMNS: list[tuple[str, tuple[str, ...]]] = [
     ("核实任务新增", ("verification_tasks", "opened")),
     ("核实任务办结", ("verification_tasks", "closed")),
     ("核实任务逾期", ("verification_tasks", "overdue")),
+    ("回头看任务新增", ("review_tasks", "opened")),
+    ("回头看任务办结", ("review_tasks", "closed")),
+    ("回头看任务逾期", ("review_tasks", "overdue")),
     ("应联系户数", ("contact", "due")),
     ("每月联系达标户数", ("contact", "compliant")),
     ("联系达标率", ("contact", "rate")),

@@ -239,6 +239,15 @@ async def test_counts_per_town_and_risk_levels(a: Assistance) -> None:
     await pay_grant(a, plain.household_id, "200.50", funds, today)
     await approved_identification(a, plain.household_id, plain.region_code, today)
     await verification_task(a, marginal.household_id, marginal.region_code)  # still open
+    campaign = {
+        "name": "边缘户回头看",
+        "region_prefix": town,
+        "household_types": ["marginal"],
+        "deadline": str(today + timedelta(days=20)),
+        "launched_by": "县扶贫办",
+    }
+    r = await a.client.post("/v1/campaigns", json=campaign, headers=a.rw)
+    assert r.status_code == 201 and r.json()["generated"] == 1, r.text
 
     r = await a.client.get(f"/v1/reports/quarterly/{quarter}", params={"town": town}, headers=a.rw)
     assert r.status_code == 200, r.text
@@ -260,6 +269,7 @@ async def test_counts_per_town_and_risk_levels(a: Assistance) -> None:
     assert entry["inclusions"]["by_monitoring_type"]["marginal"] == 1
     assert entry["inclusions"]["by_factor"] == {"low_income": 1}
     assert entry["verification_tasks"] == {"opened": 2, "closed": 1, "overdue": 0}
+    assert entry["review_tasks"] == {"opened": 1, "closed": 0, "overdue": 0}
     assert (entry["contact"]["due"], entry["contact"]["compliant"]) == (2, 1)
     assert entry["contact"]["rate"] == 0.5
     assert entry["grants"] == {"count": 2, "amount": "500.50"}
