@@ -397,14 +397,14 @@ async def import_households(
 
     def scoped() -> Iterator[HouseholdRows]:
         for item in iter_households(iter_rows(upload.file, kind)):
-            if item.draft is not None and not principal.can_see(item.draft.region_code):
+            if item.body is not None and not principal.can_see(item.body["region_code"]):
                 item.error = RowError(
                     item.first_row,
                     item.household_number,
                     "region_code",
                     "outside this client's regions",
                 )
-                item.draft = None
+                item.body = None
             yield item
 
     try:

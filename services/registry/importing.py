@@ -11,11 +11,23 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, cast
+from operator import itemgetter
+from typing import IO, Any, cast, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from services.registry.models import HouseholdCreate
+from services.registry.models import (
+    AnnualIncome,
+    ContactIn,
+    ContactRole,
+    HouseholdCreate,
+    HouseholdType,
+    LaborCapacity,
+    MemberCreate,
+    Relation,
+    Schooling,
+    SpecialGroup,
+)
 
 # Canonical column -> accepted headers (compared without spaces, case-insensitively).
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -129,6 +141,13 @@ CONTACT_ROLES = {
     "工作队": "work_team",
     "驻村工作队": "work_team",
 }
+# The canonical values of each table, for English exports that use them directly.
+_TYPE_VALUES = frozenset(TYPES.values())
+_SPECIAL_GROUP_VALUES = frozenset(SPECIAL_GROUPS.values())
+_LABOR_VALUES = frozenset(("full", "partial", "none"))
+_SCHOOLING_VALUES = frozenset(SCHOOLING.values())
+_CONTACT_ROLE_VALUES = frozenset(("leader", "cadre", "work_team"))
+_NO_GROUP = ("", "无", "none")
 YES = {"是", "yes", "true", "1", "y", "t"}
 NO = {"否", "no", "false", "0", "n", "f", ""}
 _SPLIT = re.compile(r"[、,，;；|/]+")
@@ -152,13 +171,19 @@ class RowError:
 
 @dataclass
 class HouseholdRows:
-    """One household's draft, or the first error that kept it from being one."""
+    """One household's draft, or the first error that kept it from being one. The draft
+    is `body`: what `HouseholdCreate.model_validate(...).model_dump()` gives, without the
+    models (see `checked_body`)."""
 
     household_number: str
     first_row: int
-    draft: HouseholdCreate | None = None
+    body: dict[str, Any] | None = None
     error: RowError | None = None
     rows: int = 0
+
+    @property
+    def draft(self) -> HouseholdCreate | None:
+        return None if self.body is None else HouseholdCreate.model_validate(self.body)
 
 
 @dataclass
@@ -233,8 +258,14 @@ def _csv_rows(binary: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
         if header is None:
             raise ImportFileError("file", "the file is empty")
         columns = _canonical(list(header))
+        known = [i for i, c in enumerate(columns) if c]
+        names = [c for c in columns if c]
+        pick = itemgetter(*known)  # the known columns of a row (REQUIRED: more than one)
         for n, values in enumerate(reader, start=2):
-            record = {c: v.strip() for c, v in zip(columns, values, strict=False) if c}
+            if len(values) > known[-1]:
+                record = dict(zip(names, map(str.strip, pick(values)), strict=True))
+            else:  # a short row: the cells it has
+                record = {c: v.strip() for c, v in zip(columns, values, strict=False) if c}
             if any(record.values()):
                 yield n, record
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -243,7 +274,7 @@ def _csv_rows(binary: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
         text.detach()
 
 
-def _map(value: str, table: dict[str, str], allowed: set[str]) -> str:
+def _map(value: str, table: dict[str, str], allowed: frozenset[str]) -> str:
     if value in table:
         return table[value]
     low = value.lower()
@@ -273,45 +304,46 @@ def _number(value: str) -> float | None:
     return float(value.replace(",", "")) if value else None
 
 
+def _member(r: dict[str, str]) -> dict[str, Any]:
+    groups = r.get("special_groups", "")
+    insurance = _bool(r.get("medical_insurance", ""), "medical_insurance")
+    return {
+        "id_number": r.get("id_number", ""),
+        "name": r.get("name", ""),
+        "relation": _relation(r.get("relation", "")),
+        "special_groups": [
+            _map(s, SPECIAL_GROUPS, _SPECIAL_GROUP_VALUES)
+            for s in _SPLIT.split(groups)
+            if s not in _NO_GROUP
+        ]
+        if groups
+        else [],
+        "labor_capacity": _map(r.get("labor_capacity", ""), LABOR, _LABOR_VALUES) or "full",
+        "schooling": _map(r.get("schooling", ""), SCHOOLING, _SCHOOLING_VALUES) or None,
+        "medical_insurance": True if insurance is None else insurance,
+    }
+
+
 def _draft(group: _Group) -> HouseholdRows:
     result = HouseholdRows(group.number, group.first_row, rows=len(group.rows))
     head = next((r for _, r in group.rows if _relation(r.get("relation", "")) == "head"), None)
     lead = head or group.rows[0][1]
 
     def household(name: str) -> str:
+        """A household-level column: the head's, or the first row's that has it."""
         value = lead.get(name, "")
-        if value:
-            return value
-        return next((r.get(name, "") for _, r in group.rows if r.get(name)), "")
+        if not value:
+            for _, r in group.rows:
+                if value := r.get(name, ""):
+                    break
+        return value
 
     try:
-        members = []
-        for _, r in group.rows:
-            members.append(
-                {
-                    "id_number": r.get("id_number", ""),
-                    "name": r.get("name", ""),
-                    "relation": _relation(r.get("relation", "")),
-                    "special_groups": [
-                        _map(s, SPECIAL_GROUPS, set(SPECIAL_GROUPS.values()))
-                        for s in _SPLIT.split(r.get("special_groups", ""))
-                        if s and s not in ("无", "none")
-                    ],
-                    "labor_capacity": _map(
-                        r.get("labor_capacity", ""), LABOR, {"full", "partial", "none"}
-                    )
-                    or "full",
-                    "schooling": _map(r.get("schooling", ""), SCHOOLING, set(SCHOOLING.values()))
-                    or None,
-                    "medical_insurance": _bool(r.get("medical_insurance", ""), "medical_insurance"),
-                }
-            )
-            if members[-1]["medical_insurance"] is None:
-                members[-1]["medical_insurance"] = True
+        members = [_member(r) for _, r in group.rows]
         body: dict[str, Any] = {
             "household_number": group.number,
             "region_code": household("region_code"),
-            "type": _map(household("type") or "alleviated", TYPES, set(TYPES.values())),
+            "type": _map(household("type") or "alleviated", TYPES, _TYPE_VALUES),
             "policy_enjoying": bool(_bool(household("policy_enjoying"), "policy_enjoying")),
             "members": members,
         }
@@ -324,12 +356,15 @@ def _draft(group: _Group) -> HouseholdRows:
             role = household("contact_role")
             body["contacts"] = [
                 {
-                    "role": _map(role, CONTACT_ROLES, {"leader", "cadre", "work_team"}) or "cadre",
+                    "role": _map(role, CONTACT_ROLES, _CONTACT_ROLE_VALUES) or "cadre",
                     "name": household("contact_name"),
                     "phone": household("contact_phone"),
                 }
             ]
-        result.draft = HouseholdCreate.model_validate(body)
+        checked = checked_body(body)
+        if checked is None:  # the model names the first problem (or accepts it after all)
+            checked = HouseholdCreate.model_validate(body).model_dump()
+        result.body = checked
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(p) for p in err["loc"]]
@@ -342,6 +377,97 @@ def _draft(group: _Group) -> HouseholdRows:
         field_name, _, message = str(exc).partition(": ")
         result.error = RowError(group.first_row, group.number, field_name, message or str(exc))
     return result
+
+
+# --- HouseholdCreate, fast ----------------------------------------------------------------
+# An import drafts a household per few rows: its body (plain values from the readers above)
+# is checked against HouseholdCreate's constraints here, read from the models, without
+# building them. A body that passes is what `HouseholdCreate.model_validate(body)
+# .model_dump()` gives (tests check both agree); any other goes through the model, for
+# its canonical error.
+
+
+def _limits(model: type[BaseModel], name: str) -> tuple[float, float]:
+    """The (minimum, maximum) length or value of a field, from its constraints."""
+    low, high = float("-inf"), float("inf")
+    for constraint in model.model_fields[name].metadata:
+        low = getattr(constraint, "min_length", getattr(constraint, "ge", low))
+        high = getattr(constraint, "max_length", getattr(constraint, "le", high))
+    return low, high
+
+
+_REGION_CODE = _limits(HouseholdCreate, "region_code")
+_HOUSEHOLD_NUMBER = _limits(HouseholdCreate, "household_number")
+_MEMBER_COUNT = _limits(HouseholdCreate, "members")
+_CONTACT_COUNT = _limits(HouseholdCreate, "contacts")
+_ID_NUMBER = _limits(MemberCreate, "id_number")
+_MEMBER_NAME = _limits(MemberCreate, "name")
+_CONTACT_NAME = _limits(ContactIn, "name")
+_PHONE = _limits(ContactIn, "phone")
+_YEAR = _limits(AnnualIncome, "year")
+_INCOME_FIELDS = tuple(name for name in AnnualIncome.model_fields if name != "year")
+_HOUSEHOLD_TYPES = frozenset(get_args(HouseholdType))
+_RELATION_VALUES = frozenset(get_args(Relation))
+_GROUP_VALUES = frozenset(get_args(SpecialGroup))
+_LABOR_CAPACITIES = frozenset(get_args(LaborCapacity))
+_SCHOOLINGS = frozenset(get_args(Schooling))
+_ROLES = frozenset(get_args(ContactRole))
+
+
+def _text(value: object, limits: tuple[float, float]) -> bool:
+    return type(value) is str and limits[0] <= len(value) <= limits[1]
+
+
+def checked_body(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A body as `_draft` builds it, completed with HouseholdCreate's defaults, if it
+    certainly passes the model as it is (no value to convert); else None."""
+    number = body["household_number"]
+    members = body["members"]
+    income = body.get("annual_income")
+    contacts = body.get("contacts", [])
+    if not (
+        _text(body["region_code"], _REGION_CODE)
+        and body["type"] in _HOUSEHOLD_TYPES
+        and type(body["policy_enjoying"]) is bool
+        and (number is None or _text(number, _HOUSEHOLD_NUMBER))
+        and _MEMBER_COUNT[0] <= len(members) <= _MEMBER_COUNT[1]
+        and len(contacts) <= _CONTACT_COUNT[1]
+        and "guarantees" not in body
+    ):
+        return None
+    for m in members:
+        if not (
+            _text(m["id_number"], _ID_NUMBER)
+            and _text(m["name"], _MEMBER_NAME)
+            and m["relation"] in _RELATION_VALUES
+            and all(g in _GROUP_VALUES for g in m["special_groups"])
+            and m["labor_capacity"] in _LABOR_CAPACITIES
+            and (m["schooling"] is None or m["schooling"] in _SCHOOLINGS)
+            and type(m["medical_insurance"]) is bool
+        ):
+            return None
+    if income is not None:
+        year = income["year"]
+        if not (type(year) is int and _YEAR[0] <= year <= _YEAR[1]):
+            return None
+        for name in _INCOME_FIELDS:
+            value = income[name]
+            if value is not None and not (type(value) is float and value >= 0):
+                return None
+    for c in contacts:
+        if not (
+            c["role"] in _ROLES
+            and _text(c["name"], _CONTACT_NAME)
+            and _text(c["phone"], _PHONE)
+            and "unit" not in c
+        ):
+            return None
+    for c in contacts:
+        c["unit"] = None
+    body["annual_income"] = income
+    body["contacts"] = contacts
+    body["guarantees"] = {}
+    return body
 
 
 def iter_households(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import registry
@@ -117,7 +118,8 @@ class Person(RegistryBase, table=True):
         sa_column=Column(Uuid, ForeignKey("household.id"), nullable=True, index=True),
     )
     id_number: str = TField(sa_column=Column(String(18), nullable=False, unique=True))
-    id_hash: str = TField(sa_column=Column(String(64), nullable=False, index=True))
+    # HMAC of the ID number, for events. Not indexed: the registry finds people by number.
+    id_hash: str = TField(sa_column=Column(String(64), nullable=False))
     name: str = TField(sa_column=Column(String(100), nullable=False))
     relation: str = TField(sa_column=Column(String(10), nullable=False))
     sex: str = TField(sa_column=Column(String(6), nullable=False))
@@ -167,11 +169,19 @@ class HistoryEntry(RegistryBase, table=True):
     """Who changed what in a household, when. ID numbers appear masked only."""
 
     __tablename__ = "history"
+    __table_args__ = (
+        # Only the entries about a person (not, say, each household's creation).
+        Index(
+            "ix_history_person_id",
+            "person_id",
+            postgresql_where=text("person_id IS NOT NULL"),
+        ),
+    )
     id: int | None = TField(
         default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
     )
     household_id: uuid.UUID = TField(sa_column=Column(Uuid, nullable=False, index=True))
-    person_id: uuid.UUID | None = TField(default=None, sa_column=Column(Uuid, index=True))
+    person_id: uuid.UUID | None = TField(default=None, sa_column=Column(Uuid))
     at: datetime = TField(
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.registry import domain
 from services.registry.seed import make_id_number
@@ -135,3 +137,49 @@ def test_phone_numbers() -> None:
     assert domain.valid_phone("0763-2212345")
     assert not domain.valid_phone("12345")
     assert not domain.valid_phone("abc")
+
+
+def _facts_or_reason(raw: str) -> tuple[str, date, str] | str:
+    try:
+        return domain.id_number_facts(raw, TODAY)
+    except domain.RuleViolation as exc:
+        assert exc.field == "id_number"
+        return exc.message
+
+
+def _kernel_or_reason(raw: str) -> tuple[str, date, str] | str:
+    try:
+        parsed = domain.validate_id_number(raw, today=TODAY)
+    except domain.RuleViolation as exc:
+        return exc.message
+    return parsed.value, parsed.birth_date, parsed.sex
+
+
+_VALID = [
+    make_id_number("441881", date(1980, 5, 17), 123),
+    make_id_number("441822", date(1960, 2, 29), 8),  # 英德县, before 1994
+    make_id_number("441881", date(2026, 11, 28), 1),  # born today
+]
+
+
+@given(
+    st.one_of(
+        st.sampled_from(_VALID),
+        st.text(alphabet="0123456789Xx ", min_size=16, max_size=20),
+        st.builds(
+            lambda v, i, c: v[:i] + c + v[i + 1 :],
+            st.sampled_from(_VALID),
+            st.integers(0, 17),
+            st.sampled_from([*"0123456789Xx", "１", "٣", " ", "a"]),
+        ),
+        st.builds(
+            lambda area, born, seq: make_id_number(area, born, seq),
+            st.sampled_from(["441881", "441822", "999999", "110101", "000000"]),
+            st.dates(date(1890, 1, 1), date(2030, 12, 31)),
+            st.integers(0, 999),
+        ),
+    )
+)
+@settings(max_examples=600, deadline=None)
+def test_fast_id_check_agrees_with_the_kernel(raw: str) -> None:
+    assert _facts_or_reason(raw) == _kernel_or_reason(raw)

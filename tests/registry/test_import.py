@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
+from typing import Any
 
 import pytest
 from openpyxl import Workbook
+from sqlalchemy import text
 
-from services.registry import api
+from backstop.contracts.registry import TOPIC
+from services.registry import api, handlers
+from services.registry.importing import HouseholdRows, iter_households, iter_rows
 from services.registry.seed import write_export
 from tests.registry.conftest import VILLAGE, Registry, person_id_number
+from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +163,183 @@ async def test_rows_outside_the_token_regions_are_rejected(registry: Registry) -
     summary = response.json()
     assert (summary["created"], summary["rejected"]) == (0, 1)
     assert summary["errors"][0]["field"] == "region_code"
+
+
+def _rows(number: str, people: list[tuple[str, str]], village: str = VILLAGE) -> list[str]:
+    """CSV rows of one household: (ID number, 与户主关系) per person."""
+    return [f"{number},{village},{idn},某某,{relation}" for idn, relation in people]
+
+
+def _import_of(lines: list[str]) -> list[HouseholdRows]:
+    text = "\n".join(["户编号,行政区划代码,证件号码,姓名,与户主关系", *lines]) + "\n"
+    return list(iter_households(iter_rows(io.BytesIO(text.encode()), "csv")))
+
+
+async def test_chunks_written_two_at_a_time_report_like_one_by_one(registry: Registry) -> None:
+    """Small chunks, so two are written at once: a person in two households of the file
+    (in neighbouring chunks) stays with the first; one registered before is a 409; every
+    household that goes in has its HouseholdCreated event, and only those."""
+    tag = uuid.uuid4().hex[:8]
+    shared, known = person_id_number(1971), person_id_number(1972)
+    await registry.client.post(
+        "/v1/households",
+        json={"region_code": VILLAGE, "type": "alleviated",
+              "members": [{"id_number": known, "name": "甲", "relation": "head"}]},
+        headers=registry.writer,
+    )  # fmt: skip
+    lines: list[str] = []
+    for i in range(9):
+        people = [(person_id_number(1950 + i), "户主"), (person_id_number(1980 + i), "配偶")]
+        if i == 1:
+            people.append((shared, "之子"))
+        if i == 2:
+            people.append((shared, "之子"))  # the next chunk's, third row
+        if i == 4:
+            people[1] = (known, "配偶")
+        lines += _rows(f"{tag}-{i}", people)
+    households = _import_of(lines)
+    report = await handlers.import_households(
+        registry.runtime.sessions,
+        households,
+        actor="test",
+        pii_key=registry.settings.pii_key,
+        chunk_size=2,
+    )
+    assert (report.households, report.created, report.rejected) == (9, 7, 2)
+    by_number = {e[1]: e for e in report.errors}
+    rows = {h.household_number: h.first_row for h in households}
+    assert by_number[f"{tag}-4"] == (
+        rows[f"{tag}-4"] + 1, f"{tag}-4", "id_number", "this person is already in another household"
+    )  # fmt: skip
+    assert by_number[f"{tag}-2"][:3] == (rows[f"{tag}-2"] + 2, f"{tag}-2", "id_number")
+    located = await registry.client.get(f"/v1/persons/{shared}", headers=registry.reader)
+    first = located.json()["household_id"]
+    got = (await registry.client.get(f"/v1/households/{first}", headers=registry.reader)).json()
+    assert got["household_number"] == f"{tag}-1"
+
+    async with registry.runtime.sessions() as session:
+        numbers = set(
+            (
+                await session.execute(
+                    text("SELECT household_number FROM household WHERE household_number LIKE :p"),
+                    {"p": f"{tag}-%"},
+                )
+            ).scalars()
+        )
+    assert numbers == {f"{tag}-{i}" for i in range(9) if i not in (2, 4)}
+    events = await read_topic(
+        registry.settings,
+        TOPIC,
+        min_count=7,
+        match=lambda e: str(e.data["household"].get("household_number", "")).startswith(tag),
+    )
+    assert sorted(e.data["household"]["household_number"] for e in events) == sorted(numbers)
+
+
+async def test_a_failed_chunk_stops_the_import_and_nothing_after_it_commits(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    lines: list[str] = []
+    for i in range(8):
+        lines += _rows(f"{tag}-{i}", [(person_id_number(1960 + i), "户主")])
+    insert = handlers.insert_households
+    calls = 0
+
+    async def failing_second(*args: Any, **kwargs: Any) -> handlers.BulkResult:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            await asyncio.sleep(0.05)  # let the next chunk get going meanwhile
+            raise RuntimeError("the database went away")
+        return await insert(*args, **kwargs)
+
+    monkeypatch.setattr(handlers, "insert_households", failing_second)
+    with pytest.raises(RuntimeError, match="went away"):
+        await handlers.import_households(
+            registry.runtime.sessions,
+            _import_of(lines),
+            actor="test",
+            pii_key=registry.settings.pii_key,
+            chunk_size=2,
+        )
+    async with registry.runtime.sessions() as session:
+        numbers = set(
+            (
+                await session.execute(
+                    text("SELECT household_number FROM household WHERE household_number LIKE :p"),
+                    {"p": f"{tag}-%"},
+                )
+            ).scalars()
+        )
+    assert numbers == {f"{tag}-0", f"{tag}-1"}  # the first chunk only
+
+
+async def test_a_removed_person_imported_again_keeps_their_person_id(registry: Registry) -> None:
+    head, child = person_id_number(1970), person_id_number(2015)
+    created = await registry.client.post(
+        "/v1/households",
+        json={"region_code": VILLAGE, "type": "alleviated",
+              "members": [{"id_number": head, "name": "甲", "relation": "head"},
+                          {"id_number": child, "name": "乙", "relation": "child"}]},
+        headers=registry.writer,
+    )  # fmt: skip
+    household_id = created.json()["id"]
+    located = await registry.client.get(f"/v1/persons/{child}", headers=registry.reader)
+    person_id = located.json()["person_id"]
+    removed = await registry.client.delete(
+        f"/v1/households/{household_id}/members/{person_id}",
+        params={"reason": "married out"},
+        headers=registry.writer,
+    )
+    assert removed.status_code == 204
+    number = uuid.uuid4().hex[:10]
+    content = ("\n".join(["户编号,行政区划代码,证件号码,姓名,与户主关系",
+                          *_rows(number, [(person_id_number(1990), "户主"), (child, "配偶")])])
+               + "\n").encode()  # fmt: skip
+    summary = await upload(registry, content, "r.csv", CSV)
+    assert (summary["created"], summary["rejected"]) == (1, 0), summary
+    now = (await registry.client.get(f"/v1/persons/{child}", headers=registry.reader)).json()
+    assert now["person_id"] == person_id and now["household_id"] != household_id
+    events = await read_topic(
+        registry.settings, TOPIC, match=lambda e: e.subject == now["household_id"]
+    )
+    members = events[0].data["household"]["members"]
+    assert person_id in {m["person_id"] for m in members}
+
+
+async def test_errors_are_listed_chunk_by_chunk(registry: Registry) -> None:
+    """A chunk's reading errors, then the refusals of its write, whichever write ends first."""
+    tag = uuid.uuid4().hex[:8]
+    known = [person_id_number(1971), person_id_number(1972)]
+    for idn in known:
+        await registry.client.post(
+            "/v1/households",
+            json={"region_code": VILLAGE, "type": "alleviated",
+                  "members": [{"id_number": idn, "name": "甲", "relation": "head"}]},
+            headers=registry.writer,
+        )  # fmt: skip
+    bad = person_id_number(1980)
+    bad = bad[:17] + ("0" if bad[17] != "0" else "1")
+
+    def one(name: str, idn: str, village: str = VILLAGE) -> list[str]:
+        return _rows(f"{tag}-{name}", [(idn, "户主")], village)
+
+    lines = [
+        *one("A", person_id_number(1950)),
+        *one("B", bad),  # reading, chunk 1
+        *one("C", known[0]),  # writing chunk 1
+        *one("D", person_id_number(1951), "441881999999"),  # reading, chunk 2
+        *one("E", person_id_number(1952)),
+        *one("F", known[1]),  # writing chunk 2
+        *one("G", bad),  # reading, after the last chunk
+    ]
+    report = await handlers.import_households(
+        registry.runtime.sessions,
+        _import_of(lines),
+        actor="test",
+        pii_key=registry.settings.pii_key,
+        chunk_size=2,
+    )
+    assert [e[1] for e in report.errors] == [f"{tag}-{x}" for x in "BCDFG"]
+    assert (report.created, report.rejected) == (2, 5)

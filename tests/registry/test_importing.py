@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from datetime import date
+from typing import Any
 
-from services.registry.importing import iter_households, iter_rows
-from services.registry.seed import make_id_number
+import pytest
+from annotated_types import Ge, Le, MaxLen, MinLen
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from services.registry import importing
+from services.registry.importing import checked_body, iter_households, iter_rows
+from services.registry.models import AnnualIncome, ContactIn, HouseholdCreate, MemberCreate
+from services.registry.seed import make_id_number, write_export
 
 HEAD = make_id_number("441881", date(1960, 1, 1), 11)
 WIFE = make_id_number("441881", date(1962, 1, 1), 22)
@@ -58,3 +68,138 @@ def test_split_household_is_an_error_not_a_merge() -> None:
     households = list(iter_households(iter_rows(io.BytesIO(text.encode()), "csv")))
     assert [h.household_number for h in households] == ["H5", "H6", "H5"]
     assert households[2].error is not None and households[2].error.row == 4
+
+
+# --- The fast check of a draft's shape agrees with HouseholdCreate ---------------------
+
+_member = st.fixed_dictionaries(
+    {
+        "id_number": st.sampled_from([HEAD, WIFE, SON]),
+        "name": st.sampled_from(["黄大", "x" * 100]),
+        "relation": st.sampled_from(["head", "spouse", "child", "parent", "other"]),
+        "special_groups": st.lists(st.sampled_from(["disability", "major_illness"]), max_size=2),
+        "labor_capacity": st.sampled_from(["full", "partial", "none"]),
+        "schooling": st.sampled_from([None, "primary", "out_of_school", "none"]),
+        "medical_insurance": st.booleans(),
+    }
+)
+_amount = st.sampled_from([None, 0.0, 8000.5, float("inf")])
+_income = st.fixed_dictionaries(
+    {
+        "year": st.sampled_from([2000, 2025, 2100]),
+        "total": _amount,
+        "wage": _amount,
+        "business": _amount,
+        "transfer": _amount,
+        "property": _amount,
+    }
+)
+_contact = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["leader", "cadre", "work_team"]),
+        "name": st.sampled_from(["王书记", "x" * 100]),
+        "phone": st.sampled_from(["12345", "13800001111", "x" * 20]),
+    }
+)
+
+
+def _set(*path: Any) -> Any:
+    """A mutation: the value at `path` (keys and indexes) replaced by the last argument."""
+    *keys, last, value = path
+
+    def apply(body: dict[str, Any]) -> None:
+        target: Any = body
+        for key in keys:
+            try:
+                target = target[key]
+            except (KeyError, IndexError):
+                return  # nothing there to change
+        if isinstance(target, dict) or last < len(target):
+            target[last] = value
+
+    return apply
+
+
+# One change each that the model refuses (or converts, or takes as it is).
+_MUTATIONS = [
+    _set("region_code", ""), _set("region_code", "x" * 21), _set("region_code", "x" * 20),
+    _set("type", "poor"), _set("policy_enjoying", 1),
+    _set("household_number", ""), _set("household_number", "x" * 41),
+    _set("household_number", None), _set("members", []),
+    _set("members", [{"id_number": HEAD, "name": "A", "relation": "head", "special_groups": [],
+                      "labor_capacity": "full", "schooling": None, "medical_insurance": True}] * 31),
+    _set("members", 0, "id_number", ""), _set("members", 0, "id_number", "x" * 41),
+    _set("members", 0, "name", ""), _set("members", 0, "name", "x" * 101),
+    _set("members", 0, "relation", "boss"), _set("members", 0, "special_groups", ["cold"]),
+    _set("members", 0, "labor_capacity", "some"), _set("members", 0, "schooling", "phd"),
+    _set("members", 0, "medical_insurance", "yes"),
+    _set("annual_income", "year", None), _set("annual_income", "year", 1999),
+    _set("annual_income", "year", 2101), _set("annual_income", "total", -1.0),
+    _set("annual_income", "wage", float("nan")), _set("annual_income", "property", 5),
+    _set("contacts", [{"role": "cadre", "name": "A", "phone": "12345"}] * 11),
+    _set("contacts", 0, "role", "boss"), _set("contacts", 0, "name", ""),
+    _set("contacts", 0, "phone", "1234"), _set("contacts", 0, "phone", "x" * 21),
+    _set("contacts", 0, "unit", "乡政府"), _set("guarantees", {"food": "ok"}),
+]  # fmt: skip
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "household_number": draw(st.sampled_from(["H1", "x" * 40])),
+        "region_code": "441881001001",
+        "type": draw(st.sampled_from(["alleviated", "marginal", "sudden_hardship"])),
+        "policy_enjoying": draw(st.booleans()),
+        "members": draw(st.lists(_member, min_size=1, max_size=4)),
+    }
+    if draw(st.booleans()):
+        body["annual_income"] = draw(_income)
+    if draw(st.booleans()):
+        body["contacts"] = draw(st.lists(_contact, max_size=3))
+    for mutate in draw(st.lists(st.sampled_from(_MUTATIONS), max_size=2)):
+        mutate(body)
+    return body
+
+
+@given(_bodies())
+@settings(max_examples=400, deadline=None)
+def test_fast_shape_check_agrees_with_the_model(body: dict[str, Any]) -> None:
+    checked = checked_body(copy.deepcopy(body))
+    try:
+        expected = HouseholdCreate.model_validate(body).model_dump()
+    except ValidationError:
+        assert checked is None
+    else:
+        assert checked is None or checked == expected
+
+
+def test_fast_shape_check_knows_every_constraint() -> None:
+    """checked_body mirrors these fields and these kinds of constraint: a new field or a
+    new kind of constraint on them has to be taught to it (or this test changed)."""
+    known = (MinLen, MaxLen, Ge, Le)
+    fields = {
+        HouseholdCreate: {"region_code", "type", "policy_enjoying", "household_number",
+                          "annual_income", "members", "guarantees", "contacts"},
+        MemberCreate: {"id_number", "name", "relation", "special_groups", "labor_capacity",
+                       "schooling", "medical_insurance"},
+        AnnualIncome: {"year", "total", "wage", "business", "transfer", "property"},
+        ContactIn: {"role", "name", "phone", "unit"},
+    }  # fmt: skip
+    for model, names in fields.items():
+        assert set(model.model_fields) == names, model
+        for name, info in model.model_fields.items():
+            assert all(isinstance(c, known) for c in info.metadata), (model, name)
+        assert model.model_config.get("extra") in (None, "ignore"), model
+
+
+def test_generated_exports_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoModel:
+        @staticmethod
+        def model_validate(body: object) -> None:
+            raise AssertionError(f"went through the model: {body}")
+
+    monkeypatch.setattr(importing, "HouseholdCreate", NoModel)
+    out = io.StringIO()
+    write_export(out, 300, seed=5)
+    households = list(iter_households(iter_rows(io.BytesIO(out.getvalue().encode()), "csv")))
+    assert len(households) == 300 and all(h.body is not None for h in households)
