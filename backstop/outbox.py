@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
+from typing import Any
 
+import orjson
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,14 +55,48 @@ async def publish_many(
     if not events:
         return
     rows = [outbox_row(e, key) for e in events]
+    columns = list(rows[0])
+    pick = itemgetter(*columns)
+    await _write(session, columns, [pick(r) for r in rows])
+
+
+async def publish_bulk(
+    session: AsyncSession, template: CloudEvent, items: Iterable[tuple[str, dict[str, Any]]]
+) -> int:
+    """Write one event per `(subject, data)` in the caller's transaction: each is
+    `template` (source, type, time, correlation id) with its own id, that subject (also
+    the key) and that data. Returns how many were written.
+
+    The bulk form of `publish_many` for thousands of events of one type: no model per
+    event, and `data` is serialized by orjson as given, so it must be JSON-ready (what
+    `model_dump(mode="json")` gives) and may hold `orjson.Fragment`s, JSON the producer
+    already has as text. The value is the envelope `CloudEvent.to_bytes` writes."""
+    shape = template.model_copy(update={"subject": "", "data": {}})
+    envelope = shape.model_dump(mode="json", exclude_none=True)
+    topic, event_type, correlation = (
+        spec_of(template.type).topic,
+        template.type,
+        template.correlationid,
+    )
+    rows: list[tuple[object, ...]] = []
+    for subject, data in items:
+        event_id = str(uuid.uuid4())
+        envelope["id"], envelope["subject"], envelope["data"] = event_id, subject, data
+        rows.append((event_id, topic, subject, event_type, correlation, orjson.dumps(envelope)))
+    if rows:
+        await _write(session, _COLUMNS, rows)
+    return len(rows)
+
+
+_COLUMNS = ["event_id", "topic", "key", "event_type", "correlation_id", "value"]
+
+
+async def _write(session: AsyncSession, columns: list[str], rows: list[tuple[object, ...]]) -> None:
     if len(rows) < COPY_FROM:
-        await session.execute(insert(outbox), rows)
+        await session.execute(insert(outbox), [dict(zip(columns, r, strict=True)) for r in rows])
     else:
         connection = await raw_connection(session)
-        columns = list(rows[0])
-        await connection.copy_records_to_table(
-            outbox.name, records=[tuple(r[c] for c in columns) for r in rows], columns=columns
-        )
+        await connection.copy_records_to_table(outbox.name, records=rows, columns=columns)
     wake()
 
 

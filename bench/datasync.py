@@ -3,6 +3,10 @@ CSV file, through the HTTP API in-process, from the first byte sent to the last 
 row committed; and, in the same run, a raw PostgreSQL COPY of the same rows into a bare
 table as the baseline.
 
+Beside wall time it reports the CPU each side spent (this process, and the PostgreSQL
+backends when PostgreSQL runs on this machine): on a shared, busy machine the wall time
+mostly measures the neighbours, the CPU a run costs much less so.
+
 .venv/bin/python -m bench.datasync [--quick]
 """
 
@@ -12,6 +16,7 @@ import argparse
 import asyncio
 import csv
 import io
+import os
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -75,6 +80,46 @@ def rows(prefix: str, ids: list[str], period: Period) -> list[tuple[str, ...]]:
     return out
 
 
+class CpuMeter:
+    """CPU seconds of this process and of the PostgreSQL backends connected to one
+    database, read from /proc (None for PostgreSQL when it is not on this machine).
+    Read before and after a phase, inside it no backend should come or go."""
+
+    def __init__(self, conn: asyncpg.Connection, database: str) -> None:
+        self.conn = conn
+        self.database = database
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _backend(self, pid: int) -> float | None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+
+    async def read(self, pids: list[int] | None = None) -> tuple[float, float | None]:
+        if pids is None:
+            pids = [
+                r["pid"]
+                for r in await self.conn.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1", self.database
+                )
+            ]
+        backends = [self._backend(pid) for pid in pids]
+        postgres = None if None in backends else sum(b for b in backends if b is not None)
+        return time.process_time(), postgres
+
+
+def _spent(
+    before: tuple[float, float | None], after: tuple[float, float | None]
+) -> tuple[float, float | None]:
+    python = after[0] - before[0]
+    if before[1] is None or after[1] is None:
+        return python, None
+    return python, after[1] - before[1]
+
+
 async def _drop(stack: Stack) -> None:
     """Drop the scratch database; autovacuum may still be busy on it after 200k rows."""
     for attempt in range(10):
@@ -133,11 +178,16 @@ async def run(quick: bool = False) -> dict[str, object]:
 
         app = create(settings, background=False)
         headers = stack.headers("feeds:medical")
+        meter = CpuMeter(conn, stack.db_name("datasync"))
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://bench", timeout=600
             ) as client:
+                # Open the pool's connections first: the CPU of a backend that starts
+                # mid-phase would not be counted.
+                await client.get("/readyz")
+                cpu_before = await meter.read()
                 started = time.perf_counter()
                 for body in bodies:
                     r = await client.post(
@@ -148,7 +198,10 @@ async def run(quick: bool = False) -> dict[str, object]:
                     assert r.status_code == 201, r.text
                     assert r.json()["accepted"] == BATCH, r.text
                 json_s = time.perf_counter() - started
+                cpu_after = await meter.read()
+                json_cpu = _spent(cpu_before, cpu_after)
 
+                cpu_before = cpu_after
                 started = time.perf_counter()
                 r = await client.post(
                     "/v1/feeds/medical/batches",
@@ -157,6 +210,7 @@ async def run(quick: bool = False) -> dict[str, object]:
                     headers=headers,
                 )
                 csv_s = time.perf_counter() - started
+                csv_cpu = _spent(cpu_before, await meter.read())
                 assert r.status_code == 201, r.text
                 summary = r.json()
                 assert summary["accepted"] == n and summary["matched"] == n // 2, summary
@@ -172,12 +226,14 @@ async def run(quick: bool = False) -> dict[str, object]:
                 " settled_on date, total_cost numeric, insurance_paid numeric,"
                 " assistance_paid numeric, out_of_pocket numeric)"
             )
+            cpu_before = await meter.read([conn.get_server_pid()])
             started = time.perf_counter()
             await conn.copy_records_to_table(
                 f"bare_copy_{attempt}", records=copy_rows, columns=HEADERS
             )
-            copies.append(time.perf_counter() - started)
-        copy_s = sorted(copies)[1]
+            wall = time.perf_counter() - started
+            copies.append((wall, _spent(cpu_before, await meter.read([conn.get_server_pid()]))))
+        copy_s, copy_cpu = sorted(copies, key=lambda c: c[0])[1]
     finally:
         await conn.close()
         await _drop(stack)
@@ -192,12 +248,35 @@ async def run(quick: bool = False) -> dict[str, object]:
         "csv_to_copy_ratio": round(n / csv_s / copy_rate, 3),
         "outbox_events": events,
     }
+    cpu = {"json": json_cpu, "csv": csv_cpu, "raw_copy": copy_cpu}
+    for name, (python, postgres) in cpu.items():
+        result[f"{name}_cpu_python_s"] = round(python, 2)
+        if postgres is not None:
+            result[f"{name}_cpu_postgres_s"] = round(postgres, 2)
+    totals = {k: v[0] + v[1] for k, v in cpu.items() if v[1] is not None}
+    if len(totals) == 3:
+        # records per CPU second, ingest against COPY: the ratio without the neighbours
+        result["json_to_copy_cpu_ratio"] = round(totals["raw_copy"] / totals["json"], 3)
+        result["csv_to_copy_cpu_ratio"] = round(totals["raw_copy"] / totals["csv"], 3)
     print(
         f"datasync: {n} medical records (half matched); JSON batches of 10k"
         f" {result['json_batches_of_10k_records_per_s']}/s, one CSV"
         f" {result['csv_one_file_records_per_s']}/s, raw COPY {result['raw_copy_records_per_s']}/s;"
         f" ratio JSON/COPY {result['json_to_copy_ratio']}, CSV/COPY {result['csv_to_copy_ratio']}"
         f" (aim >= 20000/s and >= 0.25); {events} outbox events"
+    )
+    print(
+        "datasync CPU s (python + postgres): "
+        + ", ".join(
+            f"{name} {python:.2f} + {'?' if postgres is None else f'{postgres:.2f}'}"
+            for name, (python, postgres) in cpu.items()
+        )
+        + (
+            f"; CPU ratio JSON/COPY {result['json_to_copy_cpu_ratio']},"
+            f" CSV/COPY {result['csv_to_copy_cpu_ratio']}"
+            if len(totals) == 3
+            else ""
+        )
     )
     return result
 

@@ -103,15 +103,20 @@ def _table_rows(source: str, headers: list[str], rows: Iterator[Any]) -> Iterato
     names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(headers)]
     fields = list(mapping.values())
     pick = itemgetter(*mapping) if len(mapping) > 1 else (lambda v: (v[next(iter(mapping))],))
+    # Headers that are exactly the field names: a full line's raw record is its row.
+    canonical = names == [mapping.get(i) for i in range(width)]
     for values in rows:
         if not values or not any(values):  # a blank line (",,,," included)
             continue
         n = len(values)
-        if n != width:  # a short line's missing cells are empty; extra cells are kept
-            if n < width:
-                values = [*values, *([None] * (width - n))]
-            else:
-                names += [f"column_{i + 1}" for i in range(len(names), n)]
+        if n == width:
+            raw = dict(zip(names, values, strict=True))
+            yield raw, raw if canonical else dict(zip(fields, pick(values), strict=True))
+            continue
+        if n < width:  # a short line's missing cells are empty; extra cells are kept
+            values = [*values, *([None] * (width - n))]
+        else:
+            names += [f"column_{i + 1}" for i in range(len(names), n)]
         yield dict(zip(names, values, strict=False)), dict(zip(fields, pick(values), strict=True))
 
 
@@ -125,13 +130,16 @@ def _canonical(source: str, key: str) -> str | None:
 
 
 @lru_cache(maxsize=256)
-def _key_map(source: str, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """(key, canonical field) for a record's keys; the first key naming a field wins."""
+def _key_map(source: str, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
+    """(key, canonical field) for a record's keys; the first key naming a field wins.
+    None when every key is a field name already: the record is its own row."""
     found: dict[str, str] = {}
     for key in keys:
         canonical = _canonical(source, str(key))
         if canonical is not None and canonical not in found:
             found[canonical] = key
+    if len(found) == len(keys) and all(key == canonical for canonical, key in found.items()):
+        return None
     return tuple((key, canonical) for canonical, key in found.items())
 
 
@@ -143,4 +151,7 @@ def json_rows(records: list[Any], source: str) -> Iterator[Row | None]:
             yield None
             continue
         mapping = _key_map(source, tuple(record))
-        yield record, {canonical: record[key] for key, canonical in mapping}
+        if mapping is None:
+            yield record, record
+        else:
+            yield record, {canonical: record[key] for key, canonical in mapping}

@@ -134,7 +134,8 @@ async def list_unmatched(
     ]
     more = len(rows) > limit
     return UnmatchedList(
-        items=items, next_cursor=encode_cursor(rows[limit - 1].id) if more else None
+        items=items,
+        next_cursor=encode_cursor(items[-1].source, items[-1].record_id) if more else None,
     )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import math
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -11,10 +12,12 @@ from hypothesis import strategies as st
 
 from backstop.idnumber import InvalidIdNumber, check_digit, id_hash, parse_id_number
 from services.datasync.domain import (
+    MEMO_SIZE,
     CalendarRules,
     Context,
     FieldError,
     Period,
+    amount,
     check_period,
     column_map,
     delivery_status,
@@ -245,3 +248,66 @@ def test_valid_numbers_pass_and_hash_like_the_kernel(born: date, seq: int) -> No
     number = first17 + check_digit(first17)
     assert normalize_id_number(number.lower(), TODAY) == number
     assert fast_id_hash(number, KEY) == id_hash(number, KEY)
+
+
+@given(
+    st.one_of(
+        st.decimals(min_value=0, max_value=10**15, places=2).map(str),
+        st.decimals(min_value=0, max_value=10**15, places=1).map(str),
+        st.decimals(min_value=0, max_value=10**15, places=3).map(str),
+        st.floats(0, 1e17).map(repr),
+        st.floats(0, 1e14).map(lambda f: f"{f:.2f}"),
+        st.integers(0, 10**20).map(str),
+        st.from_regex(r"\A ?[0-9_]{0,4}\.?[0-9eE_+\- ]{0,4}\Z"),
+    )
+)
+@settings(max_examples=2000, deadline=None)
+def test_amount_text_rounds_like_round(text: str) -> None:
+    """amount() skips round() for text already at the fen: the result is round()'s."""
+    try:
+        number = float(text)
+    except ValueError:
+        return
+    if 0 <= number < math.inf:
+        assert repr(amount(text, "x")) == repr(round(number, 2))
+
+
+@given(st.one_of(st.floats(0, 1e300), st.integers(0, 10**20)))
+@settings(max_examples=500, deadline=None)
+def test_amount_number_rounds_like_round(value: float) -> None:
+    assert repr(amount(value, "x")) == repr(round(float(value), 2))
+
+
+@given(
+    st.dates(min_value=date(1890, 1, 1), max_value=date(2030, 12, 31)),
+    st.integers(0, 999),
+    st.sampled_from("0123456789Xx"),
+)
+@settings(max_examples=1000, deadline=None)
+def test_check_digit_shortcut_agrees_with_the_kernel(born: date, seq: int, check: str) -> None:
+    text = f"441881{born:%Y%m%d}{seq:03d}{check}"
+    try:
+        expected: str | None = parse_id_number(text, today=TODAY).value
+    except InvalidIdNumber:
+        expected = None
+    try:
+        got: str | None = normalize_id_number(text, TODAY)
+    except InvalidIdNumber:
+        got = None
+    assert got == expected
+
+
+def test_the_batch_memos_never_hide_an_error() -> None:
+    """A person or a day seen before in the batch is not checked again; a wrong one is."""
+    c = ctx("medical")
+    for _ in range(2):
+        assert error_of(med(id_number="44188119800517001X"), c)[0] == "id_number"
+        assert error_of(med(settled_on="2026-11-02"), c)[0] == "settled_on"
+    assert validate_record(med(), c) == validate_record(med(), c)
+    assert c.people and c.days
+    # The memos belong to one batch: another period checks the day again.
+    assert error_of(med(), ctx("medical", "2026-09"))[0] == "settled_on"
+    for n in range(MEMO_SIZE + 10):  # more people than it keeps: it stays bounded
+        first17 = f"441881{date(1950, 1, 1) + timedelta(days=n // 1000):%Y%m%d}{n % 1000:03d}"
+        validate_record(med(id_number=first17 + check_digit(first17), record_id=f"R{n}"), c)
+    assert 0 < len(c.people) <= MEMO_SIZE

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import uuid
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,6 +16,8 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import text
 
+from backstop.events import CloudEvent
+from backstop.idnumber import id_hash
 from backstop.settings import Settings
 from services.datasync.app import create
 from services.datasync.config import DatasyncConfig
@@ -435,3 +438,97 @@ async def test_education_and_civil_affairs_json_with_chinese_keys(
         source="civil_affairs",
     )
     assert (r.json()["accepted"], r.json()["errors"][0]["field"]) == (1, "kind"), r.text
+
+
+async def test_a_batch_in_many_chunks(datasync_settings: Settings, stack: Stack) -> None:
+    """A CSV read in chunks (a first one of 100, then 400): record ids repeated in one
+    chunk, across chunks and from an earlier batch, a bad record, two people matched in
+    different chunks; resent, the same summary. The unmatched list pages through it."""
+    config = DatasyncConfig(chunk_size=400)
+
+    def factory(settings: Settings, *, background: bool = True) -> Any:
+        return create(settings, background=background, config=config)
+
+    async with serve(factory, datasync_settings, background=False) as (http, runtime):
+        earlier = [medical() for _ in range(2)]
+        r = await post(
+            http, yibao(stack), {"batch_id": unique("b"), "period": PERIOD, "records": earlier}
+        )
+        assert r.json()["accepted"] == 2
+        records = [medical() for _ in range(450)]
+        records[10] = dict(records[3])  # again in the same chunk: a duplicate
+        records[250] = dict(records[5])  # again two chunks later: a duplicate
+        records[260] = {**records[6], "total_cost": 5000.0}  # other content: rejected
+        records[300] = dict(earlier[0])  # from the earlier batch: a duplicate
+        records[301] = {**earlier[1], "out_of_pocket": 1.0}  # other content: rejected
+        records[400] = medical(total_cost=-1)
+        household = str(uuid.uuid4())
+        person = records[20]["id_number"]
+        records[350]["id_number"] = person
+        async with runtime.sessions() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO person_index (household_id, id_hash, since) VALUES (:h, :i, now())"
+                ),
+                {"h": household, "i": id_hash(person, datasync_settings.pii_key)},
+            )
+            await session.commit()
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+        batch = unique("chunks")
+
+        async def send() -> httpx.Response:
+            return await http.post(
+                "/v1/feeds/medical/batches",
+                data={"batch_id": batch, "period": PERIOD},
+                files={"file": ("m.csv", out.getvalue().encode(), "text/csv")},
+                headers=yibao(stack),
+            )
+
+        first = await send()
+        assert first.status_code == 201, first.text
+        body = first.json()
+        counts = ("received", "accepted", "duplicates", "rejected", "matched", "unmatched")
+        assert tuple(body[k] for k in counts) == (450, 444, 3, 3, 2, 442)
+        assert [(e["index"], e["field"]) for e in body["errors"]] == [
+            (260, "record_id"),
+            (301, "record_id"),
+            (400, "total_cost"),
+        ]
+        assert "in this batch" in body["errors"][0]["message"]
+        again = await send()
+        assert again.headers["Idempotent-Replayed"] == "true" and again.json() == body
+
+        async with runtime.sessions() as session:
+            stored = await session.scalar(
+                text("SELECT count(*) FROM feed_records WHERE batch_id = :b"), {"b": batch}
+            )
+            values = (
+                await session.scalars(
+                    text(
+                        "SELECT value FROM outbox WHERE key = :h"
+                        " AND event_type = 'backstop.datasync.records.matched.v1'"
+                    ),
+                    {"h": household},
+                )
+            ).all()
+        assert stored == 444
+        [event] = [CloudEvent.from_bytes(v) for v in values]
+        assert event.subject == household and event.correlationid
+        assert [rec.record_id for rec in event.payload().records] == [  # type: ignore[attr-defined]
+            records[20]["record_id"],
+            records[350]["record_id"],
+        ]
+
+        pages, cursor = [], None
+        for _ in range(3):
+            query = f"/v1/unmatched?source=medical&period={PERIOD}&limit=2"
+            page = await http.get(
+                query + (f"&cursor={cursor}" if cursor else ""), headers=stack.headers("feeds:read")
+            )
+            assert page.status_code == 200, page.text
+            pages += [(i["source"], i["record_id"]) for i in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+        assert len(set(pages)) == 6  # the pages follow on, none repeated

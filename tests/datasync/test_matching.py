@@ -3,6 +3,7 @@ and the events on `datasync.records` — real PostgreSQL and Kafka end to end.""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,8 +12,10 @@ import pytest
 from sqlalchemy import text
 
 from backstop.contracts.datasync import TOPIC, RecordsMatched
+from backstop.db import unit_of_work
 from backstop.idnumber import id_hash
 from backstop.settings import Settings
+from services.datasync import handlers
 from services.datasync.app import create
 from tests.datasync.conftest import household_event, make_id_number, produce, unique
 from tests.datasync.test_ingest import PERIOD, medical
@@ -128,3 +131,58 @@ async def _move(runtime: Any, settings: Settings, *, receiving_first: bool) -> N
     await produce(settings, [household_event(settings, a, [stays, marker], version=3)])
     await wait_for(lambda: _index(runtime, settings, marker), message="marker indexed")
     assert await _index(runtime, settings, mover) == [b]
+
+
+async def test_a_person_indexed_while_a_batch_is_in_flight_is_matched(
+    datasync_settings: Settings, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry's snapshot lands while a batch with that person is written but not
+    committed: the batch's lookup ran before the snapshot, and the snapshot must not
+    match the waiting records before the batch commits, or neither sees the other."""
+    settings = datasync_settings
+    person, household_id = make_id_number(), str(uuid.uuid4())
+    written, resume = asyncio.Event(), asyncio.Event()
+    emit = handlers._emit_matched
+
+    async def paused_emit(*args: Any, **kwargs: Any) -> int:
+        written.set()
+        await resume.wait()
+        return await emit(*args, **kwargs)
+
+    monkeypatch.setattr(handlers, "_emit_matched", paused_emit)
+    async with serve(create, settings, background=False) as (http, runtime):
+        record = medical(id_number=person)
+        posting = asyncio.ensure_future(
+            http.post(
+                "/v1/feeds/medical/batches",
+                json={"batch_id": unique("race"), "period": PERIOD, "records": [record]},
+                headers=stack.headers("feeds:medical"),
+            )
+        )
+        await asyncio.wait_for(written.wait(), 30)
+
+        async def apply() -> None:
+            async with unit_of_work(runtime.sessions) as session:
+                event = household_event(settings, household_id, [person])
+                await handlers.apply_household_snapshots(session, [event])
+
+        applying = asyncio.ensure_future(apply())
+        await asyncio.sleep(0.5)
+        assert not applying.done()  # it waits for the batch in flight
+        resume.set()
+        response = await posting
+        await applying
+        assert response.status_code == 201 and response.json()["matched"] == 0
+        async with runtime.sessions() as session:
+            matched_to = await session.scalar(
+                text("SELECT household_id FROM feed_records WHERE record_id = :r"),
+                {"r": record["record_id"]},
+            )
+            events = await session.scalar(
+                text(
+                    "SELECT count(*) FROM outbox WHERE key = :h"
+                    " AND event_type = 'backstop.datasync.records.matched.v1'"
+                ),
+                {"h": household_id},
+            )
+        assert (matched_to, events) == (household_id, 1)

@@ -78,3 +78,17 @@ def test_json_records_with_chinese_keys() -> None:
     assert rows[0] is not None and rows[0][1]["id_number"] == "x"
     assert rows[0][1]["settled_on"] == datetime(2026, 10, 1)
     assert rows[1] is None
+
+
+def test_rows_under_the_field_names_are_their_raw_records() -> None:
+    header = "record_id,id_number,name,settled_on,total_cost,insurance_paid,assistance_paid,out_of_pocket"
+    line = "R1,x,张三,2026-10-01,1,0,0,1"
+    text = f"{header}\n{line}\n{line},extra\n"
+    full, long = list(csv_rows(io.BytesIO(text.encode()), "medical"))
+    assert full[0] == full[1] == dict(zip(header.split(","), line.split(","), strict=True))
+    assert long[0]["column_9"] == "extra" and long[1] == full[1]
+    record = {"record_id": "R1", "id_number": "x"}
+    [(raw, row)] = [r for r in json_rows([record], "medical") if r is not None]
+    assert raw is record and row == record
+    [(raw, row)] = [r for r in json_rows([{**record, "note": "n"}], "medical") if r is not None]
+    assert row == record and raw["note"] == "n"  # a key naming no field stays in raw only
