@@ -7,6 +7,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
@@ -62,3 +63,59 @@ def mask_id(value: str) -> str:
 def id_hash(value: str, key: str) -> str:
     """HMAC-SHA256 of the normalized ID number under BACKSTOP_PII_KEY, hex encoded."""
     return hmac.new(key.encode(), value.strip().upper().encode(), hashlib.sha256).hexdigest()
+
+
+# Imports and feeds check hundreds of thousands of numbers: the fast path below applies
+# parse_id_number's rules without building an IdNumber; a number it refuses goes through
+# parse_id_number for the reason. Tests check that both agree.
+
+
+@lru_cache(maxsize=65536)
+def _birth_date(text: str) -> date | None:
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
+def quick_check(raw: str, today: date) -> tuple[str, date] | None:
+    """(normalized number, birth date) if parse_id_number would accept `raw`, else None."""
+    value = raw.strip().upper()
+    first17 = value[:17]
+    # The GB 11643 weights are 2^k mod 11 and 13 = 2 (mod 11): the weighted sum is
+    # 2 * int(first17, 13) modulo 11.
+    if (
+        len(value) == 18
+        and first17.isascii()
+        and first17.isdigit()
+        and _CHECK[2 * int(first17, 13) % 11] == value[17]
+    ):
+        born = _birth_date(value[6:14])
+        if born is not None and born.year >= 1900 and born <= today:
+            return value, born
+    return None
+
+
+class IdHasher:
+    """id_hash under one key, without keying HMAC anew for every number: the SHA-256
+    states after HMAC's inner and outer key blocks (RFC 2104) are computed once."""
+
+    def __init__(self, key: str) -> None:
+        block = key.encode()
+        if len(block) > 64:  # SHA-256's block size
+            block = hashlib.sha256(block).digest()
+        block = block.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def __call__(self, normalized: str) -> str:
+        inner = self._inner.copy()
+        inner.update(normalized.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
+@lru_cache(maxsize=8)
+def id_hasher(key: str) -> IdHasher:
+    return IdHasher(key)

@@ -13,12 +13,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from backstop.idnumber import InvalidIdNumber, parse_id_number
+from backstop.idnumber import IdHasher, InvalidIdNumber, id_hasher, parse_id_number, quick_check
 
 SOURCES = ("medical", "disaster", "civil_affairs", "education")
 
@@ -473,66 +472,16 @@ def term(value: Any, name: str = "term") -> tuple[str, date]:
     return f"{year}-{season}", starts
 
 
-# --- ID numbers, fast ----------------------------------------------------------------
-# A 200k-row file checks 200k ID numbers: these are the kernel's rules (backstop.idnumber)
-# on the fast path, and any number that fails is handed to the kernel's parse_id_number
-# for the canonical reason. Tests check both agree.
-
-# The weights of GB 11643 are 2^(17-i) mod 11 and 13 = 2 (mod 11): the weighted digit sum
-# is 2 * int(first17, 13) modulo 11, one C call instead of seventeen multiplications.
-_CHECK = "10X98765432"
-
-
-@lru_cache(maxsize=65536)
-def _birth_ok(text: str, today: date) -> bool:
-    try:
-        born = date(int(text[:4]), int(text[4:6]), int(text[6:8]))
-    except ValueError:
-        return False
-    return 1900 <= born.year and born <= today
+# --- ID numbers ----------------------------------------------------------------------
 
 
 def normalize_id_number(raw: str, today: date) -> str:
     """The normalized ID number if it is valid (GB 11643 check digit, real birth date not
     in the future); raises InvalidIdNumber with the kernel's reason otherwise."""
-    value = raw.strip().upper()
-    first17 = value[:17]
-    if (
-        len(value) == 18
-        and first17.isascii()
-        and first17.isdigit()
-        and _CHECK[2 * int(first17, 13) % 11] == value[17]
-        and _birth_ok(value[6:14], today)
-    ):
-        return value
-    return parse_id_number(value, today=today).value  # raises with the reason
-
-
-@lru_cache(maxsize=8)
-def _hmac_pads(key: str) -> tuple[Any, Any]:
-    """SHA-256 states after HMAC's inner and outer key blocks (RFC 2104): each number
-    then costs two hash copies, not a keyed `hmac` object (a third of the time)."""
-    block = key.encode()
-    if len(block) > 64:  # hashlib's sha256 block size
-        block = hashlib.sha256(block).digest()
-    block = block.ljust(64, b"\0")
-    return (
-        hashlib.sha256(bytes(b ^ 0x36 for b in block)),  # ipad
-        hashlib.sha256(bytes(b ^ 0x5C for b in block)),  # opad
-    )
-
-
-def fast_id_hash(normalized: str, key: str) -> str:
-    """backstop.idnumber.id_hash of an already normalized number, without re-keying HMAC."""
-    return _hash_with(_hmac_pads(key), normalized)
-
-
-def _hash_with(pads: tuple[Any, Any], normalized: str) -> str:
-    inner = pads[0].copy()
-    inner.update(normalized.encode())
-    outer = pads[1].copy()
-    outer.update(inner.digest())
-    return str(outer.hexdigest())
+    facts = quick_check(raw, today)
+    if facts is None:
+        return parse_id_number(raw, today=today).value  # raises with the reason
+    return facts[0]
 
 
 # --- records -------------------------------------------------------------------------
@@ -584,7 +533,7 @@ class Context:
     today: date
     pii_key: str
     period_end: date = field(init=False)
-    pads: tuple[Any, Any] = field(init=False, repr=False, compare=False)
+    hash_id: IdHasher = field(init=False, repr=False, compare=False)
     # raw ID number text → (normalized number, id_hash), valid numbers only
     people: dict[str, tuple[str, str]] = field(
         init=False, repr=False, compare=False, default_factory=dict
@@ -594,7 +543,7 @@ class Context:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "period_end", min(self.period.last_day, self.today))
-        object.__setattr__(self, "pads", _hmac_pads(self.pii_key))
+        object.__setattr__(self, "hash_id", id_hasher(self.pii_key))
 
 
 @dataclass(slots=True)
@@ -741,7 +690,7 @@ def _person(raw_id: Any, ctx: Context) -> tuple[str, str]:
         id_number = normalize_id_number(str(raw_id), ctx.today)
     except InvalidIdNumber as exc:
         raise FieldError("id_number", str(exc)) from None
-    person = (id_number, _hash_with(ctx.pads, id_number))
+    person = (id_number, ctx.hash_id(id_number))
     if type(raw_id) is str:
         if len(ctx.people) >= MEMO_SIZE:
             ctx.people.clear()

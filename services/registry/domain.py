@@ -14,10 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from operator import mul
 from typing import Literal
 
-from backstop.idnumber import IdNumber, InvalidIdNumber, parse_id_number
+from backstop.idnumber import IdNumber, InvalidIdNumber, parse_id_number, quick_check
 
 HouseholdType = Literal["alleviated", "unstable", "marginal", "sudden_hardship", "ordinary"]
 HOUSEHOLD_TYPES: tuple[str, ...] = (
@@ -116,42 +115,14 @@ def area_code_error(area_code: str, birth_year: int) -> str | None:
     return None
 
 
-# An import checks hundreds of thousands of ID numbers: the kernel's rules (backstop.idnumber)
-# run in id_number_facts on a fast path, and a number that fails any of them goes through
-# validate_id_number (the kernel's parse_id_number) for the canonical reason. Tests check
-# that both agree.
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ASCII_ZERO_WEIGHT = 48 * sum(_WEIGHTS)
-_CHECK = "10X98765432"
-_DIGITS = frozenset(b"0123456789")
-
-
-@lru_cache(maxsize=65536)
-def _birth_date(text: str) -> date | None:
-    try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
-    except ValueError:
-        return None
-
-
 def id_number_facts(raw: str, today: date) -> tuple[str, date, str]:
     """(number, birth date, sex) of an ID number the register accepts: validate_id_number
-    without building an IdNumber, for the hundreds of thousands an import checks."""
-    value = raw.strip().upper()
-    encoded = value.encode()
-    if (
-        len(encoded) == 18
-        and _DIGITS.issuperset(encoded[:17])
-        and _CHECK[(sum(map(mul, encoded, _WEIGHTS)) - _ASCII_ZERO_WEIGHT) % 11] == value[17]
-    ):
-        born = _birth_date(value[6:14])
-        if (
-            born is not None
-            and 1900 <= born.year
-            and born <= today
-            and area_code_error(value[:6], born.year) is None
-        ):
-            return value, born, "male" if encoded[16] % 2 else "female"  # ASCII keeps parity
+    on the kernel's fast path, for the hundreds of thousands an import checks."""
+    facts = quick_check(raw, today)
+    if facts is not None:
+        value, born = facts
+        if area_code_error(value[:6], born.year) is None:
+            return value, born, "male" if int(value[16]) % 2 else "female"
     parsed = validate_id_number(raw, today=today)  # raises with the canonical reason
     return parsed.value, parsed.birth_date, parsed.sex
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
-import hmac
 import logging
 import os
 import threading
@@ -22,7 +20,6 @@ from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any, cast, overload
 
@@ -39,7 +36,7 @@ from backstop.contracts.assistance import FindingObserved, MonitoringStarted, Ri
 from backstop.db import SessionFactory, raw_connection, unit_of_work
 from backstop.errors import Problem
 from backstop.events import CloudEvent, make_event
-from backstop.idnumber import mask_id
+from backstop.idnumber import id_hasher, mask_id
 from backstop.logs import correlation_id
 from services.registry import domain
 from services.registry.importing import HouseholdRows
@@ -339,19 +336,6 @@ def _new_ids(n: int) -> list[str]:
     return taken
 
 
-@lru_cache(maxsize=8)
-def _keyed_hmac(pii_key: str) -> hmac.HMAC:
-    return hmac.new(pii_key.encode(), digestmod=hashlib.sha256)
-
-
-def _id_hash(id_number: str, pii_key: str) -> str:
-    """backstop.idnumber.id_hash of a normalized ID number, without keying the HMAC anew
-    for each (an import hashes hundreds of thousands; tests check both agree)."""
-    mac = _keyed_hmac(pii_key).copy()
-    mac.update(id_number.encode())
-    return str(mac.hexdigest())
-
-
 HOUSEHOLD_CREATED: str = contract.HouseholdCreated.__event_type__  # type: ignore[attr-defined]
 
 
@@ -484,7 +468,7 @@ def _member_row(
     return {
         "id": person_id,
         "id_number": id_number,
-        "id_hash": _id_hash(id_number, pii_key),
+        "id_hash": id_hasher(pii_key)(id_number),
         "name": (m["name"] or "").strip(),
         "relation": m["relation"],
         "sex": sex,

@@ -6,11 +6,21 @@ import logging
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from backstop.contracts.kernel import ProbeEmitted
 from backstop.events import CloudEvent, make_event, spec_of
-from backstop.idnumber import InvalidIdNumber, check_digit, id_hash, mask_id, parse_id_number
+from backstop.idnumber import (
+    InvalidIdNumber,
+    check_digit,
+    id_hash,
+    id_hasher,
+    mask_id,
+    parse_id_number,
+    quick_check,
+)
 from backstop.logs import JsonFormatter, mask_id_numbers
 from backstop.settings import Settings
 
@@ -94,3 +104,40 @@ def test_server_access_logs_are_masked_too() -> None:
     access.setLevel(logging.INFO)  # another test's uvicorn may have set it to WARNING
     access.info('%s - "%s %s HTTP/1.1" %d', "127.0.0.1", "GET", f"/v1/persons/{VALID}", 200)
     assert VALID not in stream.getvalue() and "441881********" in stream.getvalue()
+
+
+TODAY = date(2026, 11, 28)
+
+
+def _kernel(text: str) -> tuple[str, date] | None:
+    try:
+        parsed = parse_id_number(text, today=TODAY)
+    except InvalidIdNumber:
+        return None
+    return parsed.value, parsed.birth_date
+
+
+@given(st.text(alphabet="0123456789Xx ", max_size=20))
+@settings(max_examples=400, deadline=None)
+def test_quick_check_agrees_with_parse_id_number_on_any_text(text: str) -> None:
+    assert quick_check(text, TODAY) == _kernel(text)
+
+
+@given(
+    st.dates(min_value=date(1890, 1, 1), max_value=date(2030, 12, 31)),
+    st.integers(0, 999),
+    st.sampled_from("0123456789Xx"),
+)
+@settings(max_examples=1000, deadline=None)
+def test_quick_check_agrees_with_parse_id_number_on_near_numbers(
+    born: date, seq: int, check: str
+) -> None:
+    text = f"441881{born:%Y%m%d}{seq:03d}{check}"
+    assert quick_check(text, TODAY) == _kernel(text)
+
+
+def test_the_id_hasher_is_id_hash() -> None:
+    long_key = "k" * 100  # longer than SHA-256's block: HMAC hashes it first
+    for value in ("44188119800517123X", "441822196002290081", "110101200001010000"):
+        for key in ("dev key", long_key):
+            assert id_hasher(key)(value) == id_hash(value, key)

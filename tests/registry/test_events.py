@@ -3,7 +3,6 @@ import's helpers (ids, garbage collector) keep their promises. No database."""
 
 from __future__ import annotations
 
-import gc
 import time
 import uuid
 from datetime import date
@@ -12,7 +11,6 @@ import orjson
 
 from backstop.contracts import registry as contract
 from backstop.events import CloudEvent, make_event
-from backstop.idnumber import id_hash
 from services.registry import handlers
 from services.registry.county import read_regions
 from services.registry.handlers import HouseholdView, created_event, snapshot_data
@@ -91,28 +89,3 @@ def test_new_ids_are_distinct_time_ordered_uuids() -> None:
 def test_ids_from_the_pool_are_never_handed_out_twice() -> None:
     ids = [i for n in (1, 5, 700, 3, 511) for i in handlers._new_ids(n)]
     assert len(ids) == len(set(ids)) == 1220
-
-
-def test_fast_id_hash_is_the_kernels() -> None:
-    for value in ("44188119800517123X", "441822196002290081", "110101200001010000"):
-        assert handlers._id_hash(value, KEY) == id_hash(value, KEY)
-        assert handlers._id_hash(value, "another key") == id_hash(value, "another key")
-
-
-def test_the_import_freezes_the_app_once_and_leaves_a_freeze_alone() -> None:
-    assert gc.get_freeze_count() == 0
-    with handlers._long_lived_objects_frozen():
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
-        with handlers._long_lived_objects_frozen():  # a concurrent import
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen
-    assert gc.get_freeze_count() == 0
-    gc.freeze()  # the process froze its start-up objects itself
-    try:
-        kept = gc.get_freeze_count()
-        with handlers._long_lived_objects_frozen():
-            pass
-        assert gc.get_freeze_count() == kept
-    finally:
-        gc.unfreeze()
