@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.events import CloudEvent
+
+# One statement whatever the batch size: the events as one JSON parameter, not a
+# compiled multi-row VALUES, nor arrays (asyncpg checks every array element against the
+# collections.abc classes). Built once: text() parses its bind parameters.
+_CLAIM = text(
+    "INSERT INTO inbox (consumer, event_id, event_type)"
+    " SELECT :consumer, e.id, e.type"
+    " FROM json_to_recordset(CAST(:events AS json)) AS e(id text, type text)"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
 
 
 async def claim(
@@ -21,17 +32,9 @@ async def claim(
         unique.setdefault(event.id, event)
     if not unique:
         return []
-    # One statement whatever the batch size: arrays, not a compiled multi-row VALUES.
-    stmt = text(
-        "INSERT INTO inbox (consumer, event_id, event_type)"
-        " SELECT :consumer, e.id, e.type"
-        " FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[])) AS e(id, type)"
-        " ON CONFLICT DO NOTHING RETURNING event_id"
-    )
     params = {
         "consumer": consumer,
-        "ids": list(unique),
-        "types": [e.type for e in unique.values()],
+        "events": orjson.dumps([{"id": e.id, "type": e.type} for e in unique.values()]).decode(),
     }
-    claimed = set((await session.execute(stmt, params)).scalars().all())
+    claimed = set((await session.execute(_CLAIM, params)).scalars().all())
     return [e for e in unique.values() if e.id in claimed]

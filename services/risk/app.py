@@ -31,6 +31,8 @@ SPEC = ServiceSpec(
             topics=[registry.TOPIC, datasync.TOPIC],
             batch_handler=handlers.apply_events,
             batch_types=handlers.CONSUMED_TYPES,
+            # Safe: a batch locks its households before reading them (handlers.py).
+            partitions_at_once=3,
         )
     ],
     jobs=[("rescore", 2.0, rescore_job)],

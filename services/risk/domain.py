@@ -26,16 +26,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
 Level = Literal["none", "watch", "at_risk"]
 LEVELS: tuple[Level, ...] = ("none", "watch", "at_risk")
+_RANK: dict[str, int] = {level: i for i, level in enumerate(LEVELS)}
 LEVEL_LABELS: dict[str, str] = {
     "none": "未发现风险",
     "watch": "可能存在问题尚无致贫返贫风险",
@@ -155,7 +156,6 @@ class Policy(BaseModel):
         description="需关注的特殊群体 → 风险类型代码",
     )
     points: Points = Field(default_factory=Points)
-    _line_cache: dict[int, float] = PrivateAttr(default_factory=dict)
     watch_score: int = Field(30, ge=1, le=100, description="达到该分值为 watch")
     at_risk_score: int = Field(60, ge=1, le=100, description="达到该分值为 at_risk")
 
@@ -176,12 +176,19 @@ class Policy(BaseModel):
     def income_line(self, year: int) -> float:
         """The line for income earned in `year`: that year's entry, else the closest
         earlier year's, else the default."""
-        line = self._line_cache.get(year)
+        lines = self._lines_by_year
+        line = lines.get(year)
         if line is None:
             earlier = [y for y in self.income_lines if y <= year]
             line = self.income_lines[max(earlier)] if earlier else self.income_line_default
-            self._line_cache[year] = line
+            lines[year] = line
         return line
+
+    @cached_property
+    def _lines_by_year(self) -> dict[int, float]:
+        # The years `income_line` was asked, memoized in a plain attribute: a pydantic
+        # private attribute is read through `__getattr__`, slow for 300k households.
+        return {}
 
 
 DEFAULT_POLICY = Policy()
@@ -687,7 +694,11 @@ def level_for(score: int, factors: Iterable[Factor], policy: Policy) -> Level:
         if score >= policy.watch_score
         else "none"
     )
-    return max([by_score, *(f.floor for f in factors)], key=LEVELS.index)
+    level = by_score
+    for f in factors:  # the highest of the score's level and every factor's floor
+        if _RANK[f.floor] > _RANK[level]:
+            level = f.floor
+    return level
 
 
 def assess(features: Features, policy: Policy) -> Assessment:

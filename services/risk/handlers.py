@@ -16,8 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import String, Text, any_, bindparam, func, insert, or_, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Text, TextClause, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +27,6 @@ from backstop.contracts.risk import (
     AlertCleared,
     AlertRaised,
     AssessmentChanged,
-    FactorData,
 )
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
@@ -60,9 +58,18 @@ CONSUMED_TYPES = REGISTRY_TYPES | {RECORDS_MATCHED}
 RESCORE_CHUNK = 5000
 
 
-def _any(ids: Sequence[str]) -> Any:
-    """`= ANY($1::varchar[])`: one array parameter instead of thousands of IN binds."""
-    return any_(bindparam(None, list(ids), type_=ARRAY(String)))
+def _json(value: Any) -> str:
+    """A statement parameter as one JSON text. Bulk statements take their rows this way,
+    not as arrays: asyncpg checks every element of an array parameter against the
+    collections.abc classes, which costs more than the rest of the statement."""
+    return orjson.dumps(value).decode()
+
+
+def _is_one_of(column: str, ids: Sequence[str]) -> TextClause:
+    """`<column> = ANY(<ids>)`, the ids sent as one JSON array."""
+    return text(
+        f"{column} = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))"
+    ).bindparams(bindparam("ids", _json(list(ids)), unique=True))
 
 
 def county_today() -> date:
@@ -94,12 +101,17 @@ async def policy_version(session: AsyncSession, version: int) -> Policy | None:
 
 
 def _parse_policy(version: int, raw: dict[str, Any]) -> Policy:
-    key = version.to_bytes(4, "big") + orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+    return _parse_policy_text(version, orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode())
+
+
+def _parse_policy_text(version: int, raw: str) -> Policy:
+    """`raw` is the stored JSON as PostgreSQL prints jsonb (keys in a fixed order)."""
+    key = version.to_bytes(4, "big") + raw.encode()
     policy = _policy_cache.get(key)
     if policy is None:
         if len(_policy_cache) > 64:
             _policy_cache.clear()
-        policy = _policy_cache[key] = Policy.model_validate(raw)
+        policy = _policy_cache[key] = Policy.model_validate_json(raw)
     return policy
 
 
@@ -162,7 +174,6 @@ class _Batch:
 def _record_row(
     event: CloudEvent, data: datasync_contract.RecordsMatched, rec: Any
 ) -> dict[str, Any]:
-    period_start = _period_start(data.period)
     row: dict[str, Any] = {
         "source": rec.source,
         "record_id": rec.record_id,
@@ -184,10 +195,14 @@ def _record_row(
             housing_damaged=rec.housing_damaged,
         )
     elif isinstance(rec, datasync_contract.CivilAffairsRecordData):
-        on = (rec.end_on if rec.status == "terminated" else rec.start_on) or period_start
+        on = (rec.end_on if rec.status == "terminated" else rec.start_on) or _period_start(
+            data.period
+        )
         row.update(occurred_on=on, amount=rec.amount, kind=rec.kind, status=rec.status)
     else:  # education records carry no date: the feed's period dates them
-        row.update(occurred_on=period_start, amount=rec.out_of_pocket, enrolled=rec.enrolled)
+        row.update(
+            occurred_on=_period_start(data.period), amount=rec.out_of_pocket, enrolled=rec.enrolled
+        )
     return row
 
 
@@ -258,16 +273,14 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
     if not batch.triggers:
         return
     ids = sorted(batch.triggers)
-    if batch.records:
-        # Records need no household lock: a re-score running now cannot see them before
-        # this commits, and this batch re-scores their households after it.
-        await session.execute(
-            _INSERT_RECORDS, _columns(list(batch.records.values()), _RECORD_COLUMNS)
-        )
+    # One statement: keep the records and lock the known households in id order, as
+    # the re-score does, so the two never deadlock and never interleave on one
+    # household. Records need no lock: a re-score running now cannot see them before
+    # this commits, and this batch re-scores their households after it.
+    locked, version, policy = await _keep_records_and_lock(
+        session, ids=ids, records=list(batch.records.values())
+    )
     if batch.snapshots:
-        # Lock the households in id order first, as the re-score does, so the two never
-        # deadlock and never interleave on one household.
-        await _lock_households(session, ids)
         table = m.households
         stmt = pg_insert(table)
         stmt = stmt.on_conflict_do_update(
@@ -286,33 +299,91 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
                 )
             }
             | {"updated_at": func.now()},
-            # A stale or replayed snapshot changes nothing.
+            # A stale or replayed snapshot changes nothing (the row is locked all the
+            # same; a new household's row is this transaction's own until it commits).
             where=table.c.snapshot_version < stmt.excluded.snapshot_version,
         )
         await session.execute(
             stmt, [_snapshot_row(e, s) for _, (e, s) in sorted(batch.snapshots.items())]
         )
-    version, policy = await current_policy(session)
-    # Locked in id order (again, for households just inserted): one decision at a time
-    # per household, never interleaved with the re-score.
-    rows = await _household_rows(session, ids=ids, lock=True, as_of=county_today())
+        locked = sorted({*locked, *batch.snapshots})
+    if not locked:
+        return
+    # Read only now, in a statement that starts once every lock is held, so it sees the
+    # assessment a concurrent re-score or batch committed while this one waited: the
+    # previous level an alert is decided from is never stale.
+    as_of = county_today()
+    rows = await _household_rows(session, ids=locked, as_of=as_of)
+    if rows and rows[0].policy_now != version:  # a new policy came while this one waited
+        version, policy = await current_policy(session)
     await score(
         session,
         rows,
         policy=policy,
         version=version,
         triggers=batch.triggers,
-        as_of=county_today(),
+        as_of=as_of,
     )
 
 
-async def _lock_households(session: AsyncSession, ids: Sequence[str]) -> None:
-    await session.execute(
-        select(m.households.c.household_id)
-        .where(m.households.c.household_id == _any(ids))
-        .order_by(m.households.c.household_id)
-        .with_for_update()
+# Keeps the batch's records, locks the known households among `ids` in id order and
+# reads the current policy, in one round trip.
+_KEEP_RECORDS_AND_LOCK = text(
+    """
+    WITH kept AS (
+        INSERT INTO risk_records (source, record_id, household_id, id_hash, occurred_on,
+                                  amount, housing_damaged, kind, status, enrolled, batch_id,
+                                  event_id)
+        SELECT * FROM json_to_recordset(CAST(:records AS json)) AS r(
+            source varchar, record_id varchar, household_id varchar, id_hash varchar,
+            occurred_on date, amount float8, housing_damaged bool, kind varchar,
+            status varchar, enrolled bool, batch_id varchar, event_id varchar)
+        ON CONFLICT (source, record_id) DO NOTHING
+    ), locked AS MATERIALIZED (
+        SELECT household_id FROM risk_households
+        WHERE household_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))
+        ORDER BY household_id
+        FOR UPDATE
     )
+    SELECT ARRAY(SELECT household_id FROM locked ORDER BY household_id) AS locked,
+           p.version, CAST(p.policy AS text) AS policy
+    FROM (SELECT version, policy FROM risk_policies ORDER BY version DESC LIMIT 1) AS p
+    """
+)
+
+
+async def _keep_records_and_lock(
+    session: AsyncSession, *, ids: Sequence[str], records: Sequence[dict[str, Any]]
+) -> tuple[list[str], int, Policy]:
+    """Insert `records` (a record already kept is left as it is), lock the households
+    among `ids` that exist, in id order; return their ids and the current policy."""
+    row = (
+        await session.execute(
+            _KEEP_RECORDS_AND_LOCK, {"records": _json(records), "ids": _json(list(ids))}
+        )
+    ).one()
+    return list(row.locked), row.version, _parse_policy_text(row.version, row.policy)
+
+
+async def _lock_households(
+    session: AsyncSession,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+    ids: Sequence[str] | None = None,
+) -> list[str]:
+    """Lock households in id order and return their ids: those in `ids`, or the first
+    `limit` after `after`. Read them afterwards, in a new statement: one that waited
+    for a lock here would otherwise see what was there before the wait."""
+    h = m.households.c
+    stmt = select(h.household_id).order_by(h.household_id).with_for_update()
+    if ids is not None:
+        stmt = stmt.where(_is_one_of("risk_households.household_id", ids))
+    if after is not None:
+        stmt = stmt.where(h.household_id > after)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list((await session.execute(stmt)).scalars())
 
 
 # --- features -------------------------------------------------------------------------
@@ -331,7 +402,8 @@ _HOUSEHOLD_COLUMNS = (
 
 def _records_json(since: date) -> Any:
     """The household's records the rules can still look at (two years: the rolling 12
-    months, and the latest civil-affairs and school status before it), as JSON text."""
+    months, and the latest civil-affairs and school status before it), as JSON text.
+    Every column here is in ix_risk_records_household_features: an index-only scan."""
     r = m.records.c
     return (
         select(
@@ -364,11 +436,10 @@ async def _household_rows(
     after: str | None = None,
     limit: int | None = None,
     region_prefixes: Sequence[str] | None = None,
-    lock: bool = False,
-) -> list[Any]:
+) -> list[_HouseholdRow]:
     """Households with everything an assessment needs in one round trip: the snapshot,
-    their records and the current assessment (`prev_*`). `lock` locks the households
-    in id order, which serializes decisions per household."""
+    their records and the current assessment (`prev_*`). Deciding from them needs the
+    households locked first (`_lock_households`, `_keep_records_and_lock`)."""
     h, c = m.households.c, m.current.c
     stmt = (
         select(
@@ -377,37 +448,73 @@ async def _household_rows(
             c.level.label("prev_level"),
             c.score.label("prev_score"),
             c.factors.cast(Text).label("prev_factors"),
+            c.policy_version.label("prev_version"),
+            select(func.max(m.policies.c.version)).scalar_subquery().label("policy_now"),
         )
         .select_from(m.households.outerjoin(m.current, c.household_id == h.household_id))
         .order_by(h.household_id)
     )
     if ids is not None:
-        stmt = stmt.where(h.household_id == _any(ids))
+        stmt = stmt.where(_is_one_of("risk_households.household_id", ids))
     if after is not None:
         stmt = stmt.where(h.household_id > after)
     if region_prefixes:
         stmt = stmt.where(or_(*(h.region_code.startswith(p) for p in region_prefixes)))
     if limit is not None:
         stmt = stmt.limit(limit)
-    if lock:
-        stmt = stmt.with_for_update(of=m.households)
-    return list((await session.execute(stmt)).all())
+    # Plain slotted objects: a SQLAlchemy Row's attribute access costs more than the
+    # conversion, and every household's row is read a dozen times.
+    return [_HouseholdRow(*row) for row in (await session.execute(stmt)).all()]
+
+
+@dataclass(slots=True)
+class _HouseholdRow:
+    """One row of `_household_rows`, its columns in order."""
+
+    household_id: str
+    region_code: str
+    town_code: str
+    source_event_id: str
+    members: str
+    incomes: str
+    guarantees: str
+    records: str | None
+    prev_level: Level | None
+    prev_score: int | None
+    prev_factors: str | None
+    prev_version: int | None
+    policy_now: int
+
+    @property
+    def previous(self) -> _Previous | None:
+        """The current assessment, if the household has one (all its columns are set)."""
+        if self.prev_level is None or self.prev_score is None or self.prev_factors is None:
+            return None
+        return _Previous(self.prev_level, self.prev_score, self.prev_factors)
+
+
+@dataclass(slots=True)
+class _Previous:
+    level: Level
+    score: int
+    factors: str  # JSON
 
 
 def _feed_records(raw: str | None) -> list[FeedRecord]:
     if not raw:
         return []
+    # Positional, in FeedRecord's field order (the json_build_array in _records_json).
     return [
         FeedRecord(
-            source=source,
-            record_id=record_id,
-            occurred_on=date.fromisoformat(occurred_on),
-            amount=float(amount),
-            id_hash=id_hash,
-            housing_damaged=housing_damaged,
-            kind=kind,
-            status=status,
-            enrolled=enrolled,
+            source,
+            record_id,
+            _day(occurred_on),
+            float(amount),
+            id_hash,
+            housing_damaged,
+            kind,
+            status,
+            enrolled,
         )
         for (
             source,
@@ -423,21 +530,25 @@ def _feed_records(raw: str | None) -> list[FeedRecord]:
     ]
 
 
-def features_of(row: Any, as_of: date) -> Features:
+_day = date.fromisoformat
+
+
+def features_of(row: _HouseholdRow, as_of: date) -> Features:
+    # Positional arguments, in the dataclasses' field order: a re-score builds 300k.
     members = [
         Member(
-            person_id=p["person_id"],
-            id_hash=p.get("id_hash", ""),
-            birth_date=date.fromisoformat(p["birth_date"]),
-            special_groups=tuple(p.get("special_groups") or ()),
-            labor_capacity=p.get("labor_capacity") or "full",
-            schooling=p.get("schooling"),
-            medical_insurance=p.get("medical_insurance", True),
+            p["person_id"],
+            p.get("id_hash", ""),
+            _day(p["birth_date"]),
+            tuple(p.get("special_groups") or ()),
+            p.get("labor_capacity") or "full",
+            p.get("schooling"),
+            p.get("medical_insurance", True),
         )
         for p in orjson.loads(row.members)
     ]
     incomes = [
-        Income(year=int(i["year"]), total=float(i["total"]), per_capita=float(i["per_capita"]))
+        Income(int(i["year"]), float(i["total"]), float(i["per_capita"]))
         for i in orjson.loads(row.incomes)
     ]
     return build_features(
@@ -458,74 +569,30 @@ async def features_for(session: AsyncSession, household_id: str) -> Features | N
     return features_of(rows[0], as_of) if rows else None
 
 
-def assess_rows(rows: Sequence[Any], policy: Policy, as_of: date) -> list[tuple[Any, Assessment]]:
+def assess_rows(
+    rows: Sequence[_HouseholdRow], policy: Policy, as_of: date
+) -> list[tuple[_HouseholdRow, Assessment]]:
     return [(row, assess(features_of(row, as_of), policy)) for row in rows]
 
 
 # --- scoring and its outputs ----------------------------------------------------------
 
-# Bulk writes as one statement over arrays (unnest): one round trip and no per-row
-# statement work, whatever the batch size.
-_RECORD_COLUMNS = (
-    "source",
-    "record_id",
-    "household_id",
-    "id_hash",
-    "occurred_on",
-    "amount",
-    "housing_damaged",
-    "kind",
-    "status",
-    "enrolled",
-    "batch_id",
-    "event_id",
-)
-_INSERT_RECORDS = text(
-    """
-    INSERT INTO risk_records (source, record_id, household_id, id_hash, occurred_on, amount,
-                              housing_damaged, kind, status, enrolled, batch_id, event_id)
-    SELECT * FROM unnest(CAST(:source AS varchar[]), CAST(:record_id AS varchar[]),
-                         CAST(:household_id AS varchar[]), CAST(:id_hash AS varchar[]),
-                         CAST(:occurred_on AS date[]), CAST(:amount AS float8[]),
-                         CAST(:housing_damaged AS bool[]), CAST(:kind AS varchar[]),
-                         CAST(:status AS varchar[]), CAST(:enrolled AS bool[]),
-                         CAST(:batch_id AS varchar[]), CAST(:event_id AS varchar[]))
-    ON CONFLICT (source, record_id) DO NOTHING
-    """
-)
-_HISTORY_COLUMNS = (
-    "household_id",
-    "region_code",
-    "level",
-    "previous_level",
-    "score",
-    "previous_score",
-    "per_capita_income",
-    "income_line",
-    "trigger",
-    "correlation_id",
-)
+# Bulk writes as one statement over rows sent as JSON (json_to_recordset): one round
+# trip and no per-row statement work, whatever the batch size.
 # The history row and the current assessment in one statement.
 _WRITE_ASSESSMENTS = text(
     """
-    WITH new AS (
-        SELECT * FROM unnest(
-            CAST(:household_id AS varchar[]), CAST(:region_code AS varchar[]),
-            CAST(:level AS varchar[]), CAST(:previous_level AS varchar[]),
-            CAST(:score AS int[]), CAST(:previous_score AS int[]),
-            CAST(:factors AS text[]), CAST(:per_capita_income AS float8[]),
-            CAST(:income_line AS float8[]), CAST(:trigger AS varchar[]),
-            CAST(:correlation_id AS varchar[]))
-        AS t(household_id, region_code, level, previous_level, score, previous_score,
-             factors, per_capita_income, income_line, trigger, correlation_id)
-    ), saved AS (
+    WITH saved AS (
         INSERT INTO risk_assessments (household_id, region_code, level, previous_level, score,
             previous_score, factors, per_capita_income, income_line, policy_version,
             assessed_at, trigger, correlation_id)
         SELECT household_id, region_code, level, previous_level, score, previous_score,
-               CAST(factors AS jsonb), per_capita_income, income_line, :version, :now,
-               trigger, correlation_id
-        FROM new
+               factors, per_capita_income, income_line, :version, :now, trigger,
+               correlation_id
+        FROM json_to_recordset(CAST(:assessments AS json)) AS t(
+            household_id varchar, region_code varchar, level varchar, previous_level varchar,
+            score int, previous_score int, factors jsonb, per_capita_income float8,
+            income_line float8, trigger varchar, correlation_id varchar)
         RETURNING id, household_id, region_code, level, score, factors, per_capita_income,
                   income_line
     )
@@ -543,16 +610,6 @@ _WRITE_ASSESSMENTS = text(
 )
 
 
-def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
-    return {name: [row[name] for row in rows] for name in names}
-
-
-@dataclass(slots=True)
-class _Previous:
-    level: Level
-    score: int
-
-
 def _factor_json(a: Assessment) -> list[dict[str, Any]]:
     return [
         {"code": f.code, "points": f.points, "evidence": f.evidence, "sources": list(f.sources)}
@@ -562,7 +619,7 @@ def _factor_json(a: Assessment) -> list[dict[str, Any]]:
 
 async def score(
     session: AsyncSession,
-    rows: Sequence[Any],
+    rows: Sequence[_HouseholdRow],
     *,
     policy: Policy,
     version: int,
@@ -577,7 +634,6 @@ async def score(
     if not rows:
         return 0
     assessed = assess_rows(rows, policy, as_of)
-    c = m.current.c
     now = datetime.now(UTC)
     history: list[dict[str, Any]] = []
     version_only: list[str] = []
@@ -586,15 +642,16 @@ async def score(
     for row, a in assessed:
         hid = row.household_id
         trigger = (triggers or {}).get(hid) or default_trigger or _Trigger("unknown", None)
-        prev = _Previous(row.prev_level, row.prev_score) if row.prev_level else None
+        prev = row.previous
         factors = _factor_json(a)
         if (
             prev is not None
             and prev.level == a.level
             and prev.score == a.score
-            and orjson.loads(row.prev_factors) == factors
+            and orjson.loads(prev.factors) == factors
         ):
-            version_only.append(hid)
+            if row.prev_version != version:
+                version_only.append(hid)
             continue
         history.append(
             {
@@ -607,8 +664,6 @@ async def score(
                 "factors": factors,
                 "per_capita_income": a.per_capita_income,
                 "income_line": a.income_line,
-                "policy_version": version,
-                "assessed_at": now,
                 "trigger": trigger.label[:200],
                 "correlation_id": trigger.correlation_id,
             }
@@ -627,7 +682,7 @@ async def score(
                     previous_level=prev.level if prev else None,
                     score=a.score,
                     previous_score=prev.score if prev else None,
-                    factors=[FactorData(**f) for f in factors],
+                    factors=factors,  # validated into FactorData by pydantic itself
                     per_capita_income=a.per_capita_income,
                     income_line=a.income_line,
                     policy_version=version,
@@ -661,18 +716,13 @@ async def score(
     if history:
         await session.execute(
             _WRITE_ASSESSMENTS,
-            {
-                **_columns(history, _HISTORY_COLUMNS),
-                "factors": [orjson.dumps(h["factors"]).decode() for h in history],
-                "version": version,
-                "now": now,
-            },
+            {"assessments": _json(history), "version": version, "now": now},
         )
     if version_only:
         # Same decision under a new policy version: record the version it now rests on.
         await session.execute(
             update(m.current)
-            .where(c.household_id == _any(version_only), c.policy_version != version)
+            .where(_is_one_of("risk_current.household_id", version_only))
             .values(policy_version=version)
         )
     await outbox.publish_many(session, events)
@@ -716,7 +766,8 @@ async def rescore_step(session: AsyncSession, *, chunk: int = RESCORE_CHUNK) -> 
     trigger = _Trigger(f"rescore:{job.id}", f"policy-v{job.policy_version}")
     as_of = county_today()
     if job.phase == "scan":
-        rows = await _household_rows(session, after=job.cursor, limit=chunk, lock=True, as_of=as_of)
+        ids = await _lock_households(session, after=job.cursor, limit=chunk)
+        rows = await _household_rows(session, ids=ids, as_of=as_of) if ids else []
         if rows:
             changed = await score(
                 session,
@@ -745,7 +796,8 @@ async def rescore_step(session: AsyncSession, *, chunk: int = RESCORE_CHUNK) -> 
             .limit(chunk)
         )
         ids = list((await session.execute(stale)).scalars())
-        rows = await _household_rows(session, ids=ids, lock=True, as_of=as_of) if ids else []
+        ids = await _lock_households(session, ids=ids) if ids else []
+        rows = await _household_rows(session, ids=ids, as_of=as_of) if ids else []
         if rows:
             changed = await score(
                 session,

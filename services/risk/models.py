@@ -76,7 +76,22 @@ records = Table(
     Column("batch_id", String(100), nullable=False),
     Column("event_id", String(36), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index("ix_risk_records_household", "household_id", "occurred_on"),
+    # Covering: a household's records are read by an index-only scan (migration 0003).
+    Index(
+        "ix_risk_records_household_features",
+        "household_id",
+        "occurred_on",
+        postgresql_include=[
+            "source",
+            "record_id",
+            "amount",
+            "id_hash",
+            "housing_damaged",
+            "kind",
+            "status",
+            "enrolled",
+        ],
+    ),
 )
 
 current = Table(

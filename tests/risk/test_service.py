@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from backstop.app import Runtime
 from backstop.bus import make_producer
@@ -424,6 +424,66 @@ async def test_rescore_resumes_after_a_crash_and_never_alerts_twice(stack: Stack
         async with sessions() as session:
             versions = set((await session.execute(select(m.current.c.policy_version))).scalars())
         assert versions == {2}
+    finally:
+        await engine.dispose()
+
+
+async def test_a_batch_that_waited_for_a_household_decides_from_what_the_other_committed(
+    stack: Stack,
+) -> None:
+    """Two transactions decide about one household at once (two partitions' batches, or a
+    batch and the re-score): the second waits for the first's lock, then sees its
+    assessment, so the crossing alerts once and the second counts both records."""
+    settings = await stack.create_database("riskrace", migrate=False)
+    await asyncio.to_thread(upgrade, "risk", settings.db_url)
+    engine = make_engine(settings.db_url, 3)
+    sessions = make_session_factory(engine)
+    try:
+        hid = str(uuid.uuid4())
+        async with unit_of_work(sessions) as session:
+            created = HouseholdCreated(household=snapshot(hid, total=45_000))
+            await handlers.apply_events(session, [make_event("registry", created, subject=hid)])
+        first = make_event("datasync", medical_batch(hid, 40_000, f"a-{hid}"), subject=hid)
+        second = make_event("datasync", medical_batch(hid, 30_000, f"b-{hid}"), subject=hid)
+
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def first_batch() -> None:
+            async with unit_of_work(sessions) as session:
+                await handlers.apply_events(session, [first])
+                holding.set()
+                await release.wait()  # commits only once the second waits for the lock
+
+        async def second_batch() -> None:
+            await holding.wait()
+            async with unit_of_work(sessions) as session:
+                await handlers.apply_events(session, [second])
+
+        async def waiting_for_lock() -> bool | None:
+            async with sessions() as session:
+                n = await session.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+            return True if n else None
+
+        tasks = [asyncio.create_task(first_batch()), asyncio.create_task(second_batch())]
+        await holding.wait()
+        await wait_for(waiting_for_lock, timeout=10, message="second batch waits for the lock")
+        release.set()
+        await asyncio.gather(*tasks)
+
+        types = await outbox_types(sessions)
+        assert types[RAISED] == 1
+        async with sessions() as session:
+            factors = await session.scalar(
+                select(m.current.c.factors).where(m.current.c.household_id == hid)
+            )
+        illness = next(f for f in factors if f["code"] == "illness")
+        assert "70,000 元（2 条记录）" in illness["evidence"]
     finally:
         await engine.dispose()
 
