@@ -217,15 +217,7 @@ async def test_chunks_written_two_at_a_time_report_like_one_by_one(registry: Reg
     got = (await registry.client.get(f"/v1/households/{first}", headers=registry.reader)).json()
     assert got["household_number"] == f"{tag}-1"
 
-    async with registry.runtime.sessions() as session:
-        numbers = set(
-            (
-                await session.execute(
-                    text("SELECT household_number FROM household WHERE household_number LIKE :p"),
-                    {"p": f"{tag}-%"},
-                )
-            ).scalars()
-        )
+    numbers = await household_numbers(registry, tag)
     assert numbers == {f"{tag}-{i}" for i in range(9) if i not in (2, 4)}
     events = await read_topic(
         registry.settings,
@@ -234,6 +226,16 @@ async def test_chunks_written_two_at_a_time_report_like_one_by_one(registry: Reg
         match=lambda e: str(e.data["household"].get("household_number", "")).startswith(tag),
     )
     assert sorted(e.data["household"]["household_number"] for e in events) == sorted(numbers)
+
+
+async def household_numbers(registry: Registry, tag: str) -> set[str]:
+    """The household numbers stored under a test's tag."""
+    async with registry.runtime.sessions() as session:
+        rows = await session.execute(
+            text("SELECT household_number FROM household WHERE household_number LIKE :p"),
+            {"p": f"{tag}-%"},
+        )
+        return set(rows.scalars())
 
 
 async def test_a_failed_chunk_stops_the_import_and_nothing_after_it_commits(
@@ -263,15 +265,7 @@ async def test_a_failed_chunk_stops_the_import_and_nothing_after_it_commits(
             pii_key=registry.settings.pii_key,
             chunk_size=2,
         )
-    async with registry.runtime.sessions() as session:
-        numbers = set(
-            (
-                await session.execute(
-                    text("SELECT household_number FROM household WHERE household_number LIKE :p"),
-                    {"p": f"{tag}-%"},
-                )
-            ).scalars()
-        )
+    numbers = await household_numbers(registry, tag)
     assert numbers == {f"{tag}-0", f"{tag}-1"}  # the first chunk only
 
 
