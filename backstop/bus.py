@@ -195,17 +195,11 @@ class Consumer:
                 )
                 if self.spec.partitions_at_once > 1 and len(batches) > 1:
                     await self._process_concurrently(batches)
-                    # Only now, after the handlers' transactions committed.
-                    positions = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-                    await consumer.commit(positions)
-                    for tp, position in positions.items():
-                        self._record_lag(consumer, tp, position)
+                    await self._commit(consumer, batches)
                     continue
                 for tp, records in batches.items():
                     await self._process(tp, records)
-                    # Only now, after the handlers' transactions committed.
-                    await consumer.commit({tp: records[-1].offset + 1})
-                    self._record_lag(consumer, tp, records[-1].offset + 1)
+                    await self._commit(consumer, {tp: records})
         finally:
             self._consumer = None
             await consumer.stop()
@@ -230,6 +224,15 @@ class Consumer:
                     group.create_task(process(tp, records))
         except ExceptionGroup as failed:  # the consumer restarts on the first failure
             raise failed.exceptions[0] from None
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        """Commit past `batches`: only once the handlers' transactions have committed."""
+        positions = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        await consumer.commit(positions)
+        for tp, position in positions.items():
+            self._record_lag(consumer, tp, position)
 
     def _record_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, position: int) -> None:
         high = consumer.highwater(tp)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
 
 
@@ -25,8 +24,18 @@ class IdNumber:
     sex: str  # "male" / "female" from the sequence number's parity
 
 
+@lru_cache(maxsize=65536)
+def _birth_date(text: str) -> date | None:
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
 def check_digit(first17: str) -> str:
-    return _CHECK[sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True)) % 11]
+    # The GB 11643 weights are 2^k mod 11 and 13 = 2 (mod 11): the weighted sum is
+    # 2 * int(first17, 13) modulo 11.
+    return _CHECK[2 * int(first17, 13) % 11]
 
 
 def parse_id_number(raw: str, *, today: date | None = None) -> IdNumber:
@@ -39,10 +48,9 @@ def parse_id_number(raw: str, *, today: date | None = None) -> IdNumber:
         or not (value[17].isdigit() or value[17] == "X")
     ):
         raise InvalidIdNumber("must be 18 characters: 17 digits and a digit or X")
-    try:
-        born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
-    except ValueError:
-        raise InvalidIdNumber(f"birth date {value[6:14]} is not a real date") from None
+    born = _birth_date(value[6:14])
+    if born is None:
+        raise InvalidIdNumber(f"birth date {value[6:14]} is not a real date")
     if born.year < 1900 or born > (today or date.today()):
         raise InvalidIdNumber(f"birth date {born.isoformat()} is out of range")
     if check_digit(value[:17]) != value[17]:
@@ -70,25 +78,15 @@ def id_hash(value: str, key: str) -> str:
 # parse_id_number for the reason. Tests check that both agree.
 
 
-@lru_cache(maxsize=65536)
-def _birth_date(text: str) -> date | None:
-    try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
-    except ValueError:
-        return None
-
-
 def quick_check(raw: str, today: date) -> tuple[str, date] | None:
     """(normalized number, birth date) if parse_id_number would accept `raw`, else None."""
     value = raw.strip().upper()
     first17 = value[:17]
-    # The GB 11643 weights are 2^k mod 11 and 13 = 2 (mod 11): the weighted sum is
-    # 2 * int(first17, 13) modulo 11.
     if (
         len(value) == 18
         and first17.isascii()
         and first17.isdigit()
-        and _CHECK[2 * int(first17, 13) % 11] == value[17]
+        and check_digit(first17) == value[17]
     ):
         born = _birth_date(value[6:14])
         if born is not None and born.year >= 1900 and born <= today:

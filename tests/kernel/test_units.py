@@ -136,6 +136,17 @@ def test_quick_check_agrees_with_parse_id_number_on_near_numbers(
     assert quick_check(text, TODAY) == _kernel(text)
 
 
+def test_check_digit_follows_gb_11643() -> None:
+    # Weighted digit sum (weights 7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2) mod 11 -> "10X98765432".
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    assert check_digit("11010519491231002") == "X"
+    for first17 in ("44188119800517123", "44182219600229008", "99999999999999999"):
+        expected = "10X98765432"[
+            sum(int(c) * w for c, w in zip(first17, weights, strict=True)) % 11
+        ]
+        assert check_digit(first17) == expected
+
+
 def test_the_id_hasher_is_id_hash() -> None:
     long_key = "k" * 100  # longer than SHA-256's block: HMAC hashes it first
     for value in ("44188119800517123X", "441822196002290081", "110101200001010000"):
