@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+from backstop.contracts.policy import income_drop_share
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -271,9 +272,9 @@ def elimination_guard(
                     f"{latest.year} monitoring line {line:.0f}",
                 )
             )
-        if len(incomes) > 1 and incomes[1].per_capita > 0:
-            drop = 1 - latest.per_capita / incomes[1].per_capita
-            if drop > policy.max_income_drop_ratio:
+        if len(incomes) > 1:
+            drop = income_drop_share(latest.per_capita, incomes[1].per_capita)
+            if drop is not None and drop >= policy.max_income_drop_ratio:
                 failures.append(
                     GuardFailure("income_stable", f"income fell {drop:.0%} against last year")
                 )

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from backstop.contracts.policy import due_for_monthly_contact
+
 TZ = ZoneInfo("Asia/Shanghai")
 
 # The departments that push feeds (数据交换机制) and the county office (扶贫办).
@@ -41,7 +43,6 @@ HOUSEHOLD_TYPES: dict[str, str] = {
     "sudden_hardship": "突发严重困难户",
     "ordinary": "一般农户",
 }
-MONITORED_TYPES = frozenset({"unstable", "marginal", "sudden_hardship"})
 
 # Who may be in the recipient directory. Codes: town/town_leader = 9-digit town code,
 # village = 12-digit village code, insurer = the code tasks use, department = the feed
@@ -268,14 +269,6 @@ class HouseholdView:
     contacts: tuple[ContactView, ...] = ()
 
 
-def needs_monthly_contact(*, type: str, monitoring_status: str) -> bool:
-    """Monitored households and marginal/unstable/sudden-hardship ones not yet cleared
-    must be visited or contacted at least once a month (重点联系机制)."""
-    if monitoring_status == "monitored":
-        return True
-    return type in MONITORED_TYPES and monitoring_status != "eliminated"
-
-
 @dataclass
 class ContactList:
     phone: str
@@ -287,8 +280,8 @@ def monthly_contact_lists(households: Iterable[HouseholdView]) -> list[ContactLi
     """Group the households to contact this month by their key contact (by phone)."""
     lists: dict[str, ContactList] = {}
     for household in households:
-        if not needs_monthly_contact(
-            type=household.type, monitoring_status=household.monitoring_status
+        if not due_for_monthly_contact(
+            household_type=household.type, monitoring_status=household.monitoring_status
         ):
             continue
         for contact in household.contacts:

@@ -29,19 +29,14 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field as TField
 from sqlmodel import SQLModel
 
+from backstop.contracts.policy import SpecialGroup
+
 HouseholdType = Literal["alleviated", "unstable", "marginal", "sudden_hardship", "ordinary"]
 MonitoringStatus = Literal["none", "monitored", "eliminated"]
 Relation = Literal["head", "spouse", "child", "parent", "other"]
 LaborCapacity = Literal["full", "partial", "none"]
 Schooling = Literal[
     "preschool", "primary", "junior", "senior", "vocational", "college", "out_of_school", "none"
-]
-SpecialGroup = Literal[
-    "major_illness",
-    "disabled_without_carer",
-    "child_in_distress",
-    "severe_mental_disorder",
-    "disability",
 ]
 GuaranteeItem = Literal[
     "food", "clothing", "compulsory_education", "basic_medical", "housing", "drinking_water"

@@ -28,10 +28,16 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property, lru_cache
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from backstop.contracts.policy import (
+    SPECIAL_GROUP_LABELS,
+    SPECIAL_GROUPS,
+    SPECIAL_HARDSHIP_GROUPS,
+    income_drop_share,
+)
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
 Level = Literal["none", "watch", "at_risk"]
@@ -69,15 +75,12 @@ GUARANTEES: dict[str, tuple[str, str]] = {
     "housing": ("housing", "住房安全保障"),
     "drinking_water": ("drinking_water", "饮水安全"),
 }
-GROUP_LABELS: dict[str, str] = {
-    "disabled": "残疾人",
-    "serious_illness": "大病患者",
-    "chronic_illness": "慢性病患者",
-    "severe_mental_disorder": "严重精神障碍患者",
-    "disabled_unattended": "无人照料失能人员",
-    "distressed_child": "困境儿童",
-    "elderly_alone": "独居老人",
-    "left_behind_child": "留守儿童",
+# Keys of stored policies written before the groups took registry's words.
+_LEGACY_GROUP_KEYS = {
+    "serious_illness": "major_illness",
+    "disabled_unattended": "disabled_without_carer",
+    "distressed_child": "child_in_distress",
+    "disabled": "disability",
 }
 CIVIL_AFFAIRS_LABELS = {
     "dibao": "低保",
@@ -104,8 +107,11 @@ class Points(BaseModel):
     disaster: int = Field(60, ge=0, le=100, description="因灾损失超过预警线")
     education: int = Field(60, ge=0, le=100, description="因学刚性支出超过预警线")
     housing_damaged: int = Field(30, ge=0, le=100, description="灾害致住房受损")
-    attention_group: int = Field(10, ge=0, le=100, description="每类需关注的特殊群体")
-    attention_cap: int = Field(20, ge=0, le=100, description="特殊群体合计上限")
+    attention_group: int = Field(10, ge=0, le=100, description="每类需关注的特殊群体（残疾等）")
+    attention_cap: int = Field(20, ge=0, le=100, description="需关注特殊群体合计上限")
+    special_hardship: int = Field(
+        30, ge=0, le=100, description="每类4类特困群体（不设上限，且至少为 watch）"
+    )
     no_full_labor: int = Field(10, ge=0, le=100, description="家庭无全劳动力")
     assistance_terminated: int = Field(20, ge=0, le=100, description="低保/特困近期终止")
     temporary_assistance: int = Field(20, ge=0, le=100, description="近12个月获临时救助")
@@ -137,27 +143,43 @@ class Policy(BaseModel):
         10000.0, gt=0, description="未登记收入时刚性支出的预警金额（元）"
     )
     expense_surge_ratio: float = Field(
-        1.0, gt=0, le=10, description="近12个月刚性支出合计超过家庭年收入的该倍数为支出骤增"
+        1.0, gt=0, le=10, description="近12个月刚性支出合计达到家庭年收入的该倍数为支出骤增"
+    )
+    expense_surge_over_previous: float = Field(
+        2.0, gt=1, le=100, description="近12个月刚性支出达到此前12个月的该倍数为支出骤增"
+    )
+    expense_surge_min_increase: float = Field(
+        5000.0, ge=0, description="与此前12个月相比，支出骤增至少增加的金额（元）"
     )
     income_drop_share: float = Field(
-        0.3, gt=0, lt=1, description="家庭纯收入比上年下降超过该比例为收入骤降（双骤户）"
+        0.3, gt=0, lt=1, description="人均纯收入比上年下降达到该比例为收入骤降（双骤户）"
     )
     compulsory_age_min: int = Field(6, ge=3, le=20, description="义务教育年龄下限（周岁）")
     compulsory_age_max: int = Field(15, ge=3, le=20, description="义务教育年龄上限（周岁）")
     attention_groups: dict[str, str] = Field(
         default_factory=lambda: {
-            "disabled": "disability",
-            "disabled_unattended": "disability",
-            "serious_illness": "illness",
-            "chronic_illness": "illness",
+            "major_illness": "illness",
+            "disabled_without_carer": "disability",
+            "child_in_distress": "other",
             "severe_mental_disorder": "illness",
-            "distressed_child": "other",
+            "disability": "disability",
         },
-        description="需关注的特殊群体 → 风险类型代码",
+        description="需关注的特殊群体（登记的群体代码）→ 风险类型代码",
     )
     points: Points = Field(default_factory=Points)
     watch_score: int = Field(30, ge=1, le=100, description="达到该分值为 watch")
     at_risk_score: int = Field(60, ge=1, le=100, description="达到该分值为 at_risk")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registry_group_words(cls, data: Any) -> Any:
+        groups = data.get("attention_groups") if isinstance(data, dict) else None
+        if isinstance(groups, dict):
+            data = {
+                **data,
+                "attention_groups": {_LEGACY_GROUP_KEYS.get(k, k): v for k, v in groups.items()},
+            }
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -169,6 +191,11 @@ class Policy(BaseModel):
             if not 2000 <= year <= 2100 or line <= 0:
                 raise ValueError(f"income_lines: {year} → {line} is not a year and a positive line")
         for group, code in self.attention_groups.items():
+            if group not in SPECIAL_GROUPS:
+                raise ValueError(
+                    f"attention_groups.{group}: not a special group of the register "
+                    f"({', '.join(SPECIAL_GROUPS)})"
+                )
             if code not in FACTOR_CODES:
                 raise ValueError(f"attention_groups.{group}: unknown factor code {code!r}")
         return self
@@ -266,6 +293,8 @@ class Features:
     school: Spending = field(default_factory=Spending)
     housing_damaged: tuple[str, ...] = ()  # disaster records that damaged the house
     temporary_assistance: Spending = field(default_factory=Spending)
+    # medical, disaster and school spending of the 12 months before the rolling window
+    rigid_before: Spending = field(default_factory=Spending)
     # latest civil-affairs status per kind: kind -> (status, date, record ref)
     civil_affairs: Mapping[str, tuple[str, date, str]] = field(default_factory=dict)
     # latest education record per student: id_hash -> (enrolled, record ref)
@@ -290,6 +319,12 @@ def window_start(as_of: date) -> date:
         return as_of.replace(year=as_of.year - 1, day=28) + timedelta(days=1)
 
 
+def previous_window_start(as_of: date) -> date:
+    """The first day of the 12 months before the rolling window: what spending is
+    compared with for 支出骤增."""
+    return window_start(window_start(as_of) - timedelta(days=1))
+
+
 def age_on(birth_date: date, on: date) -> int:
     """Age in whole years (周岁)."""
     return on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
@@ -310,11 +345,13 @@ def build_features(
     counts records dated in the 12 months ending `as_of`; a record dated later (a
     settlement booked ahead) counts too, so nothing reported is ever lost."""
     start = window_start(as_of)
+    before_start = previous_window_start(as_of)
     ordered = list(incomes)
     if any(a.year < b.year for a, b in pairwise(ordered)):
         ordered.sort(key=lambda i: i.year, reverse=True)
     sums: dict[str, list[FeedRecord]] = {"medical": [], "disaster": [], "education": []}
     temporary: list[FeedRecord] = []
+    before: list[FeedRecord] = []
     housing: list[str] = []
     civil: dict[str, tuple[str, date, str]] = {}
     enrolment: dict[str, tuple[date, str, bool, str]] = {}
@@ -329,6 +366,8 @@ def build_features(
             if seen_ca is None or (r.occurred_on, r.ref) > (seen_ca[1], seen_ca[2]):
                 civil[r.kind] = (r.status, r.occurred_on, r.ref)
         if r.occurred_on < start:
+            if r.occurred_on >= before_start and r.source in sums:
+                before.append(r)
             continue
         if r.source in sums:
             sums[r.source].append(r)
@@ -362,6 +401,7 @@ def build_features(
         school=spending(sums["education"]),
         housing_damaged=tuple(sorted(housing)),
         temporary_assistance=spending(temporary),
+        rigid_before=spending(before),
         civil_affairs=civil,
         enrolment={h: (v[2], v[3]) for h, v in enrolment.items()},
         snapshot_source=snapshot_source,
@@ -402,6 +442,11 @@ def pct(share: float) -> str:
     return f"{share * 100:.0f}%"
 
 
+def reaches(value: float, line: float) -> str:
+    """How evidence says a value meets a line: 达到 (at or above) counts, as the seed says."""
+    return "超过" if value > line else "达到"
+
+
 def _registry(features: Features) -> tuple[str, ...]:
     return (f"registry:{features.snapshot_source}",) if features.snapshot_source else ()
 
@@ -439,18 +484,19 @@ def low_income(features: Features, policy: Policy) -> Factor | None:
 
 
 def income_drop(features: Features, policy: Policy) -> Factor | None:
-    """收入骤降 (双骤户): net income down by more than `income_drop_share` on the year before."""
+    """收入骤降 (双骤户): per-capita net income down by `income_drop_share` or more on the
+    year before, measured as the 帮扶消除 guard measures it (`income_drop_share`)."""
     now, before = features.income, features.previous_income
-    if now is None or before is None or before.total <= 0 or now.total >= before.total:
+    if now is None or before is None:
         return None
-    drop = (before.total - now.total) / before.total
-    if drop <= policy.income_drop_share:
+    drop = income_drop_share(now.per_capita, before.per_capita)
+    if drop is None or drop < policy.income_drop_share:
         return None
     return Factor(
         "income_drop",
         policy.points.income_drop,
-        f"{now.year}年家庭纯收入 {yuan(now.total)}，比{before.year}年 {yuan(before.total)}"
-        f"下降 {pct(drop)}，超过骤降线 {pct(policy.income_drop_share)}",
+        f"{now.year}年家庭人均纯收入 {yuan(now.per_capita)}，比{before.year}年 "
+        f"{yuan(before.per_capita)}下降 {pct(drop)}，达到骤降线 {pct(policy.income_drop_share)}",
         _registry(features),
     )
 
@@ -464,27 +510,29 @@ def _rigid(
     label: str,
     points: int,
 ) -> Factor | None:
-    """One rigid-spending rule: above `rigid_share` of the annual income, or above the
-    fixed amount when the county set one (or when no income is on record)."""
+    """One rigid-spending rule: 达到 (at or above) `rigid_share` of the annual income, or
+    the fixed amount when the county set one (or when no income is on record)."""
     if spending.amount <= 0:
         return None
     income = features.income
     head = f"近12个月{label} {yuan(spending.amount)}（{spending.count} 条记录）"
     if income is not None and income.total > 0:
         share = spending.amount / income.total
-        if share > policy.rigid_share:
+        if share >= policy.rigid_share:
             return Factor(
                 code,
                 points,
                 f"{head}，占家庭年收入 {yuan(income.total)}的 {pct(share)}，"
-                f"超过预警线 {pct(policy.rigid_share)}",
+                f"{reaches(share, policy.rigid_share)}预警线 {pct(policy.rigid_share)}",
                 spending.sources,
             )
     elif income is not None:  # a recorded income of zero: any rigid spending is over
-        return Factor(code, points, f"{head}，家庭年收入为 0 元，超过预警线", spending.sources)
+        return Factor(code, points, f"{head}，家庭年收入为 0 元，达到预警线", spending.sources)
     fixed = policy.rigid_amount if income is not None else policy.rigid_amount_without_income
-    if fixed is not None and spending.amount > fixed:
-        why = "超过预警金额" if income is not None else "未登记家庭年收入，超过预警金额"
+    if fixed is not None and spending.amount >= fixed:
+        why = f"{reaches(spending.amount, fixed)}预警金额"
+        if income is None:
+            why = "未登记家庭年收入，" + why
         return Factor(code, points, f"{head}，{why} {yuan(fixed)}", spending.sources)
     return None
 
@@ -526,21 +574,44 @@ def education(features: Features, policy: Policy) -> Factor | None:
 
 
 def expense_surge(features: Features, policy: Policy) -> Factor | None:
-    """支出骤增 (双骤户): all rigid spending of 12 months above `expense_surge_ratio` × the
-    annual income."""
-    total, income = features.rigid_total, features.income
-    if total <= 0 or income is None:
+    """支出骤增 (双骤户): the rigid spending of 12 months reaches `expense_surge_ratio` × the
+    annual income, or has grown to `expense_surge_over_previous` × the household's own
+    spending of the 12 months before, when there was some (by at least
+    `expense_surge_min_increase`)."""
+    total, income, before = features.rigid_total, features.income, features.rigid_before
+    if total <= 0:
         return None
-    limit = income.total * policy.expense_surge_ratio
-    if total <= limit:
+    head = (
+        f"近12个月刚性支出合计 {yuan(total)}（医疗 {yuan(features.medical.amount)}、"
+        f"灾害 {yuan(features.disaster.amount)}、教育 {yuan(features.school.amount)}）"
+    )
+    reasons: list[str] = []
+    if income is not None and total >= (limit := income.total * policy.expense_surge_ratio):
+        reasons.append(
+            f"{reaches(total, limit)}{income.year}年家庭纯收入 {yuan(income.total)}的 "
+            f"{pct(policy.expense_surge_ratio)}"
+        )
+    grown = total - before.amount
+    # Only against spending on record: no earlier records may mean no earlier feed.
+    surged = (
+        before.amount > 0
+        and total >= before.amount * policy.expense_surge_over_previous
+        and grown >= policy.expense_surge_min_increase
+    )
+    if surged:
+        reasons.append(
+            f"比此前12个月的 {yuan(before.amount)}增加 {yuan(grown)}"
+            f"（{reaches(total, before.amount * policy.expense_surge_over_previous)}其 "
+            f"{policy.expense_surge_over_previous:g} 倍）"
+        )
+    if not reasons:
         return None
+    sources = features.medical.sources + features.disaster.sources + features.school.sources
     return Factor(
         "expense_surge",
         policy.points.expense_surge,
-        f"近12个月刚性支出合计 {yuan(total)}（医疗 {yuan(features.medical.amount)}、"
-        f"灾害 {yuan(features.disaster.amount)}、教育 {yuan(features.school.amount)}），"
-        f"超过{income.year}年家庭纯收入 {yuan(income.total)}的 {pct(policy.expense_surge_ratio)}",
-        features.medical.sources + features.disaster.sources + features.school.sources,
+        head + "，" + "；".join(reasons),
+        sources + (before.sources if surged else ()),
     )
 
 
@@ -558,8 +629,11 @@ def housing_damage(features: Features, policy: Policy) -> Factor | None:
 
 
 def attention_groups(features: Features, policy: Policy) -> list[Factor]:
-    """Members in special groups that raise attention (因残、因病…), one factor per code;
-    together capped at `points.attention_cap`."""
+    """Members in special groups that raise attention, one factor per code. Each of the
+    seed's 4类特困群体 in the household brings `points.special_hardship` and at least
+    `watch`: they are owed 进一步强化综合性社会保障措施 (seed 三(一)), so none of them
+    may go unvisited. Other groups (残疾) bring `points.attention_group` each, together
+    capped at `points.attention_cap`."""
     by_code: dict[str, dict[str, int]] = {}
     for member in features.members:
         for group in member.special_groups:
@@ -571,10 +645,25 @@ def attention_groups(features: Features, policy: Policy) -> list[Factor]:
     budget = policy.points.attention_cap
     for code in sorted(by_code):
         groups = by_code[code]
-        points = min(policy.points.attention_group * len(groups), budget)
-        budget -= points
-        text = "、".join(f"{GROUP_LABELS.get(g, g)} {n} 人" for g, n in sorted(groups.items()))
-        factors.append(Factor(code, points, f"家庭成员中有{text}", _registry(features)))
+        hardship = [g for g in groups if g in SPECIAL_HARDSHIP_GROUPS]
+        others = len(groups) - len(hardship)
+        capped = min(policy.points.attention_group * others, budget)
+        budget -= capped
+        points = policy.points.special_hardship * len(hardship) + capped
+        text = "、".join(
+            f"{SPECIAL_GROUP_LABELS.get(g, g)} {n} 人" for g, n in sorted(groups.items())
+        )
+        if hardship:
+            text += "（4类特困群体，需强化综合性社会保障）"
+        factors.append(
+            Factor(
+                code,
+                points,
+                f"家庭成员中有{text}",
+                _registry(features),
+                floor="watch" if hardship else "none",
+            )
+        )
     return factors
 
 

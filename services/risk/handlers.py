@@ -42,6 +42,7 @@ from services.risk.domain import (
     Policy,
     assess,
     build_features,
+    previous_window_start,
     transition,
     window_start,
 )
@@ -444,7 +445,7 @@ async def _household_rows(
     stmt = (
         select(
             *_HOUSEHOLD_COLUMNS,
-            _records_json(window_start(window_start(as_of))),
+            _records_json(previous_window_start(as_of)),
             c.level.label("prev_level"),
             c.score.label("prev_score"),
             c.factors.cast(Text).label("prev_factors"),

@@ -73,22 +73,24 @@ def household(hid: str, type_: str, status: str, *phones: str) -> domain.Househo
     )
 
 
-def test_monthly_lists_cover_monitored_and_marginal_households_by_contact() -> None:
+def test_monthly_lists_follow_the_seeds_households_by_contact() -> None:
+    # Seed 二(三): 每月至少开展一次走访…对脱贫户（含监测户）、边缘户、"双骤户"…入户走访
     lists = domain.monthly_contact_lists(
         [
             household("a", "marginal", "none", "138 0000 0001"),
             household("b", "alleviated", "monitored", "13800000001", "13800000002"),
-            household("c", "alleviated", "none", "13800000001"),  # stable: not listed
-            household("d", "unstable", "eliminated", "13800000002"),  # risk cleared
+            household("c", "alleviated", "none", "13800000001"),  # 脱贫户: listed
+            household("d", "marginal", "eliminated", "13800000002"),  # risk cleared
             household("e", "sudden_hardship", "none"),  # no contact: no list
+            household("f", "ordinary", "none", "13800000002"),  # not named by the seed
         ]
     )
     assert [(c.phone, [h.household_id for h in c.households]) for c in lists] == [
-        ("13800000001", ["a", "b"]),
+        ("13800000001", ["a", "b", "c"]),
         ("13800000002", ["b"]),
     ]
     message = domain.monthly_contacts_message(lists[0], "2026年12月")
-    assert "2户" in message.body and "边缘易致贫户" in message.body
+    assert "3户" in message.body and "边缘易致贫户" in message.body
 
 
 def test_messages_never_carry_a_full_id_number() -> None:

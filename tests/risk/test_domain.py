@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
+from backstop.contracts.policy import SPECIAL_GROUPS
 from services.risk.domain import (
     DEFAULT_POLICY,
     Features,
@@ -91,12 +92,24 @@ def test_per_capita_at_the_near_line_ratio_is_clear() -> None:
     assert codes(household(total=2 * 7_800 * 1.2)) == []
 
 
-def test_income_drop_over_the_share_is_flagged_and_the_share_itself_is_not() -> None:
-    dropped = assess(household(total=69_999, previous=100_000), DEFAULT_POLICY)
+def test_income_drop_reaching_the_share_is_flagged_and_less_is_not() -> None:
+    # Seed 一: 收入骤降 makes a 双骤户; "达到" the line counts.
+    dropped = assess(household(total=70_000, previous=100_000), DEFAULT_POLICY)
     assert dropped.codes == ["income_drop"]
-    assert "下降 30%，超过骤降线 30%" in dropped.factors[0].evidence
-    assert codes(household(total=70_000, previous=100_000)) == []
+    assert "下降 30%，达到骤降线 30%" in dropped.factors[0].evidence
+    assert codes(household(total=70_001, previous=100_000)) == []
     assert codes(household(total=120_000, previous=100_000)) == []
+
+
+def test_income_drop_is_per_capita_of_each_years_own_members() -> None:
+    # The total fell by half because a member left; per capita did not fall: no 骤降.
+    f = household(total=40_000, previous=80_000)
+    f = replace(
+        f, income=Income(2025, 40_000, 20_000), previous_income=Income(2024, 80_000, 20_000)
+    )
+    assert codes(f) == []
+    f = replace(f, income=Income(2025, 40_000, 13_000))
+    assert codes(f) == ["income_drop"]
 
 
 # --- rigid spending -------------------------------------------------------------------
@@ -112,9 +125,10 @@ def test_medical_spending_over_half_the_income_is_illness_with_the_numbers() -> 
     assert a.factors[0].sources == ("medical:m1",)
 
 
-def test_medical_spending_of_exactly_half_the_income_is_not_illness() -> None:
-    assert codes(household(records=(medical(22_500),))) == []
-    assert codes(household(records=(medical(22_501),))) == ["illness"]
+def test_medical_spending_reaching_half_the_income_is_illness() -> None:
+    # Seed 二(一): 因病、因灾、因学支出"达到"监测预警线 — at the line counts.
+    assert codes(household(records=(medical(22_499),))) == []
+    assert codes(household(records=(medical(22_500),))) == ["illness"]
 
 
 def test_medical_spending_outside_the_12_months_does_not_count() -> None:
@@ -130,18 +144,20 @@ def test_window_start_on_29_february() -> None:
 
 def test_a_fixed_warning_amount_applies_when_the_county_sets_one() -> None:
     policy = Policy(rigid_amount=20_000)
-    rich = household(total=200_000, records=(medical(20_001),))
+    rich = household(total=200_000, records=(medical(20_000),))
     assert codes(rich) == []
     assert codes(rich, policy) == ["illness"]
-    assert "超过预警金额 20,000 元" in assess(rich, policy).factors[0].evidence
+    assert "达到预警金额 20,000 元" in assess(rich, policy).factors[0].evidence
+    below = household(total=200_000, records=(medical(19_999),))
+    assert codes(below, policy) == []
 
 
 def test_without_income_on_record_the_fallback_amount_applies() -> None:
-    f = replace(household(records=(medical(10_001),)), income=None, previous_income=None)
+    f = replace(household(records=(medical(10_000),)), income=None, previous_income=None)
     a = assess(f, DEFAULT_POLICY)
     assert a.codes == ["illness"]
     assert "未登记家庭年收入" in a.factors[0].evidence
-    assert codes(replace(f, medical=Spending(10_000, 1, ("medical:m1",)))) == []
+    assert codes(replace(f, medical=Spending(9_999, 1, ("medical:m1",)))) == []
 
 
 def test_disaster_loss_and_school_costs_follow_the_same_warning_line() -> None:
@@ -152,11 +168,31 @@ def test_disaster_loss_and_school_costs_follow_the_same_warning_line() -> None:
     assert codes(household(total=50_000, records=(school,))) == ["education"]
 
 
-def test_rigid_spending_above_the_annual_income_is_an_expense_surge() -> None:
-    a = assess(household(total=45_000, records=(medical(46_000),)), DEFAULT_POLICY)
+def test_rigid_spending_reaching_the_annual_income_is_an_expense_surge() -> None:
+    a = assess(household(total=45_000, records=(medical(45_000),)), DEFAULT_POLICY)
     assert a.codes == ["illness", "expense_surge"]
     assert a.score == 90
-    assert codes(household(total=45_000, records=(medical(45_000),))) == ["illness"]
+    assert "达到2025年家庭纯收入 45,000 元的 100%" in a.factors[1].evidence
+    # Under the income and not grown against the year before: no surge.
+    steady = (medical(40_000), medical(40_000, on=date(2025, 6, 1), rid="old"))
+    assert codes(household(total=45_000, records=steady)) == ["illness"]
+
+
+def test_spending_doubled_against_the_year_before_is_an_expense_surge() -> None:
+    # Seed 一: 支出骤增 — against the household's own earlier spending, not only income.
+    rich = 400_000
+    before = medical(6_000, on=date(2025, 6, 1), rid="old")
+    surged = household(total=rich, records=(medical(12_000), before))
+    a = assess(surged, DEFAULT_POLICY)
+    assert a.codes == ["expense_surge"]
+    assert "比此前12个月的 6,000 元增加 6,000 元" in a.factors[0].evidence
+    assert a.factors[0].sources == ("medical:m1", "medical:old")
+    assert codes(household(total=rich, records=(medical(11_999), before))) == []
+    # No spending on record before: nothing to compare with.
+    assert codes(household(total=rich, records=(medical(12_000),))) == []
+    # Doubled but by less than the minimum increase: small sums do not surge.
+    small = medical(1_000, on=date(2025, 6, 1), rid="old")
+    assert codes(household(total=rich, records=(medical(2_000), small))) == []
 
 
 def test_double_shock_household_is_at_risk() -> None:  # 双骤户
@@ -184,14 +220,41 @@ def test_housing_damaged_by_a_disaster_is_a_watch() -> None:
 # --- members ------------------------------------------------------------------------
 
 
-def test_special_groups_raise_attention_and_are_capped() -> None:
-    disabled = replace(SPOUSE, special_groups=("disabled",))
-    ill = replace(HEAD, special_groups=("serious_illness", "chronic_illness"))
-    a = assess(household(members=(ill, disabled)), DEFAULT_POLICY)
-    assert a.codes == ["disability", "illness"]
-    assert sum(f.points for f in a.factors) == 20  # capped
-    assert a.level == "none"
+def test_disability_alone_raises_attention_capped_below_watch() -> None:
+    disabled = replace(SPOUSE, special_groups=("disability",))
+    a = assess(household(members=(HEAD, disabled)), DEFAULT_POLICY)
+    assert a.codes == ["disability"]
+    assert a.score == 10 and a.level == "none"
     assert "残疾人 1 人" in a.factors[0].evidence
+
+
+def test_each_of_the_four_special_hardship_groups_is_at_least_watch() -> None:
+    # Seed 三(一): 4类特困群体…进一步强化综合性社会保障措施.
+    for group in ("major_illness", "disabled_without_carer", "child_in_distress",
+                  "severe_mental_disorder"):  # fmt: skip
+        a = assess(
+            household(members=(replace(HEAD, special_groups=(group,)), SPOUSE)), DEFAULT_POLICY
+        )
+        assert a.level == "watch", group
+        assert "4类特困群体" in a.factors[0].evidence
+
+
+def test_a_household_with_all_four_groups_is_at_risk() -> None:
+    head = replace(HEAD, special_groups=("major_illness", "severe_mental_disorder"))
+    spouse = replace(SPOUSE, special_groups=("disabled_without_carer",))
+    child = Member("p3", "h3", date(2016, 3, 1), special_groups=("child_in_distress",))
+    a = assess(household(members=(head, spouse, child), total=90_000), DEFAULT_POLICY)
+    assert a.codes == ["disability", "illness", "other"]
+    assert a.level == "at_risk" and a.score == 100
+
+
+def test_policy_group_keys_are_the_registers_words() -> None:
+    assert set(DEFAULT_POLICY.attention_groups) == set(SPECIAL_GROUPS)
+    with pytest.raises(ValidationError, match="not a special group of the register"):
+        Policy(attention_groups={"serious_illness_typo": "illness"})
+    # A policy stored before the groups took the register's words still loads.
+    legacy = Policy.model_validate({"attention_groups": {"serious_illness": "illness"}})
+    assert legacy.attention_groups == {"major_illness": "illness"}
 
 
 def test_no_full_labour_is_an_employment_factor() -> None:

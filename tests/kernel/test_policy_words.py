@@ -1,0 +1,93 @@
+"""The seed's words and rules that services must agree on live once in
+backstop.contracts.policy; these tests fail when one side changes alone."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import get_args
+
+import pytest
+
+from backstop.contracts.policy import (
+    SPECIAL_GROUP_LABELS,
+    SPECIAL_GROUPS,
+    SPECIAL_HARDSHIP_GROUPS,
+    due_for_monthly_contact,
+    income_drop_share,
+)
+from services.assistance import domain as assistance
+from services.registry import models as registry
+from services.risk import domain as risk
+
+
+def test_registry_stores_the_groups_risk_scores() -> None:
+    assert get_args(registry.SpecialGroup) == SPECIAL_GROUPS
+    assert set(risk.DEFAULT_POLICY.attention_groups) == set(SPECIAL_GROUPS)
+    assert set(SPECIAL_GROUP_LABELS) == set(SPECIAL_GROUPS)
+    # 4类特困群体: 重特大疾病、失能、困境儿童、严重精神障碍
+    assert len(SPECIAL_HARDSHIP_GROUPS) == 4 and "disability" not in SPECIAL_HARDSHIP_GROUPS
+
+
+@pytest.mark.parametrize(
+    ("household_type", "status", "sudden", "due"),
+    [
+        # 二(三): 对脱贫户（含监测户）、边缘户、"双骤户"…每月至少开展一次走访
+        ("alleviated", "none", False, True),
+        ("alleviated", "eliminated", False, True),  # 脱贫不脱帮扶
+        ("unstable", "none", False, True),
+        ("marginal", "none", False, True),
+        ("marginal", "eliminated", False, False),
+        ("sudden_hardship", "none", False, True),
+        ("ordinary", "monitored", False, True),
+        ("ordinary", "none", True, True),  # 双骤户
+        ("ordinary", "none", False, False),
+        ("ordinary", "eliminated", False, False),
+    ],
+)
+def test_who_is_contacted_monthly(
+    household_type: str, status: str, sudden: bool, due: bool
+) -> None:
+    assert (
+        due_for_monthly_contact(
+            household_type=household_type, monitoring_status=status, sudden_change=sudden
+        )
+        is due
+    )
+
+
+@pytest.mark.parametrize(
+    ("now", "before", "dropped"),
+    [(7_000, 10_000, True), (7_001, 10_000, False), (12_000, 10_000, False), (5_000, 0, False)],
+)
+def test_risk_and_the_elimination_guard_measure_income_drop_alike(
+    now: float, before: float, dropped: bool
+) -> None:
+    share = income_drop_share(now, before)
+    assert (share is not None and share >= 0.3) is dropped
+    # risk: 收入骤降 factor, per capita
+    f = risk.build_features(
+        household_id="h",
+        region_code="441881101001",
+        as_of=date(2026, 11, 15),
+        members=(risk.Member("p1", "x", date(1970, 1, 1)),),
+        incomes=[risk.Income(2025, now, now), risk.Income(2024, before, before)],
+        guarantees={},
+        records=(),
+    )
+    flagged = "income_drop" in risk.assess(f, risk.DEFAULT_POLICY).codes
+    assert flagged is dropped
+    # assistance: the 帮扶消除 guard's stable-income rule, same per-capita figures
+    facts = assistance.EliminationFacts(
+        monitored_since=date(2025, 1, 1),
+        incomes=[assistance.IncomeFact(2025, now), assistance.IncomeFact(2024, before)],
+        guarantees={},
+        labor_capacities=["full"],
+        contact_phones=["13800000000"],
+    )
+    failed = {
+        g.rule
+        for g in assistance.elimination_guard(
+            facts, on=date(2026, 3, 1), policy=assistance.AssistancePolicy()
+        )
+    }
+    assert ("income_stable" in failed) is dropped
