@@ -14,12 +14,14 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from backstop.admin import outbox_admin_router
+from backstop.auth import ADMIN_SCOPES
 from backstop.bus import Consumer, ConsumerSpec, kafka_ping
 from backstop.db import SessionFactory, make_engine, make_session_factory, ping
 from backstop.errors import PROBLEM_JSON, install_error_handlers
 from backstop.logs import configure_logging, correlation_id
 from backstop.metrics import install_metrics
-from backstop.outbox import OutboxRelay
+from backstop.outbox import MAX_MESSAGE_BYTES, OutboxRelay
 from backstop.settings import Settings, get_settings
 
 log = logging.getLogger("backstop.app")
@@ -48,7 +50,9 @@ class Runtime:
         self.spec = spec
         self.settings = settings
         self.engine: AsyncEngine = make_engine(settings.db_url, settings.db_pool_size)
-        self.sessions: SessionFactory = make_session_factory(self.engine)
+        self.sessions: SessionFactory = make_session_factory(
+            self.engine, info={MAX_MESSAGE_BYTES: settings.kafka_max_message_bytes}
+        )
         self.relay = OutboxRelay(sessions=self.sessions, settings=settings)
         self.consumers = [
             Consumer(c, sessions=self.sessions, settings=settings) for c in spec.consumers
@@ -191,6 +195,7 @@ def create_app(
 
     for router in spec.routers:
         app.include_router(router)
+    app.include_router(outbox_admin_router(ADMIN_SCOPES.get(spec.name, f"{spec.name}:admin")))
     _add_problem_schema(app)
     return app
 

@@ -34,7 +34,19 @@ SCOPES = (
     "funds:write",
     "notify:read",
     "notify:admin",
+    "registry:admin",
+    "assistance:admin",
+    "feeds:admin",
 )
+
+# The scope of each service's operator endpoints (/v1/admin/..., backstop.admin).
+ADMIN_SCOPES = {
+    "registry": "registry:admin",
+    "datasync": "feeds:admin",
+    "risk": "risk:admin",
+    "assistance": "assistance:admin",
+    "notify": "notify:admin",
+}
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,12 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition, errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import inbox, metrics
@@ -46,10 +48,49 @@ def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+Headers = list[tuple[str, bytes]]
+
+
+def event_headers(event_type: str, correlation_id: str | None) -> Headers:
+    """The Kafka headers every event carries besides its CloudEvent value."""
+    headers = [("ce_type", event_type.encode())]
+    if correlation_id:
+        headers.append(("correlationid", correlation_id.encode()))
+    return headers
+
+
+def message_size(key: bytes, value: bytes, headers: Headers) -> int:
+    """The size of a one-record batch as the broker measures it against its
+    max.message.bytes (an upper bound; the producer's own check uses the same)."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
+
+
+# Errors about the message itself: sent again, it is refused again. Other non-retriable
+# errors (authorization, a fenced producer, a protocol mismatch) are the broker's or the
+# configuration's and hit every message alike, so the relay waits for them as for an
+# outage instead of parking the whole outbox.
+_REFUSED_MESSAGE = (
+    errors.MessageSizeTooLargeError,
+    errors.RecordTooLargeError,
+    errors.RecordListTooLargeError,
+    errors.CorruptRecordException,
+    errors.InvalidTimestampError,
+    errors.UnsupportedForMessageFormatError,
+    TypeError,  # key, value or headers of the wrong type: serialization fails
+    ValueError,
+)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether Kafka will never accept this message, however often it is sent (too
+    large, not serializable). A broker outage and everything else is transient."""
+    return isinstance(exc, _REFUSED_MESSAGE)
+
+
 async def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> None:
     """Create every contract topic and its DLQ (idempotent)."""
     wanted = topics or TOPICS
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = make_admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -72,9 +113,7 @@ async def ensure_topics(settings: Settings, topics: dict[str, int] | None = None
 
 async def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
     """Raise unless the broker answers a metadata request."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=int(timeout * 1000)
-    )
+    admin = make_admin(settings, request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout)
         await asyncio.wait_for(admin.list_topics(), timeout)
@@ -82,11 +121,22 @@ async def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
         await admin.close()
 
 
+def make_admin(settings: Settings, **options: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**settings.kafka_client_options(), **options)
+
+
+def make_consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, **settings.kafka_client_options(), **options)
+
+
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     # Idempotence forces acks=all and keeps per-partition order across retries.
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **settings.kafka_client_options(),
         enable_idempotence=True,
+        # A record the broker would refuse fails in send(), before it leaves (the relay
+        # parks it; see outbox.py). Same measure as message_size().
+        max_request_size=settings.kafka_max_message_bytes,
         linger_ms=5,
         max_batch_size=512 * 1024,
         request_timeout_ms=15000,
@@ -177,9 +227,9 @@ class Consumer:
         await self.dlq.stop()
 
     async def _consume(self) -> None:
-        consumer = AIOKafkaConsumer(
+        consumer = make_consumer(
+            self.settings,
             *[self.settings.topic(t) for t in self.spec.topics],
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -25,8 +25,12 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-def make_session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(
+    engine: AsyncEngine, info: dict[str, object] | None = None
+) -> SessionFactory:
+    """Sessions on `engine`; `info` is in every session's `.info` (the outbox reads the
+    broker's message size limit there)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 @asynccontextmanager

@@ -29,6 +29,14 @@ OUTBOX_BACKLOG = Gauge("backstop_outbox_backlog", "Outbox rows not yet sent.", [
 OUTBOX_FAILURES = Counter(
     "backstop_outbox_failures_total", "Relay attempts that failed (Kafka or DB down).", ["service"]
 )
+OUTBOX_PARKED = Gauge(
+    "backstop_outbox_parked", "Outbox rows Kafka refused for good, waiting for an operator.",
+    ["service"],
+)  # fmt: skip
+OUTBOX_PARKED_TOTAL = Counter(
+    "backstop_outbox_parked_rows", "Outbox rows parked (refused for good by Kafka).",
+    ["service", "topic"],
+)  # fmt: skip
 OUTBOX_SEND_SECONDS = Histogram(
     "backstop_outbox_batch_seconds", "Time to send one outbox batch.", ["service"]
 )

@@ -1,4 +1,5 @@
-"""Migration steps every service shares: the kernel's outbox and inbox tables."""
+"""Migration steps every service shares: the kernel's outbox and inbox tables. Each
+service's chain calls them in a revision of its own."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -33,3 +34,14 @@ def create_kernel_tables() -> None:
 def drop_kernel_tables() -> None:
     op.drop_table("inbox")
     op.drop_table("outbox")
+
+
+def add_outbox_parking() -> None:
+    """Outbox rows Kafka refused for good are parked (parked_at, error), not retried."""
+    op.add_column("outbox", sa.Column("parked_at", sa.DateTime(timezone=True)))
+    op.add_column("outbox", sa.Column("error", sa.String(500)))
+
+
+def drop_outbox_parking() -> None:
+    op.drop_column("outbox", "error")
+    op.drop_column("outbox", "parked_at")

@@ -1,5 +1,11 @@
 """The transactional outbox: events are rows written in the business transaction, and a
-relay sends them to Kafka after the commit."""
+relay sends them to Kafka after the commit.
+
+Nothing can stop the relay. An event larger than the broker takes is refused where it is
+written (413, `EventTooLarge`); a row Kafka still refuses for good (too large for a
+topic, not serializable) is parked with its error and leaves the ordered stream, so the
+rows written after it go on; an operator re-sends or drops it (`backstop.admin`, `python
+-m backstop.cli outbox`). A broker outage parks nothing: the rows wait, in order."""
 
 from __future__ import annotations
 
@@ -12,12 +18,13 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import metrics
-from backstop.bus import KafkaProducerHolder
+from backstop.bus import KafkaProducerHolder, event_headers, is_permanent, message_size
 from backstop.db import SessionFactory, raw_connection
+from backstop.errors import Problem
 from backstop.events import CloudEvent, spec_of
 from backstop.settings import Settings
 from backstop.tables import outbox
@@ -30,6 +37,21 @@ _RELAY_LOCK = 0x6261636B73746F70  # "backstop"
 
 _wakeups: set[asyncio.Event] = set()
 COPY_FROM = 50  # events; below this a multi-row INSERT is cheaper than COPY
+# session.info key of the broker's message size limit (set by the runtime's sessions).
+MAX_MESSAGE_BYTES = "kafka_max_message_bytes"
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+
+
+class EventTooLarge(Problem):
+    """The event a request would publish is larger than the broker accepts. Raised in
+    the unit of work, so nothing of the request is written (413)."""
+
+    def __init__(self, event_type: str, size: int, limit: int) -> None:
+        super().__init__(
+            413,
+            f"this request would publish an event ({event_type}) of {size} bytes; the"
+            f" broker accepts at most {limit}: send less in one request",
+        )
 
 
 def outbox_row(event: CloudEvent, key: str | None) -> dict[str, object]:
@@ -92,12 +114,26 @@ _COLUMNS = ["event_id", "topic", "key", "event_type", "correlation_id", "value"]
 
 
 async def _write(session: AsyncSession, columns: list[str], rows: list[tuple[object, ...]]) -> None:
+    _check_sizes(session, rows)
     if len(rows) < COPY_FROM:
         await session.execute(insert(outbox), [dict(zip(columns, r, strict=True)) for r in rows])
     else:
         connection = await raw_connection(session)
         await connection.copy_records_to_table(outbox.name, records=rows, columns=columns)
     wake()
+
+
+def _check_sizes(session: AsyncSession, rows: list[tuple[object, ...]]) -> None:
+    """Refuse (EventTooLarge) a row the broker would refuse; rows are in _COLUMNS order."""
+    limit = int(session.info.get(MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES))
+    margin = limit - 1024  # below this no key and headers make a row too large
+    for _, _, key, event_type, correlation, value in rows:
+        assert isinstance(value, bytes) and isinstance(key, str)
+        if len(value) + len(key) > margin:
+            headers = event_headers(str(event_type), str(correlation) if correlation else None)
+            size = message_size(key.encode(), value, headers)
+            if size > limit:
+                raise EventTooLarge(str(event_type), size, limit)
 
 
 def wake() -> None:
@@ -107,7 +143,76 @@ def wake() -> None:
 
 
 async def backlog(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(outbox)) or 0)
+    """Rows waiting to be sent (parked rows are not waiting)."""
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.parked_at.is_(None))
+        )
+        or 0
+    )
+
+
+# --- parked rows: what an operator sees and does (admin endpoint, CLI) --------------
+
+PARKED_COLUMNS = (
+    outbox.c.id,
+    outbox.c.event_id,
+    outbox.c.topic,
+    outbox.c.key,
+    outbox.c.event_type,
+    outbox.c.correlation_id,
+    func.length(outbox.c.value).label("size"),
+    outbox.c.created_at,
+    outbox.c.parked_at,
+    outbox.c.error,
+)
+
+
+async def parked(
+    session: AsyncSession, *, limit: int = 100, after_id: int | None = None
+) -> list[Any]:
+    """Parked rows, oldest first, without their value (it may hold personal data)."""
+    stmt = (
+        select(*PARKED_COLUMNS)
+        .where(outbox.c.parked_at.is_not(None))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    if after_id is not None:
+        stmt = stmt.where(outbox.c.id > after_id)
+    return list((await session.execute(stmt)).all())
+
+
+async def parked_count(session: AsyncSession) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.parked_at.is_not(None))
+        )
+        or 0
+    )
+
+
+async def resend_parked(session: AsyncSession, ids: Sequence[int] | None = None) -> int:
+    """Put parked rows (all when `ids` is None) back in the stream: the relay sends them
+    next, before newer rows. Kafka refusing one again parks it again."""
+    stmt = update(outbox).where(outbox.c.parked_at.is_not(None))
+    if ids is not None:
+        stmt = stmt.where(outbox.c.id.in_(list(ids)))
+    result = await session.execute(stmt.values(parked_at=None, error=None))
+    wake()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def drop_parked(session: AsyncSession, ids: Sequence[int] | None = None) -> int:
+    """Delete parked rows (all when `ids` is None): those events are never sent."""
+    stmt = delete(outbox).where(outbox.c.parked_at.is_not(None))
+    if ids is not None:
+        stmt = stmt.where(outbox.c.id.in_(list(ids)))
+    result = await session.execute(stmt.returning(outbox.c.id, outbox.c.event_id))
+    dropped = result.all()
+    for row in dropped:
+        log.warning("parked outbox row %d (event %s) dropped by an operator", row.id, row.event_id)
+    return len(dropped)
 
 
 class OutboxRelay:
@@ -164,12 +269,14 @@ class OutboxRelay:
                 await session.execute(
                     select(
                         outbox.c.id,
+                        outbox.c.event_id,
                         outbox.c.topic,
                         outbox.c.key,
                         outbox.c.event_type,
                         outbox.c.correlation_id,
                         outbox.c.value,
                     )
+                    .where(outbox.c.parked_at.is_(None))
                     .order_by(outbox.c.id)
                     .limit(self.settings.outbox_batch_size)
                     .with_for_update(skip_locked=True)
@@ -179,31 +286,88 @@ class OutboxRelay:
                 metrics.OUTBOX_BACKLOG.labels(self.settings.service).set(0)
                 return 0
             started = time.perf_counter()
-            producer = await self.producer.get()
-            futures = []
+            delivered, refused = await self._send(rows)
+            if delivered:
+                await session.execute(delete(outbox).where(outbox.c.id.in_(list(delivered))))
+            for row, exc in refused:
+                await self._park(session, row, exc)
             for row in rows:
-                headers = [("ce_type", row.event_type.encode())]
-                if row.correlation_id:
-                    headers.append(("correlationid", row.correlation_id.encode()))
-                futures.append(
-                    await producer.send(
-                        self.settings.topic(row.topic),
-                        value=row.value,
-                        key=row.key.encode(),
-                        headers=headers,
-                    )
-                )
-            await asyncio.gather(*futures)
-            await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
-            for row in rows:
-                metrics.EVENTS_PUBLISHED.labels(row.topic, row.event_type).inc()
+                if row.id in delivered:
+                    metrics.EVENTS_PUBLISHED.labels(row.topic, row.event_type).inc()
             metrics.OUTBOX_SEND_SECONDS.labels(self.settings.service).observe(
                 time.perf_counter() - started
             )
         return len(rows)
 
+    async def _send(self, rows: Sequence[Any]) -> tuple[set[int], list[tuple[Any, Exception]]]:
+        """Send `rows` in id order; returns the ids Kafka acknowledged and the rows it
+        refused for good. A transient failure (outage) raises: the transaction rolls back
+        and every row is sent again later (consumers are idempotent)."""
+        producer = await self.producer.get()
+        refused: list[tuple[Any, Exception]] = []
+        pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        for row in rows:
+            try:
+                # The producer refuses a record over kafka_max_message_bytes right here.
+                future = await producer.send(
+                    self.settings.topic(row.topic),
+                    value=row.value,
+                    key=row.key.encode(),
+                    headers=event_headers(row.event_type, row.correlation_id),
+                )
+            except Exception as exc:
+                if not is_permanent(exc):
+                    raise
+                refused.append((row, exc))
+                continue
+            pending.append((row, future))
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        delivered = {row.id for (row, _), r in zip(pending, results, strict=True)
+                     if not isinstance(r, BaseException)}  # fmt: skip
+        failed = [(row, r) for (row, _), r in zip(pending, results, strict=True)
+                  if isinstance(r, BaseException)]  # fmt: skip
+        for _, error in failed:
+            if not is_permanent(error):
+                raise error
+        if failed:
+            # The broker refused a batch (its limit is below ours): the batch's other rows
+            # failed with it. Each goes again alone, in order, on a new producer (the old
+            # one's sequence numbers broke with the batch); what is refused alone is parked.
+            await self.producer.reset()
+            for row, _ in sorted(failed, key=lambda f: f[0].id):
+                try:
+                    producer = await self.producer.get()
+                    await producer.send_and_wait(
+                        self.settings.topic(row.topic),
+                        value=row.value,
+                        key=row.key.encode(),
+                        headers=event_headers(row.event_type, row.correlation_id),
+                    )
+                    delivered.add(row.id)
+                except Exception as exc:
+                    if not is_permanent(exc):
+                        raise
+                    refused.append((row, exc))
+                    await self.producer.reset()
+        return delivered, refused
+
+    async def _park(self, session: AsyncSession, row: Any, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        await session.execute(
+            update(outbox).where(outbox.c.id == row.id).values(parked_at=func.now(), error=error)
+        )
+        # The event's id, type and size only: its value may hold personal data.
+        log.error(
+            "outbox row %d parked (event %s, %s on %s, %d bytes): %s",
+            row.id, row.event_id, row.event_type, row.topic, len(row.value), error,
+        )  # fmt: skip
+        metrics.OUTBOX_PARKED_TOTAL.labels(self.settings.service, row.topic).inc()
+        metrics.OUTBOX_PARKED.labels(self.settings.service).inc()
+
     async def refresh_backlog(self) -> int:
         async with self.sessions() as session:
             n = await backlog(session)
+            held = await parked_count(session)
         metrics.OUTBOX_BACKLOG.labels(self.settings.service).set(n)
+        metrics.OUTBOX_PARKED.labels(self.settings.service).set(held)
         return n

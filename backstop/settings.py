@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,24 @@ class Settings(BaseSettings):
     consumer_retry_backoff_s: float = Field(default=0.2, alias="BACKSTOP_CONSUMER_RETRY_BACKOFF")
     outbox_batch_size: int = Field(default=2000, alias="BACKSTOP_OUTBOX_BATCH_SIZE")
     outbox_poll_interval_s: float = Field(default=0.5, alias="BACKSTOP_OUTBOX_POLL_INTERVAL")
+    # The broker's message.max.bytes (or the topics' max.message.bytes): an event larger
+    # than this is refused when written (413) and parked by the relay, never retried.
+    kafka_max_message_bytes: int = Field(
+        default=1_048_576, ge=1024, alias="BACKSTOP_KAFKA_MAX_MESSAGE_BYTES"
+    )
+    # Production brokers: SASL_SSL with SCRAM and TLS (docs/security.md). Local runs stay
+    # PLAINTEXT on loopback.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", alias="KAFKA_SASL_MECHANISM"
+    )
+    kafka_sasl_username: str | None = Field(default=None, alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: str | None = Field(default=None, alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_cafile: str | None = Field(default=None, alias="KAFKA_SSL_CAFILE")
+    kafka_ssl_certfile: str | None = Field(default=None, alias="KAFKA_SSL_CERTFILE")
+    kafka_ssl_keyfile: str | None = Field(default=None, alias="KAFKA_SSL_KEYFILE")
 
     jwt_secret: str = Field(default=DEV_JWT_SECRET, alias="BACKSTOP_JWT_SECRET")
     pii_key: str = Field(default=DEV_PII_KEY, alias="BACKSTOP_PII_KEY")
@@ -59,6 +78,13 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"{name} must be set to a secret of 32+ characters in production"
                     )
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs"
+                " KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
         return self
 
     @property
@@ -73,6 +99,24 @@ class Settings(BaseSettings):
             f"postgresql+asyncpg://{self.pg_user}:{self.pg_password}"
             f"@{self.pg_host}:{self.pg_port}/{name}"
         )
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Connection options for every aiokafka producer, consumer and admin client:
+        the bootstrap servers and, when configured, TLS and SASL (SCRAM)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+            if self.kafka_ssl_certfile:
+                context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            options["ssl_context"] = context
+        if self.kafka_security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = self.kafka_sasl_password
+        return options
 
     def topic(self, name: str) -> str:
         """The broker-side name of a contract topic (prefixed only in tests)."""

@@ -32,6 +32,10 @@ outbox = Table(
     Column("correlation_id", String(100)),
     Column("value", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Parked: Kafka refused the row for good (too large, not serializable). The relay
+    # skips it until an operator re-sends or drops it (backstop.admin, backstop.cli).
+    Column("parked_at", DateTime(timezone=True)),
+    Column("error", String(500)),
 )
 
 inbox = Table(
