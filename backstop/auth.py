@@ -37,6 +37,9 @@ SCOPES = (
     "registry:admin",
     "assistance:admin",
     "feeds:admin",
+    "quality:read",
+    "quality:write",
+    "quality:admin",
 )
 
 # The scope of each service's operator endpoints (/v1/admin/..., backstop.admin).
@@ -46,6 +49,7 @@ ADMIN_SCOPES = {
     "risk": "risk:admin",
     "assistance": "assistance:admin",
     "notify": "notify:admin",
+    "quality": "quality:admin",
 }
 
 
@@ -61,6 +65,12 @@ class Principal:
     @property
     def all_regions(self) -> bool:
         return "*" in self.regions
+
+    @property
+    def county_level(self) -> bool:
+        """A county (or wider) principal: its shortest region prefix is `*` or at most the
+        6-digit county code (DESIGN.md "Levels of authority")."""
+        return self.all_regions or any(len(p) <= 6 for p in self.regions)
 
     def can_see(self, region_code: str) -> bool:
         return self.all_regions or any(region_code.startswith(p) for p in self.regions)

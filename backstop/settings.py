@@ -11,8 +11,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "backstop-dev-jwt-secret-change-me-0123456789"
 DEV_PII_KEY = "backstop-dev-pii-key-change-me-0123456789"
-SERVICES = ("registry", "datasync", "risk", "assistance", "notify")
-PORTS = {"registry": 8001, "datasync": 8002, "risk": 8003, "assistance": 8004, "notify": 8005}
+SERVICES = ("registry", "datasync", "risk", "assistance", "notify", "quality")
+PORTS = {
+    "registry": 8001,
+    "datasync": 8002,
+    "risk": 8003,
+    "assistance": 8004,
+    "notify": 8005,
+    "quality": 8006,
+}
 
 
 class Settings(BaseSettings):

@@ -17,7 +17,7 @@ KAFKA_PORT="${BACKSTOP_KAFKA_PORT:-9092}"
 KAFKA_DIR="$CACHE/${BACKSTOP_KAFKA_NODE:-kafka-node}"
 PG_USER="${PGUSER:-backstop}"
 PG_PASSWORD="${PGPASSWORD:-backstop}"
-DATABASES="backstop_registry backstop_datasync backstop_risk backstop_assistance backstop_notify"
+DATABASES="backstop_registry backstop_datasync backstop_risk backstop_assistance backstop_notify backstop_quality"
 
 say() { echo "[infra] $*" >&2; }
 

@@ -4,3 +4,4 @@ CREATE DATABASE backstop_datasync;
 CREATE DATABASE backstop_risk;
 CREATE DATABASE backstop_assistance;
 CREATE DATABASE backstop_notify;
+CREATE DATABASE backstop_quality;

@@ -118,7 +118,8 @@ def main() -> None:
         "  .venv/bin/python -m backstop.auth token --sub me --regions '*' --scope "
         "registry:read registry:write registry:pii feeds:medical feeds:disaster "
         "feeds:civil_affairs feeds:education feeds:read risk:read risk:admin "
-        "assistance:read assistance:write funds:write notify:read notify:admin\n"
+        "assistance:read assistance:write funds:write notify:read notify:admin "
+        "quality:read quality:write\n"
         "Stop the services with `make stop`, and PostgreSQL and Kafka too with `make down`."
     )
 
