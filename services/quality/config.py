@@ -17,7 +17,7 @@ class QualitySettings(BaseSettings):
 
     # Year-on-year change of net income beyond which a reason is expected (IN008/IN009).
     income_rise_ratio: Decimal = Field(Decimal("1.0"), gt=0, le=100)
-    income_drop_ratio: Decimal = Field(Decimal("0.5"), gt=0, lt=1)
+    income_drop_ratio: float = Field(0.5, gt=0, lt=1)
     rigid_share: Decimal = Field(Decimal("0.5"), gt=0, le=10)
     at_risk_grace_days: int = Field(30, ge=1, le=365)
     # The nightly sweep starts after this hour, county time (Asia/Shanghai).

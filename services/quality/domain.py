@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from backstop.contracts.policy import income_drop_share
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
 RULESET_VERSION = "2026.12.1"
@@ -79,7 +80,7 @@ class Thresholds:
     income_line_default: Decimal = Decimal("6000")
     # Year-on-year change of net income beyond which a reason is expected.
     income_rise_ratio: Decimal = Decimal("1.0")  # more than doubled
-    income_drop_ratio: Decimal = Decimal("0.5")  # lost more than half
+    income_drop_ratio: float = 0.5  # lost more than half
     max_per_capita: Decimal = Decimal("200000")
     # Rigid spending (12 months) that should have been assessed: a share of the annual
     # income, or a fixed amount when no income is registered (risk's defaults).
@@ -998,40 +999,41 @@ def below_line_unflagged(f: Facts) -> Evidence | None:
 
 @rule(
     "IN008", "income", "warning", "Income rose beyond the expected ratio",
-    "{year}年家庭纯收入{total}元，比上年{previous}元增长{percent}%", "核实增收来源；属实的作为例外说明",
+    "{year}年人均纯收入{per_capita}元，比上年{previous}元增长{percent}%", "核实增收来源；属实的作为例外说明",
 )  # fmt: skip
 def income_jump(f: Facts) -> Evidence | None:
     i, p = f.income, f.previous_income
-    if i is None or p is None or p.total <= 0:
+    if i is None or p is None or p.per_capita <= 0:
         return None
-    change = (i.total - p.total) / p.total
+    change = (i.per_capita - p.per_capita) / p.per_capita
     if change <= f.t.income_rise_ratio:
         return None
     return {
         "year": i.year,
-        "total": yuan(i.total),
-        "previous": yuan(p.total),
+        "per_capita": yuan(i.per_capita),
+        "previous": yuan(p.per_capita),
         "percent": int(change * 100),
     }
 
 
 @rule(
     "IN009", "income", "warning", "Income dropped sharply with no recorded reason",
-    "{year}年家庭纯收入{total}元，比上年{previous}元下降{percent}%，风险评估未提示收入骤降",
+    "{year}年人均纯收入{per_capita}元，比上年{previous}元下降{percent}%，风险评估未提示收入骤降",
     "入户核实减收原因（双骤户）；属实的重新评估",
 )  # fmt: skip
 def income_drop_unexplained(f: Facts) -> Evidence | None:
     i, p = f.income, f.previous_income
-    if i is None or p is None or p.total <= 0 or "income_drop" in f.factors:
+    if i is None or p is None or "income_drop" in f.factors:
         return None
-    change = (p.total - i.total) / p.total
-    if change <= f.t.income_drop_ratio:
+    # 收入骤降 measured the one way risk and the 帮扶消除 guard measure it.
+    drop = income_drop_share(float(i.per_capita), float(p.per_capita))
+    if drop is None or drop <= f.t.income_drop_ratio:
         return None
     return {
         "year": i.year,
-        "total": yuan(i.total),
-        "previous": yuan(p.total),
-        "percent": int(change * 100),
+        "per_capita": yuan(i.per_capita),
+        "previous": yuan(p.per_capita),
+        "percent": int(drop * 100),
     }
 
 
