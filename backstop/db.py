@@ -20,8 +20,15 @@ SessionFactory = async_sessionmaker[AsyncSession]
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    # hide_parameters: an error's text never carries the statement's values (names,
+    # phone numbers, ID numbers) into a log line.
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        hide_parameters=True,
     )
 
 

@@ -10,6 +10,7 @@ from asyncpg import exceptions as asyncpg_exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backstop.db import is_transient
@@ -124,23 +125,39 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(Problem(status, detail, errors=errors))
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        data_error = _data_error(exc)
-        if data_error is not None:
-            # SQLSTATE class 22: the input itself (a NUL character, a number out of range…).
-            return problem_response(
-                Problem(422, f"a value cannot be stored: {data_error}",
-                        errors=[{"loc": ["body"], "msg": data_error}])
-            )  # fmt: skip
-        if is_transient(exc):
-            log.warning("database unavailable: %s", exc)
-            return problem_response(
-                Problem(503, "the database is unavailable; nothing was saved, try again",
-                        headers={"Retry-After": "2"})
-            )  # fmt: skip
-        log.exception("unhandled error", exc_info=exc)
-        return problem_response(Problem(500, "an unexpected error occurred; it has been logged"))
+        return _database_problem(exc) or _internal_error(exc)
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    # The database's exception classes by name: Starlette's inner exception middleware
+    # answers them, so a 422 or 503 logs no traceback and keeps the connection open
+    # (the handler for Exception runs in the outer one, which re-raises to the server).
+    for database_error in (sa_exc.DBAPIError, asyncpg_exceptions.PostgresError, OSError):
+        app.add_exception_handler(database_error, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _internal_error(exc: Exception) -> JSONResponse:
+    # SQL parameters are hidden by the engine (db.make_engine), ID numbers by the log
+    # formatter.
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(Problem(500, "an unexpected error occurred; it has been logged"))
+
+
+def _database_problem(exc: Exception) -> JSONResponse | None:
+    """422 for bad input the database refused, 503 while it is unreachable, else None."""
+    data_error = _data_error(exc)
+    if data_error is not None:
+        # SQLSTATE class 22: the input itself (a NUL character, a number out of range…).
+        return problem_response(
+            Problem(422, f"a value cannot be stored: {data_error}",
+                    errors=[{"loc": ["body"], "msg": data_error}])
+        )  # fmt: skip
+    if is_transient(exc):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return problem_response(
+            Problem(503, "the database is unavailable; nothing was saved, try again",
+                    headers={"Retry-After": "2"})
+        )  # fmt: skip
+    return None

@@ -11,6 +11,22 @@ from functools import lru_cache
 
 _CHECK = "10X98765432"
 
+# Full-width digits and Latin letters (０-９, Ａ-Ｚ, ａ-ｚ: what a Chinese input method
+# types) and the ideographic space. One rule for ID numbers and codes everywhere: they
+# are folded to ASCII, and any other non-ASCII digit is refused by the checks after.
+_FULLWIDTH = {
+    **{0xFF10 + i: ord("0") + i for i in range(10)},
+    **{0xFF21 + i: ord("A") + i for i in range(26)},
+    **{0xFF41 + i: ord("a") + i for i in range(26)},
+    0x3000: ord(" "),
+}
+
+
+def fold_fullwidth(text: str) -> str:
+    """`text` with full-width digits and letters made ASCII (for ID numbers and codes,
+    never for free text, whose full-width punctuation is Chinese writing)."""
+    return text if text.isascii() else text.translate(_FULLWIDTH)
+
 
 class InvalidIdNumber(ValueError):
     pass
@@ -41,9 +57,10 @@ def check_digit(first17: str) -> str:
 def parse_id_number(raw: str, *, today: date | None = None) -> IdNumber:
     """Validate format, birth date and GB 11643 check digit. The area code is checked
     only for shape here: whether it exists is the register's business (see registry)."""
-    value = raw.strip().upper()
+    value = fold_fullwidth(raw).strip().upper()
     if (
         len(value) != 18
+        or not value.isascii()
         or not value[:17].isdigit()
         or not (value[17].isdigit() or value[17] == "X")
     ):
@@ -80,7 +97,7 @@ def id_hash(value: str, key: str) -> str:
 
 def quick_check(raw: str, today: date) -> tuple[str, date] | None:
     """(normalized number, birth date) if parse_id_number would accept `raw`, else None."""
-    value = raw.strip().upper()
+    value = fold_fullwidth(raw).strip().upper()
     first17 = value[:17]
     if (
         len(value) == 18

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from backstop.settings import PORTS, SERVICES
+from backstop.settings import PORTS, SERVICES, Settings
 from tests.support import ROOT
 
 
@@ -48,4 +48,67 @@ def test_docker_compose_config_accepts_the_file() -> None:
     result = subprocess.run(
         [docker, "compose", "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
     )
+    assert result.returncode == 0, result.stderr
+
+
+SECURE = ROOT / "deploy" / "kafka-secure"
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's merge tags (!reset, !override: replace, not merge)."""
+
+
+for _tag in ("!reset", "!override"):
+    ComposeLoader.add_constructor(
+        _tag,
+        lambda loader, node: loader.construct_mapping(node),  # type: ignore[arg-type]
+    )
+
+
+def test_secure_kafka_overlay_gives_every_service_sasl_ssl_and_the_broker_acls() -> None:
+    overlay = yaml.load((SECURE / "compose.yml").read_text(), Loader=ComposeLoader)
+    services = overlay["services"]
+    assert {"kafka", "migrate", *SERVICES} <= services.keys()
+    for name in ("migrate", *SERVICES):
+        env = services[name]["environment"]
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["KAFKA_SASL_MECHANISM"].startswith("SCRAM-")
+        assert env["KAFKA_SASL_PASSWORD"].startswith("${")  # from the environment, never here
+        # The overlay's variables are the kernel's settings, and they reach the clients.
+        values = {**env, "KAFKA_SASL_PASSWORD": "secret", "KAFKA_SSL_CAFILE": None}
+        options = Settings(
+            **{k: v for k, v in values.items() if v is not None}
+        ).kafka_client_options()
+        assert (
+            options["security_protocol"] == "SASL_SSL"
+            and options["sasl_plain_password"] == "secret"
+        )
+        assert options["bootstrap_servers"] == "kafka:9094" and "ssl_context" in options
+    broker = (SECURE / "server.properties").read_text()
+    assert "listeners=SASL_SSL://:9094,CONTROLLER://127.0.0.1:9093" in broker
+    assert "allow.everyone.if.no.acl.found=false" in broker
+    assert "PLAINTEXT://" not in broker  # only the loopback controller is unencrypted
+
+
+def test_local_runs_stay_plaintext_on_loopback() -> None:
+    assert Settings().kafka_security_protocol == "PLAINTEXT"
+    local = (ROOT / "deploy" / "kafka" / "server.properties").read_text()
+    assert "listeners=PLAINTEXT://127.0.0.1:9092," in local  # loopback only
+
+
+def test_docker_compose_config_accepts_the_secure_overlay() -> None:
+    docker = shutil.which("docker")
+    if (
+        docker is None
+        or subprocess.run([docker, "compose", "version"], capture_output=True).returncode
+    ):
+        pytest.skip("no docker compose plugin on this machine")
+    env = {**os.environ, "BACKSTOP_JWT_SECRET": "x" * 40, "BACKSTOP_PII_KEY": "y" * 40,
+           "POSTGRES_PASSWORD": "z" * 20, "KAFKA_ADMIN_PASSWORD": "a" * 20,
+           "KAFKA_BACKSTOP_PASSWORD": "b" * 20, "KAFKA_TLS_PASSWORD": "c" * 20}  # fmt: skip
+    result = subprocess.run(
+        [docker, "compose", "-f", "docker-compose.yml", "-f", str(SECURE / "compose.yml"),
+         "config", "-q"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr

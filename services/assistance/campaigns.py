@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import Date, String, case, cast, func, literal, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,7 @@ from backstop.auth import Principal, require
 from backstop.contracts.assistance import TaskOpened
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
+from backstop.requests import fold
 from services.assistance import domain, handlers
 from services.assistance.models import Campaign, Household, Strict, Task, new_id, utcnow
 
@@ -36,9 +37,9 @@ WRITE = require("assistance:write")
 class CampaignCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     code: str | None = Field(default=None, max_length=80, pattern=r"^[A-Za-z0-9_.:-]+$")
-    region_prefix: str = Field(pattern=r"^\d{2,12}$")
-    household_types: list[str] = Field(default_factory=list)
-    monitoring_statuses: list[str] = Field(default_factory=list)
+    region_prefix: Annotated[str, BeforeValidator(fold), Field(pattern=r"^[0-9]{2,12}$")]
+    household_types: list[str] = Field(default_factory=list, max_length=10)
+    monitoring_statuses: list[str] = Field(default_factory=list, max_length=10)
     deadline: date
     launched_by: str = Field(min_length=1, max_length=100)
 

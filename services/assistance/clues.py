@@ -13,10 +13,10 @@ county office. ID numbers are kept only as their HMAC and masked form."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -28,6 +28,7 @@ from backstop.contracts.assistance import ClueOverdue
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.idnumber import InvalidIdNumber, id_hash, mask_id, parse_id_number
+from backstop.requests import Phone, fold
 from services.assistance import domain, handlers
 from services.assistance.models import Clue, Household, Strict, utcnow
 
@@ -41,19 +42,21 @@ ClueOutcome = Literal["confirmed", "not_confirmed", "not_found", "duplicate"]
 
 class PersonRef(Strict):
     name: str = Field(min_length=1, max_length=50)
-    id_number: str | None = Field(default=None, min_length=15, max_length=18)
+    id_number: Annotated[str, BeforeValidator(fold), Field(min_length=15, max_length=18)] | None = (
+        None
+    )
 
 
 class Reporter(Strict):
     name: str | None = Field(default=None, max_length=50)
-    phone: str | None = Field(default=None, max_length=30)
+    phone: Phone | None = None
 
 
 class ClueCreate(Strict):
     source: ClueSource
     summary: str = Field(min_length=1, max_length=4000)
     household_id: str | None = Field(default=None, max_length=36)
-    village_code: str | None = Field(default=None, pattern=r"^\d{12}$")
+    village_code: Annotated[str, BeforeValidator(fold), Field(pattern=r"^[0-9]{12}$")] | None = None
     person: PersonRef | None = None
     concerns: list[str] = Field(default_factory=list, max_length=15)  # factor codes
     anonymous: bool = False

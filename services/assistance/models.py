@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -21,6 +21,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from backstop.requests import Amount, Money, Occurred, RegionCode, RequestModel, fold
 
 
 class AssistanceBase(SQLModel, registry=registry()):
@@ -376,8 +378,18 @@ GuaranteeItem = Literal[
 GuaranteeStatus = Literal["ok", "possible_issue", "prominent_issue"]
 
 
-class Strict(BaseModel):
+class Strict(RequestModel):
+    """Base of assistance's request bodies: the kernel's rules, and no unknown fields."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# What a visit or a verification may say about members' schooling: person id → stage, at
+# most one entry per member of a household (registry's MAX_MEMBERS).
+SchoolingReport = dict[
+    Annotated[str, Field(min_length=1, max_length=36)], Annotated[str, Field(max_length=20)]
+]
+MAX_SCHOOLING_ENTRIES = 30
 
 
 class AssigneePublic(BaseModel):
@@ -425,7 +437,7 @@ class TaskPrecheck(Strict):
 
 class IncomeObserved(Strict):
     year: int = Field(ge=2000, le=2100)
-    total: float = Field(ge=0)
+    total: Amount
 
 
 class TaskComplete(Strict):
@@ -434,7 +446,8 @@ class TaskComplete(Strict):
     notes: str | None = Field(default=None, max_length=4000)
     guarantees: dict[GuaranteeItem, GuaranteeStatus] = Field(default_factory=dict)
     income: IncomeObserved | None = None
-    schooling: dict[str, str] = Field(default_factory=dict)  # person_id -> e.g. out_of_school
+    # person_id -> e.g. out_of_school
+    schooling: SchoolingReport = Field(default_factory=dict, max_length=MAX_SCHOOLING_ENTRIES)
     monitoring_type: Literal["unstable", "marginal", "sudden_hardship"] | None = None
 
 
@@ -475,16 +488,16 @@ class CasePage(BaseModel):
 class AppraisalCreate(Strict):
     """民主评议."""
 
-    held_on: date
+    held_on: Occurred
     chaired_by: str = Field(min_length=1, max_length=100)
-    attendance: int = Field(ge=1)
-    votes_for: int = Field(ge=0)
-    votes_against: int = Field(ge=0)
+    attendance: int = Field(ge=1, le=10_000)
+    votes_for: int = Field(ge=0, le=10_000)
+    votes_against: int = Field(ge=0, le=10_000)
     notes: str | None = Field(default=None, max_length=4000)
 
 
 class Objection(Strict):
-    raised_on: date
+    raised_on: Occurred
     summary: str = Field(min_length=1, max_length=2000)
     resolution: str | None = Field(default=None, max_length=2000)
 
@@ -496,7 +509,7 @@ class NoticeCreate(Strict):
     end_on: date
     posted_at: str = Field(min_length=1, max_length=200)  # where: 村务公开栏, ...
     recorded_by: str = Field(min_length=1, max_length=100)
-    objections: list[Objection] = Field(default_factory=list)
+    objections: list[Objection] = Field(default_factory=list, max_length=100)
 
 
 class ReviewCreate(Strict):
@@ -504,7 +517,7 @@ class ReviewCreate(Strict):
 
     approved: bool
     reviewed_by: str = Field(min_length=1, max_length=100)
-    reviewed_on: date
+    reviewed_on: Occurred
     opinion: str | None = Field(default=None, max_length=4000)
 
 
@@ -519,11 +532,11 @@ class VisitCreate(Strict):
     household_id: str = Field(min_length=1, max_length=36)
     channel: Literal["home", "phone", "sms", "wechat"]
     visitor: str = Field(min_length=1, max_length=100)
-    visited_on: date
+    visited_on: Occurred
     findings: str = Field(min_length=1, max_length=4000)
     guarantees: dict[GuaranteeItem, GuaranteeStatus] = Field(default_factory=dict)
     income: IncomeObserved | None = None
-    schooling: dict[str, str] = Field(default_factory=dict)
+    schooling: SchoolingReport = Field(default_factory=dict, max_length=MAX_SCHOOLING_ENTRIES)
 
 
 class VisitPublic(BaseModel):
@@ -545,7 +558,7 @@ class MeasureCreate(Strict):
     description: str = Field(min_length=1, max_length=2000)
     start_on: date
     end_on: date
-    amount: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    amount: Money
     responsible_unit: str = Field(min_length=1, max_length=200)
 
 
@@ -554,7 +567,7 @@ class PlanCreate(Strict):
     tier: Literal["not_enjoying", "enjoying", "monitored", "marginal"]
     year: int = Field(ge=2020, le=2100)
     created_by: str = Field(min_length=1, max_length=100)
-    measures: list[MeasureCreate] = Field(min_length=1)
+    measures: list[MeasureCreate] = Field(min_length=1, max_length=50)
 
 
 class MeasurePublic(BaseModel):
@@ -586,7 +599,7 @@ class FundCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     level: Literal["city", "town"]
     kind: Literal["charity", "named", "town"]  # 慈善协会扶贫基金 / 冠名基金 / 镇级扶贫基金
-    town_code: str | None = Field(default=None, pattern=r"^\d{9}$")
+    town_code: Annotated[str, BeforeValidator(fold), Field(pattern=r"^[0-9]{9}$")] | None = None
 
 
 class FundPublic(BaseModel):
@@ -602,20 +615,20 @@ class FundPublic(BaseModel):
 
 
 class DepositCreate(Strict):
-    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    amount: Money = Field(gt=0)
     donor: str = Field(min_length=1, max_length=200)
-    received_on: date
+    received_on: Occurred
     memo: str | None = Field(default=None, max_length=1000)
 
 
 class GrantCreate(Strict):
     household_id: str = Field(min_length=1, max_length=36)
-    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    amount: Money = Field(gt=0)
     purpose: str = Field(min_length=1, max_length=1000)
     granted_by: str = Field(min_length=1, max_length=100)
-    granted_on: date | None = None
-    city_fund_id: str | None = None
-    town_fund_id: str | None = None
+    granted_on: Occurred | None = None
+    city_fund_id: str | None = Field(default=None, max_length=36)
+    town_fund_id: str | None = Field(default=None, max_length=36)
 
 
 class GrantPublic(BaseModel):
@@ -656,12 +669,12 @@ class FundStatement(BaseModel):
 
 
 class IssueCreate(Strict):
-    region_code: str = Field(pattern=r"^\d{6,12}$")
+    region_code: RegionCode
     source: Literal["inspection", "public_report", "audit", "self_check"]
     summary: str = Field(min_length=1, max_length=4000)
     responsible_unit: str = Field(min_length=1, max_length=200)
     deadline: date
-    found_on: date
+    found_on: Occurred
     household_id: str | None = Field(default=None, max_length=36)
     reported_by: str = Field(min_length=1, max_length=100)
 
@@ -703,13 +716,13 @@ class IssuePublic(BaseModel):
 
 
 class AccountabilityCreate(Strict):
-    issue_id: str | None = None
-    region_code: str = Field(pattern=r"^\d{6,12}$")
+    issue_id: str | None = Field(default=None, max_length=36)
+    region_code: RegionCode
     person_name: str = Field(min_length=1, max_length=100)
     unit: str = Field(min_length=1, max_length=200)
     action: Literal["interview", "accountability"]  # 约谈 / 问责
     reason: str = Field(min_length=1, max_length=4000)
-    decided_on: date
+    decided_on: Occurred
     decided_by: str = Field(min_length=1, max_length=100)
 
 
@@ -729,7 +742,7 @@ class AccountabilityPublic(BaseModel):
 
 class PolicyUpdate(Strict):
     changed_by: str = Field(min_length=1, max_length=100)
-    policy: dict[str, Any]
+    policy: dict[str, Any] = Field(max_length=100)
 
     @field_validator("policy")
     @classmethod

@@ -179,6 +179,12 @@ async def submit_batch(
                 raise invalid(["body", "records"], "must be a list of records")
             if not records:
                 raise invalid(["body", "records"], "the batch has no records")
+            if len(records) > config.max_json_records:
+                raise Problem(
+                    413,
+                    f"a JSON batch holds at most {config.max_json_records} records, this one"
+                    f" {len(records)}: split it, or send a CSV or XLSX file",
+                )
             rows, fmt = json_rows(records, source), "json"
         elif ctype == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=20)

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.datasync.domain import CalendarRules
 
+MAX_JSON_RECORDS = 100_000
+
 
 class DatasyncConfig(BaseSettings):
     """Upload limits, the delivery calendar and the late-delivery job."""
@@ -20,6 +22,8 @@ class DatasyncConfig(BaseSettings):
     # A JSON body is parsed whole, so it has its own, smaller limit (~100k records);
     # larger deliveries come as CSV/XLSX files, which stream.
     max_json_bytes: int = Field(default=48 * 1024 * 1024, gt=0)
+    # Records in one JSON batch (about what max_json_bytes holds); more is a 413.
+    max_json_records: int = Field(default=MAX_JSON_RECORDS, ge=1)
     # Records parsed, validated and written per round trip while a batch streams in.
     chunk_size: int = Field(default=2000, ge=100)
     # The summary lists at most this many record errors; all are kept in the database.

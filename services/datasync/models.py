@@ -12,6 +12,9 @@ from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from backstop.requests import PeriodText, RequestModel
+from services.datasync.config import MAX_JSON_RECORDS
+
 
 class DatasyncBase(SQLModel, registry=registry()):
     """Base of every datasync table: its own metadata, so its migrations see only these."""
@@ -150,12 +153,13 @@ class LateNotice(DatasyncBase, table=True):
 # --- API schemas ---------------------------------------------------------------------
 
 
-class BatchCreate(BaseModel):
-    """A JSON batch: `records` use the field names of DESIGN.md (or the Chinese ones)."""
+class BatchCreate(RequestModel):
+    """A JSON batch: `records` use the field names of DESIGN.md (or the Chinese ones).
+    (The route reads JSON itself, record by record; this model documents the body.)"""
 
     batch_id: str = PydanticField(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:\-]+$")
-    period: str = PydanticField(examples=["2026-10"])
-    records: list[dict[str, Any]]
+    period: PeriodText = PydanticField(examples=["2026-10"])
+    records: list[dict[str, Any]] = PydanticField(min_length=1, max_length=MAX_JSON_RECORDS)
 
 
 class RecordError(BaseModel):

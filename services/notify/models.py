@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, field_validator
@@ -12,6 +12,8 @@ from pydantic import Field as PydanticField
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from backstop.requests import RequestModel
 
 
 class NotifyBase(SQLModel, registry=registry()):
@@ -247,7 +249,7 @@ ChannelName = Literal["local", "sms", "wecom", "email", "webhook"]
 RecipientKind = Literal["town", "town_leader", "village", "insurer", "department", "county_office"]
 
 
-class RecipientPut(BaseModel):
+class RecipientPut(RequestModel):
     name: str = PydanticField(min_length=1, max_length=200)
     region_code: str = PydanticField(
         default="",
@@ -298,9 +300,11 @@ class ReminderAttemptPublic(BaseModel):
     at: datetime
 
 
-class SubscriptionCreate(BaseModel):
+class SubscriptionCreate(RequestModel):
     callback_url: str = PydanticField(min_length=8, max_length=2000)
-    event_types: list[str] = PydanticField(min_length=1, max_length=20)
+    event_types: list[Annotated[str, PydanticField(min_length=1, max_length=200)]] = PydanticField(
+        min_length=1, max_length=20
+    )
     region_prefix: str = PydanticField(default="", max_length=12, pattern=r"^[0-9]*$")
 
     @field_validator("callback_url")
@@ -360,7 +364,7 @@ class SchedulePublic(BaseModel):
     last_fired_at: datetime | None
 
 
-class SchedulePatch(BaseModel):
+class SchedulePatch(RequestModel):
     lead_days: int | None = PydanticField(default=None, ge=0, le=60)
     send_hour: int | None = PydanticField(default=None, ge=0, le=23)
     enabled: bool | None = None

@@ -20,9 +20,9 @@ What the audit says:
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -42,6 +42,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
+
+from backstop.requests import RequestModel, fold
 
 
 class QualityBase(SQLModel, registry=registry()):
@@ -238,16 +240,16 @@ class FindingPublic(BaseModel):
     accepted_at: datetime | None
 
 
-class AcceptException(BaseModel):
+class AcceptException(RequestModel):
     """Marking a finding as an accepted exception (例外), by county staff."""
 
     accepted_by: str = Field(min_length=1, max_length=100, description="who accepts (name)")
     reason: str = Field(min_length=2, max_length=2000, description="why the data is right")
 
 
-class SweepCreate(BaseModel):
-    region_prefix: str = Field(
-        "", pattern=r"^(\d{2,12})?$", description="only households under this region code"
+class SweepCreate(RequestModel):
+    region_prefix: Annotated[str, BeforeValidator(fold)] = Field(
+        "", pattern=r"^([0-9]{2,12})?$", description="only households under this region code"
     )
 
 

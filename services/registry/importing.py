@@ -16,6 +16,7 @@ from typing import IO, Any, cast, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from backstop.requests import FORBIDDEN_CHARACTERS, MAX_AMOUNT, PHONE_PATTERN
 from services.registry.models import (
     AnnualIncome,
     ContactIn,
@@ -414,8 +415,19 @@ _SCHOOLINGS = frozenset(get_args(Schooling))
 _ROLES = frozenset(get_args(ContactRole))
 
 
+_GROUP_COUNT = _limits(MemberCreate, "special_groups")
+_FORBIDDEN = FORBIDDEN_CHARACTERS.search
+_PHONE_SHAPE = re.compile(PHONE_PATTERN).match
+
+
 def _text(value: object, limits: tuple[float, float]) -> bool:
-    return type(value) is str and limits[0] <= len(value) <= limits[1]
+    """A string within `limits` without the characters the kernel's RequestModel refuses."""
+    return type(value) is str and limits[0] <= len(value) <= limits[1] and not _FORBIDDEN(value)
+
+
+def _code(value: object, limits: tuple[float, float]) -> bool:
+    # ASCII only: the model folds full-width digits (backstop.requests.fold), this does not.
+    return type(value) is str and value.isascii() and _text(value, limits)
 
 
 def checked_body(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -426,10 +438,10 @@ def checked_body(body: dict[str, Any]) -> dict[str, Any] | None:
     income = body.get("annual_income")
     contacts = body.get("contacts", [])
     if not (
-        _text(body["region_code"], _REGION_CODE)
+        _code(body["region_code"], _REGION_CODE)
         and body["type"] in _HOUSEHOLD_TYPES
         and type(body["policy_enjoying"]) is bool
-        and (number is None or _text(number, _HOUSEHOLD_NUMBER))
+        and (number is None or _code(number, _HOUSEHOLD_NUMBER))
         and _MEMBER_COUNT[0] <= len(members) <= _MEMBER_COUNT[1]
         and len(contacts) <= _CONTACT_COUNT[1]
         and "guarantees" not in body
@@ -437,9 +449,10 @@ def checked_body(body: dict[str, Any]) -> dict[str, Any] | None:
         return None
     for m in members:
         if not (
-            _text(m["id_number"], _ID_NUMBER)
+            _code(m["id_number"], _ID_NUMBER)
             and _text(m["name"], _MEMBER_NAME)
             and m["relation"] in _RELATION_VALUES
+            and len(m["special_groups"]) <= _GROUP_COUNT[1]
             and all(g in _GROUP_VALUES for g in m["special_groups"])
             and m["labor_capacity"] in _LABOR_CAPACITIES
             and (m["schooling"] is None or m["schooling"] in _SCHOOLINGS)
@@ -452,13 +465,14 @@ def checked_body(body: dict[str, Any]) -> dict[str, Any] | None:
             return None
         for name in _INCOME_FIELDS:
             value = income[name]
-            if value is not None and not (type(value) is float and value >= 0):
+            if value is not None and not (type(value) is float and 0 <= value <= MAX_AMOUNT):
                 return None
     for c in contacts:
         if not (
             c["role"] in _ROLES
             and _text(c["name"], _CONTACT_NAME)
-            and _text(c["phone"], _PHONE)
+            and _code(c["phone"], _PHONE)
+            and _PHONE_SHAPE(c["phone"])
             and "unit" not in c
         ):
             return None

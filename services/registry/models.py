@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -30,6 +30,7 @@ from sqlmodel import Field as TField
 from sqlmodel import SQLModel
 
 from backstop.contracts.policy import SpecialGroup
+from backstop.requests import Amount, IdNumberText, Name, Occurred, Phone, RequestModel, fold
 
 HouseholdType = Literal["alleviated", "unstable", "marginal", "sudden_hardship", "ordinary"]
 MonitoringStatus = Literal["none", "monitored", "eliminated"]
@@ -200,57 +201,68 @@ region_table = cast(Table, Region.__table__)  # type: ignore[attr-defined]
 # --- Schemas ----------------------------------------------------------------------------
 
 
-class AnnualIncome(BaseModel):
+class AnnualIncome(RequestModel):
     """Household net income of one year, yuan; parts optional (total = their sum)."""
 
     year: int = Field(ge=2000, le=2100)
-    total: float | None = Field(default=None, ge=0)
-    wage: float | None = Field(default=None, ge=0)
-    business: float | None = Field(default=None, ge=0)
-    transfer: float | None = Field(default=None, ge=0)
-    property: float | None = Field(default=None, ge=0)
+    total: Amount | None = None
+    wage: Amount | None = None
+    business: Amount | None = None
+    transfer: Amount | None = None
+    property: Amount | None = None
 
 
-class MemberCreate(BaseModel):
-    id_number: str = Field(min_length=1, max_length=40)
-    name: str = Field(min_length=1, max_length=100)
+# Bounds of a household: members (a 户 of more than 30 is a data error) and contacts.
+MAX_MEMBERS = 30
+MAX_CONTACTS = 10
+MAX_SPECIAL_GROUPS = 5  # as many as there are groups
+
+
+class MemberCreate(RequestModel):
+    id_number: IdNumberText
+    name: Name
     relation: Relation
-    special_groups: list[SpecialGroup] = Field(default_factory=list)
+    special_groups: list[SpecialGroup] = Field(default_factory=list, max_length=MAX_SPECIAL_GROUPS)
     labor_capacity: LaborCapacity = "full"
     schooling: Schooling | None = None
     medical_insurance: bool = True
 
 
-class GuaranteeIn(BaseModel):
+class GuaranteeIn(RequestModel):
     status: GuaranteeStatus
-    verified_on: date | None = None
+    verified_on: Occurred | None = None
 
 
-class ContactIn(BaseModel):
+class ContactIn(RequestModel):
     role: ContactRole
-    name: str = Field(min_length=1, max_length=100)
-    phone: str = Field(min_length=5, max_length=20)
+    name: Name
+    phone: Phone
     unit: str | None = Field(default=None, max_length=100)
 
 
-class HouseholdCreate(BaseModel):
-    region_code: str = Field(min_length=1, max_length=20)
+# Codes as sent (checked against the register by the handlers), full-width folded.
+RegionCodeText = Annotated[str, BeforeValidator(fold), Field(min_length=1, max_length=20)]
+HouseholdNumber = Annotated[str, BeforeValidator(fold)]
+
+
+class HouseholdCreate(RequestModel):
+    region_code: RegionCodeText
     type: HouseholdType
     policy_enjoying: bool = False
-    household_number: str | None = Field(default=None, min_length=1, max_length=40)
+    household_number: HouseholdNumber | None = Field(default=None, min_length=1, max_length=40)
     annual_income: AnnualIncome | None = None
-    members: list[MemberCreate] = Field(min_length=1, max_length=30)
+    members: list[MemberCreate] = Field(min_length=1, max_length=MAX_MEMBERS)
     guarantees: dict[GuaranteeItem, GuaranteeStatus | GuaranteeIn] = Field(default_factory=dict)
-    contacts: list[ContactIn] = Field(default_factory=list, max_length=10)
+    contacts: list[ContactIn] = Field(default_factory=list, max_length=MAX_CONTACTS)
 
 
-class HouseholdPatch(BaseModel):
+class HouseholdPatch(RequestModel):
     """Fields to change; what is left out stays as it is."""
 
-    region_code: str | None = Field(default=None, min_length=1, max_length=20)
+    region_code: RegionCodeText | None = None
     type: HouseholdType | None = None
     policy_enjoying: bool | None = None
-    household_number: str | None = Field(default=None, min_length=1, max_length=40)
+    household_number: HouseholdNumber | None = Field(default=None, min_length=1, max_length=40)
     guarantees: dict[GuaranteeItem, GuaranteeStatus | GuaranteeIn] | None = None
     # A status correction (e.g. pushed by the provincial platform).
     monitoring_status: MonitoringStatus | None = None
@@ -258,24 +270,24 @@ class HouseholdPatch(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
-class MemberPatch(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+class MemberPatch(RequestModel):
+    name: Name | None = None
     relation: Relation | None = None
     # When `relation` makes this member the head (户主变更): what the former head becomes.
     former_head_relation: Literal["spouse", "child", "parent", "other"] | None = None
-    special_groups: list[SpecialGroup] | None = None
+    special_groups: list[SpecialGroup] | None = Field(default=None, max_length=MAX_SPECIAL_GROUPS)
     labor_capacity: LaborCapacity | None = None
     schooling: Schooling | None = None
     medical_insurance: bool | None = None
 
 
-class MemberMove(BaseModel):
+class MemberMove(RequestModel):
     to_household_id: uuid.UUID
     relation: Relation = "other"
 
 
-class ContactsIn(BaseModel):
-    contacts: list[ContactIn] = Field(max_length=10)
+class ContactsIn(RequestModel):
+    contacts: list[ContactIn] = Field(max_length=MAX_CONTACTS)
 
 
 class MemberPublic(BaseModel):
@@ -352,8 +364,8 @@ class PersonLocation(BaseModel):
     person_id: str
 
 
-class PersonLookup(BaseModel):
-    id_number: str = Field(min_length=1, max_length=40)
+class PersonLookup(RequestModel):
+    id_number: IdNumberText
 
 
 class RegionPublic(BaseModel):

@@ -30,7 +30,7 @@ from functools import cached_property, lru_cache
 from itertools import pairwise
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from backstop.contracts.policy import (
     SPECIAL_GROUP_LABELS,
@@ -39,6 +39,7 @@ from backstop.contracts.policy import (
     income_drop_share,
 )
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
+from backstop.requests import MAX_AMOUNT, RequestModel
 
 Level = Literal["none", "watch", "at_risk"]
 LEVELS: tuple[Level, ...] = ("none", "watch", "at_risk")
@@ -94,7 +95,7 @@ KINDS = ("medical", "disaster", "civil_affairs", "education")
 # --- policy -------------------------------------------------------------------------
 
 
-class Points(BaseModel):
+class Points(RequestModel):
     """Points each factor adds to the score (0–100)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -119,15 +120,18 @@ class Points(BaseModel):
     guarantee_possible: int = Field(30, ge=0, le=100, description="保障可能存在问题")
 
 
-class Policy(BaseModel):
+class Policy(RequestModel):
     """The thresholds of the county's policy (DESIGN.md "Policy"). Versioned by the
     service: an assessment always names the version it used."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    income_line_default: float = Field(6000.0, gt=0, description="监测线（年份表之前）")
+    income_line_default: float = Field(
+        6000.0, gt=0, le=MAX_AMOUNT, description="监测线（年份表之前）"
+    )
     income_lines: dict[int, float] = Field(
         default_factory=lambda: dict(DEFAULT_MONITORING_LINES),
+        max_length=101,  # one a year, 2000-2100
         description="年度监测线（元/人·年），按收入所属年份取值",
     )
     near_line_ratio: float = Field(
@@ -137,10 +141,10 @@ class Policy(BaseModel):
         0.5, gt=0, le=10, description="刚性支出预警线：占家庭年收入的比例（医疗、灾害、教育）"
     )
     rigid_amount: float | None = Field(
-        None, gt=0, description="刚性支出预警线的固定金额（元），设置后达到即预警"
+        None, gt=0, le=MAX_AMOUNT, description="刚性支出预警线的固定金额（元），设置后达到即预警"
     )
     rigid_amount_without_income: float = Field(
-        10000.0, gt=0, description="未登记收入时刚性支出的预警金额（元）"
+        10000.0, gt=0, le=MAX_AMOUNT, description="未登记收入时刚性支出的预警金额（元）"
     )
     expense_surge_ratio: float = Field(
         1.0, gt=0, le=10, description="近12个月刚性支出合计达到家庭年收入的该倍数为支出骤增"
@@ -157,6 +161,7 @@ class Policy(BaseModel):
     compulsory_age_min: int = Field(6, ge=3, le=20, description="义务教育年龄下限（周岁）")
     compulsory_age_max: int = Field(15, ge=3, le=20, description="义务教育年龄上限（周岁）")
     attention_groups: dict[str, str] = Field(
+        max_length=50,
         default_factory=lambda: {
             "major_illness": "illness",
             "disabled_without_carer": "disability",
