@@ -6,6 +6,8 @@ python -m backstop.auth token --sub yibao --scope feeds:medical --regions 441881
 from __future__ import annotations
 
 import argparse
+import enum
+import re
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -53,6 +55,26 @@ ADMIN_SCOPES = {
 }
 
 
+class Level(enum.IntEnum):
+    """Administrative levels of authority (DESIGN.md "Levels of authority"): a region code
+    is 6 digits for a county (县), 9 for a town (乡镇), 12 for a village (村)."""
+
+    VILLAGE = 1
+    TOWN = 2
+    COUNTY = 3
+
+    @classmethod
+    def of_prefix(cls, prefix: str) -> Level:
+        """The level a region prefix covers: `*` or up to the county code = county."""
+        if prefix == "*" or len(prefix) <= 6:
+            return cls.COUNTY
+        return cls.TOWN if len(prefix) <= 9 else cls.VILLAGE
+
+
+# A region prefix in a token: `*`, or 2 to 12 digits of a region code.
+_REGION_PREFIX = re.compile(r"\*|[0-9]{2,12}")
+
+
 @dataclass(frozen=True)
 class Principal:
     sub: str
@@ -67,10 +89,24 @@ class Principal:
         return "*" in self.regions
 
     @property
+    def level(self) -> Level | None:
+        """The principal's level: that of its shortest region prefix (None: no regions)."""
+        return max((Level.of_prefix(p) for p in self.regions), default=None)
+
+    @property
     def county_level(self) -> bool:
         """A county (or wider) principal: its shortest region prefix is `*` or at most the
         6-digit county code (DESIGN.md "Levels of authority")."""
-        return self.all_regions or any(len(p) <= 6 for p in self.regions)
+        return self.level is Level.COUNTY
+
+    def require_level(self, level: Level, act: str) -> None:
+        """403 unless the principal acts at `level` or above; `act` names the act."""
+        have = self.level
+        if have is None or have < level:
+            held = have.name.lower() if have else "no"
+            raise Problem(
+                403, f"{act} needs {level.name.lower()}-level authority; this client has {held}"
+            )
 
     def can_see(self, region_code: str) -> bool:
         return self.all_regions or any(region_code.startswith(p) for p in self.regions)
@@ -97,31 +133,58 @@ def issue_token(
     ttl_s: int = 3600,
 ) -> str:
     now = int(time.time())
-    claims = {
+    claims: dict[str, Any] = {
         "sub": sub,
         "scope": " ".join(scopes),
         "regions": list(regions),
         "iat": now,
         "exp": now + ttl_s,
     }
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
 def decode_token(settings: Settings, token: str) -> Principal:
+    """The principal of a valid token. `exp` must be a number no further ahead than
+    BACKSTOP_JWT_MAX_LIFETIME; `iss`/`aud` must match when configured; every region
+    prefix must be `*` or digits of a region code."""
+    required = ["exp", "sub"]
+    required += [c for c, v in (("iss", settings.jwt_issuer), ("aud", settings.jwt_audience)) if v]
     try:
         claims = jwt.decode(
             token,
             settings.jwt_secret,
             algorithms=["HS256"],
-            options={"require": ["exp", "sub"]},
+            issuer=settings.jwt_issuer or None,
+            audience=settings.jwt_audience or None,
+            options={"require": required, "verify_aud": bool(settings.jwt_audience)},
         )
     except jwt.ExpiredSignatureError:
         raise _unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise _unauthorized(f"invalid token: {exc}") from None
+    exp = claims["exp"]
+    # PyJWT takes a numeric string ("9999999999") for exp; the JWT spec says NumericDate.
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise _unauthorized("invalid token: exp must be a number (seconds since the epoch)")
+    if exp - time.time() > settings.jwt_max_lifetime_s:
+        raise _unauthorized(
+            f"invalid token: exp is more than {settings.jwt_max_lifetime_s} s ahead"
+            " (BACKSTOP_JWT_MAX_LIFETIME)"
+        )
     regions = claims.get("regions", [])
-    if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
-        raise _unauthorized("invalid token: regions must be a list of region-code prefixes")
+    if (
+        not isinstance(regions, list)
+        or not regions
+        or not all(isinstance(r, str) and _REGION_PREFIX.fullmatch(r) for r in regions)
+    ):
+        raise _unauthorized(
+            "invalid token: regions must be a non-empty list of region-code prefixes"
+            ' (2 to 12 digits, or "*")'
+        )
     return Principal(
         sub=str(claims["sub"]),
         scopes=frozenset(str(claims.get("scope", "")).split()),

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: str | None = Field(default=None, alias="KAFKA_SSL_KEYFILE")
 
     jwt_secret: str = Field(default=DEV_JWT_SECRET, alias="BACKSTOP_JWT_SECRET")
+    # A token whose exp lies further ahead than this is refused (a year-9999 token).
+    jwt_max_lifetime_s: int = Field(default=24 * 3600, ge=60, alias="BACKSTOP_JWT_MAX_LIFETIME")
+    # Checked (and put in issued tokens) when set.
+    jwt_issuer: str | None = Field(default=None, alias="BACKSTOP_JWT_ISSUER")
+    jwt_audience: str | None = Field(default=None, alias="BACKSTOP_JWT_AUDIENCE")
     pii_key: str = Field(default=DEV_PII_KEY, alias="BACKSTOP_PII_KEY")
     log_level: str = Field(default="INFO", alias="BACKSTOP_LOG_LEVEL")
     log_json: bool = Field(default=True, alias="BACKSTOP_LOG_JSON")

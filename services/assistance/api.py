@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from backstop.app import SessionDep, SessionsDep
-from backstop.auth import Principal, require
+from backstop.auth import Level, Principal, require
 from backstop.errors import Problem, invalid
 from services.assistance import domain, handlers
 from services.assistance.models import (
@@ -103,9 +103,8 @@ async def get_policy(session: SessionDep, principal: Principal = READ) -> dict[s
 async def put_policy(
     body: PolicyUpdate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> dict[str, Any]:
-    """County office only (a token for every region)."""
-    if not principal.all_regions:
-        raise Problem(403, "only the county office changes the assistance policy")
+    """County level only."""
+    principal.require_level(Level.COUNTY, "changing the assistance policy")
     version, policy = await handlers.update_policy(
         sessions, changes=body.policy, changed_by=body.changed_by
     )
@@ -240,7 +239,8 @@ async def town_review(
 async def county_approval(
     case_id: str, body: ReviewCreate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> CasePublic:
-    """Step 4, 县级确认: emits monitoring.started or risk.eliminated."""
+    """Step 4, 县级确认: emits monitoring.started or risk.eliminated. County level."""
+    principal.require_level(Level.COUNTY, "县级确认 (county confirmation)")
     return await handlers.record_review(
         sessions, case_id=case_id, step="county_approval", body=body, principal=principal
     )
@@ -367,10 +367,9 @@ async def plan_gaps(
 async def create_fund(
     body: FundCreate, sessions: SessionsDep, principal: Principal = FUNDS
 ) -> FundPublic:
+    principal.require_level(Level.COUNTY, "setting up a fund")
     if body.town_code:
         principal.require_region(body.town_code)
-    elif not principal.all_regions:
-        raise Problem(403, "only the county/city office sets up city-level funds")
     return FundPublic.model_validate(await handlers.create_fund(sessions, body=body))
 
 
@@ -388,6 +387,7 @@ async def deposit(
     idempotency_key: IdempotencyKey,
     principal: Principal = FUNDS,
 ) -> JSONResponse:
+    principal.require_level(Level.COUNTY, "a deposit into a fund")
     status, response = await handlers.deposit(
         sessions, fund_id=fund_id, body=body, idempotency_key=idempotency_key, principal=principal
     )
@@ -401,7 +401,9 @@ async def grant(
     idempotency_key: IdempotencyKey,
     principal: Principal = FUNDS,
 ) -> JSONResponse:
-    """Pay a household, split city/town by the configured ratio. 409 beyond a balance."""
+    """Pay a household, split city/town by the configured ratio. 409 beyond a balance.
+    County level: a grant draws on the city fund."""
+    principal.require_level(Level.COUNTY, "a grant from the funds")
     status, response = await handlers.grant(
         sessions, body=body, idempotency_key=idempotency_key, principal=principal
     )

@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from backstop import outbox
 from backstop.app import RuntimeDep, SessionDep
-from backstop.auth import Principal, require
+from backstop.auth import Level, Principal, require
 from backstop.contracts.assistance import TaskOpened
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
@@ -104,6 +104,8 @@ def _validate(body: CampaignCreate, principal: Principal) -> None:
             raise invalid(["body", "monitoring_statuses", i], "unknown monitoring status")
     if body.deadline <= domain.today():
         raise invalid(["body", "deadline"], "the deadline must be in the future")
+    if len(body.region_prefix) < 9:  # wider than one town's 9-digit code
+        principal.require_level(Level.COUNTY, "a campaign over more than one town")
     principal.require_region(body.region_prefix)
 
 

@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from backstop.app import SessionDep, SessionsDep
-from backstop.auth import Principal, require
+from backstop.auth import Level, Principal, require
 from backstop.contracts.risk import AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
@@ -761,8 +761,7 @@ async def post_close(
 ) -> ClosedReport:
     """Close an ended quarter (county office only): its report is stored and never changes;
     data recorded later for it counts in the next open quarter. Closing twice is a 409."""
-    if not principal.all_regions:
-        raise Problem(403, "only the county office closes a quarter")
+    principal.require_level(Level.COUNTY, "closing a quarter")
     closed_by = (body.closed_by if body else None) or principal.sub
     report = await close_quarter(
         sessions,

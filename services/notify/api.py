@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import Select, select
 
 from backstop.app import SessionDep, SessionsDep
-from backstop.auth import Principal, require
+from backstop.auth import Level, Principal, require
 from backstop.errors import Problem, invalid
 from backstop.pagination import decode_cursor, encode_cursor
 from services.notify import delivery, domain, handlers
@@ -219,8 +219,7 @@ async def patch_schedule(
     sessions: SessionsDep,
     principal: Principal = require("notify:admin"),
 ) -> dict[str, Any]:
-    if not principal.all_regions:
-        raise Problem(403, "schedules are county-wide: a token for all regions is needed")
+    principal.require_level(Level.COUNTY, "changing a county-wide schedule")
     return await handlers.patch_schedule(sessions, name=name, body=body)
 
 

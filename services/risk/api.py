@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import and_, or_, select
 
 from backstop.app import SessionDep, SessionsDep
+from backstop.auth import Level as Authority
 from backstop.auth import Principal, require
 from backstop.errors import Problem, invalid
 from backstop.pagination import decode_cursor, encode_cursor
@@ -175,7 +176,8 @@ async def put_policy(
     principal: Principal = require("risk:admin"),
 ) -> m.PolicyPublic:
     """Create a new policy version (old versions are never edited) and queue the
-    re-score of every household; follow it at GET /v1/policy/rescore."""
+    re-score of every household; follow it at GET /v1/policy/rescore. County level."""
+    principal.require_level(Authority.COUNTY, "changing the risk policy")
     policy = Policy.model_validate(body.model_dump(exclude={"note"}))
     row, _ = await handlers.put_policy(
         sessions, policy=policy, author=principal.sub, note=body.note
