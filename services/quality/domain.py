@@ -101,9 +101,11 @@ class Thresholds:
 
 
 # --- the household snapshot -----------------------------------------------------------
+# Plain (not frozen) slotted dataclasses for the parts a sweep builds by the million: a
+# frozen dataclass's __init__ costs twice as much. Nothing here mutates them.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Member:
     person_id: str
     id_hash: str
@@ -116,7 +118,7 @@ class Member:
     medical_insurance: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Income:
     year: int
     total: Decimal
@@ -131,7 +133,7 @@ class Income:
         return (self.wage, self.business, self.transfer, self.property_income)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FeedRecord:
     """A department record matched to the household. `amount` is the out-of-pocket cost
     (medical, education), the loss (disaster) or the grant (civil affairs)."""
@@ -311,6 +313,9 @@ class Rule:
     message: str  # Chinese template, filled from the evidence
     fix: str
     check: Check
+    # The part of the snapshot without which the rule cannot fire (None: always run);
+    # `check` skips the rule for households that lack it, which is most of them.
+    needs: str | None = None
 
     def describe(self, evidence: Evidence) -> str:
         return self.message.format_map(evidence)
@@ -330,15 +335,50 @@ RULES: list[Rule] = []
 
 
 def rule(
-    code: str, category: Category, severity: Severity, title: str, message: str, fix: str
+    code: str,
+    category: Category,
+    severity: Severity,
+    title: str,
+    message: str,
+    fix: str,
+    *,
+    needs: str | None = None,
 ) -> Callable[[Check], Check]:
     def register(check: Check) -> Check:
         if any(r.code == code for r in RULES):
             raise ValueError(f"rule {code} defined twice")
-        RULES.append(Rule(code, category, severity, title, message, fix, check))
+        if needs is not None and needs not in FACETS:
+            raise ValueError(f"rule {code} needs an unknown part {needs}")
+        RULES.append(Rule(code, category, severity, title, message, fix, check, needs))
         return check
 
     return register
+
+
+FACETS = ("records", "risk", "monitored", "eliminated", "decisions", "tasks", "departed")
+
+
+def facets(h: Household) -> frozenset[str]:
+    present = {
+        "records": bool(h.records),
+        "risk": h.risk is not None,
+        "monitored": h.monitoring_status == "monitored",
+        "eliminated": h.monitoring_status == "eliminated",
+        "decisions": bool(h.decisions),
+        "tasks": bool(h.tasks),
+        "departed": bool(h.departed),
+    }
+    return frozenset(k for k, v in present.items() if v)
+
+
+_RULES_FOR: dict[frozenset[str], list[Rule]] = {}
+
+
+def rules_for(present: frozenset[str]) -> list[Rule]:
+    rules = _RULES_FOR.get(present)
+    if rules is None:
+        rules = _RULES_FOR[present] = [r for r in RULES if r.needs is None or r.needs in present]
+    return rules
 
 
 def _people(f: Facts, members: list[Member]) -> Evidence | None:
@@ -358,7 +398,7 @@ def check(household: Household, today: date, thresholds: Thresholds | None = Non
     """Every rule that fires on `household`, in catalogue order."""
     facts = Facts(household, today, thresholds or Thresholds())
     found = []
-    for r in RULES:
+    for r in rules_for(facets(household)):
         evidence = r.check(facts)
         if evidence is not None:
             found.append(Finding(r, evidence))
@@ -572,6 +612,7 @@ def many_parents(f: Facts) -> Evidence | None:
 @rule(
     "ID018", "identity", "error", "Removed member still receiving civil-affairs aid",
     "已减员人员（{reasons}）在民政数据中仍享受{kinds}", "通知民政部门停发，或核实减员是否正确",
+    needs="departed",
 )  # fmt: skip
 def departed_still_aided(f: Facts) -> Evidence | None:
     departed = {d.id_hash: d for d in f.h.departed if d.id_hash not in f.hashes}
@@ -594,6 +635,7 @@ def departed_still_aided(f: Facts) -> Evidence | None:
 @rule(
     "ID019", "identity", "warning", "Removed member still in the medical feed",
     "已减员人员在减员后仍有{count}条医保结算记录", "核实减员原因与日期（死亡减员后不应再有结算）",
+    needs="departed",
 )  # fmt: skip
 def departed_still_treated(f: Facts) -> Evidence | None:
     departed = {d.id_hash: d for d in f.h.departed if d.id_hash not in f.hashes}
@@ -675,6 +717,7 @@ def _education_feed(f: Facts, enrolled: bool) -> list[Member]:
 @rule(
     "LS006", "labour_schooling", "error", "Education feed: not enrolled, register: in school",
     "教育部门数据显示（{persons}）未在读，户内登记为在校", "入户核实是否失学辍学，更正在校情况",
+    needs="records",
 )  # fmt: skip
 def feed_not_enrolled(f: Facts) -> Evidence | None:
     return _people(f, [m for m in _education_feed(f, False) if m.schooling in IN_SCHOOL])
@@ -683,6 +726,7 @@ def feed_not_enrolled(f: Facts) -> Evidence | None:
 @rule(
     "LS007", "labour_schooling", "warning", "Education feed: enrolled, register: not in school",
     "教育部门数据显示（{persons}）在读，户内登记为{schooling}", "更正在校情况为实际学段",
+    needs="records",
 )  # fmt: skip
 def feed_enrolled(f: Facts) -> Evidence | None:
     found = [m for m in _education_feed(f, True) if m.schooling not in IN_SCHOOL]
@@ -770,6 +814,7 @@ def uninsured(f: Facts) -> Evidence | None:
 @rule(
     "GU002", "guarantees", "warning", "Medical feed contradicts the insurance flag",
     "医保结算数据显示（{persons}）有基本医保报销，户内登记为未参保", "更正参保状态",
+    needs="records",
 )  # fmt: skip
 def feed_shows_insured(f: Facts) -> Evidence | None:
     paid = {r.id_hash for r in f.records("medical") if (r.insurance_paid or 0) > 0}
@@ -832,6 +877,7 @@ for _code, _item, _factor, _severity in (
         f"{_item.replace('_', ' ').capitalize()} problem without the {_factor} risk factor",
         f"{_label}{{status}}，风险评估没有“{_label}”因素",
         f"核实{_label}情况：确有问题的补录并重新评估，已解决的更正保障状态",
+        needs="risk",
     )(_guarantee_without_factor(_item, _factor))  # fmt: skip
 
 for _code, _item, _factor in (
@@ -844,6 +890,7 @@ for _code, _item, _factor in (
         f"{_factor.replace('_', ' ').capitalize()} risk factor while {_item.replace('_', ' ')} is marked ok",
         f"风险评估有“{_label}”因素，{_label}保障却登记为无问题",
         f"入户核实{_label}情况，更正保障状态",
+        needs="risk",
     )(_factor_without_guarantee(_item, _factor))  # fmt: skip
 
 
@@ -851,6 +898,7 @@ for _code, _item, _factor in (
     "GU011", "guarantees", "warning", "House damaged by disaster, housing marked safe",
     "应急管理部门数据显示住房受损（{count}条），住房安全却登记为无问题",
     "入户核实住房安全（危房鉴定），更正住房保障状态",
+    needs="records",
 )  # fmt: skip
 def damaged_house_marked_safe(f: Facts) -> Evidence | None:
     hits = [r for r in f.records("disaster") if r.housing_damaged]
@@ -862,6 +910,7 @@ def damaged_house_marked_safe(f: Facts) -> Evidence | None:
 @rule(
     "GU012", "guarantees", "warning", "Monitored household with guarantees not assessed",
     "监测户未登记{items}情况", "入户核实并登记“两不愁三保障”及饮水安全情况",
+    needs="monitored",
 )  # fmt: skip
 def guarantees_missing(f: Facts) -> Evidence | None:
     if not f.monitored:
@@ -875,6 +924,7 @@ def guarantees_missing(f: Facts) -> Evidence | None:
 @rule(
     "GU013", "guarantees", "hint", "Guarantees not verified for over a year",
     "监测户{items}超过一年未核实", "入户核实并更新保障情况",
+    needs="monitored",
 )  # fmt: skip
 def guarantees_stale(f: Facts) -> Evidence | None:
     if not f.monitored:
@@ -889,6 +939,7 @@ def guarantees_stale(f: Facts) -> Evidence | None:
 @rule(
     "GU014", "guarantees", "error", "Food or clothing problem without a risk level",
     "{items}存在突出问题，风险等级为“{level}”", "核实“两不愁”情况；确有问题的重新评估并启动核实",
+    needs="risk",
 )  # fmt: skip
 def basic_needs_unassessed(f: Facts) -> Evidence | None:
     items = [i for i in ("food", "clothing") if f.h.guarantees.get(i) == "prominent_issue"]
@@ -1071,6 +1122,7 @@ def duplicate_income_year(f: Facts) -> Evidence | None:
 @rule(
     "IN013", "income", "hint", "Monitored household's income not itemised",
     "监测户{year}年收入未分项登记", "按工资性、生产经营性、转移性、财产性收入分项登记",
+    needs="monitored",
 )  # fmt: skip
 def income_not_itemised(f: Facts) -> Evidence | None:
     i = f.income
@@ -1086,6 +1138,7 @@ def income_not_itemised(f: Facts) -> Evidence | None:
     "PR001", "procedure", "error", "Monitored without an identification procedure",
     "监测户没有完成识别认定程序（无县级确认的纳入决定）",
     "按程序补齐入户核实、民主评议、公示、乡镇审核、县级确认",
+    needs="monitored",
 )  # fmt: skip
 def monitored_without_procedure(f: Facts) -> Evidence | None:
     if not f.monitored:
@@ -1103,6 +1156,7 @@ def _identified_on(f: Facts) -> date | None:
 @rule(
     "PR002", "procedure", "warning", "Risk eliminated within six months of identification",
     "纳入监测（{since}）后{months}个月即标注风险消除，不足{minimum}个月", "核实风险消除依据是否稳定",
+    needs="eliminated",
 )  # fmt: skip
 def eliminated_early(f: Facts) -> Evidence | None:
     if f.h.monitoring_status != "eliminated" or f.h.monitoring_ended_on is None:
@@ -1120,6 +1174,7 @@ def eliminated_early(f: Facts) -> Evidence | None:
     "PR003", "procedure", "error", "Risk eliminated with income below the line",
     "已标注风险消除，但{year}年人均纯收入{per_capita}元低于监测线{line}元",
     "撤销风险消除，或核实并更正收入",
+    needs="eliminated",
 )  # fmt: skip
 def eliminated_below_line(f: Facts) -> Evidence | None:
     i = f.income
@@ -1131,6 +1186,7 @@ def eliminated_below_line(f: Facts) -> Evidence | None:
 @rule(
     "PR004", "procedure", "error", "No-labour household eliminated without stable transfer income",
     "无劳动力家庭已标注风险消除，但没有稳定的转移性收入", "落实兜底保障（转移性收入）后再消除风险",
+    needs="eliminated",
 )  # fmt: skip
 def no_labour_eliminated(f: Facts) -> Evidence | None:
     if f.h.monitoring_status != "eliminated" or not f.h.members:
@@ -1147,6 +1203,7 @@ def no_labour_eliminated(f: Facts) -> Evidence | None:
     "PR005", "procedure", "error", "At risk for over a month with no verification or monitoring",
     "自{since}起存在返贫致贫风险已{days}天，既未开展入户核实也未纳入监测",
     "尽快入户核实，符合条件的按程序纳入监测并落实帮扶",
+    needs="risk",
 )  # fmt: skip
 def at_risk_unattended(f: Facts) -> Evidence | None:
     risk = f.h.risk
@@ -1163,6 +1220,7 @@ def at_risk_unattended(f: Facts) -> Evidence | None:
 @rule(
     "PR006", "procedure", "warning", "Verification task overdue",
     "入户核实任务已逾期（应于{due_on}前完成）", "尽快完成入户核实并录入结果",
+    needs="tasks",
 )  # fmt: skip
 def task_overdue(f: Facts) -> Evidence | None:
     late = [t for t in f.h.tasks if t.status == "open" and (t.overdue or t.due_on < f.today)]
@@ -1172,6 +1230,7 @@ def task_overdue(f: Facts) -> Evidence | None:
 @rule(
     "PR007", "procedure", "warning", "Monitored household of a non-monitoring type",
     "监测户的户类型登记为{type}", "户类型改为脱贫不稳定户、边缘易致贫户或突发严重困难户",
+    needs="monitored",
 )  # fmt: skip
 def monitored_wrong_type(f: Facts) -> Evidence | None:
     if not f.monitored or f.h.type in MONITORED_TYPES:
@@ -1182,6 +1241,7 @@ def monitored_wrong_type(f: Facts) -> Evidence | None:
 @rule(
     "PR008", "procedure", "error", "Monitored without a start date", "监测户没有纳入监测日期",
     "补录纳入监测日期（县级确认日期）",
+    needs="monitored",
 )  # fmt: skip
 def monitored_without_date(f: Facts) -> Evidence | None:
     return {} if f.monitored and f.h.monitoring_since is None else None
@@ -1190,6 +1250,7 @@ def monitored_without_date(f: Facts) -> Evidence | None:
 @rule(
     "PR009", "procedure", "error", "Monitored household without a key contact",
     "监测户没有落实重点联系人", "明确帮扶单位或镇党委政府负责人作为重点联系人",
+    needs="monitored",
 )  # fmt: skip
 def monitored_without_leader(f: Facts) -> Evidence | None:
     return {} if f.monitored and "leader" not in f.h.contact_roles else None
@@ -1208,6 +1269,7 @@ def marginal_without_contact(f: Facts) -> Evidence | None:
 @rule(
     "PR011", "procedure", "warning", "Risk eliminated without a method",
     "已标注风险消除，但未登记消除方式", "登记帮扶消除或自然消除",
+    needs="eliminated",
 )  # fmt: skip
 def eliminated_without_method(f: Facts) -> Evidence | None:
     return {} if f.h.monitoring_status == "eliminated" and not f.h.elimination_method else None
@@ -1216,6 +1278,7 @@ def eliminated_without_method(f: Facts) -> Evidence | None:
 @rule(
     "PR012", "procedure", "error", "Risk eliminated while assessed at risk",
     "已标注风险消除，但当前风险评估为存在返贫致贫风险", "核实风险，必要时重新纳入监测",
+    needs="eliminated",
 )  # fmt: skip
 def eliminated_at_risk(f: Facts) -> Evidence | None:
     risk = f.h.risk
@@ -1241,6 +1304,7 @@ def ended_before_start(f: Facts) -> Evidence | None:
 @rule(
     "PR014", "procedure", "warning", "Monitoring decision without risk factors",
     "纳入监测决定（{decided_on}）没有登记风险类型", "补录致贫返贫风险类型",
+    needs="monitored",
 )  # fmt: skip
 def decision_without_factors(f: Facts) -> Evidence | None:
     started = [d for d in f.h.decisions if d.kind == "monitoring_started"]
@@ -1252,6 +1316,7 @@ def decision_without_factors(f: Facts) -> Evidence | None:
 @rule(
     "PR015", "procedure", "hint", "Monitored for six months with no remaining risk",
     "纳入监测已{months}个月，风险评估为无风险", "评估是否符合风险消除条件",
+    needs="monitored",
 )  # fmt: skip
 def quiet_monitoring(f: Facts) -> Evidence | None:
     risk = f.h.risk
@@ -1264,6 +1329,7 @@ def quiet_monitoring(f: Facts) -> Evidence | None:
 @rule(
     "PR016", "procedure", "error", "Register not updated after risk elimination",
     "{decided_on}县级已确认风险消除，户内监测状态仍为监测中", "将监测状态更新为已消除风险",
+    needs="decisions",
 )  # fmt: skip
 def elimination_not_applied(f: Facts) -> Evidence | None:
     last = f.last_decision()
@@ -1275,6 +1341,7 @@ def elimination_not_applied(f: Facts) -> Evidence | None:
 @rule(
     "PR017", "procedure", "error", "Register not updated after identification",
     "{decided_on}县级已确认纳入监测，户内监测状态为{status}", "将监测状态更新为监测中",
+    needs="decisions",
 )  # fmt: skip
 def monitoring_not_applied(f: Facts) -> Evidence | None:
     last = f.last_decision()
@@ -1309,6 +1376,7 @@ def _granted(f: Facts, kinds: set[str]) -> list[FeedRecord]:
 @rule(
     "DE001", "department", "warning", "低保/特困 in the civil-affairs feed, no transfer income",
     "民政数据显示享受{kinds}，户内{year}年收入未登记转移性收入", "补录低保金、特困供养金等转移性收入",
+    needs="records",
 )  # fmt: skip
 def aid_without_transfer(f: Facts) -> Evidence | None:
     grants = [r for r in _granted(f, {"dibao", "tekun"}) if r.id_hash in f.hashes]
@@ -1326,6 +1394,7 @@ def aid_without_transfer(f: Facts) -> Evidence | None:
     "DE002", "department", "error", "Large medical out-of-pocket costs without the illness factor",
     "近12个月医疗自付{amount}元，达到预警线{threshold}元，风险评估没有“因病”因素",
     "核实医疗支出，重新评估风险并启动核实",
+    needs="records",
 )  # fmt: skip
 def medical_costs_unassessed(f: Facts) -> Evidence | None:
     if f.h.risk is None or "illness" in f.factors:
@@ -1340,6 +1409,7 @@ def medical_costs_unassessed(f: Facts) -> Evidence | None:
 @rule(
     "DE003", "department", "error", "Disaster loss without the disaster factor",
     "近12个月灾害损失{amount}元，风险评估没有“因灾”因素", "核实灾情损失，重新评估风险",
+    needs="records",
 )  # fmt: skip
 def disaster_unassessed(f: Facts) -> Evidence | None:
     if f.h.risk is None or "disaster" in f.factors:
@@ -1357,6 +1427,7 @@ def disaster_unassessed(f: Facts) -> Evidence | None:
     "DE004", "department", "warning", "Large school costs without the education factor",
     "近12个月教育自付{amount}元，达到预警线{threshold}元，风险评估没有“因学”因素",
     "核实教育支出，落实教育资助并重新评估",
+    needs="records",
 )  # fmt: skip
 def school_costs_unassessed(f: Facts) -> Evidence | None:
     if f.h.risk is None or "education" in f.factors:
@@ -1371,6 +1442,7 @@ def school_costs_unassessed(f: Facts) -> Evidence | None:
 @rule(
     "DE005", "department", "warning", "Disability subsidy, no disability in the register",
     "民政数据显示（{persons}）享受残疾人补贴，户内未登记残疾", "核实残疾情况，补录特殊群体",
+    needs="records",
 )  # fmt: skip
 def subsidy_without_disability(f: Facts) -> Evidence | None:
     grants = _granted(f, {"disability_subsidy"})
@@ -1387,6 +1459,7 @@ def subsidy_without_disability(f: Facts) -> Evidence | None:
 @rule(
     "DE006", "department", "warning", "特困 person recorded with full labour",
     "民政数据显示（{persons}）为特困供养人员，户内登记为普通劳动力", "核实劳动能力并更正",
+    needs="records",
 )  # fmt: skip
 def tekun_full_labour(f: Facts) -> Evidence | None:
     grants = _granted(f, {"tekun"})
@@ -1403,6 +1476,7 @@ def tekun_full_labour(f: Facts) -> Evidence | None:
 @rule(
     "DE007", "department", "hint", "Medical record amounts do not add up",
     "{count}条医保结算记录的医保报销、救助与自付之和不等于总费用", "请医保部门核对结算数据",
+    needs="records",
 )  # fmt: skip
 def medical_amounts(f: Facts) -> Evidence | None:
     bad = [
@@ -1418,6 +1492,7 @@ def medical_amounts(f: Facts) -> Evidence | None:
     "DE008", "department", "warning", "Uninsured member with medical settlements but no factor",
     "成员（{persons}）未参保且有医疗自付支出，风险评估没有“基本医疗”因素",
     "动员参保并重新评估风险",
+    needs="records",
 )  # fmt: skip
 def uninsured_with_costs(f: Facts) -> Evidence | None:
     if f.h.risk is None or "basic_medical" in f.factors:

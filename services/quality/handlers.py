@@ -362,18 +362,39 @@ async def _keep_task(session: AsyncSession, event_type: str, row: dict[str, Any]
 # --- building the snapshot and checking it ---------------------------------------------
 
 
-def _household(
-    row: dict[str, Any],
-    *,
-    records: Iterable[dict[str, Any]],
-    risk: dict[str, Any] | None,
-    decisions: Iterable[dict[str, Any]],
-    tasks: Iterable[dict[str, Any]],
-    departed: Iterable[dict[str, Any]],
-    shared: dict[str, tuple[str, ...]],
-) -> domain.Household:
-    """A `domain.Household` from the stored snapshot (JSON) and the other read models."""
-    s = row
+# Everything the rules read about a household, one row each, the parts as JSON text that
+# one orjson.loads turns into plain values (amounts as decimal text). One statement per
+# chunk: PostgreSQL assembles the parts, Python builds no row objects per record.
+HOUSEHOLD_SELECT = """
+SELECT h.household_id, h.region_code, h.town_code, h.snapshot::text AS snapshot,
+  (SELECT json_build_array(r.level, r.factors, (r.assessed_at AT TIME ZONE 'Asia/Shanghai')::date,
+                           r.at_risk_since)
+     FROM quality_risk r WHERE r.household_id = h.household_id)::text AS risk,
+  (SELECT json_agg(json_build_array(r.source, r.record_id, r.id_hash, r.occurred_on,
+                                    r.amount::text, r.detail))
+     FROM quality_records r WHERE r.household_id = h.household_id)::text AS records,
+  (SELECT json_agg(json_build_array(d.kind, d.decided_on, d.method, d.risk_factors)
+                   ORDER BY d.decided_on, d.kind)
+     FROM quality_decisions d WHERE d.household_id = h.household_id)::text AS decisions,
+  (SELECT json_agg(json_build_array(t.kind, t.status, t.opened_on, t.due_on, t.overdue))
+     FROM quality_tasks t WHERE t.household_id = h.household_id)::text AS tasks,
+  (SELECT json_agg(json_build_array(d.id_hash, d.removed_on, d.reason))
+     FROM quality_departed d WHERE d.household_id = h.household_id)::text AS departed,
+  (SELECT json_agg(json_build_array(p.id_hash, q.household_id))
+     FROM quality_persons p JOIN quality_persons q
+       ON q.id_hash = p.id_hash AND q.household_id <> p.household_id
+     WHERE p.household_id = h.household_id)::text AS shared
+FROM quality_households h
+"""
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def household_of(row: Any) -> domain.Household:
+    """A `domain.Household` from one row of `HOUSEHOLD_SELECT`."""
+    s = orjson.loads(row.snapshot)
     members = tuple(
         domain.Member(
             person_id=p["person_id"],
@@ -400,38 +421,39 @@ def _household(
         )
         for i in s.get("incomes") or ()
     )
-    feed = []
-    for r in records:
-        d = r["detail"]
-        feed.append(
-            domain.FeedRecord(
-                source=r["source"],
-                record_id=r["record_id"],
-                id_hash=r["id_hash"],
-                on=r["occurred_on"],
-                amount=r["amount"],
-                kind=d.get("kind"),
-                status=d.get("status"),
-                enrolled=d.get("enrolled"),
-                housing_damaged=bool(d.get("housing_damaged", False)),
-                total_cost=_dec_or_none(d.get("total_cost")),
-                insurance_paid=_dec_or_none(d.get("insurance_paid")),
-                assistance_paid=_dec_or_none(d.get("assistance_paid")),
-            )
+    records = tuple(
+        domain.FeedRecord(
+            source=source,
+            record_id=record_id,
+            id_hash=id_hash,
+            on=date.fromisoformat(on),
+            amount=Decimal(amount),
+            kind=detail.get("kind"),
+            status=detail.get("status"),
+            enrolled=detail.get("enrolled"),
+            housing_damaged=bool(detail.get("housing_damaged", False)),
+            total_cost=_dec_or_none(detail.get("total_cost")),
+            insurance_paid=_dec_or_none(detail.get("insurance_paid")),
+            assistance_paid=_dec_or_none(detail.get("assistance_paid")),
         )
-
-    def day(value: Any) -> date | None:
-        return date.fromisoformat(value) if value else None
-
+        for source, record_id, id_hash, on, amount, detail in orjson.loads(row.records or "[]")
+    )
+    risk = None
+    if row.risk:
+        level, factors, assessed_on, since = orjson.loads(row.risk)
+        risk = domain.Risk(level, frozenset(factors), date.fromisoformat(assessed_on), _day(since))
+    shared: dict[str, list[str]] = defaultdict(list)
+    for id_hash, other in orjson.loads(row.shared or "[]"):
+        shared[id_hash].append(other)
     return domain.Household(
-        household_id=s["household_id"],
-        region_code=s["region_code"],
+        household_id=row.household_id,
+        region_code=row.region_code,
         type=s["type"],
         members=members,
         policy_enjoying=bool(s.get("policy_enjoying")),
         monitoring_status=s.get("monitoring_status") or "none",
-        monitoring_since=day(s.get("monitoring_since")),
-        monitoring_ended_on=day(s.get("monitoring_ended_on")),
+        monitoring_since=_day(s.get("monitoring_since")),
+        monitoring_ended_on=_day(s.get("monitoring_ended_on")),
         elimination_method=s.get("elimination_method"),
         incomes=incomes,
         guarantees=s.get("guarantees") or {},
@@ -439,99 +461,22 @@ def _household(
             k: date.fromisoformat(v) for k, v in (s.get("guarantees_verified_on") or {}).items()
         },
         contact_roles=frozenset(s.get("contact_roles") or ()),
-        records=tuple(feed),
-        risk=None
-        if risk is None
-        else domain.Risk(
-            level=risk["level"],
-            factors=frozenset(risk["factors"]),
-            assessed_on=risk["assessed_at"].astimezone(COUNTY_TZ).date(),
-            at_risk_since=risk["at_risk_since"],
-        ),
+        records=records,
+        risk=risk,
         decisions=tuple(
-            domain.Decision(
-                kind=d["kind"],
-                decided_on=d["decided_on"],
-                method=d["method"],
-                risk_factors=frozenset(d["risk_factors"]),
-            )
-            for d in sorted(decisions, key=lambda d: (d["decided_on"], d["kind"]))
+            domain.Decision(kind, date.fromisoformat(on), method, frozenset(factors))
+            for kind, on, method, factors in orjson.loads(row.decisions or "[]")
         ),
         tasks=tuple(
-            domain.Task(
-                kind=t["kind"],
-                status=t["status"],
-                opened_on=t["opened_on"],
-                due_on=t["due_on"],
-                overdue=t["overdue"],
-            )
-            for t in tasks
+            domain.Task(kind, status, date.fromisoformat(opened), date.fromisoformat(due), overdue)
+            for kind, status, opened, due, overdue in orjson.loads(row.tasks or "[]")
         ),
         departed=tuple(
-            domain.Departed(id_hash=d["id_hash"], removed_on=d["removed_on"], reason=d["reason"])
-            for d in departed
+            domain.Departed(id_hash, date.fromisoformat(on), reason)
+            for id_hash, on, reason in orjson.loads(row.departed or "[]")
         ),
-        shared_id_hashes=shared,
+        shared_id_hashes={k: tuple(sorted(v)) for k, v in shared.items()},
     )
-
-
-_LOAD = {
-    "records": "SELECT household_id, source, record_id, id_hash, occurred_on, amount, "
-    "detail::text AS detail FROM quality_records WHERE {ids}",
-    "risk": "SELECT household_id, level, factors::text AS factors, assessed_at, at_risk_since "
-    "FROM quality_risk WHERE {ids}",
-    "decisions": "SELECT household_id, kind, decided_on, method, risk_factors::text AS "
-    "risk_factors FROM quality_decisions WHERE {ids}",
-    "tasks": "SELECT household_id, kind, status, opened_on, due_on, overdue FROM quality_tasks "
-    "WHERE {ids}",
-    "departed": "SELECT household_id, id_hash, removed_on, reason FROM quality_departed WHERE {ids}",
-    "shared": "SELECT p.household_id, p.id_hash, q.household_id AS other FROM quality_persons p "
-    "JOIN quality_persons q ON q.id_hash = p.id_hash AND q.household_id <> p.household_id "
-    "WHERE {ids}",
-}
-_JSON_COLUMNS = {"detail", "factors", "risk_factors"}
-
-
-async def load_households(
-    session: AsyncSession, rows: Sequence[Any]
-) -> list[tuple[Any, domain.Household]]:
-    """The snapshots of `rows` (household_id, region_code, town_code, snapshot as text)
-    with everything else the rules read, in a few set-based queries."""
-    ids = [r.household_id for r in rows]
-    if not ids:
-        return []
-    parts: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for name, sql in _LOAD.items():
-        where = _any("p.household_id" if name == "shared" else "household_id")
-        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in (await session.execute(text(sql.format(ids=where)), _ids(ids))).mappings():
-            item = {k: orjson.loads(v) if k in _JSON_COLUMNS else v for k, v in r.items()}
-            grouped[item["household_id"]].append(item)
-        parts[name] = grouped
-    result = []
-    for r in rows:
-        hid = r.household_id
-        shared: dict[str, list[str]] = defaultdict(list)
-        for s in parts["shared"].get(hid, ()):
-            shared[s["id_hash"]].append(s["other"])
-        risk = parts["risk"].get(hid)
-        snapshot = orjson.loads(r.snapshot)
-        snapshot["household_id"], snapshot["region_code"] = hid, r.region_code
-        result.append(
-            (
-                r,
-                _household(
-                    snapshot,
-                    records=parts["records"].get(hid, ()),
-                    risk=risk[0] if risk else None,
-                    decisions=parts["decisions"].get(hid, ()),
-                    tasks=parts["tasks"].get(hid, ()),
-                    departed=parts["departed"].get(hid, ()),
-                    shared={k: tuple(sorted(v)) for k, v in shared.items()},
-                ),
-            )
-        )
-    return result
 
 
 @dataclass
@@ -539,9 +484,6 @@ class CheckResult:
     households: int = 0
     opened: int = 0
     closed: int = 0
-
-
-_SNAPSHOT_COLUMNS = "household_id, region_code, town_code, snapshot::text AS snapshot"
 
 
 async def recheck(
@@ -557,8 +499,8 @@ async def recheck(
     rows = list(
         await session.execute(
             text(
-                f"SELECT {_SNAPSHOT_COLUMNS} FROM quality_households "
-                f"WHERE {_any('household_id')} ORDER BY household_id FOR UPDATE"
+                f"{HOUSEHOLD_SELECT} WHERE {_any('h.household_id')} "
+                "ORDER BY h.household_id FOR UPDATE OF h"
             ),
             _ids(ids),
         )
@@ -574,8 +516,8 @@ async def _check_rows(
     thresholds: domain.Thresholds | None,
 ) -> CheckResult:
     limits = thresholds or domain.Thresholds()
-    loaded = await load_households(session, rows)
-    ids = [r.household_id for r, _ in loaded]
+    loaded = [(row, household_of(row)) for row in rows]
+    ids = [r.household_id for r in rows]
     live: dict[str, dict[str, Any]] = defaultdict(dict)
     for f in await session.execute(
         text(
@@ -775,9 +717,9 @@ async def run_sweeps(
             rows = list(
                 await session.execute(
                     text(
-                        f"SELECT {_SNAPSHOT_COLUMNS} FROM quality_households "
-                        "WHERE household_id > :cursor AND region_code LIKE :prefix "
-                        "ORDER BY household_id LIMIT :n FOR UPDATE"
+                        f"{HOUSEHOLD_SELECT} WHERE h.household_id > :cursor "
+                        "AND h.region_code LIKE :prefix "
+                        "ORDER BY h.household_id LIMIT :n FOR UPDATE OF h"
                     ),
                     {"cursor": sweep.cursor, "prefix": sweep.region_prefix + "%", "n": chunk},
                 )

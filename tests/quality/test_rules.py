@@ -350,3 +350,13 @@ def test_thresholds_are_configurable() -> None:
     assert "IN008" not in codes(jump)
     lower = d.Thresholds(income_rise_ratio=D("0.5"))
     assert "IN008" in {f.rule.code for f in d.check(jump, TODAY, lower)}
+
+
+def test_skipping_rules_by_what_they_need_changes_nothing() -> None:
+    """`check` runs only the rules whose `needs` the household has: on every case, running
+    every rule finds the same."""
+    for _, fire, miss in CASES:
+        for h in (fire(BASE), miss(BASE)):
+            facts = d.Facts(h, TODAY, d.Thresholds())
+            everything = {r.code for r in d.RULES if r.check(facts) is not None}
+            assert everything == codes(h)
