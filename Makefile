@@ -11,7 +11,7 @@ TEST_KAFKA_PORT ?= 9192
 TEST_KAFKA := BACKSTOP_KAFKA_PORT=$(TEST_KAFKA_PORT) BACKSTOP_KAFKA_NODE=kafka-test
 TEST_KAFKA_SERVERS := $(or $(KAFKA_BOOTSTRAP_SERVERS),127.0.0.1:$(TEST_KAFKA_PORT))
 
-.PHONY: run test test-infra lint typecheck infra migrate topics stop down bench venv demo
+.PHONY: run test test-infra lint typecheck infra migrate topics stop down reset asyncapi bench venv demo
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3.11 is required"; exit 1; }
@@ -38,6 +38,10 @@ stop:
 down: stop
 	deploy/infra.sh down
 
+# Asks first; then the services stop and their databases and topics are emptied.
+reset: infra
+	$(BIN)/python -m deploy.reset
+
 lint: $(STAMP)
 	$(BIN)/ruff check backstop services tests bench deploy
 	$(BIN)/ruff format --check backstop services tests bench deploy
@@ -50,6 +54,10 @@ test-infra: $(STAMP)
 
 test: test-infra lint typecheck
 	KAFKA_BOOTSTRAP_SERVERS=$(TEST_KAFKA_SERVERS) $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# docs/asyncapi.yaml from the registry of event payloads (a test fails when it is stale).
+asyncapi: $(STAMP)
+	$(BIN)/python -m backstop.asyncapi
 
 bench: migrate
 	$(BIN)/python -m bench

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from backstop.admin import outbox_admin_router
+from backstop.asyncapi import document as asyncapi_document
 from backstop.auth import ADMIN_SCOPES
 from backstop.bus import Consumer, ConsumerSpec, kafka_ping
 from backstop.db import SessionFactory, make_engine, make_session_factory, ping
@@ -179,6 +180,11 @@ def create_app(
         if cid:
             response.headers["X-Correlation-Id"] = cid
         return response
+
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi() -> dict[str, Any]:
+        """The AsyncAPI 3.0 contract of the topics this service publishes."""
+        return asyncapi_document(spec.name)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

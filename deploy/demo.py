@@ -19,7 +19,7 @@ import httpx
 
 from backstop.auth import SCOPES, issue_token
 from backstop.idnumber import check_digit
-from backstop.settings import PORTS, get_settings
+from backstop.settings import PORTS, Settings, get_settings
 
 PERIOD = "2026-10"
 DEPARTMENTS = {"medical": "医保局", "disaster": "应急管理局", "civil_affairs": "民政局",
@@ -136,8 +136,13 @@ async def settle(probe: Any, *, quiet_s: float = 4.0, timeout: float = 300.0) ->
 
 
 async def run(
-    households: int = 2000, ports: dict[str, int] | None = None, seed: int = 20261128
+    households: int = 2000,
+    ports: dict[str, int] | None = None,
+    seed: int = 20261128,
+    registry_settings: Settings | None = None,
 ) -> dict[str, Any]:
+    """Seed the county and send the demo month, or, when an earlier run did so, report
+    the county as it stands. Never fails on its own earlier data."""
     from services.registry.seed import seed_households
 
     base = urls(ports or PORTS)
@@ -146,12 +151,10 @@ async def run(
     headers = {"Authorization": f"Bearer {token}"}
     started = time.monotonic()
     async with httpx.AsyncClient(headers=headers, timeout=120) as http:
-        existing = (await http.get(f"{base['registry']}/v1/households", params={"limit": 1})).json()
-        if existing["items"]:
-            print("demo county already seeded: replaying feeds only")
-        else:
-            result = await seed_households(settings, households, seed)
-            print(f"seeded {result['created']} households in the county's real villages")
+        # Idempotent: a second run (or one after an interrupted seed) adds only what is missing.
+        result = await seed_households(registry_settings or settings, households, seed)
+        print(f"demo county: {result['created']} households seeded, "
+              f"{result['existing']} already there")  # fmt: skip
         persons = [
             {**m, "household_id": h["id"]}
             for h in await collect(http, f"{base['registry']}/v1/households")
@@ -169,17 +172,26 @@ async def run(
             token_source = issue_token(settings, sub=f"demo-{source}", scopes=[f"feeds:{source}"])
             auth = {"Authorization": f"Bearer {token_source}"}
             batch_id = f"{source}-{PERIOD}-demo"
-            if source == "medical":  # the medical bureau sends its export file
-                r = await http.post(
-                    f"{base['datasync']}/v1/feeds/{source}/batches", headers=auth,
-                    data={"batch_id": batch_id, "period": PERIOD},
-                    files={"file": (f"{batch_id}.csv", to_csv(records), "text/csv")},
-                )  # fmt: skip
+            batch_url = f"{base['datasync']}/v1/feeds/{source}/batches"
+            # A run before this one sent the month already: report it as it stands. Feeds
+            # generated now may differ (the register changed since), which datasync would
+            # rightly refuse as other content under the same batch id (409).
+            r = await http.get(f"{batch_url}/{batch_id}", headers=auth)
+            if r.status_code == 404:
+                if source == "medical":  # the medical bureau sends its export file
+                    r = await http.post(
+                        batch_url, headers=auth, data={"batch_id": batch_id, "period": PERIOD},
+                        files={"file": (f"{batch_id}.csv", to_csv(records), "text/csv")},
+                    )  # fmt: skip
+                else:
+                    r = await http.post(
+                        batch_url, headers=auth,
+                        json={"batch_id": batch_id, "period": PERIOD, "records": records},
+                    )  # fmt: skip
+                if r.status_code == 409:  # sent meanwhile by another run
+                    r = await http.get(f"{batch_url}/{batch_id}", headers=auth)
             else:
-                r = await http.post(
-                    f"{base['datasync']}/v1/feeds/{source}/batches", headers=auth,
-                    json={"batch_id": batch_id, "period": PERIOD, "records": records},
-                )  # fmt: skip
+                print(f"  {source} batch {batch_id} already received: reporting it as stored")
             if r.status_code >= 400:
                 raise RuntimeError(f"{source} batch refused: {r.status_code} {r.text[:500]}")
             summaries.append(r.json())
