@@ -1,4 +1,18 @@
-"""Backstop assistance.
+"""Backstop assistance: verification tasks (入户核实), the identification and elimination
+procedures, visits, assistance plans, funds and supervision. One module per use case:
 
-Verification tasks (入户核实), the identification procedure, visits, assistance plans, funds and supervision.
+- `app.py`: the service (routers, consumers of risk and registry, overdue jobs).
+- `api.py`: HTTP routes of tasks, procedures, visits, plans, funds and supervision.
+- `domain.py`: the pure rules (no SQL, HTTP or Kafka).
+- `models.py`: tables and their Create/Public schemas.
+- `common.py`: what the use cases share: events, the policy, the household read model.
+- `tasks.py`: verification tasks, the county's first check (初核), claim, overdue.
+- `procedure.py`: 民主评议 → 公示 → 乡镇审核 → 县级确认, and 风险消除 (elimination).
+- `visits.py`: contacts (走访) and the contact compliance report.
+- `plans.py`: assistance plans (帮扶计划) and their measures.
+- `funds.py`: funds, deposits, grants split city/town, ledger and statements.
+- `supervision.py`: supervision issues (督查), rectification evidence, accountability.
+- `clues.py`: clues (线索) from households, the public, cadres and inspections.
+- `campaigns.py`: review campaigns (回头看) generating review tasks.
+- `reports.py`: the quarterly dynamic-monitoring report (季度动态监测), JSON and XLSX.
 """

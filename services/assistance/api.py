@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Level, Principal, require
 from backstop.errors import Problem, invalid
-from services.assistance import domain, handlers
+from services.assistance import common, domain, funds, plans, procedure, supervision, tasks, visits
 from services.assistance.models import (
     AccountabilityCreate,
     AccountabilityPublic,
@@ -72,7 +72,7 @@ def task_public(task: Task, case_id: str | None = None) -> TaskPublic:
         kind=task.kind,
         household_id=task.household_id,
         region_code=task.region_code,
-        status=handlers.task_status(task, domain.today()),
+        status=tasks.task_status(task, domain.today()),
         due_on=task.due_on,
         assignee=AssigneePublic(type=task.assignee_type, code=task.assignee_code),
         reason=task.reason,
@@ -96,7 +96,7 @@ def task_public(task: Task, case_id: str | None = None) -> TaskPublic:
 
 @router.get("/policy", tags=["policy"])
 async def get_policy(session: SessionDep, principal: Principal = READ) -> dict[str, Any]:
-    return (await handlers.load_policy(session)).model_dump(mode="json")
+    return (await common.load_policy(session)).model_dump(mode="json")
 
 
 @router.put("/policy", tags=["policy"])
@@ -105,7 +105,7 @@ async def put_policy(
 ) -> dict[str, Any]:
     """County level only."""
     principal.require_level(Level.COUNTY, "changing the assistance policy")
-    version, policy = await handlers.update_policy(
+    version, policy = await common.update_policy(
         sessions, changes=body.policy, changed_by=body.changed_by
     )
     return {"version": version, **policy.model_dump(mode="json")}
@@ -125,7 +125,7 @@ async def list_tasks(
     cursor: str | None = None,
     principal: Principal = READ,
 ) -> TaskPage:
-    tasks, next_cursor = await handlers.list_tasks(
+    rows, next_cursor = await tasks.list_tasks(
         session,
         principal=principal,
         household_id=household_id,
@@ -135,7 +135,7 @@ async def list_tasks(
         limit=limit,
         cursor=cursor,
     )
-    return TaskPage(items=[task_public(t) for t in tasks], next_cursor=next_cursor)
+    return TaskPage(items=[task_public(t) for t in rows], next_cursor=next_cursor)
 
 
 @router.get("/tasks/{task_id}", tags=["tasks"])
@@ -143,7 +143,7 @@ async def get_task(task_id: str, session: SessionDep, principal: Principal = REA
     task = await session.get(Task, task_id)
     if task is None or not principal.can_see(task.region_code):
         raise Problem(404, f"task {task_id} not found")
-    return task_public(task, await handlers.case_of_task(session, task.id))
+    return task_public(task, await tasks.case_of_task(session, task.id))
 
 
 @router.post("/tasks/{task_id}/claim", tags=["tasks"])
@@ -151,7 +151,7 @@ async def claim_task(
     task_id: str, body: TaskClaim, sessions: SessionsDep, principal: Principal = WRITE
 ) -> TaskPublic:
     return task_public(
-        await handlers.claim_task(sessions, task_id=task_id, body=body, principal=principal)
+        await tasks.claim_task(sessions, task_id=task_id, body=body, principal=principal)
     )
 
 
@@ -161,7 +161,7 @@ async def precheck_task(
 ) -> TaskPublic:
     """县级初核 of a department-flagged case before the insurer (人保公司) verifies it."""
     return task_public(
-        await handlers.precheck_task(sessions, task_id=task_id, body=body, principal=principal)
+        await tasks.precheck_task(sessions, task_id=task_id, body=body, principal=principal)
     )
 
 
@@ -171,7 +171,7 @@ async def complete_task(
 ) -> TaskPublic:
     """Completing twice is a 409. A confirmed verification opens the identification
     procedure (its id is in `case_id`)."""
-    task, case_id = await handlers.complete_task(
+    task, case_id = await tasks.complete_task(
         sessions, task_id=task_id, body=body, principal=principal
     )
     return task_public(task, case_id)
@@ -190,7 +190,7 @@ async def list_cases(
     cursor: str | None = None,
     principal: Principal = READ,
 ) -> CasePage:
-    items, next_cursor = await handlers.list_cases(
+    items, next_cursor = await procedure.list_cases(
         session,
         principal=principal,
         household_id=household_id,
@@ -204,7 +204,7 @@ async def list_cases(
 
 @router.get("/cases/{case_id}", tags=["procedure"])
 async def get_case(case_id: str, session: SessionDep, principal: Principal = READ) -> CasePublic:
-    return await handlers.get_case(session, case_id=case_id, principal=principal)
+    return await procedure.get_case(session, case_id=case_id, principal=principal)
 
 
 @router.post("/cases/{case_id}/appraisal", tags=["procedure"])
@@ -212,7 +212,7 @@ async def appraisal(
     case_id: str, body: AppraisalCreate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> CasePublic:
     """Step 1, 民主评议 (village democratic appraisal)."""
-    return await handlers.record_appraisal(
+    return await procedure.record_appraisal(
         sessions, case_id=case_id, body=body, principal=principal
     )
 
@@ -222,7 +222,7 @@ async def notice(
     case_id: str, body: NoticeCreate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> CasePublic:
     """Step 2, 公示 (public notice, at least 5 days; every objection resolved)."""
-    return await handlers.record_notice(sessions, case_id=case_id, body=body, principal=principal)
+    return await procedure.record_notice(sessions, case_id=case_id, body=body, principal=principal)
 
 
 @router.post("/cases/{case_id}/town-review", tags=["procedure"])
@@ -230,7 +230,7 @@ async def town_review(
     case_id: str, body: ReviewCreate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> CasePublic:
     """Step 3, 乡镇审核."""
-    return await handlers.record_review(
+    return await procedure.record_review(
         sessions, case_id=case_id, step="town_review", body=body, principal=principal
     )
 
@@ -241,7 +241,7 @@ async def county_approval(
 ) -> CasePublic:
     """Step 4, 县级确认: emits monitoring.started or risk.eliminated. County level."""
     principal.require_level(Level.COUNTY, "县级确认 (county confirmation)")
-    return await handlers.record_review(
+    return await procedure.record_review(
         sessions, case_id=case_id, step="county_approval", body=body, principal=principal
     )
 
@@ -251,7 +251,7 @@ async def open_elimination(
     body: EliminationCreate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> CasePublic:
     """Open a 风险消除 case (帮扶消除 checks the guard; 自然消除 records its reason)."""
-    return await handlers.open_elimination(sessions, body=body, principal=principal)
+    return await procedure.open_elimination(sessions, body=body, principal=principal)
 
 
 # --------------------------------------------------------------------------- visits
@@ -262,7 +262,7 @@ async def record_visit(
     body: VisitCreate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> VisitPublic:
     return VisitPublic.model_validate(
-        await handlers.record_visit(sessions, body=body, principal=principal)
+        await visits.record_visit(sessions, body=body, principal=principal)
     )
 
 
@@ -273,10 +273,10 @@ async def list_visits(
     limit: Limit = 100,
     principal: Principal = READ,
 ) -> dict[str, Any]:
-    visits = await handlers.list_visits(
+    rows = await visits.list_visits(
         session, principal=principal, household_id=household_id, limit=limit
     )
-    return {"items": [VisitPublic.model_validate(v) for v in visits], "next_cursor": None}
+    return {"items": [VisitPublic.model_validate(v) for v in rows], "next_cursor": None}
 
 
 @router.get("/visits/compliance", tags=["visits"])
@@ -293,7 +293,7 @@ async def compliance(
         raise invalid(["query", "period"], "a month like 2026-11")
     if region:
         principal.require_region(region)
-    report = await handlers.contact_compliance(
+    report = await visits.contact_compliance(
         session, principal=principal, period=period, region=region
     )
     return {
@@ -334,7 +334,7 @@ async def measure_catalogue(principal: Principal = READ) -> dict[str, Any]:
 async def create_plan(
     body: PlanCreate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> PlanPublic:
-    return await handlers.create_plan(sessions, body=body, principal=principal)
+    return await plans.create_plan(sessions, body=body, principal=principal)
 
 
 @router.get("/plans", tags=["plans"])
@@ -344,10 +344,10 @@ async def list_plans(
     limit: Limit = 100,
     principal: Principal = READ,
 ) -> dict[str, Any]:
-    plans = await handlers.list_plans(
+    rows = await plans.list_plans(
         session, principal=principal, household_id=household_id, limit=limit
     )
-    return {"items": plans, "next_cursor": None}
+    return {"items": rows, "next_cursor": None}
 
 
 @router.get("/plans/gaps", tags=["plans"])
@@ -357,7 +357,7 @@ async def plan_gaps(
     principal: Principal = READ,
 ) -> dict[str, Any]:
     """Monitored households with no measure a month after identification."""
-    return {"items": await handlers.measure_gaps(session, principal=principal, region=region)}
+    return {"items": await plans.measure_gaps(session, principal=principal, region=region)}
 
 
 # ---------------------------------------------------------------------------- funds
@@ -370,13 +370,13 @@ async def create_fund(
     principal.require_level(Level.COUNTY, "setting up a fund")
     if body.town_code:
         principal.require_region(body.town_code)
-    return FundPublic.model_validate(await handlers.create_fund(sessions, body=body))
+    return FundPublic.model_validate(await funds.create_fund(sessions, body=body))
 
 
 @router.get("/funds", tags=["funds"])
 async def list_funds(session: SessionDep, principal: Principal = READ) -> dict[str, Any]:
-    funds = await handlers.list_funds(session, principal=principal)
-    return {"items": [FundPublic.model_validate(f) for f in funds], "next_cursor": None}
+    rows = await funds.list_funds(session, principal=principal)
+    return {"items": [FundPublic.model_validate(f) for f in rows], "next_cursor": None}
 
 
 @router.post("/funds/{fund_id}/deposits", tags=["funds"], status_code=201)
@@ -388,7 +388,7 @@ async def deposit(
     principal: Principal = FUNDS,
 ) -> JSONResponse:
     principal.require_level(Level.COUNTY, "a deposit into a fund")
-    status, response = await handlers.deposit(
+    status, response = await funds.deposit(
         sessions, fund_id=fund_id, body=body, idempotency_key=idempotency_key, principal=principal
     )
     return JSONResponse(response, status_code=status)
@@ -404,7 +404,7 @@ async def grant(
     """Pay a household, split city/town by the configured ratio. 409 beyond a balance.
     County level: a grant draws on the city fund."""
     principal.require_level(Level.COUNTY, "a grant from the funds")
-    status, response = await handlers.grant(
+    status, response = await funds.grant(
         sessions, body=body, idempotency_key=idempotency_key, principal=principal
     )
     return JSONResponse(response, status_code=status)
@@ -420,9 +420,7 @@ async def fund_statement(
 ) -> FundStatement:
     if date_from and date_to and date_to < date_from:
         raise invalid(["query", "to"], "ends before it starts")
-    result = await handlers.statement(
-        session, fund_id=fund_id, date_from=date_from, date_to=date_to
-    )
+    result = await funds.statement(session, fund_id=fund_id, date_from=date_from, date_to=date_to)
     if result.fund.town_code:
         principal.require_region(result.fund.town_code)
     return result
@@ -435,7 +433,7 @@ async def fund_statement(
 async def create_issue(
     body: IssueCreate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> IssuePublic:
-    return await handlers.create_issue(sessions, body=body, principal=principal)
+    return await supervision.create_issue(sessions, body=body, principal=principal)
 
 
 @router.get("/supervision/issues", tags=["supervision"])
@@ -446,7 +444,7 @@ async def list_issues(
     limit: Limit = 100,
     principal: Principal = READ,
 ) -> dict[str, Any]:
-    items = await handlers.list_issues(
+    items = await supervision.list_issues(
         session, principal=principal, status=status, region=region, limit=limit
     )
     return {"items": items, "next_cursor": None}
@@ -454,21 +452,25 @@ async def list_issues(
 
 @router.get("/supervision/issues/{issue_id}", tags=["supervision"])
 async def get_issue(issue_id: str, session: SessionDep, principal: Principal = READ) -> IssuePublic:
-    return await handlers.get_issue(session, issue_id=issue_id, principal=principal)
+    return await supervision.get_issue(session, issue_id=issue_id, principal=principal)
 
 
 @router.post("/supervision/issues/{issue_id}/evidence", tags=["supervision"], status_code=201)
 async def add_evidence(
     issue_id: str, body: EvidenceCreate, sessions: SessionsDep, principal: Principal = WRITE
 ) -> IssuePublic:
-    return await handlers.add_evidence(sessions, issue_id=issue_id, body=body, principal=principal)
+    return await supervision.add_evidence(
+        sessions, issue_id=issue_id, body=body, principal=principal
+    )
 
 
 @router.post("/supervision/issues/{issue_id}/close", tags=["supervision"])
 async def close_issue(
     issue_id: str, body: IssueClose, sessions: SessionsDep, principal: Principal = WRITE
 ) -> IssuePublic:
-    return await handlers.close_issue(sessions, issue_id=issue_id, body=body, principal=principal)
+    return await supervision.close_issue(
+        sessions, issue_id=issue_id, body=body, principal=principal
+    )
 
 
 @router.post("/supervision/accountability", tags=["supervision"], status_code=201)
@@ -477,7 +479,7 @@ async def record_accountability(
 ) -> AccountabilityPublic:
     """约谈 / 问责."""
     return AccountabilityPublic.model_validate(
-        await handlers.record_accountability(sessions, body=body, principal=principal)
+        await supervision.record_accountability(sessions, body=body, principal=principal)
     )
 
 
@@ -488,7 +490,7 @@ async def list_accountability(
     limit: Limit = 100,
     principal: Principal = READ,
 ) -> dict[str, Any]:
-    items = await handlers.list_accountability(
+    items = await supervision.list_accountability(
         session, principal=principal, region=region, limit=limit
     )
     return {"items": [AccountabilityPublic.model_validate(a) for a in items], "next_cursor": None}

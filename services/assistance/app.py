@@ -9,7 +9,7 @@ from backstop.bus import ConsumerSpec
 from backstop.contracts.registry import TOPIC as HOUSEHOLDS_TOPIC
 from backstop.contracts.risk import ALERTS_TOPIC, ASSESSMENTS_TOPIC
 from backstop.settings import Settings
-from services.assistance import campaigns, clues, handlers, reports
+from services.assistance import campaigns, clues, common, reports, supervision, tasks
 from services.assistance.api import router
 
 HOUSEHOLD_TYPES = (
@@ -23,11 +23,11 @@ HOUSEHOLD_TYPES = (
 
 
 async def overdue_tasks_job(runtime: Runtime) -> None:
-    await handlers.emit_overdue_tasks(runtime.sessions)
+    await tasks.emit_overdue_tasks(runtime.sessions)
 
 
 async def overdue_rectifications_job(runtime: Runtime) -> None:
-    await handlers.emit_overdue_rectifications(runtime.sessions)
+    await supervision.emit_overdue_rectifications(runtime.sessions)
 
 
 async def unaccepted_clues_job(runtime: Runtime) -> None:
@@ -46,12 +46,12 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             group="assistance.alerts",
             topics=[ALERTS_TOPIC],
-            handlers={"backstop.risk.alert.raised.v1": handlers.on_alert_raised},
+            handlers={"backstop.risk.alert.raised.v1": tasks.on_alert_raised},
         ),
         ConsumerSpec(
             group="assistance.households",
             topics=[HOUSEHOLDS_TOPIC],
-            handlers={t: handlers.apply_household for t in HOUSEHOLD_TYPES},
+            handlers={t: common.apply_household for t in HOUSEHOLD_TYPES},
         ),
         ConsumerSpec(  # risk levels for the quarterly report (季度动态监测)
             group="assistance.risk-levels",

@@ -26,8 +26,9 @@ from backstop.contracts.assistance import TaskOpened
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.requests import fold
-from services.assistance import domain, handlers
+from services.assistance import common, domain
 from services.assistance.models import Campaign, Household, Strict, Task, new_id, utcnow
+from services.assistance.tasks import task_data
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
 READ = require("assistance:read")
@@ -151,7 +152,7 @@ async def launch(
         await outbox.publish_many(
             session,
             [
-                handlers.make_assistance_event(TaskOpened(**handlers.task_data(t)), t.household_id)
+                common.make_assistance_event(TaskOpened(**task_data(t)), t.household_id)
                 for t in tasks
             ],
         )

@@ -29,7 +29,7 @@ from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.idnumber import InvalidIdNumber, id_hash, mask_id, parse_id_number
 from backstop.requests import Phone, fold
-from services.assistance import domain, handlers
+from services.assistance import common, domain, tasks
 from services.assistance.models import Clue, Household, Strict, utcnow
 
 router = APIRouter(prefix="/v1", tags=["clues"])
@@ -189,7 +189,7 @@ async def file_clue(
         region_code = household.region_code if household else body.village_code
         assert region_code is not None
         principal.require_region(region_code)
-        policy = await handlers.load_policy(session)
+        policy = await common.load_policy(session)
         received_at = utcnow()
         reporter = None if body.anonymous else body.reporter
         clue = Clue(
@@ -209,7 +209,7 @@ async def file_clue(
             accept_by=domain.clue_accept_by(received_at, policy),
         )
         if household is not None:
-            task, _ = await handlers.open_verification(
+            task, _ = await tasks.open_verification(
                 session,
                 household_id=household.household_id,
                 region_code=household.region_code,
@@ -269,7 +269,7 @@ async def emit_overdue_clues(sessions: SessionFactory, *, now: datetime | None =
     """clue.overdue once per clue the town has not accepted in time (safe with replicas)."""
     now = now or utcnow()
     async with unit_of_work(sessions) as session:
-        clues = await handlers.claim_once(
+        clues = await common.claim_once(
             session,
             Clue,
             "escalated_at",
@@ -280,7 +280,7 @@ async def emit_overdue_clues(sessions: SessionFactory, *, now: datetime | None =
         await outbox.publish_many(
             session,
             [
-                handlers.make_assistance_event(
+                common.make_assistance_event(
                     ClueOverdue(
                         clue_id=c.id,
                         region_code=c.region_code,

@@ -10,8 +10,9 @@ import pytest
 from backstop.contracts.assistance import ClueOverdue, FindingObserved
 from backstop.contracts.registry import MemberSnapshot
 from backstop.idnumber import check_digit, id_hash
-from services.assistance import clues, domain, handlers
+from services.assistance import clues, domain
 from services.assistance.models import utcnow
+from services.assistance.tasks import emit_overdue_tasks
 from tests.assistance.conftest import Assistance
 from tests.support import read_topic
 
@@ -263,7 +264,5 @@ async def test_campaign_generates_one_review_task_per_household_even_launched_tw
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "region_prefix"]
     r = await a.client.post("/v1/campaigns", json={**body, "deadline": "2020-01-01"}, headers=a.rw)
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "deadline"]
-    overdue = await handlers.emit_overdue_tasks(
-        a.runtime.sessions, on=domain.today() + timedelta(days=40)
-    )
+    overdue = await emit_overdue_tasks(a.runtime.sessions, on=domain.today() + timedelta(days=40))
     assert overdue >= 5  # the review tasks left open are reminded through notify

@@ -8,7 +8,7 @@ import pytest
 
 from backstop.contracts.assistance import FindingObserved, RectificationOverdue, RiskEliminated
 from backstop.contracts.registry import ContactSnapshot, IncomeSnapshot, MemberSnapshot
-from services.assistance import domain, handlers
+from services.assistance import domain, supervision
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance
 from tests.support import read_topic
 
@@ -236,13 +236,13 @@ async def test_supervision_issue_evidence_overdue_and_accountability(a: Assistan
     )
     assert r.status_code == 409  # no evidence yet
     assert (
-        await handlers.emit_overdue_rectifications(
+        await supervision.emit_overdue_rectifications(
             a.runtime.sessions, on=today + timedelta(days=10)
         )
         >= 1
     )
     assert (
-        await handlers.emit_overdue_rectifications(
+        await supervision.emit_overdue_rectifications(
             a.runtime.sessions, on=today + timedelta(days=10)
         )
         == 0

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from backstop.contracts.assistance import FindingObserved, MonitoringStarted, TaskOverdue
-from services.assistance import domain, handlers
+from services.assistance import domain, tasks
 from services.assistance.models import Task
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance, alert
 from tests.support import read_topic, wait_for
@@ -201,10 +201,10 @@ async def test_overdue_is_emitted_once_even_with_two_replicas(a: Assistance) -> 
     [task] = await wait_for(lambda: tasks_of(a, hid), message="task")
     later = domain.today() + timedelta(days=30)
     counts = await asyncio.gather(
-        handlers.emit_overdue_tasks(a.runtime.sessions, on=later),
-        handlers.emit_overdue_tasks(a.runtime.sessions, on=later),
+        tasks.emit_overdue_tasks(a.runtime.sessions, on=later),
+        tasks.emit_overdue_tasks(a.runtime.sessions, on=later),
     )
-    again = await handlers.emit_overdue_tasks(a.runtime.sessions, on=later)
+    again = await tasks.emit_overdue_tasks(a.runtime.sessions, on=later)
     assert again == 0
     assert sum(counts) >= 1
     events = await read_topic(

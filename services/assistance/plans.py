@@ -1,0 +1,129 @@
+"""帮扶计划: assistance plans by tier with their measures, and monitored households still
+without a measure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from backstop.auth import Principal
+from backstop.db import SessionFactory, unit_of_work
+from backstop.errors import invalid
+from services.assistance import domain
+from services.assistance.common import get_household, load_policy
+from services.assistance.models import (
+    Household,
+    Measure,
+    MeasurePublic,
+    Plan,
+    PlanCreate,
+    PlanPublic,
+)
+
+
+def plan_public(plan: Plan, measures: Sequence[Measure]) -> PlanPublic:
+    return PlanPublic(
+        id=plan.id,
+        household_id=plan.household_id,
+        region_code=plan.region_code,
+        tier=plan.tier,
+        year=plan.year,
+        created_by=plan.created_by,
+        created_at=plan.created_at,
+        measures=[
+            MeasurePublic.model_validate(m).model_copy(
+                update={"label": domain.MEASURES.get(m.category, m.category)}
+            )
+            for m in measures
+        ],
+    )
+
+
+async def create_plan(
+    sessions: SessionFactory, *, body: PlanCreate, principal: Principal
+) -> PlanPublic:
+    async with unit_of_work(sessions) as session:
+        household = await get_household(session, body.household_id)
+        if household is None:
+            raise invalid(["body", "household_id"], "unknown household")
+        principal.require_region(household.region_code)
+        for i, m in enumerate(body.measures):
+            problem = domain.measure_problem(body.tier, m.category)
+            if problem:
+                raise invalid(["body", "measures", i, "category"], problem)
+            if m.end_on < m.start_on:
+                raise invalid(["body", "measures", i, "end_on"], "ends before it starts")
+        plan = Plan(
+            household_id=household.household_id,
+            region_code=household.region_code,
+            tier=body.tier,
+            year=body.year,
+            created_by=body.created_by,
+        )
+        session.add(plan)
+        await session.flush()  # the plan row before its measures (no ORM relationship)
+        measures = [
+            Measure(plan_id=plan.id, household_id=plan.household_id, **m.model_dump())
+            for m in body.measures
+        ]
+        session.add_all(measures)
+    return plan_public(plan, measures)
+
+
+async def list_plans(
+    session: AsyncSession, *, principal: Principal, household_id: str | None, limit: int
+) -> list[PlanPublic]:
+    query = select(Plan).where(principal.region_clause(col(Plan.region_code)))
+    if household_id:
+        query = query.where(col(Plan.household_id) == household_id)
+    plans = list(
+        (await session.execute(query.order_by(col(Plan.created_at).desc()).limit(limit))).scalars()
+    )
+    measures = list(
+        (
+            await session.execute(
+                select(Measure).where(col(Measure.plan_id).in_([p.id for p in plans]))
+            )
+        ).scalars()
+    )
+    return [plan_public(p, [m for m in measures if m.plan_id == p.id]) for p in plans]
+
+
+async def measure_gaps(
+    session: AsyncSession, *, principal: Principal, region: str | None
+) -> list[dict[str, Any]]:
+    """Monitored households with no measure a month after identification."""
+    policy = await load_policy(session)
+    on = domain.today()
+    query = select(Household).where(
+        principal.region_clause(col(Household.region_code)),
+        col(Household.monitoring_status) == "monitored",
+    )
+    if region:
+        query = query.where(col(Household.region_code).startswith(region))
+    households = list((await session.execute(query)).scalars())
+    rows = await session.execute(
+        select(col(Measure.household_id), func.count())
+        .where(col(Measure.household_id).in_([h.household_id for h in households]))
+        .group_by(col(Measure.household_id))
+    )
+    counts: dict[str, int] = {household_id: n for household_id, n in rows.all()}
+    return [
+        {
+            "household_id": h.household_id,
+            "region_code": h.region_code,
+            "town_code": h.town_code,
+            "monitoring_since": h.monitoring_since,
+        }
+        for h in households
+        if domain.lacks_measures(
+            monitored_since=h.monitoring_since,
+            measure_count=counts.get(h.household_id, 0),
+            on=on,
+            policy=policy,
+        )
+    ]

@@ -1,0 +1,366 @@
+"""The identification and elimination procedures: 民主评议 → 公示 → 乡镇审核 → 县级确认,
+and 风险消除 (帮扶消除 with its guard, 自然消除 with its reason)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from backstop import outbox
+from backstop.auth import Principal
+from backstop.contracts.assistance import MonitoringStarted, RiskEliminated
+from backstop.db import SessionFactory, unit_of_work
+from backstop.errors import Problem, invalid
+from backstop.events import CloudEvent
+from backstop.pagination import decode_cursor, encode_cursor
+from services.assistance import domain
+from services.assistance.common import get_household, load_policy, make_assistance_event
+from services.assistance.models import (
+    AppraisalCreate,
+    Case,
+    CasePublic,
+    CaseStep,
+    EliminationCreate,
+    Household,
+    NoticeCreate,
+    ReviewCreate,
+    StepPublic,
+)
+
+
+async def _case_for_update(session: AsyncSession, case_id: str, principal: Principal) -> Case:
+    case = (
+        await session.execute(select(Case).where(col(Case.id) == case_id).with_for_update())
+    ).scalar_one_or_none()
+    if case is None or not principal.can_see(case.region_code):
+        raise Problem(404, f"case {case_id} not found")
+    return case
+
+
+async def _steps(session: AsyncSession, case_id: str) -> list[CaseStep]:
+    return list(
+        (
+            await session.execute(
+                select(CaseStep).where(col(CaseStep.case_id) == case_id).order_by(col(CaseStep.id))
+            )
+        ).scalars()
+    )
+
+
+async def case_public(session: AsyncSession, case: Case) -> CasePublic:
+    steps = await _steps(session, case.id)
+    done = [s.step for s in steps]
+    return CasePublic(
+        id=case.id,
+        kind=case.kind,
+        household_id=case.household_id,
+        region_code=case.region_code,
+        status=case.status,
+        task_id=case.task_id,
+        monitoring_type=case.monitoring_type,
+        risk_factors=case.risk_factors,
+        elimination_method=case.elimination_method,
+        reason=case.reason,
+        next_step=domain.next_step(done) if case.status == "in_progress" else None,
+        steps=[
+            StepPublic(
+                step=s.step,
+                label=domain.STEP_LABELS[s.step],
+                acted_by=s.acted_by,
+                acted_on=s.acted_on,
+                recorded_at=s.recorded_at,
+                passed=s.passed,
+                details=s.details,
+            )
+            for s in steps
+        ],
+        opened_by=case.opened_by,
+        opened_at=case.opened_at,
+        decided_on=case.decided_on,
+        decided_by=case.decided_by,
+    )
+
+
+async def get_case(session: AsyncSession, *, case_id: str, principal: Principal) -> CasePublic:
+    case = await session.get(Case, case_id)
+    if case is None or not principal.can_see(case.region_code):
+        raise Problem(404, f"case {case_id} not found")
+    return await case_public(session, case)
+
+
+async def list_cases(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    household_id: str | None,
+    kind: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[CasePublic], str | None]:
+    query = select(Case).where(principal.region_clause(col(Case.region_code)))
+    if household_id:
+        query = query.where(col(Case.household_id) == household_id)
+    if kind:
+        query = query.where(col(Case.kind) == kind)
+    if status:
+        query = query.where(col(Case.status) == status)
+    after = decode_cursor(cursor, datetime.fromisoformat, str)
+    if after is not None:
+        at, key = after
+        query = query.where(
+            or_(col(Case.opened_at) > at, and_(col(Case.opened_at) == at, col(Case.id) > key))
+        )
+    rows = list(
+        (
+            await session.execute(
+                query.order_by(col(Case.opened_at), col(Case.id)).limit(limit + 1)
+            )
+        ).scalars()
+    )
+    next_cursor = (
+        encode_cursor(rows[limit - 1].opened_at, rows[limit - 1].id) if len(rows) > limit else None
+    )
+    return [await case_public(session, c) for c in rows[:limit]], next_cursor
+
+
+async def _begin_step(
+    session: AsyncSession, case_id: str, step: str, principal: Principal
+) -> tuple[Case, list[CaseStep]]:
+    case = await _case_for_update(session, case_id, principal)
+    if case.status != "in_progress":
+        raise Problem(409, f"case {case.id} is already {case.status}")
+    steps = await _steps(session, case.id)
+    try:
+        domain.check_step_order([s.step for s in steps], step)
+    except domain.StepOutOfOrder as exc:
+        raise Problem(
+            409,
+            str(exc),
+            errors=[{"loc": ["path", "step"], "msg": str(exc)}],
+            expected_step=domain.next_step([s.step for s in steps]),
+        ) from None
+    return case, steps
+
+
+async def record_appraisal(
+    sessions: SessionFactory, *, case_id: str, body: AppraisalCreate, principal: Principal
+) -> CasePublic:
+    """民主评议: more votes for than against, or the case is rejected."""
+    async with unit_of_work(sessions) as session:
+        case, _ = await _begin_step(session, case_id, "appraisal", principal)
+        if body.held_on > domain.today():
+            raise invalid(["body", "held_on"], "the appraisal cannot be in the future")
+        try:
+            passed = domain.appraisal_passed(
+                attendance=body.attendance,
+                votes_for=body.votes_for,
+                votes_against=body.votes_against,
+            )
+        except ValueError as exc:
+            raise invalid(["body", "votes_for"], str(exc)) from None
+        session.add(
+            CaseStep(
+                case_id=case.id,
+                step="appraisal",
+                acted_by=body.chaired_by,
+                acted_on=body.held_on,
+                passed=passed,
+                details=body.model_dump(mode="json"),
+            )
+        )
+        if not passed:
+            _decide(case, "rejected", body.held_on, body.chaired_by)
+        await session.flush()
+        return await case_public(session, case)
+
+
+async def record_notice(
+    sessions: SessionFactory, *, case_id: str, body: NoticeCreate, principal: Principal
+) -> CasePublic:
+    """公示: at least the policy's days, after the appraisal, every objection resolved."""
+    async with unit_of_work(sessions) as session:
+        case, steps = await _begin_step(session, case_id, "notice", principal)
+        policy = await load_policy(session)
+        appraisal = next(s for s in steps if s.step == "appraisal")
+        problems = domain.notice_problems(
+            start_on=body.start_on,
+            end_on=body.end_on,
+            appraised_on=appraisal.acted_on,
+            unresolved_objections=sum(1 for o in body.objections if not o.resolution),
+            on=domain.today(),
+            policy=policy,
+        )
+        if problems:
+            raise Problem(
+                422,
+                "; ".join(f"{f}: {m}" for f, m in problems),
+                errors=[{"loc": ["body", f], "msg": m} for f, m in problems],
+            )
+        session.add(
+            CaseStep(
+                case_id=case.id,
+                step="notice",
+                acted_by=body.recorded_by,
+                acted_on=body.end_on,
+                passed=True,
+                details=body.model_dump(mode="json"),
+            )
+        )
+        await session.flush()
+        return await case_public(session, case)
+
+
+async def record_review(
+    sessions: SessionFactory,
+    *,
+    case_id: str,
+    step: str,
+    body: ReviewCreate,
+    principal: Principal,
+) -> CasePublic:
+    """乡镇审核 (`town_review`) or 县级确认 (`county_approval`). County approval decides:
+    identification → monitoring.started, elimination → risk.eliminated."""
+    async with unit_of_work(sessions) as session:
+        case, steps = await _begin_step(session, case_id, step, principal)
+        if body.reviewed_on < steps[-1].acted_on:
+            raise invalid(["body", "reviewed_on"], "cannot be before the previous step")
+        if body.reviewed_on > domain.today():
+            raise invalid(["body", "reviewed_on"], "cannot be in the future")
+        if step == "county_approval" and body.approved and case.kind == "elimination":
+            if case.elimination_method == "assisted":
+                await _check_guard(session, case.household_id, on=body.reviewed_on)
+        session.add(
+            CaseStep(
+                case_id=case.id,
+                step=step,
+                acted_by=body.reviewed_by,
+                acted_on=body.reviewed_on,
+                passed=body.approved,
+                details=body.model_dump(mode="json"),
+            )
+        )
+        if not body.approved:
+            _decide(case, "rejected", body.reviewed_on, body.reviewed_by)
+        elif step == "county_approval":
+            _decide(case, "approved", body.reviewed_on, body.reviewed_by)
+            await outbox.publish(session, _decision_event(case))
+        await session.flush()
+        return await case_public(session, case)
+
+
+def _decide(case: Case, status: str, on: date, by: str) -> None:
+    case.status, case.decided_on, case.decided_by = status, on, by
+
+
+def _decision_event(case: Case) -> CloudEvent:
+    assert case.decided_on is not None and case.decided_by is not None
+    if case.kind == "identification":
+        return make_assistance_event(
+            MonitoringStarted(
+                household_id=case.household_id,
+                region_code=case.region_code,
+                case_id=case.id,
+                monitoring_type=case.monitoring_type,
+                risk_factors=case.risk_factors,
+                decided_on=case.decided_on,
+                approved_by=case.decided_by,
+            ),
+            case.household_id,
+        )
+    return make_assistance_event(
+        RiskEliminated(
+            household_id=case.household_id,
+            region_code=case.region_code,
+            case_id=case.id,
+            method=case.elimination_method,
+            reason=case.reason or "",
+            decided_on=case.decided_on,
+            approved_by=case.decided_by,
+        ),
+        case.household_id,
+    )
+
+
+async def _monitored_since(session: AsyncSession, household: Household) -> date | None:
+    """Identification date: registry's, or our own approved identification."""
+    if household.monitoring_since is not None:
+        return household.monitoring_since
+    return await session.scalar(
+        select(func.max(Case.decided_on)).where(
+            col(Case.household_id) == household.household_id,
+            col(Case.kind) == "identification",
+            col(Case.status) == "approved",
+        )
+    )
+
+
+def elimination_facts(
+    household: Household, monitored_since: date | None
+) -> domain.EliminationFacts:
+    snap = household.snapshot
+    return domain.EliminationFacts(
+        monitored_since=monitored_since,
+        incomes=[
+            domain.IncomeFact(year=int(i["year"]), per_capita=float(i["per_capita"]))
+            for i in snap.get("incomes", [])
+        ],
+        guarantees=dict(snap.get("guarantees", {})),
+        labor_capacities=[m.get("labor_capacity", "full") for m in snap.get("members", [])],
+        contact_phones=[c.get("phone", "") for c in snap.get("contacts", [])],
+    )
+
+
+async def _check_guard(session: AsyncSession, household_id: str, *, on: date) -> None:
+    household = await get_household(session, household_id)
+    if household is None:
+        raise invalid(["body", "household_id"], "household not known to assistance yet")
+    failures = domain.elimination_guard(
+        elimination_facts(household, await _monitored_since(session, household)),
+        on=on,
+        policy=await load_policy(session),
+    )
+    if failures:
+        raise Problem(
+            422,
+            "帮扶消除 guard: " + "; ".join(f.message for f in failures),
+            title="Elimination not allowed",
+            errors=[{"loc": ["household", f.rule], "msg": f.message} for f in failures],
+        )
+
+
+async def open_elimination(
+    sessions: SessionFactory, *, body: EliminationCreate, principal: Principal
+) -> CasePublic:
+    """风险消除: 帮扶消除 passes the guard now and again at county approval; 自然消除
+    records its reason."""
+    async with unit_of_work(sessions) as session:
+        household = await get_household(session, body.household_id)
+        if household is None:
+            raise invalid(["body", "household_id"], "unknown household")
+        principal.require_region(household.region_code)
+        if body.method == "natural" and not body.reason:
+            raise invalid(["body", "reason"], "a natural elimination records its reason")
+        if body.method == "assisted":
+            if household.monitoring_status != "monitored" and not await _monitored_since(
+                session, household
+            ):
+                raise invalid(["body", "household_id"], "the household is not monitored")
+            await _check_guard(session, household.household_id, on=domain.today())
+        case = Case(
+            kind="elimination",
+            household_id=household.household_id,
+            region_code=household.region_code,
+            elimination_method=body.method,
+            reason=body.reason or "帮扶消除：收入稳定超过监测线，风险已消除",
+            opened_by=body.requested_by,
+        )
+        session.add(case)
+        try:
+            await session.flush()
+        except Exception as exc:
+            raise Problem(409, "an elimination procedure is already in progress") from exc
+        return await case_public(session, case)

@@ -1,0 +1,200 @@
+"""督查: supervision issues, rectification evidence, accountability actions and the
+overdue-rectification job."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from backstop import outbox
+from backstop.auth import Principal
+from backstop.contracts.assistance import RectificationOverdue
+from backstop.db import SessionFactory, unit_of_work
+from backstop.errors import Problem, invalid
+from services.assistance import domain
+from services.assistance.common import claim_once, make_assistance_event
+from services.assistance.models import (
+    AccountabilityAction,
+    AccountabilityCreate,
+    EvidenceCreate,
+    EvidencePublic,
+    IssueClose,
+    IssueCreate,
+    IssuePublic,
+    RectificationEvidence,
+    SupervisionIssue,
+    utcnow,
+)
+
+
+async def issue_public(session: AsyncSession, issue: SupervisionIssue) -> IssuePublic:
+    evidence = list(
+        (
+            await session.execute(
+                select(RectificationEvidence)
+                .where(col(RectificationEvidence.issue_id) == issue.id)
+                .order_by(col(RectificationEvidence.submitted_at))
+            )
+        ).scalars()
+    )
+    status = issue.status
+    if status == "open" and domain.today() > issue.deadline:
+        status = "overdue"
+    return IssuePublic(
+        **{
+            k: getattr(issue, k)
+            for k in IssuePublic.model_fields
+            if k not in ("status", "evidence")
+        },
+        status=status,
+        evidence=[EvidencePublic.model_validate(e) for e in evidence],
+    )
+
+
+async def create_issue(
+    sessions: SessionFactory, *, body: IssueCreate, principal: Principal
+) -> IssuePublic:
+    principal.require_region(body.region_code)
+    if body.deadline < body.found_on:
+        raise invalid(["body", "deadline"], "the deadline is before the issue was found")
+    async with unit_of_work(sessions) as session:
+        issue = SupervisionIssue(**body.model_dump())
+        session.add(issue)
+        await session.flush()
+        return await issue_public(session, issue)
+
+
+async def _issue_for_update(
+    session: AsyncSession, issue_id: str, principal: Principal
+) -> SupervisionIssue:
+    issue = (
+        await session.execute(
+            select(SupervisionIssue).where(col(SupervisionIssue.id) == issue_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if issue is None or not principal.can_see(issue.region_code):
+        raise Problem(404, f"issue {issue_id} not found")
+    return issue
+
+
+async def add_evidence(
+    sessions: SessionFactory, *, issue_id: str, body: EvidenceCreate, principal: Principal
+) -> IssuePublic:
+    async with unit_of_work(sessions) as session:
+        issue = await _issue_for_update(session, issue_id, principal)
+        if issue.status != "open":
+            raise Problem(409, f"issue {issue.id} is already {issue.status}")
+        session.add(RectificationEvidence(issue_id=issue.id, **body.model_dump()))
+        await session.flush()
+        return await issue_public(session, issue)
+
+
+async def close_issue(
+    sessions: SessionFactory, *, issue_id: str, body: IssueClose, principal: Principal
+) -> IssuePublic:
+    """整改到位: needs evidence; whoever verifies it is recorded."""
+    async with unit_of_work(sessions) as session:
+        issue = await _issue_for_update(session, issue_id, principal)
+        if issue.status != "open":
+            raise Problem(409, f"issue {issue.id} is already {issue.status}")
+        has_evidence = await session.scalar(
+            select(func.count()).where(col(RectificationEvidence.issue_id) == issue.id)
+        )
+        if not has_evidence:
+            raise Problem(409, "an issue is closed only with rectification evidence")
+        issue.status, issue.rectified_at, issue.verified_by = (
+            "rectified",
+            utcnow(),
+            body.verified_by,
+        )
+        await session.flush()
+        return await issue_public(session, issue)
+
+
+async def list_issues(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    status: str | None,
+    region: str | None,
+    limit: int,
+) -> list[IssuePublic]:
+    query = select(SupervisionIssue).where(
+        principal.region_clause(col(SupervisionIssue.region_code))
+    )
+    if region:
+        query = query.where(col(SupervisionIssue.region_code).startswith(region))
+    if status == "overdue":
+        query = query.where(
+            col(SupervisionIssue.status) == "open", col(SupervisionIssue.deadline) < domain.today()
+        )
+    elif status:
+        query = query.where(col(SupervisionIssue.status) == status)
+    rows = (
+        await session.execute(query.order_by(col(SupervisionIssue.deadline)).limit(limit))
+    ).scalars()
+    return [await issue_public(session, i) for i in rows]
+
+
+async def get_issue(session: AsyncSession, *, issue_id: str, principal: Principal) -> IssuePublic:
+    issue = await session.get(SupervisionIssue, issue_id)
+    if issue is None or not principal.can_see(issue.region_code):
+        raise Problem(404, f"issue {issue_id} not found")
+    return await issue_public(session, issue)
+
+
+async def record_accountability(
+    sessions: SessionFactory, *, body: AccountabilityCreate, principal: Principal
+) -> AccountabilityAction:
+    principal.require_region(body.region_code)
+    async with unit_of_work(sessions) as session:
+        if body.issue_id is not None and await session.get(SupervisionIssue, body.issue_id) is None:
+            raise invalid(["body", "issue_id"], "unknown issue")
+        action = AccountabilityAction(**body.model_dump())
+        session.add(action)
+    return action
+
+
+async def list_accountability(
+    session: AsyncSession, *, principal: Principal, region: str | None, limit: int
+) -> list[AccountabilityAction]:
+    query = select(AccountabilityAction).where(
+        principal.region_clause(col(AccountabilityAction.region_code))
+    )
+    if region:
+        query = query.where(col(AccountabilityAction.region_code).startswith(region))
+    query = query.order_by(col(AccountabilityAction.decided_on).desc()).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def emit_overdue_rectifications(sessions: SessionFactory, *, on: date | None = None) -> int:
+    """rectification.overdue once per issue past its deadline (safe with two replicas)."""
+    on = on or domain.today()
+    async with unit_of_work(sessions) as session:
+        issues = await claim_once(
+            session,
+            SupervisionIssue,
+            "overdue_emitted_at",
+            col(SupervisionIssue.status) == "open",
+            col(SupervisionIssue.deadline) < on,
+        )
+        await outbox.publish_many(
+            session,
+            [
+                make_assistance_event(
+                    RectificationOverdue(
+                        issue_id=i.id,
+                        region_code=i.region_code,
+                        responsible_unit=i.responsible_unit,
+                        deadline=i.deadline,
+                        summary=i.summary,
+                    ),
+                    i.region_code,
+                )
+                for i in issues
+            ],
+        )
+    return len(issues)

@@ -1,0 +1,354 @@
+"""入户核实: verification tasks opened by alerts and clues, the county's first check
+(初核) of department-flagged cases, claiming, completing, listing and the overdue job."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import TextClause, and_, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from backstop import outbox
+from backstop.auth import Principal
+from backstop.contracts.assistance import Assignee, TaskCompleted, TaskOpened, TaskOverdue
+from backstop.contracts.risk import AlertRaised
+from backstop.db import SessionFactory, unit_of_work
+from backstop.errors import Problem
+from backstop.events import CloudEvent
+from backstop.pagination import decode_cursor, encode_cursor
+from services.assistance import domain
+from services.assistance.common import (
+    claim_once,
+    get_household,
+    load_policy,
+    make_assistance_event,
+    publish_finding,
+)
+from services.assistance.models import (
+    Case,
+    Clue,
+    Task,
+    TaskClaim,
+    TaskComplete,
+    TaskPrecheck,
+    new_id,
+    utcnow,
+)
+
+log = logging.getLogger("assistance.tasks")
+
+
+def task_data(task: Task) -> dict[str, Any]:
+    return {
+        "task_id": task.id,
+        "kind": task.kind,
+        "household_id": task.household_id,
+        "region_code": task.region_code,
+        "assignee": Assignee(type=task.assignee_type, code=task.assignee_code),
+        "due_on": task.due_on,
+        "reason": task.reason,
+        "factors": task.factors,
+    }
+
+
+async def open_verification(
+    session: AsyncSession,
+    *,
+    household_id: str,
+    region_code: str,
+    factors: Sequence[str],
+    origin: str,
+    origin_ref: str | None,
+    opened_on: date,
+    reason: str | None = None,
+) -> tuple[Task, bool]:
+    """Open the household's verification task, or join the one already open (the partial
+    unique index makes this hold under concurrency and redelivery). Returns (task, opened)."""
+    policy = await load_policy(session)
+    # The insurer rule is for department data (alerts); a clue is checked by the town.
+    assignment = (
+        domain.assign_verification(region_code=region_code, factors=factors, policy=policy)
+        if origin == "alert"
+        else domain.Assignment("town", domain.town_of(region_code))
+    )
+    values = {
+        "id": new_id(),
+        "kind": "verification",
+        "household_id": household_id,
+        "region_code": region_code,
+        "status": "open",
+        "assignee_type": assignment.type,
+        "assignee_code": assignment.code,
+        "due_on": domain.due_on(opened_on, policy),
+        "reason": reason or domain.reason_for(factors),
+        "factors": list(dict.fromkeys(factors)),
+        "origin": origin,
+        "origin_ref": origin_ref,
+        "needs_precheck": assignment.needs_precheck,
+        "opened_at": utcnow(),
+        "guarantees": {},
+    }
+    inserted = await session.scalar(
+        insert(Task)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=[Task.__table__.c.household_id],  # type: ignore[attr-defined]
+            index_where=text_open_verification(),
+        )
+        .returning(col(Task.id))
+    )
+    if inserted is not None:
+        task = await session.get(Task, inserted)
+        assert task is not None
+        await outbox.publish(
+            session, make_assistance_event(TaskOpened(**task_data(task)), household_id)
+        )
+        return task, True
+    task = (
+        await session.execute(
+            select(Task)
+            .where(
+                col(Task.household_id) == household_id,
+                col(Task.kind) == "verification",
+                col(Task.status) == "open",
+            )
+            .with_for_update()
+        )
+    ).scalar_one()
+    new_factors = [f for f in factors if f not in task.factors]
+    if new_factors:  # a later alert adds what it saw to the open task
+        task.factors = [*task.factors, *new_factors]
+        task.reason = domain.reason_for(task.factors)
+    return task, False
+
+
+def text_open_verification() -> TextClause:
+    # Literal SQL: index inference must see the partial index's own predicate.
+    return text("status = 'open' AND kind = 'verification'")
+
+
+async def on_alert_raised(session: AsyncSession, event: CloudEvent) -> None:
+    """risk.alerts → one verification task per household (入户核实)."""
+    alert = event.payload()
+    assert isinstance(alert, AlertRaised)
+    task, opened = await open_verification(
+        session,
+        household_id=alert.household_id,
+        region_code=alert.region_code,
+        factors=alert.factors,
+        origin="alert",
+        origin_ref=event.id,
+        opened_on=domain.today(),
+    )
+    log.info(
+        "alert for household %s %s task %s",
+        alert.household_id,
+        "opened" if opened else "joined",
+        task.id,
+    )
+
+
+async def _task_for_update(session: AsyncSession, task_id: str, principal: Principal) -> Task:
+    task = (
+        await session.execute(select(Task).where(col(Task.id) == task_id).with_for_update())
+    ).scalar_one_or_none()
+    if task is None or not principal.can_see(task.region_code):
+        raise Problem(404, f"task {task_id} not found")
+    return task
+
+
+def _require_open(task: Task) -> None:
+    if task.status != "open":
+        raise Problem(409, f"task {task.id} is already {task.status}", current_status=task.status)
+
+
+async def claim_task(
+    sessions: SessionFactory, *, task_id: str, body: TaskClaim, principal: Principal
+) -> Task:
+    async with unit_of_work(sessions) as session:
+        task = await _task_for_update(session, task_id, principal)
+        _require_open(task)
+        if task.claimed_by and task.claimed_by != body.claimed_by:
+            raise Problem(409, f"task {task.id} is already claimed by {task.claimed_by}")
+        if task.claimed_by is None:
+            task.claimed_by, task.claimed_at = body.claimed_by, utcnow()
+    return task
+
+
+async def precheck_task(
+    sessions: SessionFactory, *, task_id: str, body: TaskPrecheck, principal: Principal
+) -> Task:
+    """县级初核 of a department-flagged case before the insurer verifies it. A case that
+    fails the first check (e.g. a data error) is cancelled."""
+    async with unit_of_work(sessions) as session:
+        task = await _task_for_update(session, task_id, principal)
+        _require_open(task)
+        if not task.needs_precheck:
+            raise Problem(409, f"task {task.id} needs no county first check")
+        if task.prechecked_at is not None:
+            raise Problem(409, f"task {task.id} was already checked by {task.prechecked_by}")
+        task.prechecked_by, task.prechecked_at = body.checked_by, utcnow()
+        if not body.passed:
+            task.status, task.completed_at = "cancelled", utcnow()
+            task.notes = body.notes
+    return task
+
+
+async def complete_task(
+    sessions: SessionFactory, *, task_id: str, body: TaskComplete, principal: Principal
+) -> tuple[Task, str | None]:
+    """Close a verification with its outcome. A confirmed one opens the identification
+    procedure (unless the household is already monitored); observations flow back to
+    registry as a finding. Returns (task, case id)."""
+    async with unit_of_work(sessions) as session:
+        task = await _task_for_update(session, task_id, principal)
+        _require_open(task)
+        if task.needs_precheck and task.prechecked_at is None:
+            raise Problem(409, f"task {task.id} awaits the county's first check (初核)")
+        task.status, task.completed_at = "done", utcnow()
+        task.outcome, task.verified_by, task.notes = body.outcome, body.verified_by, body.notes
+        task.guarantees = {str(k): str(v) for k, v in body.guarantees.items()}
+        await outbox.publish(
+            session,
+            make_assistance_event(
+                TaskCompleted(
+                    **task_data(task), outcome=body.outcome, verified_by=body.verified_by
+                ),
+                task.household_id,
+            ),
+        )
+        if body.guarantees or body.income or body.schooling:
+            await publish_finding(
+                session,
+                household_id=task.household_id,
+                region_code=task.region_code,
+                observed_by=body.verified_by,
+                observed_on=domain.today(),
+                origin="review" if task.kind == "review" else "verification",
+                guarantees={str(k): str(v) for k, v in body.guarantees.items()},
+                income=body.income.model_dump() if body.income else None,
+                schooling=body.schooling,
+                notes=body.notes,
+            )
+        await _close_clues_of(session, task)
+        case_id: str | None = None
+        if body.outcome == "confirmed":
+            household = await get_household(session, task.household_id)
+            if household is None or household.monitoring_status != "monitored":
+                case = Case(
+                    kind="identification",
+                    household_id=task.household_id,
+                    region_code=task.region_code,
+                    task_id=task.id,
+                    monitoring_type=body.monitoring_type
+                    or domain.monitoring_type_for(
+                        household.type if household else None, task.factors
+                    ),
+                    risk_factors=list(task.factors),
+                    opened_by=body.verified_by,
+                )
+                session.add(case)
+                try:
+                    await session.flush()
+                except Exception as exc:  # one procedure in progress per household
+                    raise Problem(
+                        409, "an identification procedure is already in progress"
+                    ) from exc
+                case_id = case.id
+    return task, case_id
+
+
+async def _close_clues_of(session: AsyncSession, task: Task) -> None:
+    """The clues that opened or joined this task get its outcome (read back by the filer)."""
+    await session.execute(
+        update(Clue)
+        .where(col(Clue.task_id) == task.id, col(Clue.status) != "closed")
+        .values(
+            status="closed",
+            outcome=task.outcome,
+            outcome_notes=task.notes,
+            outcome_by=task.verified_by,
+            closed_at=utcnow(),
+        )
+    )
+
+
+def task_status(task: Task, on: date) -> str:
+    return (
+        "overdue" if domain.is_overdue(status=task.status, due=task.due_on, on=on) else task.status
+    )
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    household_id: str | None,
+    kind: str | None,
+    status: str | None,
+    assignee_code: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Task], str | None]:
+    on = domain.today()
+    query = select(Task).where(principal.region_clause(col(Task.region_code)))
+    if household_id:
+        query = query.where(col(Task.household_id) == household_id)
+    if kind:
+        query = query.where(col(Task.kind) == kind)
+    if assignee_code:
+        query = query.where(col(Task.assignee_code) == assignee_code)
+    if status == "overdue":
+        query = query.where(col(Task.status) == "open", col(Task.due_on) < on)
+    elif status:
+        query = query.where(col(Task.status) == status)
+    after = decode_cursor(cursor, datetime.fromisoformat, str)
+    if after is not None:
+        at, key = after
+        query = query.where(
+            or_(
+                col(Task.opened_at) > at,
+                and_(col(Task.opened_at) == at, col(Task.id) > key),
+            )
+        )
+    rows = list(
+        (
+            await session.execute(
+                query.order_by(col(Task.opened_at), col(Task.id)).limit(limit + 1)
+            )
+        ).scalars()
+    )
+    next_cursor = (
+        encode_cursor(rows[limit - 1].opened_at, rows[limit - 1].id) if len(rows) > limit else None
+    )
+    return rows[:limit], next_cursor
+
+
+async def case_of_task(session: AsyncSession, task_id: str) -> str | None:
+    return await session.scalar(select(col(Case.id)).where(col(Case.task_id) == task_id).limit(1))
+
+
+async def emit_overdue_tasks(sessions: SessionFactory, *, on: date | None = None) -> int:
+    """Emit task.overdue once per task past its due date. The conditional UPDATE claims the
+    rows, so two replicas running this at once never emit the same task twice."""
+    on = on or domain.today()
+    async with unit_of_work(sessions) as session:
+        tasks = await claim_once(
+            session, Task, "overdue_emitted_at", col(Task.status) == "open", col(Task.due_on) < on
+        )
+        await outbox.publish_many(
+            session,
+            [
+                make_assistance_event(
+                    TaskOverdue(**task_data(t), days_overdue=domain.days_overdue(t.due_on, on)),
+                    t.household_id,
+                )
+                for t in tasks
+            ],
+        )
+    return len(tasks)

@@ -1,0 +1,98 @@
+"""走访: contacts with monitored and marginal households, and the contact compliance report."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from backstop.auth import Principal
+from backstop.db import SessionFactory, unit_of_work
+from backstop.errors import invalid
+from services.assistance import domain
+from services.assistance.common import get_household, publish_finding
+from services.assistance.models import Household, Visit, VisitCreate
+
+
+async def record_visit(
+    sessions: SessionFactory, *, body: VisitCreate, principal: Principal
+) -> Visit:
+    """Log a contact; what it observes flows back to registry as a finding."""
+    async with unit_of_work(sessions) as session:
+        household = await get_household(session, body.household_id)
+        if household is None:
+            raise invalid(["body", "household_id"], "unknown household")
+        principal.require_region(household.region_code)
+        if body.visited_on > domain.today():
+            raise invalid(["body", "visited_on"], "a visit cannot be in the future")
+        visit = Visit(
+            household_id=household.household_id,
+            region_code=household.region_code,
+            channel=body.channel,
+            visitor=body.visitor,
+            visited_on=body.visited_on,
+            findings=body.findings,
+            guarantees={str(k): str(v) for k, v in body.guarantees.items()},
+        )
+        session.add(visit)
+        if body.guarantees or body.income or body.schooling:
+            await publish_finding(
+                session,
+                household_id=household.household_id,
+                region_code=household.region_code,
+                observed_by=body.visitor,
+                observed_on=body.visited_on,
+                origin="visit",
+                guarantees={str(k): str(v) for k, v in body.guarantees.items()},
+                income=body.income.model_dump() if body.income else None,
+                schooling=body.schooling,
+                notes=body.findings,
+            )
+    return visit
+
+
+async def list_visits(
+    session: AsyncSession, *, principal: Principal, household_id: str | None, limit: int
+) -> list[Visit]:
+    query = select(Visit).where(principal.region_clause(col(Visit.region_code)))
+    if household_id:
+        query = query.where(col(Visit.household_id) == household_id)
+    query = query.order_by(col(Visit.visited_on).desc(), col(Visit.id)).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def contact_compliance(
+    session: AsyncSession, *, principal: Principal, period: str, region: str | None
+) -> domain.ComplianceReport:
+    start, end = domain.period_bounds(period)
+    query = select(Household).where(
+        principal.region_clause(col(Household.region_code)),
+        or_(col(Household.monitoring_status) == "monitored", col(Household.type) == "marginal"),
+    )
+    if region:
+        query = query.where(col(Household.region_code).startswith(region))
+    households = list((await session.execute(query)).scalars())
+    due = [
+        domain.ContactDue(
+            household_id=h.household_id,
+            region_code=h.region_code,
+            town_code=h.town_code,
+            contacts=[(c["name"], c["role"]) for c in h.snapshot.get("contacts", [])],
+        )
+        for h in households
+        if domain.due_for_contact(household_type=h.type, monitoring_status=h.monitoring_status)
+    ]
+    contacted = set(
+        (
+            await session.execute(
+                select(col(Visit.household_id))
+                .where(
+                    col(Visit.household_id).in_([d.household_id for d in due]),
+                    col(Visit.visited_on) >= start,
+                    col(Visit.visited_on) < end,
+                )
+                .distinct()
+            )
+        ).scalars()
+    )
+    return domain.compliance(period, due, contacted)
