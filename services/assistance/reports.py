@@ -57,6 +57,7 @@ from backstop.contracts.risk import AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent
+from backstop.exports import safe_row
 from services.assistance import domain
 from services.assistance.models import (
     Case,
@@ -644,23 +645,27 @@ def workbook_bytes(report: Mapping[str, Any]) -> bytes:
     sheet = wb.active
     assert sheet is not None
     sheet.title = "季度动态监测"
-    sheet.append(HEADERS)
+    sheet.append(safe_row(HEADERS))
     for town in report["towns"]:
-        sheet.append([town["town_code"], *[cell_value(town, path) for _, path in COLUMNS]])
-    sheet.append(["全县合计", *[cell_value(report["totals"], path) for _, path in COLUMNS]])
+        sheet.append(
+            safe_row([town["town_code"], *[cell_value(town, path) for _, path in COLUMNS]])
+        )
+    sheet.append(
+        safe_row(["全县合计", *[cell_value(report["totals"], path) for _, path in COLUMNS]])
+    )
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     sheet.freeze_panes = "B2"
 
     reasons = wb.create_sheet("纳入与消除原因")
-    reasons.append(REASON_HEADERS)
+    reasons.append(safe_row(REASON_HEADERS))
     for town in report["towns"]:
         for factor, n in sorted(town["inclusions"]["by_factor"].items()):
             label = domain.FACTOR_LABELS.get(factor, factor)
-            reasons.append([town["town_code"], "新纳入监测", label, n])
+            reasons.append(safe_row([town["town_code"], "新纳入监测", label, n]))
         for r in town["eliminations"]["reasons"]:
             method = METHOD_LABELS.get(r["method"], r["method"])
-            reasons.append([town["town_code"], method, r["reason"], r["count"]])
+            reasons.append(safe_row([town["town_code"], method, r["reason"], r["count"]]))
     for cell in reasons[1]:
         cell.font = Font(bold=True)
 
@@ -678,7 +683,7 @@ def workbook_bytes(report: Mapping[str, Any]) -> bytes:
             "农户数按统计时的状态计算。",
         ),
     ):
-        about.append(list(row))
+        about.append(safe_row(row))
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

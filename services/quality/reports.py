@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
-from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
@@ -13,6 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.auth import Principal
+from backstop.exports import safe_row
 from services.quality import domain
 from services.quality import models as m
 from services.quality.handlers import COUNTY_TZ
@@ -30,17 +30,6 @@ HEADERS = (
     "发现时间",
     "整改结果",
 )
-# A cell starting with one of these is read as a formula by Excel, WPS and LibreOffice
-# (CSV/formula injection). The kernel has no export helper yet; this is the one place
-# the quality service escapes cells.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value: Any) -> Any:
-    """A value that spreadsheet programs show as text, never evaluate."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 async def summary(
@@ -114,13 +103,12 @@ async def rectification_xlsx(session: AsyncSession, *, town_code: str) -> bytes:
     sheet = wb.active
     assert sheet is not None
     sheet.title = "整改清单"
-    sheet.append(HEADERS)
+    sheet.append(safe_row(HEADERS))
     for n, r in enumerate(rows, start=1):
         rule = domain.RULES_BY_CODE.get(r.rule_code)
         sheet.append(
-            [
-                safe_cell(v)
-                for v in (
+            safe_row(
+                (
                     n,
                     town_code,
                     r.region_code,
@@ -133,7 +121,7 @@ async def rectification_xlsx(session: AsyncSession, *, town_code: str) -> bytes:
                     r.opened_at.astimezone(COUNTY_TZ).strftime("%Y-%m-%d %H:%M"),
                     "",
                 )
-            ]
+            )
         )
     for cell in sheet[1]:
         cell.font = Font(bold=True)
@@ -150,7 +138,7 @@ async def rectification_xlsx(session: AsyncSession, *, town_code: str) -> bytes:
         ("严重程度", "错误：必须整改；警告：核实后整改或说明；提示：建议核实"),
         ("例外", "数据确实无误的，由县级在系统中标注为例外并说明理由，之后不再列入清单"),
     ):
-        about.append(list(line))
+        about.append(safe_row(line))
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

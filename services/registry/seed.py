@@ -28,6 +28,7 @@ from datetime import date, timedelta
 from typing import IO, Any
 
 from backstop.db import make_engine, make_session_factory, unit_of_work
+from backstop.exports import safe_row
 from backstop.idnumber import check_digit
 from backstop.settings import Settings, get_settings
 from services.registry import domain, handlers
@@ -261,14 +262,14 @@ def write_export(out: IO[str], n: int, seed: int) -> int:
     """Write `n` households as a register export (CSV, Chinese headers, one row per
     person); returns the number of rows."""
     writer = csv.writer(out)
-    writer.writerow(EXPORT_HEADERS)
+    writer.writerow(safe_row(EXPORT_HEADERS))
     rows = 0
     for draft, _ in generate(n, seed):
         income = draft.annual_income
         contact = draft.contacts[0] if draft.contacts else None
         for i, m in enumerate(draft.members):
             head = i == 0
-            writer.writerow([
+            writer.writerow(safe_row([
                 draft.household_number, draft.region_code, _TYPE_ZH[draft.type],
                 "是" if draft.policy_enjoying else "否", m.id_number, m.name, _REL_ZH[m.relation],
                 "、".join(_GROUP_ZH[g] for g in m.special_groups),
@@ -280,7 +281,7 @@ def write_export(out: IO[str], n: int, seed: int) -> int:
                 income.property if income and head else "",
                 _ROLE_ZH[contact.role] if contact and head else "",
                 contact.name if contact and head else "", contact.phone if contact and head else "",
-            ])  # fmt: skip
+            ]))  # fmt: skip
             rows += 1
     return rows
 

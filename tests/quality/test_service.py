@@ -28,10 +28,10 @@ from backstop.contracts.registry import (
 )
 from backstop.contracts.risk import AssessmentChanged
 from backstop.events import make_event, spec_of
+from backstop.exports import safe_cell
 from backstop.settings import Settings
 from services.quality.app import create
 from services.quality.config import QualitySettings
-from services.quality.reports import safe_cell
 from tests.support import Stack, serve, wait_for
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import httpx
 import pytest
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 COUNTY = "441881"
 TOWN = "441881101"
 VILLAGE = "441881101001"
+DEADLINE = (date.today() + timedelta(days=60)).isoformat()
 LEVELS = {"village": (VILLAGE,), "town": (TOWN,), "county": (COUNTY,), "all": ("*",)}
 SCOPES = (
     "risk:read",
@@ -109,7 +110,7 @@ async def grant(s: Services, h: dict[str, str]) -> httpx.Response:
 
 
 async def county_campaign(s: Services, h: dict[str, str]) -> httpx.Response:
-    body = {"name": "回头看", "region_prefix": COUNTY, "deadline": "2099-12-31",
+    body = {"name": "回头看", "region_prefix": COUNTY, "deadline": DEADLINE,
             "launched_by": "x"}  # fmt: skip
     return await s.assistance.post("/v1/campaigns", json=body, headers=h)
 
@@ -149,7 +150,7 @@ async def test_county_acts_need_county_level(services: Services, act: str, level
 
 
 async def test_a_town_campaign_is_a_town_act(services: Services) -> None:
-    body = {"name": "回头看", "region_prefix": TOWN, "deadline": "2099-12-31", "launched_by": "x"}
+    body = {"name": "回头看", "region_prefix": TOWN, "deadline": DEADLINE, "launched_by": "x"}
     town = services.headers((TOWN,))
     r = await services.assistance.post("/v1/campaigns", json=body, headers=town)
     assert r.status_code == 422 and "no household" in r.text  # authorised; nothing to review
