@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop.auth import Principal
+from backstop.auth import Level, Principal
 from backstop.contracts import assistance as assistance_contract
 from backstop.contracts import datasync as datasync_contract
 from backstop.contracts import registry as registry_contract
@@ -596,11 +596,6 @@ async def _check_rows(
 # --- exceptions ---------------------------------------------------------------------------
 
 
-def require_county(principal: Principal, act: str) -> None:
-    if not principal.county_level:
-        raise Problem(403, f"{act} needs county level (a token for the whole county)")
-
-
 async def accept_exception(
     sessions: SessionFactory,
     *,
@@ -611,7 +606,7 @@ async def accept_exception(
 ) -> dict[str, Any]:
     """County staff mark an open finding as an accepted exception (例外): it stays out of
     the lists of open findings, through later checks and sweeps, with who and why."""
-    require_county(principal, "accepting a data-quality exception")
+    principal.require_level(Level.COUNTY, "accepting a data-quality exception")
     async with unit_of_work(sessions) as session:
         f = m.findings
         row = (
@@ -647,7 +642,7 @@ async def accept_exception(
 async def request_sweep(
     sessions: SessionFactory, *, region_prefix: str, principal: Principal
 ) -> dict[str, Any]:
-    require_county(principal, "a full sweep")
+    principal.require_level(Level.COUNTY, "a full sweep")
     if region_prefix:
         principal.require_region(region_prefix)
     async with unit_of_work(sessions) as session:
