@@ -16,9 +16,9 @@ from backstop.auth import Principal, require
 from backstop.errors import Problem, invalid
 from backstop.idnumber import InvalidIdNumber, parse_id_number
 from backstop.settings import Settings
-from services.registry import domain, handlers, queries
+from services.registry import bulk_import, commands, domain, queries, views
 from services.registry.county import county_code
-from services.registry.importing import (
+from services.registry.import_file import (
     HouseholdRows,
     ImportFileError,
     RowError,
@@ -64,8 +64,8 @@ def _settings(request: Request) -> Settings:
 
 async def _visible_view(
     session: Any, household_id: uuid.UUID, principal: Principal
-) -> handlers.HouseholdView:
-    view = await handlers.load_view(session, household_id)
+) -> views.HouseholdView:
+    view = await views.load_view(session, household_id)
     principal.require_region(view.region_code)
     return view
 
@@ -83,7 +83,7 @@ async def create_household(
     """Register a household (建档立卡). 422 for a bad ID number, an unknown village or not
     exactly one head; 409 when a member is already in another household."""
     principal.require_region(body.region_code.strip())
-    household_id = await handlers.create_household(
+    household_id = await commands.create_household(
         sessions, body, actor=principal.sub, pii_key=_settings(request).pii_key
     )
     return HouseholdCreated(id=household_id, version=1)
@@ -133,7 +133,7 @@ async def patch_household(
     sessions: SessionsDep,
     principal: Principal = require(WRITE),
 ) -> Response:
-    await handlers.update_household(
+    await commands.update_household(
         sessions, household_id, body, actor=principal.sub, can_see=principal.can_see
     )
     return Response(status_code=204)
@@ -167,7 +167,7 @@ async def add_member(
     sessions: SessionsDep,
     principal: Principal = require(WRITE),
 ) -> dict[str, str]:
-    person_id = await handlers.add_member(
+    person_id = await commands.add_member(
         sessions,
         household_id,
         body,
@@ -186,7 +186,7 @@ async def patch_member(
     sessions: SessionsDep,
     principal: Principal = require(WRITE),
 ) -> Response:
-    await handlers.update_member(
+    await commands.update_member(
         sessions, household_id, person_id, body, actor=principal.sub, can_see=principal.can_see
     )
     return Response(status_code=204)
@@ -201,7 +201,7 @@ async def remove_member(
     reason: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """Take a person off the household (death, marriage out ...), with the reason."""
-    await handlers.remove_member(
+    await commands.remove_member(
         sessions,
         household_id,
         person_id,
@@ -221,7 +221,7 @@ async def move_member(
     principal: Principal = require(WRITE),
 ) -> Response:
     """Move a person to another household; the person keeps their id and history."""
-    await handlers.move_member(
+    await commands.move_member(
         sessions,
         household_id,
         person_id,
@@ -251,7 +251,7 @@ async def put_income(
         income = domain.make_income(**body.model_dump())
     except domain.RuleViolation as exc:
         raise invalid(["body", exc.field], exc.message) from None
-    await handlers.set_income(
+    await commands.set_income(
         sessions, household_id, income, actor=principal.sub, can_see=principal.can_see
     )
     return Response(status_code=204)
@@ -266,7 +266,7 @@ async def put_contacts(
 ) -> Response:
     """Replace the key contacts (重点联系人): a leader for a monitored household, a cadre
     or work-team member for a marginal one."""
-    await handlers.set_contacts(
+    await commands.set_contacts(
         sessions, household_id, body.contacts, actor=principal.sub, can_see=principal.can_see
     )
     return Response(status_code=204)
@@ -408,7 +408,7 @@ async def import_households(
             yield item
 
     try:
-        report = await handlers.import_households(
+        report = await bulk_import.import_households(
             sessions, scoped(), actor=principal.sub, pii_key=_settings(request).pii_key
         )
     except ImportFileError as exc:

@@ -13,7 +13,7 @@ from backstop.contracts.assistance import (
 )
 from backstop.db import unit_of_work
 from backstop.settings import Settings
-from services.registry import handlers
+from services.registry import reactions
 from services.registry.api import router
 from services.registry.county import load_regions
 
@@ -44,9 +44,9 @@ SPEC = ServiceSpec(
             # Monitoring decisions and field findings from assistance, applied to households.
             topics=[DECISIONS_TOPIC, FINDINGS_TOPIC],
             handlers={
-                _type(MonitoringStarted): handlers.on_monitoring_started,
-                _type(RiskEliminated): handlers.on_risk_eliminated,
-                _type(FindingObserved): handlers.on_finding_observed,
+                _type(MonitoringStarted): reactions.on_monitoring_started,
+                _type(RiskEliminated): reactions.on_risk_eliminated,
+                _type(FindingObserved): reactions.on_finding_observed,
             },
         )
     ],

@@ -13,15 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backstop.idnumber import mask_id
 from backstop.pagination import decode_cursor, encode_cursor
 from services.registry import domain
-from services.registry.handlers import (
-    HIST,
-    H,
-    HouseholdView,
-    P,
-    R,
-    guarantees_of,
-    load_views,
-)
 from services.registry.models import (
     ContactPublic,
     GuaranteeIn,
@@ -31,6 +22,15 @@ from services.registry.models import (
     MemberPublic,
     MonitoringPublic,
     RegionPublic,
+)
+from services.registry.views import (
+    HIST,
+    H,
+    HouseholdView,
+    P,
+    R,
+    guarantees_of,
+    load_views,
 )
 
 

@@ -31,7 +31,7 @@ from backstop.db import make_engine, make_session_factory, unit_of_work
 from backstop.exports import safe_row
 from backstop.idnumber import check_digit
 from backstop.settings import Settings, get_settings
-from services.registry import domain, handlers
+from services.registry import domain, drafts, registering
 from services.registry.county import county_code, load_regions, read_regions
 from services.registry.models import (
     AnnualIncome,
@@ -297,21 +297,19 @@ async def seed_households(
     try:
         async with unit_of_work(sessions) as session:
             await load_regions(session)
-            villages = await handlers.village_codes(session)
-        chunk: list[handlers.PreparedHousehold] = []
+            villages = await drafts.village_codes(session)
+        chunk: list[drafts.PreparedHousehold] = []
 
         async def flush() -> None:
             nonlocal created, existing
             async with unit_of_work(sessions) as session:
-                result = await handlers.insert_households(session, chunk, actor="seed")
+                result = await registering.insert_households(session, chunk, actor="seed")
             created += len(result.created)
             existing += len(result.existing)
             chunk.clear()
 
         for draft, monitoring in generate(n, seed):
-            prepared = handlers.prepare_household(
-                draft, villages=villages, pii_key=settings.pii_key
-            )
+            prepared = drafts.prepare_household(draft, villages=villages, pii_key=settings.pii_key)
             prepared.household.update(monitoring)
             chunk.append(prepared)
             if len(chunk) >= chunk_size:

@@ -11,10 +11,11 @@ import orjson
 
 from backstop.contracts import registry as contract
 from backstop.events import CloudEvent, make_event
-from services.registry import handlers
+from services.registry import drafts, views
 from services.registry.county import read_regions
-from services.registry.handlers import HouseholdView, created_event, snapshot_data
+from services.registry.registering import created_event
 from services.registry.seed import generate
+from services.registry.views import HouseholdView, snapshot_data
 
 TODAY = date(2026, 11, 28)
 KEY = "k" * 32
@@ -23,7 +24,7 @@ KEY = "k" * 32
 def test_created_events_are_the_contracts_json() -> None:
     villages = {r.code for r in read_regions("441881") if r.level == "village"}
     for draft, monitoring in generate(300, seed=3, county="441881", today=TODAY):
-        prepared = handlers.prepare_household(draft, villages=villages, pii_key=KEY, today=TODAY)
+        prepared = drafts.prepare_household(draft, villages=villages, pii_key=KEY, today=TODAY)
         prepared.household.update(monitoring)
         event = created_event(prepared, "importer")
         payload = event.payload()
@@ -71,13 +72,13 @@ def test_snapshot_of_a_loaded_household_is_the_contracts_json() -> None:
     assert data == contract.HouseholdSnapshot.model_validate(data).model_dump(mode="json")
     assert data["incomes"][0]["total"] == 9000.0 and isinstance(data["incomes"][0]["total"], float)
     assert data["guarantees_verified_on"] == {"housing": "2026-11-01"}
-    assert handlers.snapshot(view).model_dump(mode="json") == data
+    assert views.snapshot(view).model_dump(mode="json") == data
 
 
 def test_new_ids_are_distinct_time_ordered_uuids() -> None:
     before = time.time_ns() // 1_000_000
-    ids = handlers._fresh_ids(2000)
-    later = handlers._fresh_ids(1)[0]
+    ids = drafts._fresh_ids(2000)
+    later = drafts._fresh_ids(1)[0]
     assert len(set(ids)) == 2000
     for value in ids:
         parsed = uuid.UUID(value)
@@ -87,5 +88,5 @@ def test_new_ids_are_distinct_time_ordered_uuids() -> None:
 
 
 def test_ids_from_the_pool_are_never_handed_out_twice() -> None:
-    ids = [i for n in (1, 5, 700, 3, 511) for i in handlers._new_ids(n)]
+    ids = [i for n in (1, 5, 700, 3, 511) for i in drafts.new_ids(n)]
     assert len(ids) == len(set(ids)) == 1220

@@ -12,8 +12,8 @@ from openpyxl import Workbook
 from sqlalchemy import text
 
 from backstop.contracts.registry import TOPIC
-from services.registry import api, handlers
-from services.registry.importing import HouseholdRows, iter_households, iter_rows
+from services.registry import api, bulk_import, registering
+from services.registry.import_file import HouseholdRows, iter_households, iter_rows
 from services.registry.seed import write_export
 from tests.registry.conftest import VILLAGE, Registry, person_id_number
 from tests.support import read_topic
@@ -198,7 +198,7 @@ async def test_chunks_written_two_at_a_time_report_like_one_by_one(registry: Reg
             people[1] = (known, "配偶")
         lines += _rows(f"{tag}-{i}", people)
     households = _import_of(lines)
-    report = await handlers.import_households(
+    report = await bulk_import.import_households(
         registry.runtime.sessions,
         households,
         actor="test",
@@ -245,10 +245,10 @@ async def test_a_failed_chunk_stops_the_import_and_nothing_after_it_commits(
     lines: list[str] = []
     for i in range(8):
         lines += _rows(f"{tag}-{i}", [(person_id_number(1960 + i), "户主")])
-    insert = handlers.insert_households
+    insert = bulk_import.insert_households
     calls = 0
 
-    async def failing_second(*args: Any, **kwargs: Any) -> handlers.BulkResult:
+    async def failing_second(*args: Any, **kwargs: Any) -> registering.BulkResult:
         nonlocal calls
         calls += 1
         if calls == 2:
@@ -256,9 +256,9 @@ async def test_a_failed_chunk_stops_the_import_and_nothing_after_it_commits(
             raise RuntimeError("the database went away")
         return await insert(*args, **kwargs)
 
-    monkeypatch.setattr(handlers, "insert_households", failing_second)
+    monkeypatch.setattr(bulk_import, "insert_households", failing_second)
     with pytest.raises(RuntimeError, match="went away"):
-        await handlers.import_households(
+        await bulk_import.import_households(
             registry.runtime.sessions,
             _import_of(lines),
             actor="test",
@@ -328,7 +328,7 @@ async def test_errors_are_listed_chunk_by_chunk(registry: Registry) -> None:
         *one("F", known[1]),  # writing chunk 2
         *one("G", bad),  # reading, after the last chunk
     ]
-    report = await handlers.import_households(
+    report = await bulk_import.import_households(
         registry.runtime.sessions,
         _import_of(lines),
         actor="test",

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from pydantic import BeforeValidator, ValidationError
 
 from backstop.requests import PHONE_PATTERN, fold
-from services.registry import importing
-from services.registry.importing import checked_body, iter_households, iter_rows
+from services.registry import import_file
+from services.registry.import_file import checked_body, iter_households, iter_rows
 from services.registry.models import AnnualIncome, ContactIn, HouseholdCreate, MemberCreate
 from services.registry.seed import make_id_number, write_export
 
@@ -207,7 +207,7 @@ def test_generated_exports_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -
         def model_validate(body: object) -> None:
             raise AssertionError(f"went through the model: {body}")
 
-    monkeypatch.setattr(importing, "HouseholdCreate", NoModel)
+    monkeypatch.setattr(import_file, "HouseholdCreate", NoModel)
     out = io.StringIO()
     write_export(out, 300, seed=5)
     households = list(iter_households(iter_rows(io.BytesIO(out.getvalue().encode()), "csv")))

@@ -1,0 +1,238 @@
+"""A household as the registry loads it (household row, members, incomes, contacts, in one
+round trip), its snapshot (what every `registry.households` event carries: members with
+`id_hash`, never the ID number, and a version that increases with every change), and the
+three writes every change ends with: the next version, a history entry, the event."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import insert, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backstop.contracts import registry as contract
+from backstop.errors import Problem
+from backstop.events import CloudEvent, make_event
+from backstop.logs import correlation_id
+from services.registry import domain
+from services.registry.models import (
+    contact_table,
+    history_table,
+    household_table,
+    income_table,
+    person_table,
+    region_table,
+)
+
+log = logging.getLogger("backstop.registry")
+SERVICE = "registry"
+
+H = household_table
+P = person_table
+INC = income_table
+C = contact_table
+HIST = history_table
+R = region_table
+
+
+@dataclass
+class HouseholdView:
+    household: dict[str, Any]
+    members: list[dict[str, Any]] = field(default_factory=list)
+    incomes: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return str(self.household["id"])
+
+    @property
+    def region_code(self) -> str:
+        return str(self.household["region_code"])
+
+
+def member_order(m: dict[str, Any]) -> tuple[int, date]:
+    return (0 if m["relation"] == "head" else 1, m["birth_date"])
+
+
+_LOAD_SQL = """
+SELECT h.*,
+  (SELECT coalesce(json_agg(p), '[]') FROM person p WHERE p.household_id = h.id) AS members_json,
+  (SELECT coalesce(json_agg(i ORDER BY i.year DESC), '[]')
+     FROM income i WHERE i.household_id = h.id) AS incomes_json,
+  (SELECT coalesce(json_agg(c ORDER BY c.id), '[]')
+     FROM contact c WHERE c.household_id = h.id) AS contacts_json
+FROM household h WHERE h.id = ANY(:ids)
+"""
+
+
+# Built once: text() parses its bind parameters on construction.
+_LOAD = text(_LOAD_SQL)
+_LOAD_FOR_UPDATE = text(_LOAD_SQL + " FOR UPDATE OF h")
+
+
+def _json(value: Any) -> list[dict[str, Any]]:
+    """The driver may hand json back decoded or as text."""
+    decoded = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return list(decoded or [])
+
+
+async def load_views(
+    session: AsyncSession, ids: Sequence[uuid.UUID], *, for_update: bool = False
+) -> dict[uuid.UUID, HouseholdView]:
+    """The households with their members, incomes and contacts, in one round trip
+    (`for_update` locks the household rows)."""
+    if not ids:
+        return {}
+    query = _LOAD_FOR_UPDATE if for_update else _LOAD
+    rows = (await session.execute(query, {"ids": list(ids)})).mappings()
+    views: dict[uuid.UUID, HouseholdView] = {}
+    for row in rows:
+        household = dict(row)
+        members = _json(household.pop("members_json"))
+        for m in members:
+            m["id"] = uuid.UUID(m["id"])
+            m["household_id"] = uuid.UUID(m["household_id"])
+            m["birth_date"] = date.fromisoformat(m["birth_date"])
+        members.sort(key=member_order)
+        views[row["id"]] = HouseholdView(
+            household,
+            members=members,
+            incomes=_json(household.pop("incomes_json")),
+            contacts=_json(household.pop("contacts_json")),
+        )
+    return views
+
+
+async def load_view(
+    session: AsyncSession, household_id: uuid.UUID, *, for_update: bool = False
+) -> HouseholdView:
+    views = await load_views(session, [household_id], for_update=for_update)
+    if household_id not in views:
+        raise Problem(404, f"household {household_id} not found")
+    return views[household_id]
+
+
+def guarantees_of(view: HouseholdView) -> dict[str, dict[str, Any]]:
+    return dict(view.household.get("guarantees") or {})
+
+
+def guarantee_changes(
+    current: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        f"guarantees.{k}": {"from": current.get(k), "to": v}
+        for k, v in new.items()
+        if current.get(k) != v
+    }
+
+
+def _iso(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _float(value: float | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def snapshot_data(view: HouseholdView) -> dict[str, Any]:
+    """The household as every registry event carries it, in its JSON form (what
+    `contract.HouseholdSnapshot(...).model_dump(mode="json")` gives): no names, no ID
+    numbers. Bulk imports put it in events as it is; tests check it against the contract."""
+    h = view.household
+    size = len(view.members)
+    guarantees = guarantees_of(view)
+    return {
+        "household_id": view.id,
+        "household_number": h["household_number"],
+        "region_code": h["region_code"],
+        "town_code": h["town_code"],
+        "type": h["type"],
+        "policy_enjoying": h["policy_enjoying"],
+        "monitoring_status": h["monitoring_status"],
+        "monitoring_since": _iso(h["monitoring_since"]),
+        "monitoring_ended_on": _iso(h["monitoring_ended_on"]),
+        "elimination_method": h["elimination_method"],
+        "members": [
+            {
+                "person_id": str(m["id"]),
+                "id_hash": m["id_hash"],
+                "relation": m["relation"],
+                "sex": m["sex"],
+                "birth_date": m["birth_date"].isoformat(),
+                "special_groups": list(m["special_groups"] or []),
+                "labor_capacity": m["labor_capacity"],
+                "schooling": m["schooling"],
+                "medical_insurance": m["medical_insurance"],
+            }
+            for m in view.members
+        ],
+        "incomes": [
+            {
+                "year": i["year"],
+                "total": float(i["total"]),
+                "per_capita": float(domain.per_capita(i["total"], size)),
+                "wage": _float(i["wage"]),
+                "business": _float(i["business"]),
+                "transfer": _float(i["transfer"]),
+                "property": _float(i["property"]),
+            }
+            for i in view.incomes
+        ],
+        "guarantees": {k: v["status"] for k, v in guarantees.items()},
+        "guarantees_verified_on": {
+            k: date.fromisoformat(v["verified_on"]).isoformat()
+            for k, v in guarantees.items()
+            if v.get("verified_on")
+        },
+        "contacts": [
+            {"role": c["role"], "name": c["name"], "phone": c["phone"], "unit": c["unit"]}
+            for c in view.contacts
+        ],
+        "version": h["version"],
+    }
+
+
+def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
+    """The household as every registry event carries it, validated against the contract."""
+    return contract.HouseholdSnapshot.model_validate(snapshot_data(view))
+
+
+def registry_event(payload: BaseModel, household_id: str) -> CloudEvent:
+    return make_event(SERVICE, payload, subject=household_id, correlation_id=correlation_id.get())
+
+
+async def record_history(
+    session: AsyncSession,
+    view: HouseholdView,
+    *,
+    actor: str,
+    action: str,
+    changes: dict[str, Any],
+    person_id: uuid.UUID | None = None,
+) -> None:
+    await session.execute(
+        insert(HIST).values(
+            household_id=view.household["id"],
+            person_id=person_id,
+            actor=actor,
+            action=action,
+            changes=changes,
+            version=view.household["version"],
+        )
+    )
+
+
+async def bump(session: AsyncSession, view: HouseholdView, values: dict[str, Any]) -> None:
+    """Write changed household columns and the next version."""
+    view.household["version"] += 1
+    values = {**values, "version": view.household["version"], "updated_at": datetime.now(UTC)}
+    view.household.update(values)
+    await session.execute(update(H).where(H.c.id == view.household["id"]).values(**values))
