@@ -1,4 +1,15 @@
 """Backstop datasync.
 
 Department feeds (医保局, 应急管理局, 民政局, 教育局): batches, validation, matching to households, the delivery calendar.
+
+- `app.py`: the service (routers, the person-index consumer, the late-delivery job).
+- `api.py`: the HTTP routes: batches (JSON or file), reading them, unmatched records, deliveries.
+- `domain.py`: pure rules: sources, field aliases, record validation, the delivery calendar.
+- `parsing.py`: a CSV/XLSX upload into rows.
+- `ingest.py`: applying a batch: validate, de-duplicate, store by COPY, match, emit.
+- `matching.py`: the id_hash index from registry snapshots; matching waiting records.
+- `deliveries.py`: the late-delivery job (delivery.late).
+- `queries.py`: the read side (batches, errors, records, unmatched, deliveries).
+- `models.py`: tables and response schemas.
+- `config.py`: datasync's settings.
 """

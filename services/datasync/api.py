@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Principal, PrincipalDep, require
 from backstop.errors import Problem, invalid
-from services.datasync import handlers, queries
+from services.datasync import ingest, queries
 from services.datasync.config import DatasyncConfig, get_config
 from services.datasync.domain import SOURCES, Period, check_period
 from services.datasync.models import (
@@ -212,7 +212,7 @@ async def submit_batch(
                 f"unsupported content type {ctype or '(none)'}:"
                 " send application/json or multipart/form-data with a CSV/XLSX file",
             )
-        summary, created = await handlers.ingest_batch(
+        summary, created = await ingest.ingest_batch(
             sessions=sessions,
             settings=request.app.state.settings,
             config=config,

@@ -11,7 +11,8 @@ from backstop.events import registered_types
 from backstop.settings import Settings
 from services.datasync.api import router
 from services.datasync.config import DatasyncConfig, get_config
-from services.datasync.handlers import apply_household_snapshots, check_late_deliveries
+from services.datasync.deliveries import check_late_deliveries
+from services.datasync.matching import apply_household_snapshots
 
 # Every registry event carries the household's full snapshot: all of them feed the index.
 REGISTRY_TYPES = frozenset(

@@ -20,6 +20,7 @@ import orjson
 from backstop.idnumber import IdHasher, InvalidIdNumber, id_hasher, parse_id_number, quick_check
 from backstop.requests import Period
 
+SERVICE = "datasync"
 SOURCES = ("medical", "disaster", "civil_affairs", "education")
 
 # The department that pushes each feed.

@@ -14,7 +14,7 @@ from backstop.events import CloudEvent
 from backstop.settings import Settings
 from services.datasync.app import create
 from services.datasync.config import DatasyncConfig
-from services.datasync.handlers import check_late_deliveries
+from services.datasync.deliveries import check_late_deliveries
 from tests.datasync.conftest import unique
 from tests.datasync.test_ingest import LAST_MONTH, PERIOD, medical
 from tests.support import Stack, read_topic, serve

@@ -15,7 +15,7 @@ from backstop.contracts.datasync import TOPIC, RecordsMatched
 from backstop.db import unit_of_work
 from backstop.idnumber import id_hash
 from backstop.settings import Settings
-from services.datasync import handlers
+from services.datasync import ingest, matching
 from services.datasync.app import create
 from tests.datasync.conftest import household_event, make_id_number, produce, unique
 from tests.datasync.test_ingest import PERIOD, medical
@@ -142,14 +142,14 @@ async def test_a_person_indexed_while_a_batch_is_in_flight_is_matched(
     settings = datasync_settings
     person, household_id = make_id_number(), str(uuid.uuid4())
     written, resume = asyncio.Event(), asyncio.Event()
-    emit = handlers._emit_matched
+    emit = ingest._emit_matched
 
     async def paused_emit(*args: Any, **kwargs: Any) -> int:
         written.set()
         await resume.wait()
         return await emit(*args, **kwargs)
 
-    monkeypatch.setattr(handlers, "_emit_matched", paused_emit)
+    monkeypatch.setattr(ingest, "_emit_matched", paused_emit)
     async with serve(create, settings, background=False) as (http, runtime):
         record = medical(id_number=person)
         posting = asyncio.ensure_future(
@@ -164,7 +164,7 @@ async def test_a_person_indexed_while_a_batch_is_in_flight_is_matched(
         async def apply() -> None:
             async with unit_of_work(runtime.sessions) as session:
                 event = household_event(settings, household_id, [person])
-                await handlers.apply_household_snapshots(session, [event])
+                await matching.apply_household_snapshots(session, [event])
 
         applying = asyncio.ensure_future(apply())
         await asyncio.sleep(0.5)

@@ -1,12 +1,9 @@
-"""Datasync's commands and event handlers, each owning its unit of work.
+"""Ingesting a department's batch (数据交换), owning its unit of work.
 
-- `ingest_batch`: a department's batch, streamed in chunks: validate, de-duplicate by
-  `(source, record_id)`, store with the raw row, match through the id_hash index, and
-  write `records.matched` (one per household) and `batch.received` to the outbox, all in
-  one transaction.
-- `apply_household_snapshots`: `registry.households` → the id_hash index, and the
-  records waiting for those people get matched and emitted.
-- `check_late_deliveries`: the delivery calendar's periodic job.
+`ingest_batch` streams the batch in chunks: validate, de-duplicate by
+`(source, record_id)`, store with the raw row, match through the id_hash index, and
+write `records.matched` (one per household) and `batch.received` to the outbox, all in
+one transaction.
 """
 
 from __future__ import annotations
@@ -15,9 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,8 +23,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import outbox
-from backstop.contracts.datasync import BatchReceived, DeliveryLate, RecordsMatched
-from backstop.contracts.registry import HouseholdEvent
+from backstop.contracts.datasync import BatchReceived
 from backstop.db import SessionFactory, raw_connection, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent, make_event
@@ -38,7 +32,7 @@ from backstop.settings import Settings
 from services.datasync.config import DatasyncConfig
 from services.datasync.domain import (
     DEPARTMENTS,
-    SOURCES,
+    SERVICE,
     Context,
     FieldError,
     Period,
@@ -47,35 +41,21 @@ from services.datasync.domain import (
     record_id_of,
     validate_record,
 )
+from services.datasync.matching import MATCHING_LOCK, RECORDS_MATCHED
 from services.datasync.models import BatchSummary, RecordError
 from services.datasync.parsing import FileProblem, Row
 
 log = logging.getLogger("backstop.datasync")
 
-SERVICE = "datasync"
 FEED_RECORDS = Counter(
     "backstop_datasync_records_total",
     "Department feed records applied, by source and outcome.",
     ["source", "outcome"],
 )
-LATE_DELIVERIES = Counter(
-    "backstop_datasync_late_deliveries_total",
-    "Deliveries that became late (delivery.late emitted), by source.",
-    ["source"],
-)
-RECORDS_MATCHED: str = RecordsMatched.__event_type__  # type: ignore[attr-defined]
 EVENTS_PER_WRITE = 1000
 # Records parsed between two yields to the event loop (~1 ms of work): the database's
 # answers are read at most that late while the next chunk is being parsed.
 PARSE_SLICE = 100
-# Batches match records against the id_hash index under this advisory lock, shared; the
-# index is updated under it, exclusive. Without it a person indexed while a batch was in
-# flight was seen by neither side: not by the batch's lookup (the snapshot was not yet
-# committed), not by the snapshot's matching of waiting records (the batch was not yet).
-_MATCHING_LOCK = 0x6461746173796E63  # "datasync"
-
-
-# --- ingestion -----------------------------------------------------------------------
 
 
 @dataclass
@@ -374,7 +354,7 @@ async def _apply(
     # JIT compilation costs more than it saves, and the sort fits in memory.
     await conn.execute(
         "SET LOCAL jit = off; SET LOCAL work_mem = '64MB';"
-        f" SELECT pg_advisory_xact_lock_shared({_MATCHING_LOCK})"
+        f" SELECT pg_advisory_xact_lock_shared({MATCHING_LOCK})"
     )
     copy_head = b"\t".join((_text(source), _text(batch_id), _text(str(period))))
     async with contextlib.aclosing(
@@ -599,38 +579,6 @@ async def _write_records(
     return rejected
 
 
-def records_matched_event(
-    *,
-    household_id: str,
-    source: str,
-    batch_id: str,
-    period: str,
-    records: list[dict[str, Any]],
-    correlation: str | None,
-) -> CloudEvent:
-    """`records.matched` for one household and batch, in the kernel's envelope. The
-    records are the `data` column written from a validated record, so they already have
-    the contract's shape (tests check `event.payload()`); they are not validated again
-    one by one: a batch can hold 200k."""
-    return CloudEvent.model_construct(
-        specversion="1.0",
-        id=str(uuid.uuid4()),
-        time=datetime.now(UTC),
-        datacontenttype="application/json",
-        source=f"/backstop/{SERVICE}",
-        type=RECORDS_MATCHED,
-        subject=household_id,
-        data={
-            "household_id": household_id,
-            "source": source,
-            "batch_id": batch_id,
-            "period": period,
-            "records": records,
-        },
-        correlationid=correlation,
-    )
-
-
 async def _emit_matched(
     session: AsyncSession,
     conn: asyncpg.Connection,
@@ -677,188 +625,4 @@ async def _emit_matched(
             emitted += await outbox.publish_bulk(session, template, pending)
             pending = []
     emitted += await outbox.publish_bulk(session, template, pending)
-    return emitted
-
-
-# --- the id_hash index from registry.households --------------------------------------
-
-
-async def apply_household_snapshots(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
-    """Replace each household's index rows from its newest snapshot in `events`, then
-    match the waiting records of the people it gained and emit them.
-
-    Rows of the household whose hash left the snapshot are deleted, the others upserted,
-    so a member moving between households ends up right whatever order the two
-    households' events arrive in; an older snapshot than one already applied is skipped.
-    """
-    newest: dict[str, tuple[int, datetime, list[str], str | None]] = {}
-    for event in events:
-        payload = event.payload()
-        if not isinstance(payload, HouseholdEvent):
-            continue
-        snapshot = payload.household
-        known = newest.get(snapshot.household_id)
-        if known is None or snapshot.version >= known[0]:
-            newest[snapshot.household_id] = (
-                snapshot.version,
-                event.time,
-                sorted({m.id_hash for m in snapshot.members}),
-                event.correlationid or event.id,
-            )
-    if not newest:
-        return
-    conn = await raw_connection(session)
-    # Waits for the batches in flight, so that their records are seen below.
-    await conn.execute(f"SELECT pg_advisory_xact_lock({_MATCHING_LOCK})")
-    ids = sorted(newest)
-    stored = {
-        r["household_id"]: r["version"]
-        for r in await conn.fetch(
-            "SELECT household_id, version FROM household_versions"
-            " WHERE household_id = ANY($1::text[]) FOR UPDATE",
-            ids,
-        )
-    }
-    fresh = [h for h in ids if newest[h][0] >= stored.get(h, -1)]
-    if not fresh:
-        return
-    await conn.execute(
-        "INSERT INTO household_versions (household_id, version)"
-        " SELECT * FROM unnest($1::text[], $2::int[])"
-        " ON CONFLICT (household_id) DO UPDATE SET version = EXCLUDED.version, applied_at = now()",
-        fresh,
-        [newest[h][0] for h in fresh],
-    )
-    member_households = [h for h in fresh for _ in newest[h][2]]
-    member_hashes = [x for h in fresh for x in newest[h][2]]
-    member_since = [newest[h][1] for h in fresh for _ in newest[h][2]]
-    await conn.execute(
-        "DELETE FROM person_index p WHERE p.household_id = ANY($1::text[]) AND NOT EXISTS ("
-        " SELECT 1 FROM unnest($2::text[], $3::text[]) AS s(household_id, id_hash)"
-        " WHERE s.household_id = p.household_id AND s.id_hash = p.id_hash)",
-        fresh,
-        member_households,
-        member_hashes,
-    )
-    if not member_hashes:
-        return
-    gained = await conn.fetch(
-        "INSERT INTO person_index (household_id, id_hash, since)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
-        " ON CONFLICT (household_id, id_hash)"
-        " DO UPDATE SET since = GREATEST(person_index.since, EXCLUDED.since)"
-        " RETURNING id_hash, household_id, (xmax = 0) AS inserted",
-        member_households,
-        member_hashes,
-        member_since,
-    )
-    new_hashes = sorted({r["id_hash"] for r in gained if r["inserted"]})
-    if new_hashes:
-        await _match_waiting(session, conn, new_hashes, {h: newest[h][3] for h in fresh})
-
-
-async def _match_waiting(
-    session: AsyncSession,
-    conn: asyncpg.Connection,
-    id_hashes: list[str],
-    correlations: dict[str, str | None],
-) -> None:
-    matched = await conn.fetch(
-        "UPDATE feed_records f SET household_id = m.household_id, matched_at = now()"
-        " FROM (SELECT DISTINCT ON (id_hash) id_hash, household_id FROM person_index"
-        "       WHERE id_hash = ANY($1::text[]) ORDER BY id_hash, since DESC) m"
-        " WHERE f.household_id IS NULL AND f.id_hash = m.id_hash"
-        " RETURNING f.household_id, f.source, f.batch_id, f.period, f.idx, f.data::text AS data",
-        id_hashes,
-    )
-    if not matched:
-        return
-    groups: dict[tuple[str, str, str, str], list[tuple[int, str]]] = defaultdict(list)
-    for r in matched:
-        groups[(r["household_id"], r["source"], r["batch_id"], r["period"])].append(
-            (r["idx"], r["data"])
-        )
-    events = [
-        records_matched_event(
-            household_id=household_id,
-            source=source,
-            batch_id=batch_id,
-            period=period,
-            records=[orjson.loads(d) for _, d in sorted(items)],
-            correlation=correlations.get(household_id),
-        )
-        for (household_id, source, batch_id, period), items in sorted(groups.items())
-    ]
-    await outbox.publish_many(session, events)
-    log.info("matched %d waiting records for %d households", len(matched), len(events))
-
-
-# --- the delivery calendar -----------------------------------------------------------
-
-
-async def check_late_deliveries(
-    *,
-    sessions: SessionFactory,
-    config: DatasyncConfig,
-    now: datetime | None = None,
-) -> list[DeliveryLate]:
-    """Emit `delivery.late` once per source and period whose due date passed with no
-    batch. The `late_notices` primary key makes it once across restarts and replicas."""
-    today = (now or datetime.now(UTC)).astimezone(config.tz).date()
-    rules = config.rules
-    candidates = [
-        (source, period, due)
-        for source in SOURCES
-        for period in rules.expected_periods(
-            source, today=today, lookback=config.late_lookback_months
-        )
-        if (due := rules.due_on(source, period)) is not None
-    ]
-    if not candidates:
-        return []
-    emitted: list[DeliveryLate] = []
-    async with unit_of_work(sessions) as session:
-        conn = await raw_connection(session)
-        delivered = {
-            (r["source"], r["period"])
-            for r in await conn.fetch(
-                "SELECT DISTINCT source, period FROM feed_batches"
-                " WHERE (source, period) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-                [c[0] for c in candidates],
-                [str(c[1]) for c in candidates],
-            )
-        }
-        for source, period, due in candidates:
-            if (source, str(period)) in delivered:
-                continue
-            fresh = await conn.fetchval(
-                "INSERT INTO late_notices (source, period, due_on) VALUES ($1, $2, $3)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                source,
-                str(period),
-                due,
-            )
-            if not fresh:
-                continue
-            late = DeliveryLate(
-                source=source,
-                period=str(period),
-                due_on=due,
-                department=DEPARTMENTS[source],
-            )
-            await outbox.publish(
-                session,
-                make_event(SERVICE, late, subject=f"{source}/{period}"),
-                key=source,
-            )
-            emitted.append(late)
-    for late in emitted:
-        LATE_DELIVERIES.labels(late.source).inc()
-        log.info(
-            "%s (%s) is late with period %s, due %s",
-            late.department,
-            late.source,
-            late.period,
-            late.due_on,
-        )
     return emitted
