@@ -14,5 +14,7 @@ procedures, visits, assistance plans, funds and supervision. One module per use 
 - `supervision.py`: supervision issues (督查), rectification evidence, accountability.
 - `clues.py`: clues (线索) from households, the public, cadres and inspections.
 - `campaigns.py`: review campaigns (回头看) generating review tasks.
-- `reports.py`: the quarterly dynamic-monitoring report (季度动态监测), JSON and XLSX.
+- `reports.py`: the quarterly dynamic-monitoring report (季度动态监测): queries, closing, routes.
+- `quarterly.py`: the report's pure part: quarters, the late-data rule, town and county rows.
+- `quarterly_xlsx.py`: the report as the county office's XLSX workbook.
 """

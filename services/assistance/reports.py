@@ -30,20 +30,16 @@ not carried forward: it shows contact in a month of that quarter, not of the nex
 from __future__ import annotations
 
 import asyncio
-import io
-import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import StreamingResponse
-from openpyxl import Workbook
-from openpyxl.styles import Font
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
@@ -57,7 +53,6 @@ from backstop.contracts.risk import AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent
-from backstop.exports import safe_row
 from services.assistance import domain
 from services.assistance.models import (
     Case,
@@ -72,179 +67,23 @@ from services.assistance.models import (
     Visit,
     utcnow,
 )
+from services.assistance.quarterly import (
+    LATE_DATA_RULE,
+    TASK_KINDS,
+    Quarter,
+    county_totals,
+    empty_town,
+    months_due,
+    rate,
+    reason_list,
+    reporting_quarter,
+)
+from services.assistance.quarterly_xlsx import workbook_bytes
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 READ = require("assistance:read")
 WRITE = require("assistance:write")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-HOUSEHOLD_TYPES = ("alleviated", "unstable", "marginal", "sudden_hardship", "ordinary")
-MONITORING_STATUSES = ("none", "monitored", "eliminated")
-RISK_LEVELS = ("none", "watch", "at_risk", "unassessed")
-MONITORING_TYPES = ("unstable", "marginal", "sudden_hardship")
-ELIMINATION_METHODS = ("assisted", "natural")  # 帮扶消除 / 自然消除
-LATE_DATA_RULE = (
-    "A dated fact counts in its own quarter unless that quarter was already closed when "
-    "the fact was recorded; then it counts in the first later quarter still open at that "
-    "moment. Household counts are the state when the report was computed."
-)
-
-# ------------------------------------------------------------------------ quarters
-
-_QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
-
-
-@dataclass(frozen=True, order=True)
-class Quarter:
-    year: int
-    number: int  # 1..4
-
-    @classmethod
-    def parse(cls, text: str) -> Quarter:
-        """'2026Q4' → Quarter(2026, 4); ValueError for anything else."""
-        match = _QUARTER.fullmatch(text)
-        if match is None or not 2000 <= int(match.group(1)) <= 2100:
-            raise ValueError("a quarter like 2026Q4")
-        return cls(int(match.group(1)), int(match.group(2)))
-
-    @classmethod
-    def of(cls, day: date) -> Quarter:
-        return cls(day.year, (day.month - 1) // 3 + 1)
-
-    @classmethod
-    def at(cls, moment: datetime) -> Quarter:
-        """The quarter of a moment on the county's (Asia/Shanghai) calendar."""
-        return cls.of(moment.astimezone(domain.CHINA).date())
-
-    def __str__(self) -> str:
-        return f"{self.year}Q{self.number}"
-
-    @property
-    def start(self) -> date:
-        return date(self.year, 3 * self.number - 2, 1)
-
-    @property
-    def end(self) -> date:
-        """The first day after the quarter."""
-        return self.next().start
-
-    @property
-    def last_day(self) -> date:
-        return date.fromordinal(self.end.toordinal() - 1)
-
-    @property
-    def start_at(self) -> datetime:
-        return datetime.combine(self.start, time(), domain.CHINA)
-
-    @property
-    def end_at(self) -> datetime:
-        return datetime.combine(self.end, time(), domain.CHINA)
-
-    def months(self) -> list[str]:
-        return [f"{self.year}-{m:02d}" for m in range(3 * self.number - 2, 3 * self.number + 1)]
-
-    def next(self) -> Quarter:
-        return (
-            Quarter(self.year + 1, 1) if self.number == 4 else Quarter(self.year, self.number + 1)
-        )
-
-    def previous(self) -> Quarter:
-        return (
-            Quarter(self.year - 1, 4) if self.number == 1 else Quarter(self.year, self.number - 1)
-        )
-
-
-def reporting_quarter(
-    own: Quarter, recorded_at: datetime, closed: Mapping[Quarter, datetime]
-) -> Quarter:
-    """The late-data rule: the fact's own quarter, or — when that quarter had been closed
-    before the fact was recorded — the first later quarter still open at that moment."""
-    quarter = own
-    while quarter in closed and closed[quarter] <= recorded_at:
-        quarter = quarter.next()
-    return quarter
-
-
-def months_due(quarter: Quarter, today: date) -> list[str]:
-    """The quarter's months that have begun by `today` (contact is due in each)."""
-    return [m for m in quarter.months() if date.fromisoformat(m + "-01") <= today]
-
-
-# --------------------------------------------------------------- the report shape
-
-
-# Task kinds counted, and their key in a town's entry.
-TASK_KINDS = {"verification": "verification_tasks", "review": "review_tasks"}
-
-
-def empty_town() -> dict[str, Any]:
-    return {
-        "households": {
-            "total": 0,
-            "by_type": dict.fromkeys(HOUSEHOLD_TYPES, 0),
-            "by_monitoring_status": dict.fromkeys(MONITORING_STATUSES, 0),
-            "by_risk_level": dict.fromkeys(RISK_LEVELS, 0),
-        },
-        "inclusions": {
-            "total": 0,
-            "by_monitoring_type": dict.fromkeys(MONITORING_TYPES, 0),
-            "by_factor": {},
-        },
-        "eliminations": {
-            "total": 0,
-            "by_method": dict.fromkeys(ELIMINATION_METHODS, 0),
-            "reasons": [],
-        },
-        **{key: {"opened": 0, "closed": 0, "overdue": 0} for key in TASK_KINDS.values()},
-        "contact": {"due": 0, "compliant": 0, "rate": None, "by_month": {}},
-        "grants": {"count": 0, "amount": "0.00"},
-    }
-
-
-def _rate(compliant: int, due: int) -> float | None:
-    return round(compliant / due, 4) if due else None
-
-
-def county_totals(towns: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The county's row: the sum of its towns' rows (the rate recomputed from the sums)."""
-    total = empty_town()
-    reasons: Counter[tuple[str, str]] = Counter()
-    amount = Decimal("0.00")
-    for town in towns:
-        for key in ("by_type", "by_monitoring_status", "by_risk_level"):
-            _add(total["households"][key], town["households"][key])
-        total["households"]["total"] += town["households"]["total"]
-        total["inclusions"]["total"] += town["inclusions"]["total"]
-        _add(total["inclusions"]["by_monitoring_type"], town["inclusions"]["by_monitoring_type"])
-        _add(total["inclusions"]["by_factor"], town["inclusions"]["by_factor"])
-        total["eliminations"]["total"] += town["eliminations"]["total"]
-        _add(total["eliminations"]["by_method"], town["eliminations"]["by_method"])
-        for r in town["eliminations"]["reasons"]:
-            reasons[(r["method"], r["reason"])] += r["count"]
-        for key in TASK_KINDS.values():
-            _add(total[key], town.get(key, {}))  # reports closed before review tasks lack it
-        for key in ("due", "compliant"):
-            total["contact"][key] += town["contact"][key]
-        _add(total["contact"]["by_month"], town["contact"]["by_month"])
-        total["grants"]["count"] += town["grants"]["count"]
-        amount += Decimal(town["grants"]["amount"])
-    total["eliminations"]["reasons"] = _reason_list(reasons)
-    total["contact"]["rate"] = _rate(total["contact"]["compliant"], total["contact"]["due"])
-    total["grants"]["amount"] = str(domain.money(amount))
-    return total
-
-
-def _add(into: dict[str, int], other: Mapping[str, int]) -> None:
-    for key, value in other.items():
-        into[key] = into.get(key, 0) + value
-
-
-def _reason_list(reasons: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
-    return [
-        {"method": method, "reason": reason, "count": n}
-        for (method, reason), n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
-
 
 # ----------------------------------------------------------------- computing
 
@@ -366,7 +205,7 @@ async def compute(
             elim["by_method"][method] = elim["by_method"].get(method, 0) + 1
             reasons[domain.town_of(case.region_code)][(method, case.reason or "")] += 1
     for town_code, counter in reasons.items():
-        towns[town_code]["eliminations"]["reasons"] = _reason_list(counter)
+        towns[town_code]["eliminations"]["reasons"] = reason_list(counter)
 
     # Tasks: opened and closed by their timestamps; overdue when the due date passed in
     # the quarter (and before today) without the task being closed by it.
@@ -460,7 +299,7 @@ async def compute(
     entries = []
     for town_code in sorted(towns):
         town = towns[town_code]
-        town["contact"]["rate"] = _rate(town["contact"]["compliant"], town["contact"]["due"])
+        town["contact"]["rate"] = rate(town["contact"]["compliant"], town["contact"]["due"])
         town["contact"]["by_month"] = {m: town["contact"]["by_month"].get(m, 0) for m in months}
         entries.append({"town_code": town_code, **town})
     return {
@@ -581,112 +420,6 @@ async def apply_assessment(session: AsyncSession, event: CloudEvent) -> None:
             where=col(RiskLevel.assessed_at) < excluded.assessed_at,
         )
     )
-
-
-# ------------------------------------------------------------------------- XLSX
-
-TYPE_LABELS = {
-    "alleviated": "脱贫户",
-    "unstable": "脱贫不稳定户",
-    "marginal": "边缘易致贫户",
-    "sudden_hardship": "突发严重困难户",
-    "ordinary": "一般农户",
-}
-STATUS_LABELS = {"none": "未纳入监测", "monitored": "监测中", "eliminated": "已消除风险"}
-LEVEL_LABELS = {
-    "none": "无风险",
-    "watch": "可能存在问题尚无致贫返贫风险",
-    "at_risk": "存在突出问题有返贫致贫风险",
-    "unassessed": "未评估",
-}
-METHOD_LABELS = {"assisted": "帮扶消除", "natural": "自然消除"}
-
-# (Chinese header, path into a town's entry)
-COLUMNS: list[tuple[str, tuple[str, ...]]] = [
-    ("农户总数", ("households", "total")),
-    *[(f"户类型：{v}", ("households", "by_type", k)) for k, v in TYPE_LABELS.items()],
-    *[(f"监测状态：{v}", ("households", "by_monitoring_status", k)) for k, v in STATUS_LABELS.items()],
-    *[(f"风险等级：{v}", ("households", "by_risk_level", k)) for k, v in LEVEL_LABELS.items()],
-    ("本季度新纳入监测户", ("inclusions", "total")),
-    *[(f"其中{TYPE_LABELS[k]}", ("inclusions", "by_monitoring_type", k)) for k in MONITORING_TYPES],
-    ("本季度风险消除户", ("eliminations", "total")),
-    *[(f"其中{v}", ("eliminations", "by_method", k)) for k, v in METHOD_LABELS.items()],
-    ("核实任务新增", ("verification_tasks", "opened")),
-    ("核实任务办结", ("verification_tasks", "closed")),
-    ("核实任务逾期", ("verification_tasks", "overdue")),
-    ("回头看任务新增", ("review_tasks", "opened")),
-    ("回头看任务办结", ("review_tasks", "closed")),
-    ("回头看任务逾期", ("review_tasks", "overdue")),
-    ("应联系户数", ("contact", "due")),
-    ("每月联系达标户数", ("contact", "compliant")),
-    ("联系达标率", ("contact", "rate")),
-    ("救助发放笔数", ("grants", "count")),
-    ("救助发放金额（元）", ("grants", "amount")),
-]  # fmt: skip
-
-
-def cell_value(entry: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = entry
-    for key in path:
-        value = value.get(key, 0) if isinstance(value, Mapping) else 0
-    if path == ("grants", "amount"):
-        return float(Decimal(value))
-    return value
-
-
-HEADERS = ["乡镇代码", *[name for name, _ in COLUMNS]]
-REASON_HEADERS = ["乡镇代码", "类别", "原因", "户数"]
-
-
-def workbook_bytes(report: Mapping[str, Any]) -> bytes:
-    """The report as an XLSX workbook: one row per town and the county total (全县合计),
-    the reasons for inclusion and elimination, and a sheet describing the report."""
-    wb = Workbook()
-    sheet = wb.active
-    assert sheet is not None
-    sheet.title = "季度动态监测"
-    sheet.append(safe_row(HEADERS))
-    for town in report["towns"]:
-        sheet.append(
-            safe_row([town["town_code"], *[cell_value(town, path) for _, path in COLUMNS]])
-        )
-    sheet.append(
-        safe_row(["全县合计", *[cell_value(report["totals"], path) for _, path in COLUMNS]])
-    )
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    sheet.freeze_panes = "B2"
-
-    reasons = wb.create_sheet("纳入与消除原因")
-    reasons.append(safe_row(REASON_HEADERS))
-    for town in report["towns"]:
-        for factor, n in sorted(town["inclusions"]["by_factor"].items()):
-            label = domain.FACTOR_LABELS.get(factor, factor)
-            reasons.append(safe_row([town["town_code"], "新纳入监测", label, n]))
-        for r in town["eliminations"]["reasons"]:
-            method = METHOD_LABELS.get(r["method"], r["method"])
-            reasons.append(safe_row([town["town_code"], method, r["reason"], r["count"]]))
-    for cell in reasons[1]:
-        cell.font = Font(bold=True)
-
-    about = wb.create_sheet("说明")
-    for row in (
-        ("季度", report["quarter"]),
-        ("统计期间", f"{report['start']} 至 {report['end']}"),
-        ("状态", "已关账" if report["status"] == "closed" else "未关账（数据可能变化）"),
-        ("统计时间", report["computed_at"]),
-        ("关账人", report.get("closed_by") or ""),
-        ("关账时间", report.get("closed_at") or ""),
-        (
-            "迟报数据规则",
-            "关账后补录的数据（按其日期属于已关账季度）计入补录时仍未关账的下一季度；"
-            "农户数按统计时的状态计算。",
-        ),
-    ):
-        about.append(safe_row(row))
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
 
 
 def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:

@@ -16,9 +16,9 @@ from openpyxl import load_workbook
 from backstop.contracts.risk import AssessmentChanged
 from backstop.db import unit_of_work
 from backstop.events import CloudEvent, make_event
-from services.assistance import domain, reports
+from services.assistance import domain, quarterly, quarterly_xlsx, reports
 from services.assistance.models import RiskLevel
-from services.assistance.reports import Quarter, county_totals, empty_town, reporting_quarter
+from services.assistance.quarterly import Quarter, county_totals, empty_town, reporting_quarter
 from tests.assistance.conftest import Assistance, alert
 from tests.support import wait_for
 
@@ -53,8 +53,8 @@ def test_late_data_counts_in_the_first_quarter_open_when_it_was_recorded() -> No
 
 def test_months_due_and_county_totals() -> None:
     q4 = Quarter(2026, 4)
-    assert reports.months_due(q4, date(2026, 11, 28)) == ["2026-10", "2026-11"]
-    assert reports.months_due(q4, date(2027, 2, 1)) == q4.months()
+    assert quarterly.months_due(q4, date(2026, 11, 28)) == ["2026-10", "2026-11"]
+    assert quarterly.months_due(q4, date(2027, 2, 1)) == q4.months()
     a, b = empty_town(), empty_town()
     a["contact"].update(due=4, compliant=3)
     b["contact"].update(due=1, compliant=0)
@@ -220,7 +220,7 @@ async def test_counts_per_town_and_risk_levels(a: Assistance) -> None:
     assert await level_of(a, monitored.household_id) == "at_risk"
 
     # Both households due for contact; only the marginal one is visited in every month.
-    for month in reports.months_due(quarter, today):
+    for month in quarterly.months_due(quarter, today):
         r = await a.client.post(
             "/v1/visits",
             json={
@@ -384,7 +384,7 @@ async def test_xlsx_has_chinese_headers_and_the_county_total(a: Assistance) -> N
         assert "attachment" in r.headers["content-disposition"]
         book = load_workbook(io.BytesIO(r.content), read_only=True)
         rows = list(book["季度动态监测"].iter_rows(values_only=True))
-        assert list(rows[0]) == reports.HEADERS
+        assert list(rows[0]) == quarterly_xlsx.HEADERS
         assert rows[0][0] == "乡镇代码" and "户类型：边缘易致贫户" in rows[0]
         assert "风险等级：存在突出问题有返贫致贫风险" in rows[0]
         assert "救助发放金额（元）" in rows[0] and "联系达标率" in rows[0]
