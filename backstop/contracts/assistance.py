@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -111,3 +112,49 @@ class FindingObserved(BaseModel):
     # person_id -> schooling, e.g. a child found out of school: "out_of_school"
     schooling: dict[str, str] = Field(default_factory=dict)
     notes: str | None = None
+
+
+# Added for the data-quality audit (数据质量核查): what help a household gets and when it
+# was contacted. Amounts are exact decimals (JSON strings); no names, no free text.
+
+
+class MeasureData(BaseModel):
+    measure_id: str
+    category: str  # industry, employment, education, health, social_security, ...
+    start_on: date
+    end_on: date
+    amount: Decimal
+
+
+@event_type("backstop.assistance.plan.created.v1", topic=DECISIONS_TOPIC)
+class PlanCreated(BaseModel):
+    """An assistance plan (帮扶计划) and its measures."""
+
+    plan_id: str
+    household_id: str
+    region_code: str
+    tier: str
+    year: int
+    measures: list[MeasureData]
+
+
+@event_type("backstop.assistance.grant.paid.v1", topic=DECISIONS_TOPIC)
+class GrantPaid(BaseModel):
+    """A grant from the city and town funds (救助补助)."""
+
+    grant_id: str
+    household_id: str
+    region_code: str
+    amount: Decimal
+    granted_on: date
+
+
+@event_type("backstop.assistance.visit.recorded.v1", topic=TASKS_TOPIC)
+class VisitRecorded(BaseModel):
+    """A contact with the household (走访, or by phone, message, WeChat)."""
+
+    visit_id: str
+    household_id: str
+    region_code: str
+    channel: str
+    visited_on: date

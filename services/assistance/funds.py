@@ -14,11 +14,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from backstop import outbox
 from backstop.auth import Principal
+from backstop.contracts.assistance import GrantPaid
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from services.assistance import domain
-from services.assistance.common import get_household, load_policy
+from services.assistance.common import get_household, load_policy, make_assistance_event
 from services.assistance.models import (
     DepositCreate,
     Fund,
@@ -242,6 +244,14 @@ async def grant(
                 ]
             )
         session.add(grant_row)
+        paid = GrantPaid(
+            grant_id=grant_row.id,
+            household_id=household.household_id,
+            region_code=household.region_code,
+            amount=amount,
+            granted_on=granted_on,
+        )
+        await outbox.publish(session, make_assistance_event(paid, household.household_id))
         response = GrantPublic.model_validate(grant_row).model_dump(mode="json")
         await _remember(session, key=key, status_code=201, response=response)
     return 201, response

@@ -10,11 +10,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from backstop import outbox
 from backstop.auth import Principal
+from backstop.contracts.assistance import MeasureData, PlanCreated
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import invalid
 from services.assistance import domain
-from services.assistance.common import get_household, load_policy
+from services.assistance.common import get_household, load_policy, make_assistance_event
 from services.assistance.models import (
     Household,
     Measure,
@@ -71,6 +73,24 @@ async def create_plan(
             for m in body.measures
         ]
         session.add_all(measures)
+        event = PlanCreated(
+            plan_id=plan.id,
+            household_id=plan.household_id,
+            region_code=plan.region_code,
+            tier=plan.tier,
+            year=plan.year,
+            measures=[
+                MeasureData(
+                    measure_id=m.id,
+                    category=m.category,
+                    start_on=m.start_on,
+                    end_on=m.end_on,
+                    amount=m.amount,
+                )
+                for m in measures
+            ],
+        )
+        await outbox.publish(session, make_assistance_event(event, plan.household_id))
     return plan_public(plan, measures)
 
 

@@ -6,11 +6,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from backstop import outbox
 from backstop.auth import Principal
+from backstop.contracts.assistance import VisitRecorded
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import invalid
 from services.assistance import domain
-from services.assistance.common import get_household, publish_finding
+from services.assistance.common import get_household, make_assistance_event, publish_finding
 from services.assistance.models import Household, Visit, VisitCreate
 
 
@@ -35,6 +37,14 @@ async def record_visit(
             guarantees={str(k): str(v) for k, v in body.guarantees.items()},
         )
         session.add(visit)
+        recorded = VisitRecorded(
+            visit_id=visit.id,
+            household_id=household.household_id,
+            region_code=household.region_code,
+            channel=visit.channel,
+            visited_on=visit.visited_on,
+        )
+        await outbox.publish(session, make_assistance_event(recorded, household.household_id))
         if body.guarantees or body.income or body.schooling:
             await publish_finding(
                 session,

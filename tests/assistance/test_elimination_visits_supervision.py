@@ -175,6 +175,15 @@ async def test_visits_feed_findings_and_compliance(a: Assistance) -> None:
     assert isinstance(finding, FindingObserved)
     assert finding.origin == "visit" and finding.schooling == {child: "out_of_school"}
     assert finding.guarantees == {"compulsory_education": "prominent_issue"}
+    [visit] = await read_topic(
+        a.settings,
+        "assistance.tasks",
+        match=lambda e: (
+            e.subject == contacted.household_id
+            and e.type == "backstop.assistance.visit.recorded.v1"
+        ),
+    )
+    assert visit.data["visited_on"] == str(today) and visit.data["channel"] == "home"
 
 
 async def test_plans_follow_the_catalogue_and_tiers(a: Assistance) -> None:
@@ -211,6 +220,13 @@ async def test_plans_follow_the_catalogue_and_tiers(a: Assistance) -> None:
     r = await a.client.post("/v1/plans", json={**plan, "tier": "monitored"}, headers=a.rw)
     assert r.status_code == 201, r.text
     assert r.json()["measures"][0]["label"] == "公益性岗位"
+    [event] = await read_topic(
+        a.settings,
+        "assistance.decisions",
+        match=lambda e: e.subject == hid and e.type == "backstop.assistance.plan.created.v1",
+    )
+    assert event.data["measures"][0]["category"] == "public_welfare_job"
+    assert event.data["measures"][0]["amount"] == "6000"  # an exact decimal, as text
     r = await a.client.get("/v1/plans/gaps", params={"region": VILLAGE}, headers=a.rw)
     assert hid not in {g["household_id"] for g in r.json()["items"]}
     catalogue = (await a.client.get("/v1/measures", headers=a.rw)).json()

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from services.assistance.models import LedgerEntry
 from tests.assistance.conftest import TOWN, Assistance
+from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +74,13 @@ async def test_fifty_concurrent_grants_against_a_fund_that_can_pay_ten(a: Assist
     assert Decimal(statement["closing_balance"]) == 0
     assert len(statement["lines"]) == 11
     assert all(Decimal(line["balance_after"]) >= 0 for line in statement["lines"])
+    paid = await read_topic(
+        a.settings,
+        "assistance.decisions",
+        min_count=10,
+        match=lambda e: e.subject == hid and e.type == "backstop.assistance.grant.paid.v1",
+    )
+    assert len(paid) == 10 and {e.data["amount"] for e in paid} == {"200.00"}  # one per grant
     async with a.runtime.sessions() as session:  # double entry: every transaction balances
         unbalanced = await session.scalar(
             select(func.count()).select_from(
