@@ -14,7 +14,6 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import outbox
 from backstop.contracts import registry as contract
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
@@ -38,21 +37,18 @@ from services.registry.models import (
 )
 from services.registry.registering import RACE_RETRIES, UNIQUE_VIOLATIONS, insert_households
 from services.registry.views import (
-    INC,
     C,
     H,
     HouseholdView,
     P,
     R,
-    bump,
     guarantee_changes,
     guarantees_of,
     load_view,
     load_views,
     member_order,
-    record_history,
-    registry_event,
-    snapshot,
+    record_change,
+    write_income,
 )
 
 
@@ -155,24 +151,28 @@ async def update_household(
             changes["monitoring_status"] = {"from": previous_status, "to": patch.monitoring_status}
         if not changes:
             return
-        await bump(session, view, values)
-        await record_history(
-            session, view, actor=actor, action="household.updated", changes=changes
-        )
-        snap = snapshot(view)
-        event: BaseModel
-        if status_changed:
-            event = contract.MonitoringChanged(
-                household=snap,
-                changed_by=actor,
-                previous_status=previous_status,
-                elimination_method=view.household["elimination_method"],
-            )
-        else:
-            event = contract.HouseholdUpdated(
+
+        def event(snap: contract.HouseholdSnapshot) -> BaseModel:
+            if status_changed:
+                return contract.MonitoringChanged(
+                    household=snap,
+                    changed_by=actor,
+                    previous_status=previous_status,
+                    elimination_method=view.household["elimination_method"],
+                )
+            return contract.HouseholdUpdated(
                 household=snap, changed_by=actor, changed_fields=sorted(changes)
             )
-        await outbox.publish(session, registry_event(event, view.id))
+
+        await record_change(
+            session,
+            view,
+            values,
+            actor=actor,
+            action="household.updated",
+            changes=changes,
+            event=event,
+        )
 
 
 def _monitoring_correction(
@@ -273,22 +273,16 @@ async def add_member(
                 ) from None
         view.members.append(row)
         view.members.sort(key=member_order)
-        await bump(session, view, {})
-        await record_history(
+        await record_change(
             session,
             view,
+            {},
             actor=actor,
             action="member.added",
             changes={"member": _member_public_changes(row)},
             person_id=row["id"],
-        )
-        await outbox.publish(
-            session,
-            registry_event(
-                contract.MemberAdded(
-                    household=snapshot(view), changed_by=actor, person_id=str(row["id"])
-                ),
-                view.id,
+            event=lambda snap: contract.MemberAdded(
+                household=snap, changed_by=actor, person_id=str(row["id"])
             ),
         )
         return str(row["id"])
@@ -346,24 +340,18 @@ async def update_member(
         await session.execute(update(P).where(P.c.id == person_id).values(**values))
         member.update(values)
         view.members.sort(key=member_order)
-        await bump(session, view, {})
-        await record_history(
+        await record_change(
             session,
             view,
+            {},
             actor=actor,
             action="member.updated",
             changes=changes,
             person_id=person_id,
-        )
-        await outbox.publish(
-            session,
-            registry_event(
-                contract.HouseholdUpdated(
-                    household=snapshot(view),
-                    changed_by=actor,
-                    changed_fields=[f"members.{k}" for k in sorted(changes)],
-                ),
-                view.id,
+            event=lambda snap: contract.HouseholdUpdated(
+                household=snap,
+                changed_by=actor,
+                changed_fields=[f"members.{k}" for k in sorted(changes)],
             ),
         )
 
@@ -394,26 +382,20 @@ async def remove_member(
             update(P).where(P.c.id == person_id).values(household_id=None, removed_reason=reason)
         )
         view.members.remove(member)
-        await bump(session, view, {})
-        await record_history(
+        await record_change(
             session,
             view,
+            {},
             actor=actor,
             action="member.removed",
             changes={"member": _member_public_changes(member), "reason": reason},
             person_id=person_id,
-        )
-        await outbox.publish(
-            session,
-            registry_event(
-                contract.MemberRemoved(
-                    household=snapshot(view),
-                    changed_by=actor,
-                    person_id=str(person_id),
-                    id_hash=member["id_hash"],
-                    reason=reason,
-                ),
-                view.id,
+            event=lambda snap: contract.MemberRemoved(
+                household=snap,
+                changed_by=actor,
+                person_id=str(person_id),
+                id_hash=member["id_hash"],
+                reason=reason,
             ),
         )
 
@@ -462,48 +444,37 @@ async def move_member(
         moved = {**member, "household_id": target.household["id"], "relation": relation}
         target.members.append(moved)
         target.members.sort(key=member_order)
-        await bump(session, source, {})
-        await bump(session, target, {})
         details = _member_public_changes(moved)
-        await record_history(
+        await record_change(
             session,
             source,
+            {},
             actor=actor,
             action="member.moved_out",
             person_id=person_id,
             changes={"member": details, "to_household_id": target.id},
+            event=lambda snap: contract.MemberRemoved(
+                household=snap,
+                changed_by=actor,
+                person_id=str(person_id),
+                id_hash=member["id_hash"],
+                reason="moved",
+            ),
         )
-        await record_history(
+        await record_change(
             session,
             target,
+            {},
             actor=actor,
             action="member.moved_in",
             person_id=person_id,
             changes={"member": details, "from_household_id": source.id},
-        )
-        await outbox.publish_many(
-            session,
-            [
-                registry_event(
-                    contract.MemberRemoved(
-                        household=snapshot(source),
-                        changed_by=actor,
-                        person_id=str(person_id),
-                        id_hash=member["id_hash"],
-                        reason="moved",
-                    ),
-                    source.id,
-                ),
-                registry_event(
-                    contract.MemberMoved(
-                        household=snapshot(target),
-                        changed_by=actor,
-                        person_id=str(person_id),
-                        from_household_id=source.id,
-                    ),
-                    target.id,
-                ),
-            ],
+            event=lambda snap: contract.MemberMoved(
+                household=snap,
+                changed_by=actor,
+                person_id=str(person_id),
+                from_household_id=source.id,
+            ),
         )
 
 
@@ -519,36 +490,24 @@ async def set_income(
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)
         _require(can_see, view.region_code)
-        await _apply_income(session, view, income, actor=actor)
-
-
-async def _apply_income(
-    session: AsyncSession, view: HouseholdView, income: domain.Income, *, actor: str
-) -> bool:
-    row = {"household_id": view.household["id"], **income.__dict__}
-    current = next((i for i in view.incomes if i["year"] == income.year), None)
-    if current is not None and all(current[k] == row[k] for k in row):
-        return False
-    await session.execute(
-        delete(INC).where(INC.c.household_id == view.household["id"], INC.c.year == income.year)
-    )
-    await session.execute(insert(INC).values(**row))
-    view.incomes = sorted(
-        [i for i in view.incomes if i["year"] != income.year] + [row], key=lambda i: -i["year"]
-    )
-    await bump(session, view, {})
-    changes = {f"income.{income.year}": {"from": current and current["total"], "to": income.total}}
-    await record_history(session, view, actor=actor, action="income.recorded", changes=changes)
-    await outbox.publish(
-        session,
-        registry_event(
-            contract.HouseholdUpdated(
-                household=snapshot(view), changed_by=actor, changed_fields=["incomes"]
+        row = {"household_id": view.household["id"], **income.__dict__}
+        current = next((i for i in view.incomes if i["year"] == income.year), None)
+        if current is not None and all(current[k] == row[k] for k in row):
+            return
+        await write_income(session, view, income)
+        await record_change(
+            session,
+            view,
+            {},
+            actor=actor,
+            action="income.recorded",
+            changes={
+                f"income.{income.year}": {"from": current and current["total"], "to": income.total}
+            },
+            event=lambda snap: contract.HouseholdUpdated(
+                household=snap, changed_by=actor, changed_fields=["incomes"]
             ),
-            view.id,
-        ),
-    )
-    return True
+        )
 
 
 async def set_contacts(
@@ -572,10 +531,10 @@ async def set_contacts(
             await session.execute(insert(C), rows)
         before = [{"role": c["role"], "name": c["name"]} for c in view.contacts]
         view.contacts = rows
-        await bump(session, view, {})
-        await record_history(
+        await record_change(
             session,
             view,
+            {},
             actor=actor,
             action="contacts.replaced",
             changes={
@@ -584,13 +543,7 @@ async def set_contacts(
                     "to": [{"role": c.role, "name": c.name} for c in contacts],
                 }
             },
-        )
-        await outbox.publish(
-            session,
-            registry_event(
-                contract.HouseholdUpdated(
-                    household=snapshot(view), changed_by=actor, changed_fields=["contacts"]
-                ),
-                view.id,
+            event=lambda snap: contract.HouseholdUpdated(
+                household=snap, changed_by=actor, changed_fields=["contacts"]
             ),
         )

@@ -6,28 +6,25 @@ and never commit."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import outbox
 from backstop.contracts import registry as contract
 from backstop.contracts.assistance import FindingObserved, MonitoringStarted, RiskEliminated
 from backstop.events import CloudEvent
 from services.registry import domain
 from services.registry.views import (
-    INC,
     HouseholdView,
     P,
-    bump,
     guarantee_changes,
     guarantees_of,
     load_views,
     log,
-    record_history,
-    registry_event,
-    snapshot,
+    record_change,
+    write_income,
 )
 
 
@@ -56,21 +53,19 @@ async def on_monitoring_started(session: AsyncSession, event: CloudEvent) -> Non
     """纳入监测, decided by assistance: the household becomes monitored."""
     data = event.payload()
     assert isinstance(data, MonitoringStarted)
-    view = await _view_or_none(session, data.household_id)
-    if view is None:
-        log.warning("monitoring decision for unknown household %s ignored", data.household_id)
-        return
-    before = _state(view)
-    after = domain.start_monitoring(
-        before,
-        monitoring_type=data.monitoring_type,
-        decided_on=data.decided_on,
-        case_id=data.case_id,
-    )
-    if after is None:
-        return
-    await _apply_monitoring(
-        session, view, before, after, actor=data.approved_by, reason=None, factors=data.risk_factors
+    await _apply_decision(
+        session,
+        data.household_id,
+        "monitoring decision",
+        lambda before: domain.start_monitoring(
+            before,
+            monitoring_type=data.monitoring_type,
+            decided_on=data.decided_on,
+            case_id=data.case_id,
+        ),
+        actor=data.approved_by,
+        reason=None,
+        factors=data.risk_factors,
     )
 
 
@@ -78,31 +73,40 @@ async def on_risk_eliminated(session: AsyncSession, event: CloudEvent) -> None:
     """风险消除, decided by assistance: the household leaves monitoring."""
     data = event.payload()
     assert isinstance(data, RiskEliminated)
-    view = await _view_or_none(session, data.household_id)
-    if view is None:
-        log.warning("elimination for unknown household %s ignored", data.household_id)
-        return
-    before = _state(view)
-    after = domain.eliminate_risk(
-        before, method=data.method, decided_on=data.decided_on, case_id=data.case_id
-    )
-    if after is None:
-        return
-    await _apply_monitoring(
-        session, view, before, after, actor=data.approved_by, reason=data.reason, factors=[]
+    await _apply_decision(
+        session,
+        data.household_id,
+        "elimination",
+        lambda before: domain.eliminate_risk(
+            before, method=data.method, decided_on=data.decided_on, case_id=data.case_id
+        ),
+        actor=data.approved_by,
+        reason=data.reason,
+        factors=[],
     )
 
 
-async def _apply_monitoring(
+async def _apply_decision(
     session: AsyncSession,
-    view: HouseholdView,
-    before: domain.MonitoringState,
-    after: domain.MonitoringState,
+    household_id: str,
+    decision: str,
+    decide: Callable[[domain.MonitoringState], domain.MonitoringState | None],
     *,
     actor: str,
     reason: str | None,
     factors: list[str],
 ) -> None:
+    """Apply one of assistance's monitoring decisions: `decide` gives the household's next
+    monitoring state from its current one, or None when there is nothing to change (a
+    replayed or out-of-order decision)."""
+    view = await _view_or_none(session, household_id)
+    if view is None:
+        log.warning("%s for unknown household %s ignored", decision, household_id)
+        return
+    before = _state(view)
+    after = decide(before)
+    if after is None:
+        return
     values = {
         "monitoring_status": after.status,
         "type": after.type,
@@ -112,7 +116,6 @@ async def _apply_monitoring(
         "elimination_reason": reason,
         "monitoring_case_id": after.case_id,
     }
-    await bump(session, view, values)
     changes: dict[str, Any] = {
         "monitoring_status": {"from": before.status, "to": after.status},
         "case_id": after.case_id,
@@ -124,17 +127,18 @@ async def _apply_monitoring(
         changes["reason"] = reason
     if factors:
         changes["risk_factors"] = factors
-    await record_history(session, view, actor=actor, action="monitoring.changed", changes=changes)
-    await outbox.publish(
+    await record_change(
         session,
-        registry_event(
-            contract.MonitoringChanged(
-                household=snapshot(view),
-                changed_by=actor,
-                previous_status=cast(Any, before.status),
-                elimination_method=cast(Any, after.elimination_method),
-            ),
-            view.id,
+        view,
+        values,
+        actor=actor,
+        action="monitoring.changed",
+        changes=changes,
+        event=lambda snap: contract.MonitoringChanged(
+            household=snap,
+            changed_by=actor,
+            previous_status=cast(Any, before.status),
+            elimination_method=cast(Any, after.elimination_method),
         ),
     )
 
@@ -187,34 +191,22 @@ async def on_finding_observed(session: AsyncSession, event: CloudEvent) -> None:
         income = domain.Income(year=data.income.year, total=max(0.0, data.income.total))
         row = next((i for i in view.incomes if i["year"] == income.year), None)
         if row is None or row["total"] != income.total:
-            await session.execute(
-                delete(INC).where(
-                    INC.c.household_id == view.household["id"], INC.c.year == income.year
-                )
-            )
-            new_row = {"household_id": view.household["id"], **income.__dict__}
-            await session.execute(insert(INC).values(**new_row))
-            view.incomes = sorted(
-                [i for i in view.incomes if i["year"] != income.year] + [new_row],
-                key=lambda i: -i["year"],
-            )
+            await write_income(session, view, income)
             changes[f"income.{income.year}"] = {"from": row and row["total"], "to": income.total}
             changed_fields.add("incomes")
     if not changes:
         return
-    await bump(session, view, values)
     changes["origin"] = data.origin
-    await record_history(
-        session, view, actor=data.observed_by, action="finding.applied", changes=changes
-    )
-    await outbox.publish(
+    await record_change(
         session,
-        registry_event(
-            contract.HouseholdUpdated(
-                household=snapshot(view),
-                changed_by=data.observed_by,
-                changed_fields=sorted(changed_fields),
-            ),
-            view.id,
+        view,
+        values,
+        actor=data.observed_by,
+        action="finding.applied",
+        changes=changes,
+        event=lambda snap: contract.HouseholdUpdated(
+            household=snap,
+            changed_by=data.observed_by,
+            changed_fields=sorted(changed_fields),
         ),
     )

@@ -1,25 +1,26 @@
 """A household as the registry loads it (household row, members, incomes, contacts, in one
 round trip), its snapshot (what every `registry.households` event carries: members with
 `id_hash`, never the ID number, and a version that increases with every change), and the
-three writes every change ends with: the next version, a history entry, the event."""
+writes every change ends with: the next version, a history entry, the event."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import insert, text, update
+from sqlalchemy import delete, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop import outbox
 from backstop.contracts import registry as contract
 from backstop.errors import Problem
-from backstop.events import CloudEvent, make_event
+from backstop.events import make_event
 from backstop.logs import correlation_id
 from services.registry import domain
 from services.registry.models import (
@@ -205,19 +206,24 @@ def snapshot(view: HouseholdView) -> contract.HouseholdSnapshot:
     return contract.HouseholdSnapshot.model_validate(snapshot_data(view))
 
 
-def registry_event(payload: BaseModel, household_id: str) -> CloudEvent:
-    return make_event(SERVICE, payload, subject=household_id, correlation_id=correlation_id.get())
-
-
-async def record_history(
+async def record_change(
     session: AsyncSession,
     view: HouseholdView,
+    values: dict[str, Any],
     *,
     actor: str,
     action: str,
     changes: dict[str, Any],
+    event: Callable[[contract.HouseholdSnapshot], BaseModel],
     person_id: uuid.UUID | None = None,
 ) -> None:
+    """The three writes every change of a household ends with: its changed columns
+    (`values`, already in `view` or not) with the next version, a history entry, and the
+    outbox event that `event` makes of the new snapshot."""
+    view.household["version"] += 1
+    values = {**values, "version": view.household["version"], "updated_at": datetime.now(UTC)}
+    view.household.update(values)
+    await session.execute(update(H).where(H.c.id == view.household["id"]).values(**values))
     await session.execute(
         insert(HIST).values(
             household_id=view.household["id"],
@@ -228,11 +234,20 @@ async def record_history(
             version=view.household["version"],
         )
     )
+    payload = event(snapshot(view))
+    await outbox.publish(
+        session,
+        make_event(SERVICE, payload, subject=view.id, correlation_id=correlation_id.get()),
+    )
 
 
-async def bump(session: AsyncSession, view: HouseholdView, values: dict[str, Any]) -> None:
-    """Write changed household columns and the next version."""
-    view.household["version"] += 1
-    values = {**values, "version": view.household["version"], "updated_at": datetime.now(UTC)}
-    view.household.update(values)
-    await session.execute(update(H).where(H.c.id == view.household["id"]).values(**values))
+async def write_income(session: AsyncSession, view: HouseholdView, income: domain.Income) -> None:
+    """Replace the household's income row of `income.year`, in the database and in `view`."""
+    row = {"household_id": view.household["id"], **income.__dict__}
+    await session.execute(
+        delete(INC).where(INC.c.household_id == view.household["id"], INC.c.year == income.year)
+    )
+    await session.execute(insert(INC).values(**row))
+    view.incomes = sorted(
+        [i for i in view.incomes if i["year"] != income.year] + [row], key=lambda i: -i["year"]
+    )
