@@ -24,7 +24,9 @@ from backstop.db import make_engine, make_session_factory, unit_of_work
 from backstop.events import make_event
 from services.notify import delivery, scheduler
 from services.notify.domain import TZ
-from services.notify.handlers import RECIPIENTS, REMINDERS, SUBSCRIPTIONS, EventHandlers
+from services.notify.models import RECIPIENTS, REMINDERS, SUBSCRIPTIONS
+from services.notify.reactions import EventHandlers
+from services.notify.subscriptions import queue_alert
 from tests.notify.conftest import Gateway, fast, fresh_database
 from tests.support import Stack
 from tests.support import serving as running
@@ -197,7 +199,7 @@ async def run(quick: bool = False) -> dict[str, object]:
             for i in range(0, n_alerts, BATCH):
                 async with unit_of_work(sessions) as session:
                     for a in alerts[i : i + BATCH]:
-                        await handlers.alert(session, a)
+                        await queue_alert(session, a)
             gateway.requests.clear()
             started = time.perf_counter()
             while len(gateway.requests) < n_alerts:

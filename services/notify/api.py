@@ -13,16 +13,16 @@ from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Level, Principal, require
 from backstop.errors import Problem, invalid
 from backstop.pagination import decode_cursor, encode_cursor
-from services.notify import delivery, domain, handlers
+from services.notify import domain, reminders, scheduler, subscriptions
 from services.notify.config import NotifySettings
-from services.notify.handlers import (
+from services.notify.models import (
     RECIPIENTS,
+    REMINDER_ATTEMPTS,
     REMINDERS,
     SCHEDULES,
     SUBSCRIPTIONS,
+    WEBHOOK_ATTEMPTS,
     WEBHOOK_DELIVERIES,
-)
-from services.notify.models import (
     Page,
     RecipientKind,
     RecipientPublic,
@@ -114,7 +114,7 @@ async def reminder_deliveries(
 ) -> list[dict[str, Any]]:
     """The delivery log of one reminder: every attempt, its channel and outcome."""
     await _reminder(session, reminder_id, principal)
-    attempts = delivery.REMINDER_ATTEMPTS
+    attempts = REMINDER_ATTEMPTS
     rows = await session.execute(
         select(attempts).where(attempts.c.reminder_id == reminder_id).order_by(attempts.c.id)
     )
@@ -130,7 +130,7 @@ async def retry_reminder(
 ) -> dict[str, Any]:
     """Queue a failed reminder again, e.g. after its recipient was registered."""
     await _reminder(session, reminder_id, principal)
-    return await handlers.retry_reminder(sessions, reminder_id=reminder_id)
+    return await reminders.retry_reminder(sessions, reminder_id=reminder_id)
 
 
 # ---------------------------------------------------------------- recipient directory
@@ -198,7 +198,7 @@ async def put_recipient(
     if body.channel == "email" and "@" not in body.address:
         raise invalid(["body", "address"], "not an e-mail address")
     principal.require_region(body.region_code)
-    return await handlers.put_recipient(sessions, kind=kind, code=code, body=body)
+    return await reminders.put_recipient(sessions, kind=kind, code=code, body=body)
 
 
 # ---------------------------------------------------------------- schedules
@@ -220,7 +220,7 @@ async def patch_schedule(
     principal: Principal = require("notify:admin"),
 ) -> dict[str, Any]:
     principal.require_level(Level.COUNTY, "changing a county-wide schedule")
-    return await handlers.patch_schedule(sessions, name=name, body=body)
+    return await scheduler.patch_schedule(sessions, name=name, body=body)
 
 
 # ---------------------------------------------------------------- webhook subscriptions
@@ -243,7 +243,7 @@ async def create_subscription(
             errors=[{"loc": ["body", "region_prefix"], "msg": "outside the token's regions"}],
         )
     notify: NotifySettings = request.app.state.notify_settings
-    return await handlers.create_subscription(
+    return await subscriptions.create_subscription(
         sessions,
         body=body,
         created_by=principal.sub,
@@ -286,7 +286,7 @@ async def delete_subscription(
 ) -> Response:
     """Deactivate: nothing more is sent; the delivery log stays."""
     await _subscription(session, subscription_id, principal)
-    await handlers.deactivate_subscription(sessions, subscription_id=subscription_id)
+    await subscriptions.deactivate_subscription(sessions, subscription_id=subscription_id)
     return Response(status_code=204)
 
 
@@ -312,7 +312,7 @@ async def subscription_deliveries(
         stmt = stmt.where(d.c.seq < after[0])
     rows = (await session.execute(stmt.order_by(d.c.seq.desc()).limit(limit + 1))).all()
     page = rows[:limit]
-    attempts = delivery.WEBHOOK_ATTEMPTS
+    attempts = WEBHOOK_ATTEMPTS
     log: dict[Any, list[WebhookAttemptPublic]] = {}
     if page:
         for a in await session.execute(

@@ -13,10 +13,10 @@ from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
 from backstop.contracts import assistance, datasync, registry, risk
 from backstop.settings import Settings
-from services.notify import delivery, scheduler
+from services.notify import delivery, scheduler, subscriptions
 from services.notify.api import router
 from services.notify.config import NotifySettings, get_notify_settings
-from services.notify.handlers import ALERT_EVENT_TYPES, EventHandlers
+from services.notify.reactions import EventHandlers
 
 
 def build_spec(
@@ -65,7 +65,7 @@ def build_spec(
             ConsumerSpec(
                 group="notify-webhooks",
                 topics=[risk.ALERTS_TOPIC],
-                handlers={t: handlers.alert for t in ALERT_EVENT_TYPES},
+                handlers={t: subscriptions.queue_alert for t in subscriptions.ALERT_EVENT_TYPES},
             ),
         ],
         jobs=[

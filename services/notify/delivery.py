@@ -24,19 +24,18 @@ from backstop.events import CONTENT_TYPE
 from services.notify import domain
 from services.notify.channels import Channels, Outgoing, SendResult, send_safely
 from services.notify.config import NotifySettings
-from services.notify.handlers import (
+from services.notify.models import (
+    REMINDER_ATTEMPTS,
     REMINDERS,
     SUBSCRIPTIONS,
+    WEBHOOK_ATTEMPTS,
     WEBHOOK_DELIVERIES,
-    publish_final,
     utcnow,
 )
-from services.notify.models import ReminderAttempt, WebhookAttempt, table
+from services.notify.reminders import publish_final
 
 log = logging.getLogger("backstop.notify.delivery")
 
-REMINDER_ATTEMPTS = table(ReminderAttempt)
-WEBHOOK_ATTEMPTS = table(WebhookAttempt)
 _SEND_CONCURRENCY = 16
 _PER_SUBSCRIBER_CONCURRENCY = 8
 

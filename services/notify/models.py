@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -241,6 +241,21 @@ def table(model: type[SQLModel]) -> sa.Table:
     t = model.__table__  # type: ignore[attr-defined]
     assert isinstance(t, sa.Table)
     return t
+
+
+RECIPIENTS = table(Recipient)
+HOUSEHOLDS = table(HouseholdRecord)
+REMINDERS = table(Reminder)
+REMINDER_ATTEMPTS = table(ReminderAttempt)
+SCHEDULES = table(Schedule)
+OCCURRENCES = table(ScheduleOccurrence)
+SUBSCRIPTIONS = table(Subscription)
+WEBHOOK_DELIVERIES = table(WebhookDelivery)
+WEBHOOK_ATTEMPTS = table(WebhookAttempt)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------- API schemas

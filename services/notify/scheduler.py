@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.db import SessionFactory, unit_of_work
+from backstop.errors import Problem
 from services.notify import domain
 from services.notify.config import NotifySettings
-from services.notify.handlers import HOUSEHOLDS, SCHEDULES, Draft, create_reminders, utcnow
-from services.notify.models import ScheduleOccurrence, table
+from services.notify.models import HOUSEHOLDS, OCCURRENCES, SCHEDULES, SchedulePatch, utcnow
+from services.notify.reminders import Draft, create_reminders
 
 log = logging.getLogger("backstop.notify.scheduler")
-
-OCCURRENCES = table(ScheduleOccurrence)
 
 
 def rule_of(row: object) -> domain.ScheduleRule:
@@ -148,3 +148,19 @@ async def _drafts(
             )
         ]
     raise ValueError(f"unknown schedule kind {kind!r}")
+
+
+async def patch_schedule(
+    sessions: SessionFactory, *, name: str, body: SchedulePatch
+) -> dict[str, Any]:
+    changes = body.model_dump(exclude_none=True)
+    async with unit_of_work(sessions) as session:
+        stmt = update(SCHEDULES).where(SCHEDULES.c.name == name).returning(*SCHEDULES.c)
+        if changes:
+            stmt = stmt.values(**changes)
+        else:
+            stmt = stmt.values(name=SCHEDULES.c.name)
+        row = (await session.execute(stmt)).first()
+        if row is None:
+            raise Problem(404, f"no schedule named {name}")
+    return dict(row._mapping)

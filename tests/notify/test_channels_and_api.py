@@ -19,7 +19,8 @@ from backstop.settings import Settings
 from backstop.tables import outbox
 from services.notify import delivery
 from services.notify.app import create
-from services.notify.handlers import REMINDERS, EventHandlers
+from services.notify.models import REMINDERS
+from services.notify.reactions import EventHandlers
 from tests.notify.conftest import Gateway, fast
 from tests.support import Stack, serve, wait_for
 from tests.support import serving as running

@@ -14,8 +14,8 @@ from backstop.db import unit_of_work
 from backstop.events import CloudEvent, make_event
 from backstop.settings import Settings
 from services.notify.app import create
-from services.notify.delivery import REMINDER_ATTEMPTS
-from services.notify.handlers import REMINDERS, EventHandlers
+from services.notify.models import REMINDER_ATTEMPTS, REMINDERS
+from services.notify.reactions import EventHandlers
 from tests.notify.conftest import fast, send_events
 from tests.support import Stack, read_topic, serve, wait_for
 
@@ -149,7 +149,7 @@ async def test_overdue_task_goes_to_assignee_then_town_leader_unknown_recipient_
         # With a registered leader, the escalation waits, and completing the task cancels it.
         task2 = str(uuid.uuid4())
         async with unit_of_work(runtime.sessions) as session:
-            from services.notify.handlers import RECIPIENTS
+            from services.notify.models import RECIPIENTS
 
             await session.execute(
                 RECIPIENTS.insert().values(

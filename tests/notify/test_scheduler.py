@@ -15,9 +15,9 @@ from backstop.db import unit_of_work
 from backstop.events import make_event
 from services.notify import delivery, scheduler
 from services.notify.app import build_spec
-from services.notify.delivery import REMINDER_ATTEMPTS
 from services.notify.domain import TZ
-from services.notify.handlers import REMINDERS, EventHandlers
+from services.notify.models import REMINDER_ATTEMPTS, REMINDERS
+from services.notify.reactions import EventHandlers
 from tests.notify.conftest import fast, fresh_database
 from tests.support import Stack
 
