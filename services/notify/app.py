@@ -33,11 +33,15 @@ def build_spec(
 
     async def send_reminders(runtime: Runtime) -> None:
         # Drain what is due, then wait for the next tick.
-        while await delivery.deliver_reminders(runtime.sessions, notify, worker=worker):
+        while await delivery.deliver_reminders(
+            runtime.sessions, notify, runtime.settings, worker=worker
+        ):
             pass
 
     async def send_webhooks(runtime: Runtime) -> None:
-        while await delivery.deliver_webhooks(runtime.sessions, notify, background=inflight):
+        while await delivery.deliver_webhooks(
+            runtime.sessions, notify, runtime.settings, background=inflight
+        ):
             pass
 
     return ServiceSpec(

@@ -8,6 +8,7 @@ import json
 import logging
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -16,6 +17,7 @@ import httpx
 
 from services.notify import domain
 from services.notify.config import NotifySettings
+from services.notify.egress import InternalAddressRefused
 
 log = logging.getLogger("backstop.notify.channels")
 
@@ -179,7 +181,7 @@ class WebhookChannel:
         ).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": message.dedup_key}
         if self.secret:
-            headers["X-Backstop-Signature"] = domain.sign(self.secret, body)
+            headers |= domain.signature_headers(self.secret, body, time.time())
         response = await self.client.post(message.address, content=body, headers=headers)
         return _http_result(response)
 
@@ -216,5 +218,7 @@ async def send_safely(channel: Channel, message: Outgoing, timeout: float) -> Se
         return await asyncio.wait_for(channel.send(message), timeout)
     except TimeoutError:
         return SendResult.failed(f"timed out after {timeout:.0f}s")
+    except InternalAddressRefused as exc:  # the address will not become public by retrying
+        return SendResult.failed(str(exc), retryable=False)
     except httpx.HTTPError as exc:
         return SendResult.failed(f"{type(exc).__name__}: {exc}")

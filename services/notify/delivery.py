@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.db import SessionFactory, unit_of_work
 from backstop.events import CONTENT_TYPE
+from backstop.settings import Settings
 from services.notify import domain
 from services.notify.channels import Channels, Outgoing, SendResult, send_safely
 from services.notify.config import NotifySettings
+from services.notify.egress import pinned_client
 from services.notify.models import (
     REMINDER_ATTEMPTS,
     REMINDERS,
@@ -51,8 +54,14 @@ WEBHOOK_SENDS = Counter(
 )
 
 
-def _client(settings: NotifySettings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=settings.http_timeout_s, follow_redirects=False)
+def _client(settings: NotifySettings, service: Settings) -> httpx.AsyncClient:
+    """Every address is checked and pinned when connecting (egress.PinnedTransport),
+    except the deployment's own SMS gateway."""
+    return pinned_client(
+        timeout=settings.http_timeout_s,
+        allow_internal=settings.internal_callbacks_allowed(service.environment),
+        trusted_hosts=[h for h in (httpx.URL(settings.sms_gateway_url or "").host,) if h],
+    )
 
 
 # ---------------------------------------------------------------- reminders
@@ -84,6 +93,7 @@ async def _claim_reminders(
 async def deliver_reminders(
     sessions: SessionFactory,
     settings: NotifySettings,
+    service: Settings,
     *,
     worker: str,
     now: datetime | None = None,
@@ -97,7 +107,7 @@ async def deliver_reminders(
     if not claimed:
         return 0
     own_client = client is None
-    http = client or _client(settings)
+    http = client or _client(settings, service)
     try:
         channels = Channels(settings, http)
         gate = asyncio.Semaphore(_SEND_CONCURRENCY)
@@ -247,6 +257,7 @@ class _Target:
 async def deliver_webhooks(
     sessions: SessionFactory,
     settings: NotifySettings,
+    service: Settings,
     *,
     now: datetime | None = None,
     client: httpx.AsyncClient | None = None,
@@ -315,7 +326,9 @@ async def deliver_webhooks(
         by_subscription.setdefault(row.subscription_id, []).append(row)
     tasks = [
         asyncio.create_task(
-            _deliver_to(sessions, settings, targets[sub], rows, lease=lease, client=client),
+            _deliver_to(
+                sessions, settings, service, targets[sub], rows, lease=lease, client=client
+            ),
             name=f"webhook-{sub}",
         )
         for sub, rows in by_subscription.items()
@@ -333,6 +346,7 @@ async def deliver_webhooks(
 async def _deliver_to(
     sessions: SessionFactory,
     settings: NotifySettings,
+    service: Settings,
     target: _Target,
     rows: list[Any],
     *,
@@ -342,13 +356,13 @@ async def _deliver_to(
     """Send one subscriber's claimed rows, then record the outcomes."""
     d = WEBHOOK_DELIVERIES
     own_client = client is None
-    http = client or _client(settings)
+    http = client or _client(settings, service)
     gate = asyncio.Semaphore(_PER_SUBSCRIBER_CONCURRENCY)
 
     async def post(row: Any) -> tuple[Any, int | None, str | None]:
         headers = {
             "Content-Type": CONTENT_TYPE,
-            "X-Backstop-Signature": domain.sign(target.secret, row.body),
+            **domain.signature_headers(target.secret, row.body, time.time()),
             "X-Backstop-Delivery": str(row.id),
             "X-Backstop-Event-Id": row.event_id,
             "X-Backstop-Attempt": str(row.attempts),

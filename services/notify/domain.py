@@ -405,12 +405,39 @@ def retry_delay(attempt: int, *, base_s: float, max_s: float) -> float:
 
 
 def sign(secret: str, body: bytes) -> str:
-    """The `X-Backstop-Signature` value: HMAC-SHA256 of the raw body under the secret."""
+    """The `X-Backstop-Signature` value: HMAC-SHA256 of the raw body under the secret.
+    Kept for one version beside V2 (it carries no timestamp, so it can be replayed)."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def signature_matches(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign(secret, body), header)
+
+
+def sign_v2(secret: str, timestamp: int, body: bytes) -> str:
+    """The `X-Backstop-Signature-V2` value: HMAC-SHA256 of `"<timestamp>.<body>"`."""
+    message = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_headers(secret: str, body: bytes, now: float) -> dict[str, str]:
+    """The signature headers of one delivery sent at `now` (unix seconds)."""
+    timestamp = int(now)
+    return {
+        "X-Backstop-Timestamp": str(timestamp),
+        "X-Backstop-Signature-V2": sign_v2(secret, timestamp, body),
+        "X-Backstop-Signature": sign(secret, body),
+    }
+
+
+def verify_v2(
+    secret: str, body: bytes, *, timestamp: str, signature: str, now: float, tolerance_s: int = 300
+) -> bool:
+    """What a receiver checks: the V2 signature matches and the timestamp is within
+    `tolerance_s` of its clock (a captured delivery replayed later is refused)."""
+    if not timestamp.isdigit() or abs(now - int(timestamp)) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign_v2(secret, int(timestamp), body), signature)
 
 
 def subscription_matches(
@@ -419,15 +446,41 @@ def subscription_matches(
     return event_type in event_types and region_code.startswith(region_prefix)
 
 
+# IPv6 ranges whose addresses carry an IPv4 address in their last 32 bits: NAT64 (well
+# known and local-use), IPv4-translated (SIIT) and IPv4-compatible (::a.b.c.d, deprecated
+# but still routed by some stacks). 6to4, Teredo and IPv4-mapped have accessors.
+_IPV4_IN_LAST_32 = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
+
+
+def _ipv4_inside(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, if it embeds one."""
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    if any(ip in net for net in _IPV4_IN_LAST_32):
+        return ipaddress.IPv4Address(ip.packed[-4:])
+    return None
+
+
+def _internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return not ip.is_global or ip.is_multicast
+
+
 def internal_address(host: str, addresses: Iterable[str]) -> str | None:
     """The first of `host`'s addresses that is not a public internet address (loopback,
-    private, link-local, reserved …), if any: a webhook there would reach inside."""
+    private, link-local, reserved …, also when embedded in an IPv6 address by NAT64,
+    6to4, Teredo, IPv4-mapped or IPv4-compatible forms), if any: a webhook there would
+    reach inside."""
     if host.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
         return host
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if not ip.is_global or ip.is_multicast:
+        inside = _ipv4_inside(ip) if isinstance(ip, ipaddress.IPv6Address) else None
+        if _internal(ip) or (inside is not None and _internal(inside)):
             return address
     return None

@@ -107,7 +107,9 @@ async def test_channels_retry_with_backoff_and_end_in_a_final_status(
             refs = [e.data["task_id"] for e in events]
 
             async def final() -> list[object]:
-                await delivery.deliver_reminders(runtime.sessions, config, worker="t")
+                await delivery.deliver_reminders(
+                    runtime.sessions, config, runtime.settings, worker="t"
+                )
                 async with runtime.sessions() as session:
                     rows = (
                         await session.execute(select(REMINDERS).where(REMINDERS.c.ref.in_(refs)))
@@ -203,7 +205,9 @@ async def test_late_department_reaches_department_and_county_office_and_can_be_r
         r = await client.post(f"/v1/reminders/{office['id']}/retry", headers=county)
         assert r.status_code == 200 and r.json()["status"] == "pending"
         await wait_for(
-            lambda: delivery.deliver_reminders(runtime.sessions, config, worker="t"),
+            lambda: delivery.deliver_reminders(
+                runtime.sessions, config, runtime.settings, worker="t"
+            ),
             message="retried reminder delivered",
         )
         r = await client.get(f"/v1/reminders/{office['id']}", headers=county)

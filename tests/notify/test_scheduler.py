@@ -81,8 +81,8 @@ async def test_two_schedulers_at_once_send_the_monthly_lists_exactly_once(stack:
         # Both deliver at once: each reminder exactly one successful attempt.
         while any(
             await asyncio.gather(
-                delivery.deliver_reminders(first.sessions, config, worker="a"),
-                delivery.deliver_reminders(second.sessions, config, worker="b"),
+                delivery.deliver_reminders(first.sessions, config, first.settings, worker="a"),
+                delivery.deliver_reminders(second.sessions, config, second.settings, worker="b"),
             )
         ):
             pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,9 +46,15 @@ class Receiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        signed = domain.signature_matches(
-            self.secret, body, headers.get("x-backstop-signature", "")
-        )
+        # As the README tells receivers: V2 over "<timestamp>.<body>", the timestamp
+        # within five minutes; the old header still matches for one version.
+        signed = domain.verify_v2(
+            self.secret,
+            body,
+            timestamp=headers.get("x-backstop-timestamp", ""),
+            signature=headers.get("x-backstop-signature-v2", ""),
+            now=time.time(),
+        ) and domain.signature_matches(self.secret, body, headers.get("x-backstop-signature", ""))
         if not signed:
             status = 401
         elif len(self.calls) < self.fail_first:

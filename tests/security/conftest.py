@@ -1,3 +1,4 @@
 from tests.kernel.conftest import kernel_settings
+from tests.notify.conftest import notify_settings
 
-__all__ = ["kernel_settings"]  # the kernel tables and the probe consumer's table
+__all__ = ["kernel_settings", "notify_settings"]  # the kernel tables; a notify database
