@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from backstop.errors import invalid
 from backstop.idnumber import fold_fullwidth
 
 # No act this system records predates 2000 (脱贫攻坚 began 2013; the registers 2014).
@@ -190,6 +191,14 @@ class Period:
     def shift(self, months: int) -> Period:
         index = self.year * 12 + (self.month - 1) + months
         return Period(index // 12, index % 12 + 1)
+
+
+def period_param(text: str, loc: list[str | int]) -> Period:
+    """A period given as a query or path parameter; a 422 naming `loc` if it is not one."""
+    try:
+        return Period.parse(text)
+    except ValueError as exc:
+        raise invalid(loc, str(exc)) from None
 
 
 def _period_text(value: Any) -> str:

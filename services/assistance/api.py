@@ -4,7 +4,6 @@ funds:write (money)."""
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -14,6 +13,7 @@ from fastapi.responses import JSONResponse
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Level, Principal, require
 from backstop.errors import Problem, invalid
+from backstop.requests import period_param
 from services.assistance import common, domain, funds, plans, procedure, supervision, tasks, visits
 from services.assistance.models import (
     AccountabilityCreate,
@@ -63,7 +63,6 @@ IdempotencyKey = Annotated[
         "replays the first response, the same key with another body is a 422.",
     ),
 ]
-PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def task_public(task: Task, case_id: str | None = None) -> TaskPublic:
@@ -288,9 +287,10 @@ async def compliance(
 ) -> dict[str, Any]:
     """Monitored and marginal households not contacted in the month, by town and by
     contact person (每月至少走访或联系一次)."""
-    period = period or domain.today().strftime("%Y-%m")
-    if not PERIOD.match(period):
-        raise invalid(["query", "period"], "a month like 2026-11")
+    if period:
+        period = str(period_param(period, ["query", "period"]))
+    else:
+        period = domain.today().strftime("%Y-%m")
     if region:
         principal.require_region(region)
     report = await visits.contact_compliance(

@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Principal, PrincipalDep, require
 from backstop.errors import Problem, invalid
+from backstop.requests import period_param
 from services.datasync import ingest, queries
 from services.datasync.config import DatasyncConfig, get_config
 from services.datasync.domain import SOURCES, Period, check_period
@@ -249,6 +250,8 @@ async def list_batches(
 ) -> BatchList:
     known_source(source)
     _may_read(principal, source)
+    if period is not None:
+        period = str(period_param(period, ["query", "period"]))
     return await queries.list_batches(
         session=session, source=source, period=period, limit=limit, cursor=cursor
     )
@@ -341,13 +344,9 @@ async def list_deliveries(
 ) -> DeliveryList:
     """Who has delivered for `period`, what is due and what is late (delivery calendar)."""
     config = config_of(request)
-    try:
-        month = Period.parse(period)
-    except ValueError as exc:
-        raise invalid(["query", "period"], str(exc)) from None
     return await queries.deliveries(
         session=session,
-        period=month,
+        period=period_param(period, ["query", "period"]),
         rules=config.rules,
         today=datetime.now(config.tz).date(),
         tz=config.tz,

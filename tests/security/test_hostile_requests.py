@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from backstop.pagination import encode_cursor
 from backstop.settings import Settings
+from services.assistance.app import create as create_assistance
 from services.datasync.app import create as create_datasync
 from services.registry.app import create as create_registry
 from services.registry.seed import make_id_number
@@ -172,15 +173,25 @@ async def _get(
     return head
 
 
-async def test_deliveries_of_period_0000_01_is_a_422(stack: Stack) -> None:
-    settings = await stack.create_database("datasync", label="_sec")
-    async with serve(create_datasync, settings, background=False) as (client, _):
-        headers = stack.headers("feeds:read")
-        for period in ("0000-01", "9999-12", "2026-13", "２０２６-１３"):
-            r = await client.get("/v1/deliveries", params={"period": period}, headers=headers)
-            assert_problem(r, 422, "query", "period")
-        ok = await client.get("/v1/deliveries", params={"period": "２０２６-１０"}, headers=headers)
-        assert ok.status_code == 200 and ok.json()["period"] == "2026-10"
+async def test_a_period_out_of_its_window_is_a_422_wherever_it_is_given(stack: Stack) -> None:
+    """GET /v1/deliveries?period=0000-01 answered 500: every period parameter goes
+    through the kernel's Period."""
+    datasync = await stack.create_database("datasync", label="_sec")
+    assistance = await stack.create_database("assistance", label="_sec")
+    routes = [
+        (create_datasync, datasync, "/v1/deliveries", "feeds:read"),
+        (create_datasync, datasync, "/v1/feeds/medical/batches", "feeds:medical"),
+        (create_datasync, datasync, "/v1/unmatched", "feeds:read"),
+        (create_assistance, assistance, "/v1/visits/compliance", "assistance:read"),
+    ]
+    for create, service_settings, path, scope in routes:
+        async with serve(create, service_settings, background=False) as (client, _):
+            headers = stack.headers(scope)
+            for period in ("0000-01", "9999-12", "2026-13", "２０２６-１３", "2026-1\x00"):
+                r = await client.get(path, params={"period": period}, headers=headers)
+                assert_problem(r, 422, "query", "period")
+            ok = await client.get(path, params={"period": "２０２６-１０"}, headers=headers)
+            assert ok.status_code == 200, (path, ok.text)
 
 
 async def test_a_request_whose_event_the_broker_would_refuse_is_a_413_and_writes_nothing(

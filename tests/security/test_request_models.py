@@ -75,6 +75,23 @@ def test_every_request_model_inherits_the_kernel_base(name: str) -> None:
     assert issubclass(MODELS[name], RequestModel), f"{name} does not inherit RequestModel"
 
 
+def test_every_list_and_dict_of_a_request_has_a_bound() -> None:
+    """Members per household, schooling entries per visit, measures per plan …: a list
+    without a bound would let one request build an event the broker refuses."""
+    unbounded = []
+    for name, model in sorted(MODELS.items()):
+        for field_name, info in model.model_fields.items():
+            for option in _unwrap(info.annotation):
+                origin = typing.get_origin(option)
+                if origin not in (list, dict, set, tuple):
+                    continue
+                keys = typing.get_args(option)[0] if origin is dict else None
+                bounded = any(getattr(c, "max_length", None) for c in info.metadata)
+                if not bounded and typing.get_origin(keys) is not typing.Literal:
+                    unbounded.append(f"{name}.{field_name}")
+    assert not unbounded
+
+
 # --- hostile values at every leaf of every model -------------------------------------
 
 Path = tuple[str | int, ...]
