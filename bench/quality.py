@@ -89,6 +89,18 @@ FROM generate_series(1, :n, 7) AS g
 """
 
 
+# Most households were visited last month; most monitored ones have a measure.
+HELP_SQL = """
+INSERT INTO quality_visits (household_id, visited_on)
+SELECT md5('hh' || g)::uuid::text, date_trunc('month', current_date)::date - 15
+FROM generate_series(1, :n) AS g WHERE g % 10 <> 0;
+INSERT INTO quality_measures (measure_id, household_id, category, start_on, end_on, amount)
+SELECT md5('m' || g)::uuid::text, md5('hh' || g)::uuid::text, 'industry', '2025-07-01',
+       '2027-06-30', 5000
+FROM generate_series(1, :n) AS g WHERE g % 9 = 0 AND g % 4 <> 0
+"""
+
+
 async def seed(sessions: object, n: int) -> int:
     step = 50_000
     async with unit_of_work(sessions) as session:  # type: ignore[arg-type]
@@ -99,6 +111,8 @@ async def seed(sessions: object, n: int) -> int:
         await session.execute(text(PERSONS_SQL))
         await session.execute(text(RISK_SQL))
         await session.execute(text(RECORDS_SQL), {"n": n})
+        for statement in HELP_SQL.split(";"):
+            await session.execute(text(statement), {"n": n})
         members = await session.scalar(text("SELECT count(*) FROM quality_persons"))
         await session.execute(text("ANALYZE"))
     return int(members or 0)

@@ -75,10 +75,7 @@ async def list_findings(
         str | None, Query(description="region-code prefix (town = 9 digits, village = 12)")
     ] = None,
     rule: Annotated[str | None, Query(pattern=r"^[A-Z]{2}\d{3}$")] = None,
-    category: Literal[
-        "identity", "labour_schooling", "guarantees", "income", "procedure", "department"
-    ]
-    | None = None,
+    category: domain.Category | None = None,
     severity: Literal["error", "warning", "hint"] | None = None,
     status: Literal["open", "closed", "accepted"] | None = "open",
     household_id: uuid.UUID | None = None,

@@ -17,14 +17,20 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from backstop.contracts.policy import income_drop_share
+from backstop.contracts.policy import due_for_monthly_contact, income_drop_share
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
 RULESET_VERSION = "2026.12.1"
 
 Severity = Literal["error", "warning", "hint"]
 Category = Literal[
-    "identity", "labour_schooling", "guarantees", "income", "procedure", "department"
+    "identity",
+    "labour_schooling",
+    "guarantees",
+    "income",
+    "procedure",
+    "measures_funds",
+    "department",
 ]
 CATEGORY_LABELS: dict[str, str] = {
     "identity": "身份与家庭结构",
@@ -32,6 +38,7 @@ CATEGORY_LABELS: dict[str, str] = {
     "guarantees": "两不愁三保障及饮水安全",
     "income": "收入",
     "procedure": "监测与认定程序",
+    "measures_funds": "帮扶措施与资金",
     "department": "部门数据比对",
 }
 SEVERITY_LABELS: dict[str, str] = {"error": "错误", "warning": "警告", "hint": "提示"}
@@ -95,6 +102,8 @@ class Thresholds:
     max_age: int = 110
     guarantees_stale_days: int = 366
     quiet_monitoring_months: int = 6
+    # Grants in one quarter above this share of the annual net income (MF005).
+    grant_income_share: Decimal = Decimal("0.5")
 
     def income_line(self, year: int) -> Decimal:
         return self.income_lines.get(year, self.income_line_default)
@@ -177,6 +186,24 @@ class Task:
     overdue: bool = False
 
 
+@dataclass(slots=True)
+class AidMeasure:
+    """A measure of an assistance plan (帮扶措施)."""
+
+    category: str  # industry, employment, public_welfare_job, education, health, ...
+    start_on: date
+    end_on: date
+    amount: Decimal = Decimal(0)
+
+
+@dataclass(slots=True)
+class Grant:
+    """A grant from the city and town funds (救助补助)."""
+
+    amount: Decimal
+    granted_on: date
+
+
 @dataclass(frozen=True, slots=True)
 class Departed:
     """A member removed from the household (deceased, married out, moved)."""
@@ -206,6 +233,9 @@ class Household:
     decisions: tuple[Decision, ...] = ()  # oldest first
     tasks: tuple[Task, ...] = ()
     departed: tuple[Departed, ...] = ()
+    measures: tuple[AidMeasure, ...] = ()
+    grants: tuple[Grant, ...] = ()
+    visits: tuple[date, ...] = ()  # contacts (走访) of the last two months
     # ID hashes of members that another household of the register also lists.
     shared_id_hashes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -355,7 +385,17 @@ def rule(
     return register
 
 
-FACETS = ("records", "risk", "monitored", "eliminated", "decisions", "tasks", "departed")
+FACETS = (
+    "records",
+    "risk",
+    "monitored",
+    "eliminated",
+    "decisions",
+    "tasks",
+    "departed",
+    "measures",
+    "grants",
+)
 
 
 def facets(h: Household) -> frozenset[str]:
@@ -367,6 +407,8 @@ def facets(h: Household) -> frozenset[str]:
         "decisions": bool(h.decisions),
         "tasks": bool(h.tasks),
         "departed": bool(h.departed),
+        "measures": bool(h.measures),
+        "grants": bool(h.grants),
     }
     return frozenset(k for k, v in present.items() if v)
 
@@ -1351,6 +1393,150 @@ def monitoring_not_applied(f: Facts) -> Evidence | None:
         return None
     status = {"none": "未监测", "eliminated": "已消除风险"}.get(f.h.monitoring_status, "")
     return {"decided_on": str(last.decided_on), "status": status}
+
+
+@rule(
+    "PR018", "procedure", "warning", "Not contacted last month",
+    "{month}没有走访或联系记录（每月至少走访一次）",
+    "帮扶责任人入户走访或电话、微信联系，并录入走访记录",
+)  # fmt: skip
+def not_contacted(f: Facts) -> Evidence | None:
+    # 双骤户 (收入骤降 or 支出骤增) are due as long as risk sees them so.
+    sudden = bool(f.factors & {"income_drop", "expense_surge"})
+    if not due_for_monthly_contact(
+        household_type=f.h.type, monitoring_status=f.h.monitoring_status, sudden_change=sudden
+    ):
+        return None
+    first = f.today.replace(day=1)
+    last_month = (first - timedelta(days=1)).replace(day=1)
+    if any(last_month <= v < first for v in f.h.visits):
+        return None
+    return {"month": f"{last_month.year}年{last_month.month}月"}
+
+
+# --- measures and funds (帮扶措施与资金) ----------------------------------------------
+
+MEASURE_LABELS = {
+    "industry": "产业帮扶",
+    "employment": "就业帮扶",
+    "public_welfare_job": "公益性岗位",
+    "microcredit": "小额信贷",
+    "education": "教育帮扶",
+    "health": "健康帮扶",
+    "housing": "住房安全保障",
+    "drinking_water": "饮水安全保障",
+    "social_security": "综合保障",
+    "social_assistance": "社会帮扶",
+    "poverty_insurance": "防贫保险",
+}
+WORK_MEASURES = frozenset({"employment", "public_welfare_job"})
+
+
+def _active(f: Facts, categories: frozenset[str] | None = None) -> list[AidMeasure]:
+    return [
+        m
+        for m in f.h.measures
+        if m.start_on <= f.today <= m.end_on and (categories is None or m.category in categories)
+    ]
+
+
+def _outside_monitoring(f: Facts) -> bool:
+    """一般农户 never identified: not a 脱贫户, 监测户 or 边缘户 (who may get help)."""
+    return f.h.type == "ordinary" and f.h.monitoring_status == "none"
+
+
+@rule(
+    "MF001", "measures_funds", "error", "Measure for a household outside monitoring",
+    "非监测对象（一般农户）有{count}项在实施的帮扶措施（{measures}）",
+    "按程序识别纳入监测，或终止不符合条件的帮扶措施",
+    needs="measures",
+)  # fmt: skip
+def measure_outside_monitoring(f: Facts) -> Evidence | None:
+    active = _active(f)
+    if not active or not _outside_monitoring(f):
+        return None
+    labels = sorted({MEASURE_LABELS.get(m.category, m.category) for m in active})
+    return {"count": len(active), "measures": "、".join(labels)}
+
+
+@rule(
+    "MF002", "measures_funds", "warning", "Employment measure with nobody able to work",
+    "有{measures}措施，但户内没有劳动年龄内有劳动能力的成员", "核实劳动力情况，调整为适合的帮扶措施",
+    needs="measures",
+)  # fmt: skip
+def work_measure_without_labour(f: Facts) -> Evidence | None:
+    active = _active(f, WORK_MEASURES)
+    if not active:
+        return None
+    if any(m.labor_capacity != "none" and 16 <= f.age(m) < 65 for m in f.h.members):
+        return None
+    return {"measures": "、".join(sorted({MEASURE_LABELS[m.category] for m in active}))}
+
+
+@rule(
+    "MF003", "measures_funds", "warning", "Education measure with no student",
+    "有教育帮扶措施，但户内没有在校生", "核实在校情况，或调整帮扶措施",
+    needs="measures",
+)  # fmt: skip
+def education_measure_without_student(f: Facts) -> Evidence | None:
+    if not _active(f, frozenset({"education"})):
+        return None
+    return None if any(m.schooling in IN_SCHOOL for m in f.h.members) else {}
+
+
+@rule(
+    "MF004", "measures_funds", "error", "Grant to a household outside monitoring",
+    "近12个月向非监测对象（一般农户）发放救助补助{count}笔，合计{amount}元",
+    "核实发放依据；不符合条件的按规定追回，符合条件的按程序纳入监测",
+    needs="grants",
+)  # fmt: skip
+def grant_outside_monitoring(f: Facts) -> Evidence | None:
+    recent = [g for g in f.h.grants if g.granted_on >= f.year_ago]
+    if not recent or not _outside_monitoring(f):
+        return None
+    return {"count": len(recent), "amount": yuan(sum((g.amount for g in recent), Decimal(0)))}
+
+
+@rule(
+    "MF005", "measures_funds", "warning", "Grants in one quarter above a share of income",
+    "{quarter}救助补助合计{amount}元，超过家庭年纯收入{total}元的{percent}%",
+    "核实救助金额与家庭收入；属实的作为例外说明",
+    needs="grants",
+)  # fmt: skip
+def grants_above_income_share(f: Facts) -> Evidence | None:
+    i = f.income
+    if i is None or i.total <= 0:
+        return None
+    by_quarter: dict[tuple[int, int], Decimal] = {}
+    for g in f.h.grants:
+        if g.granted_on >= f.year_ago:
+            key = (g.granted_on.year, (g.granted_on.month - 1) // 3 + 1)
+            by_quarter[key] = by_quarter.get(key, Decimal(0)) + g.amount
+    limit = i.total * f.t.grant_income_share
+    over = sorted((k, v) for k, v in by_quarter.items() if v > limit)
+    if not over:
+        return None
+    (year, quarter), amount = over[-1]
+    return {
+        "quarter": f"{year}年第{quarter}季度",
+        "amount": yuan(amount),
+        "total": yuan(i.total),
+        "percent": int(f.t.grant_income_share * 100),
+    }
+
+
+@rule(
+    "MF006", "measures_funds", "error", "Monitored for over a month without a measure",
+    "纳入监测（{since}）已{days}天，没有落实帮扶措施", "制定帮扶计划，落实针对性帮扶措施",
+    needs="monitored",
+)  # fmt: skip
+def monitored_without_measure(f: Facts) -> Evidence | None:
+    since = f.h.monitoring_since
+    if since is None or (f.today - since).days <= f.t.at_risk_grace_days:
+        return None
+    if any(m.end_on >= since for m in f.h.measures):
+        return None
+    return {"since": str(since), "days": (f.today - since).days}
 
 
 # --- department data against the register (部门数据比对) --------------------------------

@@ -48,6 +48,9 @@ TASK_COMPLETED = "backstop.assistance.task.completed.v1"
 TASK_OVERDUE = "backstop.assistance.task.overdue.v1"
 MONITORING_STARTED = "backstop.assistance.monitoring.started.v1"
 RISK_ELIMINATED = "backstop.assistance.risk.eliminated.v1"
+PLAN_CREATED = "backstop.assistance.plan.created.v1"
+GRANT_PAID = "backstop.assistance.grant.paid.v1"
+VISIT_RECORDED = "backstop.assistance.visit.recorded.v1"
 CONSUMED_TYPES = REGISTRY_TYPES | {
     RECORDS_MATCHED,
     ASSESSMENT_CHANGED,
@@ -56,6 +59,9 @@ CONSUMED_TYPES = REGISTRY_TYPES | {
     TASK_OVERDUE,
     MONITORING_STARTED,
     RISK_ELIMINATED,
+    PLAN_CREATED,
+    GRANT_PAID,
+    VISIT_RECORDED,
 }
 CONSUMED_TOPICS = [
     registry_contract.TOPIC,
@@ -105,6 +111,9 @@ class _Batch:
     risks: list[dict[str, Any]] = field(default_factory=list)
     decisions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     tasks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    measures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    visits: set[tuple[str, date]] = field(default_factory=set)
     touched: set[str] = field(default_factory=set)
 
 
@@ -191,6 +200,28 @@ def _collect(events: Sequence[CloudEvent], today: date) -> _Batch:
                 }
             )
             batch.touched.add(payload.household_id)
+        elif isinstance(payload, assistance_contract.PlanCreated):
+            for measure in payload.measures:
+                batch.measures[measure.measure_id] = {
+                    "measure_id": measure.measure_id,
+                    "household_id": payload.household_id,
+                    "category": measure.category,
+                    "start_on": measure.start_on,
+                    "end_on": measure.end_on,
+                    "amount": measure.amount,
+                }
+            batch.touched.add(payload.household_id)
+        elif isinstance(payload, assistance_contract.GrantPaid):
+            batch.grants[payload.grant_id] = {
+                "grant_id": payload.grant_id,
+                "household_id": payload.household_id,
+                "amount": payload.amount,
+                "granted_on": payload.granted_on,
+            }
+            batch.touched.add(payload.household_id)
+        elif isinstance(payload, assistance_contract.VisitRecorded):
+            batch.visits.add((payload.household_id, payload.visited_on))
+            batch.touched.add(payload.household_id)
         elif isinstance(payload, assistance_contract.TaskData):
             row = {
                 "task_id": payload.task_id,
@@ -252,6 +283,13 @@ async def apply_events(
         await session.execute(stmt, list(batch.decisions.values()))
     for event_type, row in batch.tasks:
         await _keep_task(session, event_type, row)
+    for table, rows in (
+        (m.measures, list(batch.measures.values())),
+        (m.grants, list(batch.grants.values())),
+        (m.visits, [{"household_id": h, "visited_on": on} for h, on in sorted(batch.visits)]),
+    ):
+        if rows:
+            await session.execute(pg_insert(table).on_conflict_do_nothing(), rows)
     sharing |= await _sharing(session, ids)
     await recheck(session, sorted(set(ids) | sharing), today=today, thresholds=thresholds)
 
@@ -383,7 +421,13 @@ SELECT h.household_id, h.region_code, h.town_code, h.snapshot::text AS snapshot,
   (SELECT json_agg(json_build_array(p.id_hash, q.household_id))
      FROM quality_persons p JOIN quality_persons q
        ON q.id_hash = p.id_hash AND q.household_id <> p.household_id
-     WHERE p.household_id = h.household_id)::text AS shared
+     WHERE p.household_id = h.household_id)::text AS shared,
+  (SELECT json_agg(json_build_array(x.category, x.start_on, x.end_on, x.amount::text))
+     FROM quality_measures x WHERE x.household_id = h.household_id)::text AS measures,
+  (SELECT json_agg(json_build_array(g.amount::text, g.granted_on))
+     FROM quality_grants g WHERE g.household_id = h.household_id)::text AS grants,
+  (SELECT json_agg(v.visited_on) FROM quality_visits v
+     WHERE v.household_id = h.household_id AND v.visited_on >= current_date - 70)::text AS visits
 FROM quality_households h
 """
 
@@ -475,6 +519,17 @@ def household_of(row: Any) -> domain.Household:
             domain.Departed(id_hash, date.fromisoformat(on), reason)
             for id_hash, on, reason in orjson.loads(row.departed or "[]")
         ),
+        measures=tuple(
+            domain.AidMeasure(
+                category, date.fromisoformat(start), date.fromisoformat(end), Decimal(amount)
+            )
+            for category, start, end, amount in orjson.loads(row.measures or "[]")
+        ),
+        grants=tuple(
+            domain.Grant(Decimal(amount), date.fromisoformat(on))
+            for amount, on in orjson.loads(row.grants or "[]")
+        ),
+        visits=tuple(date.fromisoformat(on) for on in orjson.loads(row.visits or "[]")),
         shared_id_hashes={k: tuple(sorted(v)) for k, v in shared.items()},
     )
 

@@ -8,7 +8,9 @@ another service's database):
 - `quality_departed`: members removed from a household, with the date and reason;
 - `quality_records`: department records matched to a household, by (source, record_id);
 - `quality_risk`: the latest risk assessment, and since when the household is at risk;
-- `quality_decisions`, `quality_tasks`: assistance's monitoring decisions and tasks.
+- `quality_decisions`, `quality_tasks`: assistance's monitoring decisions and tasks;
+- `quality_measures`, `quality_grants`, `quality_visits`: assistance's plans' measures,
+  grants and contacts (走访), by day.
 
 What the audit says:
 - `quality_findings`: one row per time a rule fired on a household (open → closed, or
@@ -129,6 +131,35 @@ tasks = Table(
     Column("due_on", Date, nullable=False),
     Column("overdue", Boolean, nullable=False, server_default="false"),
     Index("ix_quality_tasks_household", "household_id"),
+)
+
+measures = Table(
+    "quality_measures",
+    metadata,
+    Column("measure_id", String(36), primary_key=True),
+    Column("household_id", String(36), nullable=False),
+    Column("category", String(30), nullable=False),
+    Column("start_on", Date, nullable=False),
+    Column("end_on", Date, nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Index("ix_quality_measures_household", "household_id"),
+)
+
+grants = Table(
+    "quality_grants",
+    metadata,
+    Column("grant_id", String(36), primary_key=True),
+    Column("household_id", String(36), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("granted_on", Date, nullable=False),
+    Index("ix_quality_grants_household", "household_id"),
+)
+
+visits = Table(
+    "quality_visits",
+    metadata,
+    Column("household_id", String(36), primary_key=True),
+    Column("visited_on", Date, primary_key=True),
 )
 
 findings = Table(

@@ -34,6 +34,7 @@ BASE = d.Household(
     incomes=(INCOME_2025, INCOME_2024),
     guarantees=ALL_OK,
     risk=d.Risk("none", frozenset(), date(2026, 11, 1)),
+    visits=(date(2026, 11, 15),),
 )
 MON = replace(
     BASE,
@@ -44,6 +45,7 @@ MON = replace(
     decisions=(d.Decision("monitoring_started", date(2026, 3, 1), None, frozenset({"illness"})),),
     guarantees_verified_on={item: date(2026, 6, 1) for item in d.GUARANTEE_ITEMS},
     risk=d.Risk("watch", frozenset({"illness"}), date(2026, 11, 1)),
+    measures=(d.AidMeasure("health", date(2026, 3, 15), date(2026, 12, 31), D("3000")),),
 )
 ELIMINATED = replace(
     MON,
@@ -96,6 +98,10 @@ YOUTH = d.Member("p-youth", "h-youth", "child", "male", date(2010, 1, 1), labor_
                  schooling="none")  # fmt: skip
 COLLEGE = d.Member("p-college", "h-college", "child", "female", date(2008, 1, 1),
                    labor_capacity="full", schooling="college")  # fmt: skip
+
+INDUSTRY = d.AidMeasure("industry", date(2026, 1, 1), date(2026, 12, 31), D("5000"))
+JOB = d.AidMeasure("public_welfare_job", date(2026, 1, 1), date(2026, 12, 31), D("6000"))
+SCHOOL_AID = d.AidMeasure("education", date(2026, 9, 1), date(2027, 6, 30), D("1500"))
 
 CASES: list[tuple[str, Change, Change]] = [
     # identity and family structure
@@ -273,6 +279,24 @@ CASES: list[tuple[str, Change, Change]] = [
      lambda h: replace(h, decisions=(d.Decision("monitoring_started", date(2026, 11, 1), None,
                                                 frozenset({"illness"})),)),
      lambda h: MON),
+    ("PR018", lambda h: replace(h, visits=()), lambda h: replace(h, type="ordinary", visits=())),
+    # measures and funds
+    ("MF001", lambda h: replace(h, type="ordinary", measures=(INDUSTRY,)),
+     lambda h: replace(h, measures=(INDUSTRY,))),
+    ("MF002",
+     lambda h: replace(h, measures=(JOB,), members=tuple(replace(m, labor_capacity="none")
+                                                         for m in h.members)),
+     lambda h: replace(h, measures=(JOB,))),
+    ("MF003", lambda h: replace(h, measures=(SCHOOL_AID,), members=(HEAD, SPOUSE, PARENT)),
+     lambda h: replace(h, measures=(SCHOOL_AID,))),
+    ("MF004", lambda h: replace(h, type="ordinary", grants=(d.Grant(D("500"), date(2026, 10, 1)),)),
+     lambda h: replace(h, grants=(d.Grant(D("500"), date(2026, 10, 1)),))),
+    ("MF005",
+     lambda h: replace(h, grants=(d.Grant(D("20000"), date(2026, 10, 10)),
+                                  d.Grant(D("15000"), date(2026, 11, 10)))),
+     lambda h: replace(h, grants=(d.Grant(D("20000"), date(2026, 10, 10)),
+                                  d.Grant(D("15000"), date(2026, 7, 10))))),
+    ("MF006", lambda h: replace(MON, measures=()), lambda h: MON),
     # department data against the register
     ("DE001",
      lambda h: records(income(h, transfer=D("0"), wage=D("48000")),

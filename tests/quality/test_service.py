@@ -8,6 +8,7 @@ import io
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from openpyxl import load_workbook
 
 from backstop.app import Runtime
 from backstop.bus import make_producer
+from backstop.contracts.assistance import GrantPaid, MeasureData, PlanCreated
 from backstop.contracts.datasync import CivilAffairsRecordData, RecordsMatched
 from backstop.contracts.registry import (
     HouseholdCreated,
@@ -224,6 +226,31 @@ async def test_department_and_risk_events_reach_the_rules(
     # One member now, 24000 over one: the per-capita arithmetic is off (IN003).
     assert "24000.00元÷1人" in found["IN003"]["message"]
     assert "低保" in found["DE001"]["message"]
+
+
+async def test_help_given_reaches_the_rules(
+    service: tuple[httpx.AsyncClient, Runtime], producer: AIOKafkaProducer, settings: Settings,
+    stack: Stack,
+) -> None:  # fmt: skip
+    client, _ = service
+    h = household(couple()).model_copy(update={"type": "ordinary"})
+    await send(producer, settings, HouseholdCreated(household=h), h.household_id)
+    today = date.today()
+    plan = PlanCreated(
+        plan_id=str(uuid.uuid4()), household_id=h.household_id, region_code=VILLAGE_A,
+        tier="marginal", year=today.year,
+        measures=[MeasureData(measure_id=str(uuid.uuid4()), category="industry",
+                              start_on=today, end_on=today, amount=Decimal("5000.10"))],
+    )  # fmt: skip
+    grant = GrantPaid(grant_id=str(uuid.uuid4()), household_id=h.household_id,
+                      region_code=VILLAGE_A, amount=Decimal("800.30"), granted_on=today)  # fmt: skip
+    for payload in (plan, grant, grant):  # the grant twice: counted once
+        await send(producer, settings, payload, h.household_id)
+    found = await wait_for(
+        lambda: _has(client, stack, h.household_id, {"MF001", "MF004"}), message="findings"
+    )
+    assert "产业帮扶" in found["MF001"]["message"]
+    assert "1笔，合计800.30元" in found["MF004"]["message"]
 
 
 async def test_accepted_exception_stays_closed_through_sweeps(
