@@ -6,6 +6,7 @@ imports them from here, so one side cannot change alone (tests/kernel/test_polic
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal, get_args
 
 # Special groups a member can be recorded in. The first four are the seed's 4类特困群体
@@ -56,3 +57,56 @@ def income_drop_share(now_per_capita: float, before_per_capita: float) -> float 
     if before_per_capita <= 0 or now_per_capita >= before_per_capita:
         return None
     return (before_per_capita - now_per_capita) / before_per_capita
+
+
+# 重点联系人 (seed 三(三)2), by the seed's own titles, plus the 帮扶责任人 of 四(一).
+ContactRole = Literal[
+    "assisting_unit",  # 帮扶单位 (监测户)
+    "town_leader",  # 镇党委政府负责人 (监测户)
+    "town_cadre",  # 镇包村干部 (边缘户)
+    "work_team",  # 驻村工作队员 (边缘户)
+    "village_cadre",  # 村包片干部 (边缘户)
+    "assistance_officer",  # 帮扶责任人
+]
+CONTACT_ROLES: tuple[str, ...] = get_args(ContactRole)
+CONTACT_ROLE_LABELS: dict[str, str] = {
+    "assisting_unit": "帮扶单位",
+    "town_leader": "镇党委政府负责人",
+    "town_cadre": "镇包村干部",
+    "work_team": "驻村工作队员",
+    "village_cadre": "村包片干部",
+    "assistance_officer": "帮扶责任人",
+}
+# Words of the register before the seed's titles: "leader" was 镇领导, "cadre" 镇村干部.
+LEGACY_CONTACT_ROLES: dict[str, str] = {"leader": "town_leader", "cadre": "town_cadre"}
+MONITORED_CONTACT_ROLES: tuple[str, ...] = ("assisting_unit", "town_leader")
+EDGE_CONTACT_ROLES: tuple[str, ...] = ("town_cadre", "work_team", "village_cadre")
+
+
+def required_contact_roles(household_type: str, monitoring_status: str) -> tuple[str, ...]:
+    """The roles of which one must be the household's 重点联系人 (seed 三(三)2): 各帮扶单位、
+    各镇党委政府负责人 for a 监测户; 镇包村干部、驻村工作队员、村包片干部 for an 边缘户;
+    nobody otherwise."""
+    if monitoring_status == "monitored":
+        return MONITORED_CONTACT_ROLES
+    if household_type in EDGE_TYPES and monitoring_status != "eliminated":
+        return EDGE_CONTACT_ROLES
+    return ()
+
+
+def contact_missing(household_type: str, monitoring_status: str, roles: Iterable[str]) -> bool:
+    """True when the household lacks the 重点联系人 its class asks for."""
+    required = required_contact_roles(household_type, monitoring_status)
+    return bool(required) and not set(required) & {LEGACY_CONTACT_ROLES.get(r, r) for r in roles}
+
+
+def responsible_contacts(
+    household_type: str, monitoring_status: str, contacts: Iterable[tuple[str, str]]
+) -> list[str]:
+    """Of the household's (name, role) contacts, those whose role makes them answer for
+    its monthly contact; a missed household is charged to them."""
+    required = set(required_contact_roles(household_type, monitoring_status))
+    named = [(n, LEGACY_CONTACT_ROLES.get(r, r)) for n, r in contacts]
+    return [n for n, r in named if r in required] or [
+        n for n, r in named if r == "assistance_officer"
+    ]

@@ -46,7 +46,7 @@ class IncomeSnapshot(BaseModel):
 
 
 class ContactSnapshot(BaseModel):
-    role: str  # "leader" (监测户) or "cadre"/"work_team" (边缘户)
+    role: str  # backstop.contracts.policy.ContactRole: the seed's titles (重点联系人)
     name: str
     phone: str
     unit: str | None = None

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from backstop.contracts.policy import due_for_monthly_contact, income_drop_share
+from backstop.contracts.policy import contact_missing, due_for_monthly_contact, income_drop_share
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
 RULESET_VERSION = "2026.12.1"
@@ -1295,7 +1295,7 @@ def monitored_without_date(f: Facts) -> Evidence | None:
     needs="monitored",
 )  # fmt: skip
 def monitored_without_leader(f: Facts) -> Evidence | None:
-    return {} if f.monitored and "leader" not in f.h.contact_roles else None
+    return {} if f.monitored and contact_missing(f.h.type, "monitored", f.h.contact_roles) else None
 
 
 @rule(
@@ -1303,9 +1303,9 @@ def monitored_without_leader(f: Facts) -> Evidence | None:
     "边缘户没有落实联系人", "明确镇包村干部、驻村工作队员或村包片干部作为联系人",
 )  # fmt: skip
 def marginal_without_contact(f: Facts) -> Evidence | None:
-    if f.h.type != "marginal" or f.h.contact_roles & {"leader", "cadre", "work_team"}:
+    if f.h.type != "marginal" or f.monitored:
         return None
-    return {}
+    return {} if contact_missing(f.h.type, f.h.monitoring_status, f.h.contact_roles) else None
 
 
 @rule(

@@ -61,7 +61,6 @@ GUARANTEE_ITEMS: tuple[str, ...] = (
     "drinking_water",
 )
 GUARANTEE_STATUSES: tuple[str, ...] = ("ok", "possible_issue", "prominent_issue")
-CONTACT_ROLES: tuple[str, ...] = ("leader", "cadre", "work_team")
 INCOME_PARTS: tuple[str, ...] = ("wage", "business", "transfer", "property")
 
 
@@ -299,23 +298,6 @@ def eliminate_risk(
 
 
 # --- Key contacts (重点联系人) -----------------------------------------------------------
-
-
-def required_contact_roles(household_type: str, monitoring_status: str) -> tuple[str, ...]:
-    """Who must be named: a leader (帮扶单位或镇党委政府负责人) for a monitored household, a
-    town/village cadre or work-team member (镇包村干部、驻村工作队员、村包片干部) for a
-    marginal one; nobody is required otherwise."""
-    if monitoring_status == "monitored":
-        return ("leader",)
-    if household_type == "marginal":
-        return ("cadre", "work_team")
-    return ()
-
-
-def contact_missing(household_type: str, monitoring_status: str, roles: Iterable[str]) -> bool:
-    """True when the household lacks the key contact the policy asks for."""
-    required = required_contact_roles(household_type, monitoring_status)
-    return bool(required) and not (set(required) & set(roles))
 
 
 def valid_phone(phone: str) -> bool:

@@ -16,6 +16,8 @@ from typing import IO, Any, cast, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from backstop.contracts.policy import CONTACT_ROLES as CONTACT_ROLE_WORDS
+from backstop.contracts.policy import LEGACY_CONTACT_ROLES
 from backstop.requests import FORBIDDEN_CHARACTERS, MAX_AMOUNT, PHONE_PATTERN
 from services.registry.models import (
     AnnualIncome,
@@ -136,18 +138,29 @@ SCHOOLING = {
     "失学辍学": "out_of_school",
     "非在校生": "none",
 }
+# 联系人身份 as counties write it, to the seed's titles (三(三)2) and 帮扶责任人.
 CONTACT_ROLES = {
-    "领导": "leader",
-    "干部": "cadre",
-    "工作队": "work_team",
+    "帮扶单位": "assisting_unit",
+    "镇党委政府负责人": "town_leader",
+    "镇领导": "town_leader",
+    "领导": "town_leader",
+    "镇包村干部": "town_cadre",
+    "包村干部": "town_cadre",
+    "干部": "town_cadre",
+    "驻村工作队员": "work_team",
     "驻村工作队": "work_team",
+    "工作队": "work_team",
+    "村包片干部": "village_cadre",
+    "包片干部": "village_cadre",
+    "帮扶责任人": "assistance_officer",
+    **LEGACY_CONTACT_ROLES,
 }
 # The canonical values of each table, for English exports that use them directly.
 _TYPE_VALUES = frozenset(TYPES.values())
 _SPECIAL_GROUP_VALUES = frozenset(SPECIAL_GROUPS.values())
 _LABOR_VALUES = frozenset(("full", "partial", "none"))
 _SCHOOLING_VALUES = frozenset(SCHOOLING.values())
-_CONTACT_ROLE_VALUES = frozenset(("leader", "cadre", "work_team"))
+_CONTACT_ROLE_VALUES = frozenset(CONTACT_ROLE_WORDS)
 _NO_GROUP = ("", "无", "none")
 YES = {"是", "yes", "true", "1", "y", "t"}
 NO = {"否", "no", "false", "0", "n", "f", ""}
@@ -357,7 +370,8 @@ def _draft(group: _Group) -> HouseholdRows:
             role = household("contact_role")
             body["contacts"] = [
                 {
-                    "role": _map(role, CONTACT_ROLES, _CONTACT_ROLE_VALUES) or "cadre",
+                    # A blank role is refused by the model: the seed's duty follows the role.
+                    "role": _map(role, CONTACT_ROLES, _CONTACT_ROLE_VALUES),
                     "name": household("contact_name"),
                     "phone": household("contact_phone"),
                 }

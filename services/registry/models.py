@@ -29,7 +29,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field as TField
 from sqlmodel import SQLModel
 
-from backstop.contracts.policy import SpecialGroup
+from backstop.contracts.policy import LEGACY_CONTACT_ROLES, ContactRole, SpecialGroup
 from backstop.requests import Amount, IdNumberText, Name, Occurred, Phone, RequestModel, fold
 
 HouseholdType = Literal["alleviated", "unstable", "marginal", "sudden_hardship", "ordinary"]
@@ -43,7 +43,6 @@ GuaranteeItem = Literal[
     "food", "clothing", "compulsory_education", "basic_medical", "housing", "drinking_water"
 ]
 GuaranteeStatus = Literal["ok", "possible_issue", "prominent_issue"]
-ContactRole = Literal["leader", "cadre", "work_team"]
 EliminationMethod = Literal["assisted", "natural"]
 
 
@@ -155,7 +154,7 @@ class Contact(RegistryBase, table=True):
     household_id: uuid.UUID = TField(
         sa_column=Column(Uuid, ForeignKey("household.id"), nullable=False, index=True)
     )
-    role: str = TField(sa_column=Column(String(10), nullable=False))
+    role: str = TField(sa_column=Column(String(20), nullable=False))
     name: str = TField(sa_column=Column(String(100), nullable=False))
     phone: str = TField(sa_column=Column(String(20), nullable=False))
     unit: str | None = TField(default=None, sa_column=Column(String(100)))
@@ -233,8 +232,14 @@ class GuaranteeIn(RequestModel):
     verified_on: Occurred | None = None
 
 
+def seed_title(role: object) -> object:
+    """Roles sent in the register's earlier words are taken as the seed's titles."""
+    return LEGACY_CONTACT_ROLES.get(role, role) if isinstance(role, str) else role
+
+
 class ContactIn(RequestModel):
-    role: ContactRole
+    # 重点联系人: 帮扶单位/镇党委政府负责人 for 监测户, 镇包村干部/驻村工作队员/村包片干部 for 边缘户
+    role: Annotated[ContactRole, BeforeValidator(seed_title)]
     name: Name
     phone: Phone
     unit: str | None = Field(default=None, max_length=100)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop.contracts.policy import contact_missing
 from backstop.idnumber import mask_id
 from backstop.pagination import decode_cursor, encode_cursor
 from services.registry import domain
@@ -88,7 +89,7 @@ def to_public(view: HouseholdView, *, pii: bool) -> HouseholdPublic:
             ContactPublic(role=c["role"], name=c["name"], phone=c["phone"], unit=c.get("unit"))
             for c in view.contacts
         ],
-        contact_missing=domain.contact_missing(
+        contact_missing=contact_missing(
             h["type"], h["monitoring_status"], [c["role"] for c in view.contacts]
         ),
         version=h["version"],

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import IO, Any
 
+from backstop.contracts.policy import CONTACT_ROLE_LABELS
 from backstop.db import make_engine, make_session_factory, unit_of_work
 from backstop.exports import safe_row
 from backstop.idnumber import check_digit
@@ -212,9 +213,9 @@ class Generator:
                 if monitoring["monitoring_ended_on"] > self.today:
                     monitoring["monitoring_ended_on"] = self.today
         if monitoring["monitoring_status"] == "monitored":
-            contacts.append(ContactIn(role="leader", name=self.name(), phone=self.phone()))
+            contacts.append(ContactIn(role="town_leader", name=self.name(), phone=self.phone()))
         elif kind == "marginal" or (kind == "alleviated" and rng.random() < 0.3):
-            contacts.append(ContactIn(role="cadre", name=self.name(), phone=self.phone()))
+            contacts.append(ContactIn(role="town_cadre", name=self.name(), phone=self.phone()))
         draft = HouseholdCreate(
             region_code=village,
             type=kind,
@@ -255,7 +256,6 @@ _GROUP_ZH = {"major_illness": "重特大疾病", "disability": "残疾", "disabl
 _LABOR_ZH = {"full": "普通劳动力", "partial": "弱劳动力或半劳动力", "none": "无劳动力"}
 _SCHOOL_ZH = {"preschool": "学前教育", "primary": "小学", "junior": "初中", "senior": "高中",
               "vocational": "中职", "college": "大专", "out_of_school": "辍学", "none": "非在校生"}  # fmt: skip
-_ROLE_ZH = {"leader": "领导", "cadre": "干部", "work_team": "工作队"}
 
 
 def write_export(out: IO[str], n: int, seed: int) -> int:
@@ -279,7 +279,7 @@ def write_export(out: IO[str], n: int, seed: int) -> int:
                 income.wage if income and head else "", income.business if income and head else "",
                 income.transfer if income and head else "",
                 income.property if income and head else "",
-                _ROLE_ZH[contact.role] if contact and head else "",
+                CONTACT_ROLE_LABELS[contact.role] if contact and head else "",
                 contact.name if contact and head else "", contact.phone if contact and head else "",
             ]))  # fmt: skip
             rows += 1

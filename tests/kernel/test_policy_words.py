@@ -9,11 +9,15 @@ from typing import get_args
 import pytest
 
 from backstop.contracts.policy import (
+    CONTACT_ROLES,
     SPECIAL_GROUP_LABELS,
     SPECIAL_GROUPS,
     SPECIAL_HARDSHIP_GROUPS,
+    contact_missing,
     due_for_monthly_contact,
     income_drop_share,
+    required_contact_roles,
+    responsible_contacts,
 )
 from services.assistance import domain as assistance
 from services.registry import models as registry
@@ -91,3 +95,35 @@ def test_risk_and_the_elimination_guard_measure_income_drop_alike(
         )
     }
     assert ("income_stable" in failed) is dropped
+
+
+def test_key_contacts_follow_the_households_class() -> None:
+    # Seed 三(三)2: 各帮扶单位、各镇党委政府负责人作为监测户重点联系人，镇包村干部、
+    # 驻村工作队员、村包片干部作为边缘户的联系人.
+    assert required_contact_roles("unstable", "monitored") == ("assisting_unit", "town_leader")
+    assert required_contact_roles("marginal", "none") == (
+        "town_cadre",
+        "work_team",
+        "village_cadre",
+    )
+    assert required_contact_roles("alleviated", "none") == ()
+    assert required_contact_roles("marginal", "eliminated") == ()
+    assert contact_missing("marginal", "none", [])
+    assert contact_missing("ordinary", "monitored", ["village_cadre"])  # wrong level
+    assert not contact_missing("marginal", "none", ["village_cadre"])
+    assert not contact_missing("ordinary", "monitored", ["leader"])  # the earlier word
+    assert get_args(registry.ContactRole) == CONTACT_ROLES
+
+
+def test_a_missed_household_is_charged_to_the_role_that_requires_it() -> None:
+    contacts = [
+        ("王队员", "work_team"),
+        ("赵书记", "town_leader"),
+        ("钱责任人", "assistance_officer"),
+    ]
+    assert responsible_contacts("alleviated", "monitored", contacts) == ["赵书记"]
+    assert responsible_contacts("marginal", "none", contacts) == ["王队员"]
+    # Nobody in the required roles: the 帮扶责任人 answers for it.
+    assert responsible_contacts("marginal", "none", [("钱责任人", "assistance_officer")]) == [
+        "钱责任人"
+    ]

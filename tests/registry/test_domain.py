@@ -124,14 +124,6 @@ def test_monitoring_starts_and_ends() -> None:
     assert domain.eliminate_risk(ended, method="natural", decided_on=TODAY, case_id="c1") is None
 
 
-def test_key_contacts_by_household() -> None:
-    assert domain.required_contact_roles("unstable", "monitored") == ("leader",)
-    assert domain.required_contact_roles("marginal", "none") == ("cadre", "work_team")
-    assert domain.required_contact_roles("alleviated", "none") == ()
-    assert domain.contact_missing("marginal", "none", [])
-    assert not domain.contact_missing("marginal", "none", ["work_team"])
-
-
 def test_phone_numbers() -> None:
     assert domain.valid_phone("13812345678")
     assert domain.valid_phone("0763-2212345")

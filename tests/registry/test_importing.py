@@ -16,7 +16,13 @@ from pydantic import BeforeValidator, ValidationError
 from backstop.requests import PHONE_PATTERN, fold
 from services.registry import import_file
 from services.registry.import_file import checked_body, iter_households, iter_rows
-from services.registry.models import AnnualIncome, ContactIn, HouseholdCreate, MemberCreate
+from services.registry.models import (
+    AnnualIncome,
+    ContactIn,
+    HouseholdCreate,
+    MemberCreate,
+    seed_title,
+)
 from services.registry.seed import make_id_number, write_export
 
 HEAD = make_id_number("441881", date(1960, 1, 1), 11)
@@ -42,7 +48,22 @@ def test_chinese_export_in_gb18030() -> None:
     assert draft.members[1].medical_insurance is False
     assert draft.members[2].schooling == "out_of_school"
     assert draft.annual_income is not None and draft.annual_income.total == 18000
-    assert draft.contacts[0].role == "leader"
+    assert draft.contacts[0].role == "town_leader"
+
+
+def test_contact_roles_are_the_seeds_titles_and_a_blank_role_is_refused() -> None:
+    # Seed 三(三)2 names who answers for each class; a blank role is not made "cadre".
+    header = "户编号,行政区划代码,户类型,证件号码,姓名,与户主关系,联系人类型,联系人,联系人电话\n"
+    row = f"H9,441881001001,边缘易致贫户,{HEAD},黄大,户主,{{role}},王队员,13800001111\n"
+    for written, role in (("驻村工作队员", "work_team"), ("村包片干部", "village_cadre"),
+                          ("帮扶单位", "assisting_unit")):  # fmt: skip
+        text = header + row.format(role=written)
+        [household] = list(iter_households(iter_rows(io.BytesIO(text.encode()), "csv")))
+        assert household.draft is not None and household.draft.contacts[0].role == role
+    text = header + row.format(role="")
+    [household] = list(iter_households(iter_rows(io.BytesIO(text.encode()), "csv")))
+    assert household.draft is None and household.error is not None
+    assert "role" in str(household.error)
 
 
 def test_bad_values_name_row_and_field() -> None:
@@ -193,11 +214,13 @@ def test_fast_shape_check_knows_every_constraint() -> None:
     for model, names in fields.items():
         assert set(model.model_fields) == names, model
         for name, info in model.model_fields.items():
-            # The only conversion is the kernel's full-width folding (checked_body takes
-            # ASCII codes only); the only pattern is a phone's.
+            # The only conversions are the kernel's full-width folding (checked_body takes
+            # ASCII codes only) and a contact role's earlier word (the import maps those
+            # itself); the only pattern is a phone's.
             assert all(isinstance(c, known) or getattr(c, "pattern", None) == PHONE_PATTERN
                        for c in info.metadata), (model, name)  # fmt: skip
-            assert all(c.func is fold for c in info.metadata if isinstance(c, BeforeValidator))
+            assert all(c.func in (fold, seed_title)
+                       for c in info.metadata if isinstance(c, BeforeValidator))  # fmt: skip
         assert model.model_config.get("extra") in (None, "ignore"), model
 
 

@@ -27,7 +27,7 @@ def test_generated_households_are_valid_and_plausible() -> None:
         if draft.type in domain.MONITORED_TYPES:
             assert monitoring["monitoring_status"] in ("monitored", "eliminated")
             if monitoring["monitoring_status"] == "monitored":
-                assert {c.role for c in draft.contacts} == {"leader"}
+                assert {c.role for c in draft.contacts} == {"town_leader"}
         for m in draft.members:
             parsed = domain.validate_id_number(m.id_number, today=TODAY)
             assert parsed.area_code in ("441881", "441822")
