@@ -224,20 +224,11 @@ async def file_clue(
     return clue
 
 
-async def _clue_for_update(session: AsyncSession, clue_id: str, principal: Principal) -> Clue:
-    clue = (
-        await session.execute(select(Clue).where(col(Clue.id) == clue_id).with_for_update())
-    ).scalar_one_or_none()
-    if clue is None or not principal.can_see(clue.region_code):
-        raise Problem(404, f"clue {clue_id} not found")
-    return clue
-
-
 async def accept_clue(
     sessions: SessionFactory, *, clue_id: str, body: ClueAccept, principal: Principal
 ) -> Clue:
     async with unit_of_work(sessions) as session:
-        clue = await _clue_for_update(session, clue_id, principal)
+        clue = await common.locked(session, Clue, clue_id, principal, "clue")
         if clue.status != "received":
             raise Problem(409, f"clue {clue.id} is already {clue.status}")
         clue.status, clue.accepted_by, clue.accepted_at = "accepted", body.accepted_by, utcnow()
@@ -249,7 +240,7 @@ async def record_outcome(
 ) -> Clue:
     """By hand, for a clue without a task (e.g. a person not in the register)."""
     async with unit_of_work(sessions) as session:
-        clue = await _clue_for_update(session, clue_id, principal)
+        clue = await common.locked(session, Clue, clue_id, principal, "clue")
         if clue.status == "closed":
             raise Problem(409, f"clue {clue.id} already has its outcome")
         if clue.status == "received":
@@ -326,12 +317,13 @@ async def list_clues(
     )
     if mine:
         query = query.where(col(Clue.filed_by) == principal.sub)
-    if region:
-        query = query.where(col(Clue.region_code).startswith(region))
-    if status == "overdue":
-        query = query.where(col(Clue.status) == "received", col(Clue.accept_by) < utcnow())
-    elif status:
-        query = query.where(col(Clue.status) == status)
+    query = common.narrowed(
+        query,
+        Clue,
+        region=region,
+        status=status,
+        overdue=[col(Clue.status) == "received", col(Clue.accept_by) < utcnow()],
+    )
     rows = (await session.execute(query.order_by(col(Clue.received_at)).limit(limit))).scalars()
     return {"items": [clue_public(c, principal) for c in rows], "next_cursor": None}
 

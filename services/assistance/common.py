@@ -4,28 +4,34 @@ claim-once stamp of the overdue jobs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from backstop import outbox
+from backstop.auth import Principal
 from backstop.contracts.assistance import FindingObserved, IncomeFinding
 from backstop.contracts.registry import HouseholdEvent
 from backstop.db import SessionFactory, unit_of_work
-from backstop.errors import invalid
+from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent, make_event
 from backstop.logs import correlation_id
+from backstop.pagination import decode_cursor, encode_cursor
 from services.assistance import domain
 from services.assistance.models import (
+    Case,
     Clue,
     Household,
     PolicyVersion,
     SupervisionIssue,
     Task,
+    TaskComplete,
+    VisitCreate,
     utcnow,
 )
 
@@ -119,28 +125,109 @@ async def get_household(session: AsyncSession, household_id: str) -> Household |
     return await session.get(Household, household_id)
 
 
+async def household_in_region(
+    session: AsyncSession, household_id: str, principal: Principal
+) -> Household:
+    """The household a command's body names: 422 when assistance does not know it, 403
+    outside the caller's regions."""
+    household = await get_household(session, household_id)
+    if household is None:
+        raise invalid(["body", "household_id"], "unknown household")
+    principal.require_region(household.region_code)
+    return household
+
+
+Regional = TypeVar("Regional", Task, Case, Clue, SupervisionIssue)
+
+
+async def locked(
+    session: AsyncSession, model: type[Regional], row_id: str, principal: Principal, noun: str
+) -> Regional:
+    """The row a command changes, locked FOR UPDATE; 404 alike when it does not exist and
+    when it lies outside the caller's regions."""
+    row = (
+        await session.execute(select(model).where(col(model.id) == row_id).with_for_update())
+    ).scalar_one_or_none()
+    if row is None or not principal.can_see(row.region_code):
+        raise Problem(404, f"{noun} {row_id} not found")
+    return row
+
+
+Row = TypeVar("Row")
+
+
+def narrowed(
+    query: Select[Row],
+    model: Any,
+    *,
+    region: str | None = None,
+    status: str | None = None,
+    overdue: Sequence[ColumnElement[bool]] = (),
+) -> Select[Row]:
+    """A list's shared filters: a region prefix, and a status, where "overdue" is the
+    list's own test of lateness (`overdue`: still open and past its date)."""
+    if region:
+        query = query.where(col(model.region_code).startswith(region))
+    if status == "overdue":
+        query = query.where(*overdue)
+    elif status:
+        query = query.where(col(model.status) == status)
+    return query
+
+
+Opened = TypeVar("Opened", Task, Case)
+
+
+async def opened_page(
+    session: AsyncSession,
+    query: Select[Opened],
+    model: type[Opened],
+    *,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Opened], str | None]:
+    """One page of a list in the order its rows were opened (keyset on opened_at, id)."""
+    after = decode_cursor(cursor, datetime.fromisoformat, str)
+    if after is not None:
+        at, key = after
+        query = query.where(
+            or_(col(model.opened_at) > at, and_(col(model.opened_at) == at, col(model.id) > key))
+        )
+    rows = list(
+        (
+            await session.execute(
+                query.order_by(col(model.opened_at), col(model.id)).limit(limit + 1)
+            )
+        ).scalars()
+    )
+    last = rows[limit - 1] if len(rows) > limit else None
+    return rows[:limit], encode_cursor(last.opened_at, last.id) if last else None
+
+
 async def publish_finding(
     session: AsyncSession,
+    observed: TaskComplete | VisitCreate,
     *,
     household_id: str,
     region_code: str,
     observed_by: str,
     observed_on: date,
     origin: str,
-    guarantees: dict[str, str],
-    income: dict[str, Any] | None,
-    schooling: dict[str, str],
     notes: str | None,
 ) -> None:
+    """What a verification or a visit saw of guarantees, income and schooling goes back to
+    registry as a finding; nothing when it saw none of these."""
+    if not (observed.guarantees or observed.income or observed.schooling):
+        return
     finding = FindingObserved(
         household_id=household_id,
         region_code=region_code,
         observed_by=observed_by,
         observed_on=observed_on,
         origin=origin,
-        guarantees=guarantees,
-        income=IncomeFinding(**income) if income else None,
-        schooling=schooling,
+        guarantees={str(k): str(v) for k, v in observed.guarantees.items()},
+        income=IncomeFinding(**observed.income.model_dump()) if observed.income else None,
+        schooling=observed.schooling,
         notes=notes,
     )
     await outbox.publish(session, make_assistance_event(finding, household_id))

@@ -20,7 +20,7 @@ from backstop.contracts.assistance import GrantPaid
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from services.assistance import domain
-from services.assistance.common import get_household, load_policy, make_assistance_event
+from services.assistance.common import household_in_region, load_policy, make_assistance_event
 from services.assistance.models import (
     DepositCreate,
     Fund,
@@ -174,10 +174,7 @@ async def grant(
         replay = await _replay(session, key=key, fingerprint=fingerprint)
         if replay:
             return replay
-        household = await get_household(session, body.household_id)
-        if household is None:
-            raise invalid(["body", "household_id"], "unknown household")
-        principal.require_region(household.region_code)
+        household = await household_in_region(session, body.household_id, principal)
         city = await _pick_fund(session, body.city_fund_id, level="city", town_code=None)
         town = await _pick_fund(
             session, body.town_fund_id, level="town", town_code=household.town_code

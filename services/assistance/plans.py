@@ -16,7 +16,12 @@ from backstop.contracts.assistance import MeasureData, PlanCreated
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import invalid
 from services.assistance import domain
-from services.assistance.common import get_household, load_policy, make_assistance_event
+from services.assistance.common import (
+    household_in_region,
+    load_policy,
+    make_assistance_event,
+    narrowed,
+)
 from services.assistance.models import (
     Household,
     Measure,
@@ -49,10 +54,7 @@ async def create_plan(
     sessions: SessionFactory, *, body: PlanCreate, principal: Principal
 ) -> PlanPublic:
     async with unit_of_work(sessions) as session:
-        household = await get_household(session, body.household_id)
-        if household is None:
-            raise invalid(["body", "household_id"], "unknown household")
-        principal.require_region(household.region_code)
+        household = await household_in_region(session, body.household_id, principal)
         for i, m in enumerate(body.measures):
             problem = domain.measure_problem(body.tier, m.category)
             if problem:
@@ -123,8 +125,7 @@ async def measure_gaps(
         principal.region_clause(col(Household.region_code)),
         col(Household.monitoring_status) == "monitored",
     )
-    if region:
-        query = query.where(col(Household.region_code).startswith(region))
+    query = narrowed(query, Household, region=region)
     households = list((await session.execute(query)).scalars())
     rows = await session.execute(
         select(col(Measure.household_id), func.count())

@@ -3,9 +3,10 @@ and 风险消除 (帮扶消除 with its guard, 自然消除 with its reason)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
-from sqlalchemy import and_, func, or_, select
+from pydantic import BaseModel
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -15,9 +16,15 @@ from backstop.contracts.assistance import MonitoringStarted, RiskEliminated
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent
-from backstop.pagination import decode_cursor, encode_cursor
 from services.assistance import domain
-from services.assistance.common import get_household, load_policy, make_assistance_event
+from services.assistance.common import (
+    get_household,
+    household_in_region,
+    load_policy,
+    locked,
+    make_assistance_event,
+    opened_page,
+)
 from services.assistance.models import (
     AppraisalCreate,
     Case,
@@ -29,15 +36,6 @@ from services.assistance.models import (
     ReviewCreate,
     StepPublic,
 )
-
-
-async def _case_for_update(session: AsyncSession, case_id: str, principal: Principal) -> Case:
-    case = (
-        await session.execute(select(Case).where(col(Case.id) == case_id).with_for_update())
-    ).scalar_one_or_none()
-    if case is None or not principal.can_see(case.region_code):
-        raise Problem(404, f"case {case_id} not found")
-    return case
 
 
 async def _steps(session: AsyncSession, case_id: str) -> list[CaseStep]:
@@ -108,29 +106,14 @@ async def list_cases(
         query = query.where(col(Case.kind) == kind)
     if status:
         query = query.where(col(Case.status) == status)
-    after = decode_cursor(cursor, datetime.fromisoformat, str)
-    if after is not None:
-        at, key = after
-        query = query.where(
-            or_(col(Case.opened_at) > at, and_(col(Case.opened_at) == at, col(Case.id) > key))
-        )
-    rows = list(
-        (
-            await session.execute(
-                query.order_by(col(Case.opened_at), col(Case.id)).limit(limit + 1)
-            )
-        ).scalars()
-    )
-    next_cursor = (
-        encode_cursor(rows[limit - 1].opened_at, rows[limit - 1].id) if len(rows) > limit else None
-    )
-    return [await case_public(session, c) for c in rows[:limit]], next_cursor
+    rows, next_cursor = await opened_page(session, query, Case, cursor=cursor, limit=limit)
+    return [await case_public(session, c) for c in rows], next_cursor
 
 
 async def _begin_step(
     session: AsyncSession, case_id: str, step: str, principal: Principal
 ) -> tuple[Case, list[CaseStep]]:
-    case = await _case_for_update(session, case_id, principal)
+    case = await locked(session, Case, case_id, principal, "case")
     if case.status != "in_progress":
         raise Problem(409, f"case {case.id} is already {case.status}")
     steps = await _steps(session, case.id)
@@ -162,18 +145,9 @@ async def record_appraisal(
             )
         except ValueError as exc:
             raise invalid(["body", "votes_for"], str(exc)) from None
-        session.add(
-            CaseStep(
-                case_id=case.id,
-                step="appraisal",
-                acted_by=body.chaired_by,
-                acted_on=body.held_on,
-                passed=passed,
-                details=body.model_dump(mode="json"),
-            )
+        _record_step(
+            session, case, "appraisal", body, by=body.chaired_by, on=body.held_on, passed=passed
         )
-        if not passed:
-            _decide(case, "rejected", body.held_on, body.chaired_by)
         await session.flush()
         return await case_public(session, case)
 
@@ -200,15 +174,8 @@ async def record_notice(
                 "; ".join(f"{f}: {m}" for f, m in problems),
                 errors=[{"loc": ["body", f], "msg": m} for f, m in problems],
             )
-        session.add(
-            CaseStep(
-                case_id=case.id,
-                step="notice",
-                acted_by=body.recorded_by,
-                acted_on=body.end_on,
-                passed=True,
-                details=body.model_dump(mode="json"),
-            )
+        _record_step(
+            session, case, "notice", body, by=body.recorded_by, on=body.end_on, passed=True
         )
         await session.flush()
         return await case_public(session, case)
@@ -233,23 +200,45 @@ async def record_review(
         if step == "county_approval" and body.approved and case.kind == "elimination":
             if case.elimination_method == "assisted":
                 await _check_guard(session, case.household_id, on=body.reviewed_on)
-        session.add(
-            CaseStep(
-                case_id=case.id,
-                step=step,
-                acted_by=body.reviewed_by,
-                acted_on=body.reviewed_on,
-                passed=body.approved,
-                details=body.model_dump(mode="json"),
-            )
+        _record_step(
+            session,
+            case,
+            step,
+            body,
+            by=body.reviewed_by,
+            on=body.reviewed_on,
+            passed=body.approved,
         )
-        if not body.approved:
-            _decide(case, "rejected", body.reviewed_on, body.reviewed_by)
-        elif step == "county_approval":
+        if body.approved and step == "county_approval":
             _decide(case, "approved", body.reviewed_on, body.reviewed_by)
             await outbox.publish(session, _decision_event(case))
         await session.flush()
         return await case_public(session, case)
+
+
+def _record_step(
+    session: AsyncSession,
+    case: Case,
+    step: str,
+    body: BaseModel,
+    *,
+    by: str,
+    on: date,
+    passed: bool,
+) -> None:
+    """Add the step with what was submitted for it; a step that fails rejects the case."""
+    session.add(
+        CaseStep(
+            case_id=case.id,
+            step=step,
+            acted_by=by,
+            acted_on=on,
+            passed=passed,
+            details=body.model_dump(mode="json"),
+        )
+    )
+    if not passed:
+        _decide(case, "rejected", on, by)
 
 
 def _decide(case: Case, status: str, on: date, by: str) -> None:
@@ -338,10 +327,7 @@ async def open_elimination(
     """风险消除: 帮扶消除 passes the guard now and again at county approval; 自然消除
     records its reason."""
     async with unit_of_work(sessions) as session:
-        household = await get_household(session, body.household_id)
-        if household is None:
-            raise invalid(["body", "household_id"], "unknown household")
-        principal.require_region(household.region_code)
+        household = await household_in_region(session, body.household_id, principal)
         if body.method == "natural" and not body.reason:
             raise invalid(["body", "reason"], "a natural elimination records its reason")
         if body.method == "assisted":

@@ -15,7 +15,7 @@ from backstop.contracts.assistance import RectificationOverdue
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from services.assistance import domain
-from services.assistance.common import claim_once, make_assistance_event
+from services.assistance.common import claim_once, locked, make_assistance_event, narrowed
 from services.assistance.models import (
     AccountabilityAction,
     AccountabilityCreate,
@@ -67,16 +67,12 @@ async def create_issue(
         return await issue_public(session, issue)
 
 
-async def _issue_for_update(
+async def _open_issue(
     session: AsyncSession, issue_id: str, principal: Principal
 ) -> SupervisionIssue:
-    issue = (
-        await session.execute(
-            select(SupervisionIssue).where(col(SupervisionIssue.id) == issue_id).with_for_update()
-        )
-    ).scalar_one_or_none()
-    if issue is None or not principal.can_see(issue.region_code):
-        raise Problem(404, f"issue {issue_id} not found")
+    issue = await locked(session, SupervisionIssue, issue_id, principal, "issue")
+    if issue.status != "open":
+        raise Problem(409, f"issue {issue.id} is already {issue.status}")
     return issue
 
 
@@ -84,9 +80,7 @@ async def add_evidence(
     sessions: SessionFactory, *, issue_id: str, body: EvidenceCreate, principal: Principal
 ) -> IssuePublic:
     async with unit_of_work(sessions) as session:
-        issue = await _issue_for_update(session, issue_id, principal)
-        if issue.status != "open":
-            raise Problem(409, f"issue {issue.id} is already {issue.status}")
+        issue = await _open_issue(session, issue_id, principal)
         session.add(RectificationEvidence(issue_id=issue.id, **body.model_dump()))
         await session.flush()
         return await issue_public(session, issue)
@@ -97,9 +91,7 @@ async def close_issue(
 ) -> IssuePublic:
     """整改到位: needs evidence; whoever verifies it is recorded."""
     async with unit_of_work(sessions) as session:
-        issue = await _issue_for_update(session, issue_id, principal)
-        if issue.status != "open":
-            raise Problem(409, f"issue {issue.id} is already {issue.status}")
+        issue = await _open_issue(session, issue_id, principal)
         has_evidence = await session.scalar(
             select(func.count()).where(col(RectificationEvidence.issue_id) == issue.id)
         )
@@ -125,14 +117,16 @@ async def list_issues(
     query = select(SupervisionIssue).where(
         principal.region_clause(col(SupervisionIssue.region_code))
     )
-    if region:
-        query = query.where(col(SupervisionIssue.region_code).startswith(region))
-    if status == "overdue":
-        query = query.where(
-            col(SupervisionIssue.status) == "open", col(SupervisionIssue.deadline) < domain.today()
-        )
-    elif status:
-        query = query.where(col(SupervisionIssue.status) == status)
+    query = narrowed(
+        query,
+        SupervisionIssue,
+        region=region,
+        status=status,
+        overdue=[
+            col(SupervisionIssue.status) == "open",
+            col(SupervisionIssue.deadline) < domain.today(),
+        ],
+    )
     rows = (
         await session.execute(query.order_by(col(SupervisionIssue.deadline)).limit(limit))
     ).scalars()
@@ -164,9 +158,11 @@ async def list_accountability(
     query = select(AccountabilityAction).where(
         principal.region_clause(col(AccountabilityAction.region_code))
     )
-    if region:
-        query = query.where(col(AccountabilityAction.region_code).startswith(region))
-    query = query.order_by(col(AccountabilityAction.decided_on).desc()).limit(limit)
+    query = (
+        narrowed(query, AccountabilityAction, region=region)
+        .order_by(col(AccountabilityAction.decided_on).desc())
+        .limit(limit)
+    )
     return list((await session.execute(query)).scalars())
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from sqlalchemy import TextClause, and_, or_, select, text, update
+from sqlalchemy import TextClause, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -20,13 +20,15 @@ from backstop.contracts.risk import AlertRaised
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
 from backstop.events import CloudEvent
-from backstop.pagination import decode_cursor, encode_cursor
 from services.assistance import domain
 from services.assistance.common import (
     claim_once,
     get_household,
     load_policy,
+    locked,
     make_assistance_event,
+    narrowed,
+    opened_page,
     publish_finding,
 )
 from services.assistance.models import (
@@ -153,26 +155,18 @@ async def on_alert_raised(session: AsyncSession, event: CloudEvent) -> None:
     )
 
 
-async def _task_for_update(session: AsyncSession, task_id: str, principal: Principal) -> Task:
-    task = (
-        await session.execute(select(Task).where(col(Task.id) == task_id).with_for_update())
-    ).scalar_one_or_none()
-    if task is None or not principal.can_see(task.region_code):
-        raise Problem(404, f"task {task_id} not found")
-    return task
-
-
-def _require_open(task: Task) -> None:
+async def _open_task(session: AsyncSession, task_id: str, principal: Principal) -> Task:
+    task = await locked(session, Task, task_id, principal, "task")
     if task.status != "open":
         raise Problem(409, f"task {task.id} is already {task.status}", current_status=task.status)
+    return task
 
 
 async def claim_task(
     sessions: SessionFactory, *, task_id: str, body: TaskClaim, principal: Principal
 ) -> Task:
     async with unit_of_work(sessions) as session:
-        task = await _task_for_update(session, task_id, principal)
-        _require_open(task)
+        task = await _open_task(session, task_id, principal)
         if task.claimed_by and task.claimed_by != body.claimed_by:
             raise Problem(409, f"task {task.id} is already claimed by {task.claimed_by}")
         if task.claimed_by is None:
@@ -186,8 +180,7 @@ async def precheck_task(
     """县级初核 of a department-flagged case before the insurer verifies it. A case that
     fails the first check (e.g. a data error) is cancelled."""
     async with unit_of_work(sessions) as session:
-        task = await _task_for_update(session, task_id, principal)
-        _require_open(task)
+        task = await _open_task(session, task_id, principal)
         if not task.needs_precheck:
             raise Problem(409, f"task {task.id} needs no county first check")
         if task.prechecked_at is not None:
@@ -206,8 +199,7 @@ async def complete_task(
     procedure (unless the household is already monitored); observations flow back to
     registry as a finding. Returns (task, case id)."""
     async with unit_of_work(sessions) as session:
-        task = await _task_for_update(session, task_id, principal)
-        _require_open(task)
+        task = await _open_task(session, task_id, principal)
         if task.needs_precheck and task.prechecked_at is None:
             raise Problem(409, f"task {task.id} awaits the county's first check (初核)")
         task.status, task.completed_at = "done", utcnow()
@@ -222,19 +214,16 @@ async def complete_task(
                 task.household_id,
             ),
         )
-        if body.guarantees or body.income or body.schooling:
-            await publish_finding(
-                session,
-                household_id=task.household_id,
-                region_code=task.region_code,
-                observed_by=body.verified_by,
-                observed_on=domain.today(),
-                origin="review" if task.kind == "review" else "verification",
-                guarantees={str(k): str(v) for k, v in body.guarantees.items()},
-                income=body.income.model_dump() if body.income else None,
-                schooling=body.schooling,
-                notes=body.notes,
-            )
+        await publish_finding(
+            session,
+            body,
+            household_id=task.household_id,
+            region_code=task.region_code,
+            observed_by=body.verified_by,
+            observed_on=domain.today(),
+            origin="review" if task.kind == "review" else "verification",
+            notes=body.notes,
+        )
         await _close_clues_of(session, task)
         case_id: str | None = None
         if body.outcome == "confirmed":
@@ -295,7 +284,6 @@ async def list_tasks(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Task], str | None]:
-    on = domain.today()
     query = select(Task).where(principal.region_clause(col(Task.region_code)))
     if household_id:
         query = query.where(col(Task.household_id) == household_id)
@@ -303,30 +291,13 @@ async def list_tasks(
         query = query.where(col(Task.kind) == kind)
     if assignee_code:
         query = query.where(col(Task.assignee_code) == assignee_code)
-    if status == "overdue":
-        query = query.where(col(Task.status) == "open", col(Task.due_on) < on)
-    elif status:
-        query = query.where(col(Task.status) == status)
-    after = decode_cursor(cursor, datetime.fromisoformat, str)
-    if after is not None:
-        at, key = after
-        query = query.where(
-            or_(
-                col(Task.opened_at) > at,
-                and_(col(Task.opened_at) == at, col(Task.id) > key),
-            )
-        )
-    rows = list(
-        (
-            await session.execute(
-                query.order_by(col(Task.opened_at), col(Task.id)).limit(limit + 1)
-            )
-        ).scalars()
+    query = narrowed(
+        query,
+        Task,
+        status=status,
+        overdue=[col(Task.status) == "open", col(Task.due_on) < domain.today()],
     )
-    next_cursor = (
-        encode_cursor(rows[limit - 1].opened_at, rows[limit - 1].id) if len(rows) > limit else None
-    )
-    return rows[:limit], next_cursor
+    return await opened_page(session, query, Task, cursor=cursor, limit=limit)
 
 
 async def case_of_task(session: AsyncSession, task_id: str) -> str | None:

@@ -12,7 +12,12 @@ from backstop.contracts.assistance import VisitRecorded
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import invalid
 from services.assistance import domain
-from services.assistance.common import get_household, make_assistance_event, publish_finding
+from services.assistance.common import (
+    household_in_region,
+    make_assistance_event,
+    narrowed,
+    publish_finding,
+)
 from services.assistance.models import Household, Visit, VisitCreate
 
 
@@ -21,10 +26,7 @@ async def record_visit(
 ) -> Visit:
     """Log a contact; what it observes flows back to registry as a finding."""
     async with unit_of_work(sessions) as session:
-        household = await get_household(session, body.household_id)
-        if household is None:
-            raise invalid(["body", "household_id"], "unknown household")
-        principal.require_region(household.region_code)
+        household = await household_in_region(session, body.household_id, principal)
         if body.visited_on > domain.today():
             raise invalid(["body", "visited_on"], "a visit cannot be in the future")
         visit = Visit(
@@ -45,19 +47,16 @@ async def record_visit(
             visited_on=visit.visited_on,
         )
         await outbox.publish(session, make_assistance_event(recorded, household.household_id))
-        if body.guarantees or body.income or body.schooling:
-            await publish_finding(
-                session,
-                household_id=household.household_id,
-                region_code=household.region_code,
-                observed_by=body.visitor,
-                observed_on=body.visited_on,
-                origin="visit",
-                guarantees={str(k): str(v) for k, v in body.guarantees.items()},
-                income=body.income.model_dump() if body.income else None,
-                schooling=body.schooling,
-                notes=body.findings,
-            )
+        await publish_finding(
+            session,
+            body,
+            household_id=household.household_id,
+            region_code=household.region_code,
+            observed_by=body.visitor,
+            observed_on=body.visited_on,
+            origin="visit",
+            notes=body.findings,
+        )
     return visit
 
 
@@ -79,8 +78,7 @@ async def contact_compliance(
         principal.region_clause(col(Household.region_code)),
         or_(col(Household.monitoring_status) == "monitored", col(Household.type) == "marginal"),
     )
-    if region:
-        query = query.where(col(Household.region_code).startswith(region))
+    query = narrowed(query, Household, region=region)
     households = list((await session.execute(query)).scalars())
     due = [
         domain.ContactDue(
