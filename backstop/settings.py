@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "backstop-dev-jwt-secret-change-me-0123456789"
 DEV_PII_KEY = "backstop-dev-pii-key-change-me-0123456789"
+DEV_SECRETS_KEY = "dNV1qkN1G4Bd5sMSEBjbcGFo-OddH4HogU4XPa3DSoA="  # a Fernet key; dev only
 SERVICES = ("registry", "datasync", "risk", "assistance", "notify", "quality")
 PORTS = {
     "registry": 8001,
@@ -76,6 +77,9 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, alias="BACKSTOP_JWT_ISSUER")
     jwt_audience: str | None = Field(default=None, alias="BACKSTOP_JWT_AUDIENCE")
     pii_key: str = Field(default=DEV_PII_KEY, alias="BACKSTOP_PII_KEY")
+    # Encrypts secrets at rest (backstop.crypto): Fernet keys, comma-separated, the first
+    # encrypts and all decrypt (rotation).
+    secrets_key: str = Field(default=DEV_SECRETS_KEY, alias="BACKSTOP_SECRETS_KEY")
     log_level: str = Field(default="INFO", alias="BACKSTOP_LOG_LEVEL")
     log_json: bool = Field(default=True, alias="BACKSTOP_LOG_JSON")
 
@@ -90,6 +94,8 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"{name} must be set to a secret of 32+ characters in production"
                     )
+            if DEV_SECRETS_KEY in self.secrets_key.split(","):
+                raise ValueError("BACKSTOP_SECRETS_KEY must be set to Fernet keys in production")
         if self.kafka_security_protocol.startswith("SASL") and not (
             self.kafka_sasl_username and self.kafka_sasl_password
         ):

@@ -44,6 +44,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
     ):
         pytest.skip("no docker compose plugin on this machine")
     env = {**os.environ, "BACKSTOP_JWT_SECRET": "x" * 40, "BACKSTOP_PII_KEY": "y" * 40,
+           "BACKSTOP_SECRETS_KEY": "s" * 44,
            "POSTGRES_PASSWORD": "z" * 20}  # fmt: skip
     result = subprocess.run(
         [docker, "compose", "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
@@ -104,6 +105,7 @@ def test_docker_compose_config_accepts_the_secure_overlay() -> None:
     ):
         pytest.skip("no docker compose plugin on this machine")
     env = {**os.environ, "BACKSTOP_JWT_SECRET": "x" * 40, "BACKSTOP_PII_KEY": "y" * 40,
+           "BACKSTOP_SECRETS_KEY": "s" * 44,
            "POSTGRES_PASSWORD": "z" * 20, "KAFKA_ADMIN_PASSWORD": "a" * 20,
            "KAFKA_BACKSTOP_PASSWORD": "b" * 20, "KAFKA_TLS_PASSWORD": "c" * 20}  # fmt: skip
     result = subprocess.run(

@@ -15,6 +15,7 @@ from backstop.errors import Problem, invalid
 from backstop.pagination import decode_cursor, encode_cursor
 from services.notify import domain, reminders, scheduler, subscriptions
 from services.notify.config import NotifySettings
+from services.notify.egress import check_url
 from services.notify.models import (
     RECIPIENTS,
     REMINDER_ATTEMPTS,
@@ -163,6 +164,11 @@ def _mask_address(address: str) -> str:
     return "***" if address else ""
 
 
+def _internal_allowed(request: Request) -> bool:
+    notify: NotifySettings = request.app.state.notify_settings
+    return notify.internal_callbacks_allowed(request.app.state.settings.environment)
+
+
 _CODE_SHAPES: dict[str, tuple[int, ...]] = {"town": (9,), "town_leader": (9,), "village": (12,)}
 
 
@@ -172,9 +178,11 @@ async def put_recipient(
     code: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")],
     body: RecipientPut,
     sessions: SessionsDep,
+    request: Request,
     principal: Principal = require("notify:admin"),
 ) -> dict[str, Any]:
-    """Register or change who receives a kind of reminder, and how.
+    """Register or change who receives a kind of reminder, and how. A bot or webhook
+    address must be public (checked now and on every call).
 
     Codes: town and town_leader the 9-digit town code, village the 12-digit village
     code, department the feed source (medical, disaster, civil_affairs, education),
@@ -198,6 +206,8 @@ async def put_recipient(
     if body.channel == "email" and "@" not in body.address:
         raise invalid(["body", "address"], "not an e-mail address")
     principal.require_region(body.region_code)
+    if body.channel in ("wecom", "webhook") and not _internal_allowed(request):
+        await check_url(body.address, ["body", "address"])
     return await reminders.put_recipient(sessions, kind=kind, code=code, body=body)
 
 
@@ -234,20 +244,21 @@ async def create_subscription(
     principal: Principal = require("notify:admin"),
 ) -> dict[str, Any]:
     """Subscribe a county system to risk alerts. The response carries the signing
-    secret, once: every delivery has `X-Backstop-Signature: sha256=<hex HMAC-SHA256 of
-    the raw body under the secret>`."""
+    secret, once: every delivery has `X-Backstop-Timestamp: <unix seconds>` and
+    `X-Backstop-Signature-V2: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">` under
+    the secret (and, for one more version, `X-Backstop-Signature` over the body alone)."""
     if not principal.can_see(body.region_prefix):
         raise Problem(
             403,
             f"region_prefix {body.region_prefix!r} reaches beyond this client's regions",
             errors=[{"loc": ["body", "region_prefix"], "msg": "outside the token's regions"}],
         )
-    notify: NotifySettings = request.app.state.notify_settings
     return await subscriptions.create_subscription(
         sessions,
         body=body,
         created_by=principal.sub,
-        allow_internal=notify.internal_callbacks_allowed(request.app.state.settings.environment),
+        allow_internal=_internal_allowed(request),
+        service=request.app.state.settings,
     )
 
 

@@ -20,6 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop import crypto
 from backstop.db import SessionFactory, unit_of_work
 from backstop.events import CONTENT_TYPE
 from backstop.settings import Settings
@@ -251,7 +252,7 @@ _RECORD_WEBHOOK = (
 @dataclass(frozen=True)
 class _Target:
     url: str
-    secret: str
+    sealed_secret: str  # backstop.crypto: opened only to sign
 
 
 async def deliver_webhooks(
@@ -358,11 +359,18 @@ async def _deliver_to(
     own_client = client is None
     http = client or _client(settings, service)
     gate = asyncio.Semaphore(_PER_SUBSCRIBER_CONCURRENCY)
+    try:
+        secret: str | None = crypto.open_secret(service, target.sealed_secret)
+    except crypto.InvalidToken:
+        secret = None
+        log.error("a webhook secret does not open with BACKSTOP_SECRETS_KEY; not sent")
 
     async def post(row: Any) -> tuple[Any, int | None, str | None]:
+        if secret is None:
+            return row, None, "the subscription's secret does not open (BACKSTOP_SECRETS_KEY)"
         headers = {
             "Content-Type": CONTENT_TYPE,
-            **domain.signature_headers(target.secret, row.body, time.time()),
+            **domain.signature_headers(secret, row.body, time.time()),
             "X-Backstop-Delivery": str(row.id),
             "X-Backstop-Event-Id": row.event_id,
             "X-Backstop-Attempt": str(row.attempts),

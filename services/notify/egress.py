@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
 
+from backstop.errors import invalid
 from services.notify import domain
 
 # host, port → addresses, as getaddrinfo answers (tests give their own).
@@ -43,6 +44,19 @@ async def checked_addresses(
     if found is not None:
         raise ValueError(f"host {host!r} is an internal address ({found})")
     return addresses
+
+
+async def check_url(url: str, loc: list[str | int]) -> None:
+    """422 at `loc` unless the URL's host resolves, and only to public addresses: what a
+    subscriber or a recipient gives is checked when given, and again on every call."""
+    parsed = httpx.URL(url)
+    if not parsed.host:
+        raise invalid(loc, "has no host")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        await checked_addresses(parsed.host, port)
+    except ValueError as exc:
+        raise invalid(loc, f"{exc}; the address must be public") from None
 
 
 class PinnedTransport(httpx.AsyncBaseTransport):

@@ -171,8 +171,9 @@ class Subscription(NotifyBase, table=True):
     callback_url: str = Field(sa_column=sa.Column(sa.String(2000), nullable=False))
     event_types: list[str] = Field(sa_column=sa.Column(ARRAY(sa.String(200)), nullable=False))
     region_prefix: str = Field(sa_column=sa.Column(sa.String(12), nullable=False))
-    # Kept to sign every delivery (HMAC needs the key itself); never returned after creation.
-    secret: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    # Kept to sign every delivery (HMAC needs the key itself), sealed under
+    # BACKSTOP_SECRETS_KEY (backstop.crypto); never returned after creation.
+    secret: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     active: bool = Field(sa_column=sa.Column(sa.Boolean, nullable=False, server_default="true"))
     created_by: str = Field(sa_column=sa.Column(sa.String(200), nullable=False))
     created_at: datetime = Field(

@@ -4,21 +4,22 @@ every matching subscription. `delivery.py` sends the queued rows, signed."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop import crypto
 from backstop.contracts import risk
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import invalid
 from backstop.events import CloudEvent, registered_types
+from backstop.settings import Settings
 from services.notify import domain
+from services.notify.egress import check_url
 from services.notify.models import SUBSCRIPTIONS, WEBHOOK_DELIVERIES, SubscriptionCreate, utcnow
 
 ALERT_EVENT_TYPES = tuple(
@@ -68,30 +69,16 @@ async def queue_alert(session: AsyncSession, event: CloudEvent) -> None:
         )
 
 
-async def check_callback(url: str) -> None:
-    """Refuse a callback URL whose host is, or resolves to, an internal address."""
-    host = urlsplit(url).hostname
-    if not host:
-        raise invalid(["body", "callback_url"], "has no host")
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-    except OSError:
-        raise invalid(["body", "callback_url"], f"host {host!r} does not resolve") from None
-    found = domain.internal_address(host, [str(info[4][0]) for info in infos])
-    if found is not None:
-        raise invalid(
-            ["body", "callback_url"],
-            f"host {host!r} is an internal address ({found}); callbacks must be public",
-        )
-
-
 async def create_subscription(
     sessions: SessionFactory,
     *,
     body: SubscriptionCreate,
     created_by: str,
     allow_internal: bool,
+    service: Settings,
 ) -> dict[str, Any]:
+    """Store the subscription with its secret sealed (backstop.crypto); the values
+    returned carry the secret in clear, to be shown once."""
     for i, t in enumerate(body.event_types):
         if t not in ALERT_EVENT_TYPES:
             raise invalid(
@@ -99,20 +86,21 @@ async def create_subscription(
                 f"not a risk.alerts event type; one of {ALERT_EVENT_TYPES}",
             )
     if not allow_internal:
-        await check_callback(body.callback_url)
+        await check_url(body.callback_url, ["body", "callback_url"])
+    secret = secrets.token_hex(32)
     values = {
         "id": uuid.uuid4(),
         "callback_url": body.callback_url,
         "event_types": sorted(set(body.event_types)),
         "region_prefix": body.region_prefix,
-        "secret": secrets.token_hex(32),
+        "secret": crypto.seal(service, secret),
         "active": True,
         "created_by": created_by,
         "created_at": utcnow(),
     }
     async with unit_of_work(sessions) as session:
         await session.execute(insert(SUBSCRIPTIONS).values(values))
-    return values
+    return values | {"secret": secret}
 
 
 async def deactivate_subscription(sessions: SessionFactory, *, subscription_id: uuid.UUID) -> None:

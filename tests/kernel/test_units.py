@@ -6,6 +6,7 @@ import logging
 from datetime import date
 
 import pytest
+from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -75,8 +76,13 @@ def test_production_refuses_default_or_short_secrets() -> None:
         Settings(BACKSTOP_ENV="production")
     with pytest.raises(ValidationError, match="BACKSTOP_PII_KEY"):
         Settings(BACKSTOP_ENV="production", BACKSTOP_JWT_SECRET="x" * 40)
+    with pytest.raises(ValidationError, match="BACKSTOP_SECRETS_KEY"):
+        Settings(BACKSTOP_ENV="production", BACKSTOP_JWT_SECRET="x" * 40, BACKSTOP_PII_KEY="y" * 40)
     ok = Settings(
-        BACKSTOP_ENV="production", BACKSTOP_JWT_SECRET="x" * 40, BACKSTOP_PII_KEY="y" * 40
+        BACKSTOP_ENV="production",
+        BACKSTOP_JWT_SECRET="x" * 40,
+        BACKSTOP_PII_KEY="y" * 40,
+        BACKSTOP_SECRETS_KEY=Fernet.generate_key().decode(),
     )
     assert ok.environment == "production"
 

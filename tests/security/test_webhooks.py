@@ -5,6 +5,7 @@ IPv4 address are judged by that address, and deliveries are signed with a timest
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 import uuid
@@ -12,14 +13,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from backstop import crypto
 from backstop.db import unit_of_work
+from backstop.migrate import upgrade
 from backstop.settings import Settings
-from services.notify import delivery, domain
+from services.notify import delivery, domain, reminders
 from services.notify.app import create
 from services.notify.egress import InternalAddressRefused, checked_addresses, pinned_client
-from services.notify.models import REMINDERS, SUBSCRIPTIONS, WEBHOOK_DELIVERIES
+from services.notify.models import REMINDERS, SUBSCRIPTIONS, WEBHOOK_DELIVERIES, RecipientPut
 from services.notify.reactions import EventHandlers
 from tests.notify.conftest import Gateway, fast
 from tests.notify.test_channels_and_api import opened
@@ -123,7 +128,8 @@ async def test_every_delivery_is_checked_not_only_the_subscription(
         async with unit_of_work(rt.sessions) as session:
             await session.execute(insert(SUBSCRIPTIONS).values(
                 id=sub_id, callback_url=url, event_types=["backstop.risk.alert.raised.v1"],
-                region_prefix="441881", secret="s" * 64, active=True, created_by="t"))  # fmt: skip
+                region_prefix="441881", secret=crypto.seal(rt.settings, "s" * 64), active=True,
+                created_by="t"))  # fmt: skip
             await session.execute(insert(WEBHOOK_DELIVERIES).values(
                 id=delivery_id, subscription_id=sub_id, event_id=str(uuid.uuid4()),
                 event_type="backstop.risk.alert.raised.v1", region_code="441881101001",
@@ -145,8 +151,9 @@ async def test_every_delivery_is_checked_not_only_the_subscription(
 async def test_a_recipients_bot_url_inside_is_refused_for_good(
     stack: Stack, notify_settings: Settings
 ) -> None:
-    """`PUT /v1/recipients/...` webhook and bot addresses are called through the same
-    check: the metadata address gets nothing, and the reminder fails without retries."""
+    """`PUT /v1/recipients/...` bot and webhook addresses are checked when given, and
+    called through the same check: one registered while its name resolved publicly gets
+    nothing at the metadata address, and the reminder fails without retries."""
     config = fast(channels="wecom,webhook", allow_internal_callbacks=False)
     async with serve(functools.partial(create, notify=config), notify_settings,
                      background=False) as (client, runtime):  # fmt: skip
@@ -155,10 +162,13 @@ async def test_a_recipients_bot_url_inside_is_refused_for_good(
                                     ("village", "441881170001", "webhook")):  # fmt: skip
             body = {"name": "x", "channel": channel, "address": "http://169.254.169.254/latest"}
             r = await client.put(f"/v1/recipients/{kind}/{code}", json=body, headers=h)
-            assert r.status_code in (200, 422), r.text
-            if r.status_code == 422:  # refused at the door: nothing to deliver
-                continue
-            event = opened(kind, code, code if kind == "village" else code + "001")  # type: ignore[arg-type]
+            assert r.status_code == 422, r.text
+            assert r.json()["errors"][0]["loc"] == ["body", "address"]
+            assert "internal address" in r.json()["detail"]
+            await reminders.put_recipient(runtime.sessions, kind=kind, code=code,
+                                          body=RecipientPut(region_code=code, **body))  # fmt: skip
+            region = code if kind == "village" else code + "001"
+            event = opened(kind, code, region)  # type: ignore[arg-type]
             async with unit_of_work(runtime.sessions) as session:
                 await EventHandlers(config).task_opened(session, event)
             await delivery.deliver_reminders(runtime.sessions, config, runtime.settings,
@@ -168,3 +178,42 @@ async def test_a_recipients_bot_url_inside_is_refused_for_good(
                     REMINDERS.c.ref == event.data["task_id"]))).one()  # fmt: skip
             assert row.status == domain.FAILED and row.attempts == 1
             assert "internal address" in row.last_error
+
+
+@pytest.mark.integration
+async def test_secrets_are_sealed_at_rest_and_old_rows_are_sealed_by_the_migration(
+    stack: Stack,
+) -> None:
+    scratch = await stack.create_database("notify", label="sealed", migrate=False)
+    await asyncio.to_thread(upgrade, "notify", scratch.db_url, "0003")
+    old = uuid.uuid4()
+    engine = create_async_engine(scratch.db_url)
+    async with engine.begin() as conn:
+        await conn.execute(insert(SUBSCRIPTIONS).values(
+            id=old, callback_url="https://x.example/h", event_types=["t"],
+            region_prefix="441881", secret="plain-secret", active=True, created_by="t"))  # fmt: skip
+    await asyncio.to_thread(upgrade, "notify", scratch.db_url)
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(SUBSCRIPTIONS.c.secret).where(
+            SUBSCRIPTIONS.c.id == old))).scalar_one()  # fmt: skip
+    assert stored != "plain-secret" and crypto.open_secret(scratch, stored) == "plain-secret"
+
+    admin = stack.headers("notify:admin", regions=["441881"])
+    async with serve(functools.partial(create, notify=fast()), scratch,
+                     background=False) as (client, _):  # fmt: skip
+        r = await client.post("/v1/subscriptions", headers=admin, json={
+            "callback_url": "https://x.example/h", "region_prefix": "441881",
+            "event_types": ["backstop.risk.alert.raised.v1"]})  # fmt: skip
+        assert r.status_code == 201, r.text
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(SUBSCRIPTIONS.c.secret).where(
+            SUBSCRIPTIONS.c.id == uuid.UUID(r.json()["id"])))).scalar_one()  # fmt: skip
+    await engine.dispose()
+    assert r.json()["secret"] not in stored
+    assert crypto.open_secret(scratch, stored) == r.json()["secret"]
+    rotated = scratch.model_copy(update={"secrets_key": f"{Fernet.generate_key().decode()},"
+                                                        f"{scratch.secrets_key}"})  # fmt: skip
+    assert crypto.open_secret(rotated, stored) == r.json()["secret"]
+    with pytest.raises(crypto.InvalidToken):
+        crypto.open_secret(scratch.model_copy(
+            update={"secrets_key": Fernet.generate_key().decode()}), stored)  # fmt: skip
