@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 
 from backstop import outbox
 from backstop.bus import ensure_topics
@@ -23,10 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parked.add_argument("--service", required=True, choices=SERVICES)
     parked.add_argument("--id", type=int, action="append", dest="ids", help="row id (repeat)")
     parked.add_argument("--all", action="store_true", help="resend/drop every parked row")
-    seed = sub.add_parser("seed", help="generate the demo county's households (registry)")
-    seed.add_argument("--households", type=int, default=2000)
-    seed.add_argument("--seed", type=int, default=20261128)
-    args, rest = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
     if args.command == "outbox":
         if args.action != "parked" and not (args.ids or args.all):
             parser.error(f"outbox {args.action} needs --id N (repeatable) or --all")
@@ -36,10 +32,6 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "topics":
         asyncio.run(ensure_topics(get_settings()))
         print("topics ready")
-    elif args.command == "seed":
-        # The generator belongs to the registry service (it knows the county's villages).
-        module = importlib.import_module("services.registry.seed")
-        module.main(["--households", str(args.households), "--seed", str(args.seed), *rest])
 
 
 async def _outbox(action: str, settings: Settings, ids: list[int] | None) -> None:

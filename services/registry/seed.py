@@ -1,8 +1,9 @@
 """A demo county: realistic synthetic households in the county's real villages.
 
-`backstop seed --households N --seed S` writes them through the registry's handlers (so
-every household leaves a HouseholdCreated event through the outbox). The same generator
-writes a register export (CSV, Chinese headers) for the import benchmark.
+`python -m services.registry.seed --households N --seed S` writes them through
+registering.py, so every household leaves a HouseholdCreated event through the outbox
+(`make run` seeds through deploy/demo.py the same way). With `--export FILE` the same
+generator writes a register export (CSV, Chinese headers) for the import benchmark.
 
 What "realistic" means here (rough shares of a Guangdong county's register):
 - household sizes 1–7, mostly 3–4; a head, usually a spouse, children, sometimes parents;
@@ -289,7 +290,7 @@ def write_export(out: IO[str], n: int, seed: int) -> int:
 async def seed_households(
     settings: Settings, n: int, seed: int, *, chunk_size: int = 1000
 ) -> dict[str, int]:
-    """Write `n` generated households through the registry's handlers (outbox events
+    """Write `n` generated households through registering.py (outbox events
     included). Idempotent: household numbers depend only on the seed and index."""
     engine = make_engine(settings.db_url, 2)
     sessions = make_session_factory(engine)
@@ -321,8 +322,11 @@ async def seed_households(
     return {"created": created, "existing": existing}
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="backstop seed")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.registry.seed",
+        description="generate the demo county's households (or a register export)",
+    )
     parser.add_argument("--households", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument("--export", help="write a CSV register export here instead")
@@ -338,3 +342,7 @@ def main(argv: list[str]) -> None:
         f"seeded county {county_code()}: {result['created']} households created, "
         f"{result['existing']} already there, in {time.perf_counter() - started:.1f}s"
     )
+
+
+if __name__ == "__main__":
+    main()

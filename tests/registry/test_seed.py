@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from datetime import date
+from pathlib import Path
 
 from services.registry import domain
 from services.registry.county import read_regions
@@ -41,3 +44,19 @@ def test_generated_households_are_valid_and_plausible() -> None:
     # The same seed gives the same county.
     again = next(generate(1, seed=11, county="441881", today=TODAY))[0]
     assert again.members[0].id_number == households[0][0].members[0].id_number
+
+
+def test_the_seed_command_is_the_registrys_own(tmp_path: Path) -> None:
+    """`python -m services.registry.seed` runs without the kernel's CLI (which knows no
+    service); --export needs no database."""
+    out = tmp_path / "export.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "services.registry.seed", "--households", "4", "--export", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "wrote 4 households" in done.stdout
+    header, *rows = out.read_text(encoding="utf-8").splitlines()
+    assert header.startswith("户编号,行政区划代码,户类型")
+    assert len({row.split(",")[0] for row in rows}) == 4
