@@ -4,7 +4,7 @@ the read model of registry's households (labels and key contacts)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -119,91 +119,80 @@ class EventHandlers:
     def _draft_rectification_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
         data = event.payload()
         assert isinstance(data, assistance.RectificationOverdue)
-        now = utcnow()
-        episode = f"{data.issue_id}:{data.deadline.isoformat()}"
+        return self._office_then_leader(
+            "rectification",
+            episode=f"{data.issue_id}:{data.deadline.isoformat()}",
+            region_code=data.region_code,
+            ref=data.issue_id,
+            subject_id=None,
+            message=lambda escalated: domain.rectification_overdue(
+                region_code=data.region_code,
+                responsible_unit=data.responsible_unit,
+                deadline=data.deadline,
+                summary=data.summary,
+                escalated=escalated,
+            ),
+        )
+
+    def _office_then_leader(
+        self,
+        what: str,
+        *,
+        episode: str,
+        region_code: str,
+        ref: str,
+        subject_id: str | None,
+        message: Callable[[bool], Message],
+    ) -> list[Draft]:
+        """Overdue work of an office: the office now (the town's, or the county's for
+        county-level work) and, for a town, its leader after the escalation delay."""
+        town = len(region_code) >= 9
         drafts = [
             Draft(
-                dedup_key=f"rectification.overdue:{episode}",
-                kind="rectification_overdue",
-                recipient=self._unit_office(data.region_code),
-                region_code=data.region_code,
-                message=domain.rectification_overdue(
-                    region_code=data.region_code,
-                    responsible_unit=data.responsible_unit,
-                    deadline=data.deadline,
-                    summary=data.summary,
-                    escalated=False,
-                ),
-                ref=data.issue_id,
+                dedup_key=f"{what}.overdue:{episode}",
+                kind=f"{what}_overdue",
+                recipient=domain.town_office_key(region_code)
+                if town
+                else domain.county_office_key(),
+                region_code=region_code,
+                message=message(False),
+                subject_id=subject_id,
+                ref=ref,
             )
         ]
-        if len(data.region_code) >= 9:
+        if town:
             drafts.append(
                 Draft(
-                    dedup_key=f"rectification.escalated:{episode}",
-                    kind="rectification_escalated",
-                    recipient=domain.town_leader_key(data.region_code),
-                    region_code=data.region_code,
-                    message=domain.rectification_overdue(
-                        region_code=data.region_code,
-                        responsible_unit=data.responsible_unit,
-                        deadline=data.deadline,
-                        summary=data.summary,
-                        escalated=True,
-                    ),
-                    ref=data.issue_id,
-                    not_before=self._escalate_at(now),
+                    dedup_key=f"{what}.escalated:{episode}",
+                    kind=f"{what}_escalated",
+                    recipient=domain.town_leader_key(region_code),
+                    region_code=region_code,
+                    message=message(True),
+                    subject_id=subject_id,
+                    ref=ref,
+                    not_before=self._escalate_at(utcnow()),
                 )
             )
         return drafts
-
-    def _unit_office(self, region_code: str) -> RecipientKey:
-        if len(region_code) >= 9:
-            return domain.town_office_key(region_code)
-        return domain.county_office_key()
 
     def _draft_clue_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
         data = event.payload()
         assert isinstance(data, assistance.ClueOverdue)
-        now = utcnow()
         household = self._label(known, data.household_id) if data.household_id else None
-        drafts = [
-            Draft(
-                dedup_key=f"clue.overdue:{data.clue_id}",
-                kind="clue_overdue",
-                recipient=self._unit_office(data.region_code),
+        return self._office_then_leader(
+            "clue",
+            episode=data.clue_id,
+            region_code=data.region_code,
+            ref=data.clue_id,
+            subject_id=data.household_id,
+            message=lambda escalated: domain.clue_overdue(
                 region_code=data.region_code,
-                message=domain.clue_overdue(
-                    region_code=data.region_code,
-                    household=household,
-                    source=data.source,
-                    received_at=data.received_at,
-                    escalated=False,
-                ),
-                subject_id=data.household_id,
-                ref=data.clue_id,
-            )
-        ]
-        if len(data.region_code) >= 9:
-            drafts.append(
-                Draft(
-                    dedup_key=f"clue.escalated:{data.clue_id}",
-                    kind="clue_escalated",
-                    recipient=domain.town_leader_key(data.region_code),
-                    region_code=data.region_code,
-                    message=domain.clue_overdue(
-                        region_code=data.region_code,
-                        household=household,
-                        source=data.source,
-                        received_at=data.received_at,
-                        escalated=True,
-                    ),
-                    subject_id=data.household_id,
-                    ref=data.clue_id,
-                    not_before=self._escalate_at(now),
-                )
-            )
-        return drafts
+                household=household,
+                source=data.source,
+                received_at=data.received_at,
+                escalated=escalated,
+            ),
+        )
 
     def _to_key_contacts(
         self,
@@ -286,28 +275,22 @@ class EventHandlers:
         data = event.payload()
         assert isinstance(data, datasync.DeliveryLate)
         episode = f"{data.source}:{data.period}"
-        county = self.settings.county_code
+        # The late department itself, and the county office that chases it.
         return [
             Draft(
-                dedup_key=f"delivery.late:{episode}:department",
+                dedup_key=f"delivery.late:{episode}:{who}",
                 kind="delivery_late",
-                recipient=domain.department_key(data.source),
-                region_code=county,
+                recipient=recipient,
+                region_code=self.settings.county_code,
                 message=domain.delivery_late(
-                    source=data.source, period=data.period, due_on=data.due_on, to_county=False
+                    source=data.source, period=data.period, due_on=data.due_on, to_county=to_county
                 ),
                 ref=episode,
-            ),
-            Draft(
-                dedup_key=f"delivery.late:{episode}:county_office",
-                kind="delivery_late",
-                recipient=domain.county_office_key(),
-                region_code=county,
-                message=domain.delivery_late(
-                    source=data.source, period=data.period, due_on=data.due_on, to_county=True
-                ),
-                ref=episode,
-            ),
+            )
+            for who, recipient, to_county in (
+                ("department", domain.department_key(data.source), False),
+                ("county_office", domain.county_office_key(), True),
+            )
         ]
 
     async def household_changed(self, session: AsyncSession, event: CloudEvent) -> None:
