@@ -285,8 +285,9 @@ async def compliance(
     region: str | None = Query(default=None, pattern=r"^\d{1,12}$"),
     principal: Principal = READ,
 ) -> dict[str, Any]:
-    """Monitored and marginal households not contacted in the month, by town and by
-    contact person (每月至少走访或联系一次)."""
+    """Households due a monthly contact (脱贫户 含监测户, 边缘户, 双骤户: seed 二(三)) not
+    contacted in the month by one of their 重点联系人 or 帮扶责任人, by town and charged
+    to the contact whose role requires it (每月至少走访或联系一次)."""
     if period:
         period = str(period_param(period, ["query", "period"]))
     else:
@@ -302,6 +303,7 @@ async def compliance(
         "due": report.due,
         "contacted": report.contacted,
         "not_contacted": len(report.missing),
+        "visits_not_counted": report.not_counted,
         "by_town": [{"town_code": code, **counts} for code, counts in report.by_town.items()],
         "by_contact": [{"contact": name, **entry} for name, entry in report.by_contact.items()],
         "households": [

@@ -5,7 +5,7 @@ facts and return decisions."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -46,6 +46,8 @@ class AssistancePolicy(BaseModel):
     income_lines: dict[int, float] = Field(default_factory=lambda: dict(DEFAULT_MONITORING_LINES))
     max_income_drop_ratio: float = Field(default=0.3, ge=0, le=1)  # "stable" income
     measure_grace_days: int = Field(default=30, ge=0)  # a measure within a month
+    # How far back a visit may be logged: the month's contacts are reported monthly.
+    visit_backdate_days: int = Field(default=31, ge=0, le=366)
     # 市镇两级按比例分担: the city's share of a grant; towns may have their own ratio.
     city_share: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
     city_share_by_town: dict[str, Decimal] = Field(default_factory=dict)
@@ -301,17 +303,24 @@ def elimination_guard(
 CHANNELS = ("home", "phone", "sms", "wechat")  # 入户走访 / 电话 / 短信 / 微信
 
 
-def due_for_contact(*, household_type: str, monitoring_status: str) -> bool:
-    """Monitored and marginal households are contacted at least once a month (seed 三(三)2)."""
-    return monitoring_status == "monitored" or household_type == "marginal"
-
-
 @dataclass(frozen=True)
 class ContactDue:
     household_id: str
     region_code: str
     town_code: str
     contacts: Sequence[tuple[str, str]]  # (name, role)
+    # Who answers for this household's monthly contact (backstop.contracts.policy)
+    responsible: Sequence[str] = ()
+    phones: Sequence[str] = ()
+
+
+def counts_as_contact(visitor: str, household: ContactDue) -> bool:
+    """A contact counts only when made by one of the household's 重点联系人 or 帮扶责任人
+    (seed 三(三)2, 四(一)), named as the register names them or by their phone."""
+    who = "".join(visitor.split())
+    names = {"".join(name.split()) for name, _ in household.contacts}
+    phones = {"".join(ch for ch in p if ch.isdigit()) for p in household.phones}
+    return who in names or (who.isdigit() and who in phones)
 
 
 @dataclass
@@ -322,23 +331,33 @@ class ComplianceReport:
     by_town: dict[str, dict[str, int]] = field(default_factory=dict)
     by_contact: dict[str, dict[str, object]] = field(default_factory=dict)
     missing: list[ContactDue] = field(default_factory=list)
+    # visits in the month by someone who is not the household's contact: not counted
+    not_counted: int = 0
 
 
-def compliance(period: str, due: Sequence[ContactDue], contacted_ids: set[str]) -> ComplianceReport:
-    """Who was not contacted in `period`, counted by town and by contact person."""
+def compliance(
+    period: str, due: Sequence[ContactDue], visitors: Mapping[str, Iterable[str]]
+) -> ComplianceReport:
+    """Who was not contacted in `period` (`visitors`: household id → who visited it that
+    month), counted by town and charged to the contact whose role requires the visit."""
     report = ComplianceReport(period=period)
     towns: dict[str, dict[str, int]] = defaultdict(lambda: {"due": 0, "contacted": 0})
     people: dict[str, dict[str, object]] = {}
     for household in sorted(due, key=lambda h: (h.region_code, h.household_id)):
         report.due += 1
         towns[household.town_code]["due"] += 1
-        if household.household_id in contacted_ids:
+        seen = list(visitors.get(household.household_id, ()))
+        if any(counts_as_contact(v, household) for v in seen):
             report.contacted += 1
             towns[household.town_code]["contacted"] += 1
             continue
+        report.not_counted += len(seen)
         report.missing.append(household)
-        for name, role in household.contacts or [("(未指定联系人)", "none")]:
-            entry = people.setdefault(name, {"role": role, "missing": 0, "households": []})
+        roles = dict(household.contacts)
+        for name in household.responsible or ["(未指定联系人)"]:
+            entry = people.setdefault(
+                name, {"role": roles.get(name, "none"), "missing": 0, "households": []}
+            )
             entry["missing"] = int(str(entry["missing"])) + 1
             households = entry["households"]
             assert isinstance(households, list)

@@ -9,8 +9,9 @@ Per quarter (Asia/Shanghai calendar) and town:
   risk factor, and eliminations (approved 风险消除) by method and reason;
 - verification tasks and 回头看 review tasks, each opened, closed (done or cancelled) and
   overdue (past their due date in the quarter without being closed by it);
-- contact compliance: monitored and marginal households contacted (visit, phone, SMS,
-  WeChat) at least once in every month of the quarter that has begun;
+- contact compliance: households due a monthly contact (the kernel's rule) contacted by their
+  重点联系人 or 帮扶责任人 (visit, phone, SMS, WeChat) at least once in every month of the
+  quarter that has begun;
 - grants paid: count and amount of the grant transactions in the fund ledger.
 
 Closing (`POST .../close`, county office only) stores the report as computed; a closed
@@ -79,6 +80,7 @@ from services.assistance.quarterly import (
     reporting_quarter,
 )
 from services.assistance.quarterly_xlsx import workbook_bytes
+from services.assistance.visits import households_due_contact
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 READ = require("assistance:read")
@@ -233,16 +235,15 @@ async def compute(
 
     # Contact compliance (每月至少走访或联系一次) over the months that have begun.
     months = months_due(quarter, today)
-    due_rows = await session.execute(
-        select(col(Household.household_id), col(Household.town_code)).where(
-            scope.where(col(Household.region_code)),
-            or_(col(Household.monitoring_status) == "monitored", col(Household.type) == "marginal"),
+    due = {
+        d.household_id: d
+        for d in await households_due_contact(
+            session, select(Household).where(scope.where(col(Household.region_code)))
         )
-    )
-    due = dict(due_rows.all())
+    }
     month = func.to_char(col(Visit.visited_on), "YYYY-MM")
     visit_rows = await session.execute(
-        select(col(Visit.household_id), month)
+        select(col(Visit.household_id), month, col(Visit.visitor))
         .where(
             scope.where(col(Visit.region_code)),
             col(Visit.visited_on) >= quarter.start,
@@ -251,11 +252,11 @@ async def compute(
         .distinct()
     )
     contacted: dict[str, set[str]] = defaultdict(set)
-    for household_id, visited_month in visit_rows.all():
-        if household_id in due:
+    for household_id, visited_month, visitor in visit_rows.all():
+        if household_id in due and domain.counts_as_contact(visitor, due[household_id]):
             contacted[household_id].add(visited_month)
-    for household_id, town_code in due.items():
-        contact = towns[town_code]["contact"]
+    for household_id, household in due.items():
+        contact = towns[household.town_code]["contact"]
         contact["due"] += 1
         seen = contacted.get(household_id, set())
         if all(m in seen for m in months):

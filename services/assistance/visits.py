@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from backstop import outbox
 from backstop.auth import Principal
 from backstop.contracts.assistance import VisitRecorded
+from backstop.contracts.policy import (
+    ALLEVIATED_TYPES,
+    EDGE_TYPES,
+    due_for_monthly_contact,
+    responsible_contacts,
+)
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import invalid
 from services.assistance import domain
 from services.assistance.common import (
     household_in_region,
+    load_policy,
     make_assistance_event,
     narrowed,
     publish_finding,
@@ -27,8 +38,15 @@ async def record_visit(
     """Log a contact; what it observes flows back to registry as a finding."""
     async with unit_of_work(sessions) as session:
         household = await household_in_region(session, body.household_id, principal)
-        if body.visited_on > domain.today():
+        today = domain.today()
+        if body.visited_on > today:
             raise invalid(["body", "visited_on"], "a visit cannot be in the future")
+        backdate = (await load_policy(session)).visit_backdate_days
+        if body.visited_on < today - timedelta(days=backdate):
+            raise invalid(
+                ["body", "visited_on"],
+                f"a visit may be logged at most {backdate} days after it happened",
+            )
         visit = Visit(
             household_id=household.household_id,
             region_code=household.region_code,
@@ -74,33 +92,51 @@ async def contact_compliance(
     session: AsyncSession, *, principal: Principal, period: str, region: str | None
 ) -> domain.ComplianceReport:
     start, end = domain.period_bounds(period)
-    query = select(Household).where(
-        principal.region_clause(col(Household.region_code)),
-        or_(col(Household.monitoring_status) == "monitored", col(Household.type) == "marginal"),
-    )
+    query = select(Household).where(principal.region_clause(col(Household.region_code)))
     query = narrowed(query, Household, region=region)
-    households = list((await session.execute(query)).scalars())
-    due = [
-        domain.ContactDue(
-            household_id=h.household_id,
-            region_code=h.region_code,
-            town_code=h.town_code,
-            contacts=[(c["name"], c["role"]) for c in h.snapshot.get("contacts", [])],
+    due = await households_due_contact(session, query)
+    visitors: dict[str, set[str]] = defaultdict(set)
+    rows = await session.execute(
+        select(col(Visit.household_id), col(Visit.visitor))
+        .where(
+            col(Visit.household_id).in_([d.household_id for d in due]),
+            col(Visit.visited_on) >= start,
+            col(Visit.visited_on) < end,
         )
-        for h in households
-        if domain.due_for_contact(household_type=h.type, monitoring_status=h.monitoring_status)
-    ]
-    contacted = set(
-        (
-            await session.execute(
-                select(col(Visit.household_id))
-                .where(
-                    col(Visit.household_id).in_([d.household_id for d in due]),
-                    col(Visit.visited_on) >= start,
-                    col(Visit.visited_on) < end,
-                )
-                .distinct()
-            )
-        ).scalars()
+        .distinct()
     )
-    return domain.compliance(period, due, contacted)
+    for household_id, visitor in rows:
+        visitors[household_id].add(visitor)
+    return domain.compliance(period, due, visitors)
+
+
+async def households_due_contact(
+    session: AsyncSession, households: Select[Any]
+) -> list[domain.ContactDue]:
+    """Of `households`, those due a monthly contact (one rule, backstop.contracts.policy),
+    with their contacts and who answers for the contact."""
+    query = households.where(
+        or_(
+            col(Household.monitoring_status) == "monitored",
+            col(Household.type).in_(sorted(ALLEVIATED_TYPES | EDGE_TYPES)),
+        )
+    )
+    due = []
+    for h in (await session.execute(query)).scalars():
+        if not due_for_monthly_contact(
+            household_type=h.type, monitoring_status=h.monitoring_status
+        ):
+            continue
+        contacts = h.snapshot.get("contacts", [])
+        named = [(c["name"], c["role"]) for c in contacts]
+        due.append(
+            domain.ContactDue(
+                household_id=h.household_id,
+                region_code=h.region_code,
+                town_code=h.town_code,
+                contacts=named,
+                responsible=responsible_contacts(h.type, h.monitoring_status, named),
+                phones=[c.get("phone", "") for c in contacts],
+            )
+        )
+    return due

@@ -145,19 +145,22 @@ def test_add_months_clamps_the_day() -> None:
     assert domain.add_months(date(2025, 11, 15), 2) == date(2026, 1, 15)
 
 
-def test_compliance_counts_by_town_and_contact() -> None:
+def test_compliance_counts_by_town_and_charges_the_responsible_contact() -> None:
+    leader = [("赵书记", "town_leader"), ("钱队员", "work_team")]
     due = [
-        ContactDue("h1", "441881101001", "441881101", [("赵书记", "leader")]),
-        ContactDue("h2", "441881101002", "441881101", [("赵书记", "leader")]),
+        ContactDue("h1", "441881101001", "441881101", leader, ["赵书记"], ["13900000001"]),
+        ContactDue("h2", "441881101002", "441881101", leader, ["赵书记"]),
         ContactDue("h3", "441881102001", "441881102", []),
+        ContactDue("h4", "441881102002", "441881102", leader, ["赵书记"], ["139 0000 0001"]),
     ]
-    report = domain.compliance("2026-11", due, {"h1"})
-    assert (report.due, report.contacted) == (3, 1)
+    # Seed 三(三)2: 联系人…每月要开展入户走访，或通过电话、短信、微信等方式…加强联系.
+    visits = {"h1": ["钱队员"], "h2": ["陌生人"], "h4": ["13900000001"]}
+    report = domain.compliance("2026-11", due, visits)
+    assert (report.due, report.contacted, report.not_counted) == (4, 2, 1)
     assert report.by_town["441881101"] == {"due": 2, "contacted": 1, "missing": 1}
     assert report.by_contact["赵书记"]["households"] == ["h2"]
+    assert "钱队员" not in report.by_contact
     assert report.by_contact["(未指定联系人)"]["missing"] == 1
-    assert domain.due_for_contact(household_type="marginal", monitoring_status="none")
-    assert not domain.due_for_contact(household_type="alleviated", monitoring_status="eliminated")
     assert domain.period_bounds("2026-12") == (date(2026, 12, 1), date(2027, 1, 1))
 
 

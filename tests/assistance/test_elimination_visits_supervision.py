@@ -125,9 +125,13 @@ async def test_visits_feed_findings_and_compliance(a: Assistance) -> None:
         region_code=town + "002",
         town_code=town,
         monitoring_status="monitored",
-        contacts=[ContactSnapshot(role="leader", name="赵书记", phone="1")],
+        contacts=[
+            ContactSnapshot(role="town_leader", name="赵书记", phone="1"),
+            ContactSnapshot(role="work_team", name="钱队员", phone="2"),
+        ],
     )
-    await a.household(region_code=town + "003", town_code=town, type="alleviated")  # not due
+    # Seed 二(三): 对脱贫户（含监测户）、边缘户…每月至少开展一次走访 — a 脱贫户 is due too.
+    stable = await a.household(region_code=town + "003", town_code=town, type="alleviated")
     today = domain.today()
     child = "child-1"
     r = await a.client.post(
@@ -156,16 +160,38 @@ async def test_visits_feed_findings_and_compliance(a: Assistance) -> None:
         headers=a.rw,
     )
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "channel"]
+    visit = {"channel": "phone", "visited_on": str(today), "findings": "电话了解生产生活情况"}
+    # Someone who is not the household's 重点联系人 or 帮扶责任人: logged, not counted.
+    r = await a.client.post(
+        "/v1/visits",
+        json={**visit, "household_id": stable.household_id, "visitor": "路过的人"},
+        headers=a.rw,
+    )
+    assert r.status_code == 201, r.text
+    # Back-dating is bounded (31 days by default).
+    r = await a.client.post(
+        "/v1/visits",
+        json={**visit, "household_id": stable.household_id, "visitor": "李干部",
+              "visited_on": str(today - timedelta(days=40))},
+        headers=a.rw,
+    )  # fmt: skip
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "visited_on"]
     period = today.strftime("%Y-%m")
     r = await a.client.get(
         "/v1/visits/compliance", params={"period": period, "region": town}, headers=a.rw
     )
     assert r.status_code == 200, r.text
     report = r.json()
-    assert (report["due"], report["contacted"], report["not_contacted"]) == (2, 1, 1)
-    assert report["by_town"] == [{"town_code": town, "due": 2, "contacted": 1, "missing": 1}]
-    assert report["by_contact"][0]["contact"] == "赵书记"
-    assert report["households"][0]["household_id"] == missed.household_id
+    assert (report["due"], report["contacted"], report["not_contacted"]) == (3, 1, 2)
+    assert report["visits_not_counted"] == 1
+    assert report["by_town"] == [{"town_code": town, "due": 3, "contacted": 1, "missing": 2}]
+    # The monitored household is charged to its 镇党委政府负责人, not to the work-team member.
+    charged = {c["contact"]: c["households"] for c in report["by_contact"]}
+    assert charged["赵书记"] == [missed.household_id] and "钱队员" not in charged
+    assert {h["household_id"] for h in report["households"]} == {
+        missed.household_id,
+        stable.household_id,
+    }
     r = await a.client.get("/v1/visits/compliance", params={"period": "2026-13"}, headers=a.rw)
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "period"]
     [event] = await read_topic(

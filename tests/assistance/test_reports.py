@@ -219,7 +219,15 @@ async def test_counts_per_town_and_risk_levels(a: Assistance) -> None:
         await reports.apply_assessment(session, stale)
     assert await level_of(a, monitored.household_id) == "at_risk"
 
-    # Both households due for contact; only the marginal one is visited in every month.
+    # All three are due for contact (seed 二(三): 脱贫户含监测户、边缘户); only the marginal
+    # one is visited in every month. Visits of earlier months are logged late here, so the
+    # county allows a longer back-dating than its 31 days.
+    r = await a.client.put(
+        "/v1/policy",
+        json={"changed_by": "county-office", "policy": {"visit_backdate_days": 100}},
+        headers=a.rw,
+    )
+    assert r.status_code == 200, r.text
     for month in quarterly.months_due(quarter, today):
         r = await a.client.post(
             "/v1/visits",
@@ -270,8 +278,8 @@ async def test_counts_per_town_and_risk_levels(a: Assistance) -> None:
     assert entry["inclusions"]["by_factor"] == {"low_income": 1}
     assert entry["verification_tasks"] == {"opened": 2, "closed": 1, "overdue": 0}
     assert entry["review_tasks"] == {"opened": 1, "closed": 0, "overdue": 0}
-    assert (entry["contact"]["due"], entry["contact"]["compliant"]) == (2, 1)
-    assert entry["contact"]["rate"] == 0.5
+    assert (entry["contact"]["due"], entry["contact"]["compliant"]) == (3, 1)
+    assert entry["contact"]["rate"] == 0.3333
     assert entry["grants"] == {"count": 2, "amount": "500.50"}
     assert report["totals"]["households"]["total"] == 3  # the county row of what is shown
 
