@@ -12,4 +12,5 @@ One module per use case:
 - `subscriptions.py`: webhook subscriptions to risk alerts and queueing each alert.
 - `delivery.py`: the jobs sending reminders through channels and alerts to webhooks.
 - `channels.py`: SMS, WeChat Work, e-mail, webhook and local channels behind one interface.
+- `egress.py`: every HTTP call to an address someone gave, checked as it connects.
 """
