@@ -5,7 +5,7 @@ procedures, visits, assistance plans, funds and supervision. One module per use 
 - `api.py`: HTTP routes of tasks, procedures, visits, plans, funds and supervision.
 - `domain.py`: the pure rules (no SQL, HTTP or Kafka).
 - `models.py`: tables and their Create/Public schemas.
-- `common.py`: what the use cases share: events, the policy, the household read model.
+- `common.py`: what they share: events, policy, household read model, locking, list pages.
 - `tasks.py`: verification tasks, the county's first check (初核), claim, overdue.
 - `procedure.py`: 民主评议 → 公示 → 乡镇审核 → 县级确认, and 风险消除 (elimination).
 - `visits.py`: contacts (走访) and the contact compliance report.

@@ -1,5 +1,6 @@
-"""What every use case of assistance shares: its events, the policy (帮扶政策参数) and the
-read model of registry's households, the finding sent back to registry, and the
+"""What every use case of assistance shares: its events, the policy (帮扶政策参数), the
+read model of registry's households, the row a command locks (404 outside the caller's
+regions), a list's filters and pages, the finding sent back to registry, and the
 claim-once stamp of the overdue jobs."""
 
 from __future__ import annotations
