@@ -40,7 +40,7 @@ SELECT md5('hh' || g)::uuid::text, v, left(v, 9), 1, jsonb_build_object(
   'type', CASE WHEN g % 9 = 0 THEN 'unstable' ELSE 'alleviated' END,
   'monitoring_status', CASE WHEN g % 9 = 0 THEN 'monitored' ELSE 'none' END,
   'monitoring_since', CASE WHEN g % 9 = 0 THEN '2025-06-01' END,
-  'contact_roles', CASE WHEN g % 9 = 0 AND g % 5 <> 0 THEN '["leader"]'::jsonb ELSE '[]'::jsonb END,
+  'contact_roles', CASE WHEN g % 9 = 0 AND g % 5 <> 0 THEN '["town_leader"]'::jsonb ELSE '[]'::jsonb END,
   'members', jsonb_build_array(
      jsonb_build_object('person_id', md5('p1' || g)::uuid::text, 'id_hash', md5('h1' || g),
        'relation', 'head', 'sex', 'male', 'birth_date', '1968-03-01', 'special_groups', '[]'::jsonb,
