@@ -502,7 +502,9 @@ async def set_income(
             actor=actor,
             action="income.recorded",
             changes={
-                f"income.{income.year}": {"from": current and current["total"], "to": income.total}
+                f"income.{income.year}": domain.income_change(
+                    current["total"] if current else None, income.total
+                )
             },
             event=lambda snap: contract.HouseholdUpdated(
                 household=snap, changed_by=actor, changed_fields=["incomes"]

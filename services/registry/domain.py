@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
@@ -179,14 +180,23 @@ def compulsory_school_age(birth_date: date, today: date) -> bool:
 
 @dataclass(frozen=True)
 class Income:
-    """One year's household net income (家庭纯收入), yuan."""
+    """One year's household net income (家庭纯收入), yuan, as exact decimals (cents)."""
 
     year: int
-    total: float
-    wage: float | None = None  # 工资性收入
-    business: float | None = None  # 生产经营性收入
-    transfer: float | None = None  # 转移性收入 (pensions, subsidies, 低保 ...)
-    property: float | None = None  # 财产性收入
+    total: Decimal
+    wage: Decimal | None = None  # 工资性收入
+    business: Decimal | None = None  # 生产经营性收入
+    transfer: Decimal | None = None  # 转移性收入 (pensions, subsidies, 低保 ...)
+    property: Decimal | None = None  # 财产性收入
+
+
+CENT = Decimal("0.01")
+
+
+def money(value: float | Decimal) -> Decimal:
+    """Yuan as an exact decimal to the cent: a float through its shortest text, so a
+    request's 0.1 is stored as 0.10, never 0.1000000000000000055."""
+    return (value if isinstance(value, Decimal) else Decimal(str(value))).quantize(CENT)
 
 
 def make_income(
@@ -204,7 +214,8 @@ def make_income(
     current_year = (today or date.today()).year
     if year < 2000 or year > current_year:
         raise RuleViolation("year", f"year must be between 2000 and {current_year}")
-    parts = {"wage": wage, "business": business, "transfer": transfer, "property": property}
+    raw = {"wage": wage, "business": business, "transfer": transfer, "property": property}
+    parts = {k: None if v is None else money(v) for k, v in raw.items()}
     for name, value in parts.items():
         if value is not None and value < 0:
             raise RuleViolation(name, "must not be negative")
@@ -212,17 +223,24 @@ def make_income(
     if total is None:
         if not given:
             raise RuleViolation("total", "give the total or its parts")
-        total = round(sum(given), 2)
-    elif total < 0:
+        exact = sum(given, Decimal(0))
+    else:
+        exact = money(total)
+    if exact < 0:
         raise RuleViolation("total", "must not be negative")
-    elif given and len(given) == 4 and abs(sum(given) - total) > 1:
-        raise RuleViolation("total", f"total {total} is not the sum of its parts {sum(given)}")
-    return Income(year=year, total=float(total), **parts)
+    if given and len(given) == 4 and abs(sum(given, Decimal(0)) - exact) > 1:
+        raise RuleViolation("total", f"total {exact} is not the sum of its parts {sum(given)}")
+    return Income(year=year, total=exact, **parts)
 
 
-def per_capita(total: float, household_size: int) -> float:
-    """Per-capita net income (人均纯收入) over the registered members."""
-    return round(total / household_size, 2) if household_size > 0 else round(total, 2)
+def income_change(before: Decimal | None, after: Decimal) -> dict[str, str | None]:
+    """A change of a year's total for the history, the amounts as exact text."""
+    return {"from": None if before is None else str(before), "to": str(after)}
+
+
+def per_capita(total: Decimal, household_size: int) -> Decimal:
+    """Per-capita net income (人均纯收入) over the registered members, to the cent."""
+    return money(total / household_size if household_size > 0 else total)
 
 
 # --- Guarantees (两不愁三保障 + 饮水安全) -------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, BeforeValidator, Field
@@ -13,11 +14,11 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
-    Float,
     ForeignKey,
     Identity,
     Index,
     Integer,
+    Numeric,
     String,
     Table,
     Uuid,
@@ -137,11 +138,12 @@ class IncomeRecord(RegistryBase, table=True):
         sa_column=Column(Uuid, ForeignKey("household.id"), primary_key=True)
     )
     year: int = TField(sa_column=Column(Integer, primary_key=True))
-    total: float = TField(sa_column=Column(Float, nullable=False))
-    wage: float | None = TField(default=None, sa_column=Column(Float))
-    business: float | None = TField(default=None, sa_column=Column(Float))
-    transfer: float | None = TField(default=None, sa_column=Column(Float))
-    property: float | None = TField(default=None, sa_column=Column(Float))
+    # Exact yuan (numeric(14,2), migration 0006; floats until then).
+    total: Decimal = TField(sa_column=Column(Numeric(14, 2), nullable=False))
+    wage: Decimal | None = TField(default=None, sa_column=Column(Numeric(14, 2)))
+    business: Decimal | None = TField(default=None, sa_column=Column(Numeric(14, 2)))
+    transfer: Decimal | None = TField(default=None, sa_column=Column(Numeric(14, 2)))
+    property: Decimal | None = TField(default=None, sa_column=Column(Numeric(14, 2)))
 
 
 class Contact(RegistryBase, table=True):

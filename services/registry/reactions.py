@@ -188,11 +188,15 @@ async def on_finding_observed(session: AsyncSession, event: CloudEvent) -> None:
         values["guarantees"] = merged
         changed_fields.add("guarantees")
     if data.income is not None:
-        income = domain.Income(year=data.income.year, total=max(0.0, data.income.total))
+        income = domain.Income(
+            year=data.income.year, total=domain.money(max(0.0, data.income.total))
+        )
         row = next((i for i in view.incomes if i["year"] == income.year), None)
         if row is None or row["total"] != income.total:
             await write_income(session, view, income)
-            changes[f"income.{income.year}"] = {"from": row and row["total"], "to": income.total}
+            changes[f"income.{income.year}"] = domain.income_change(
+                row["total"] if row else None, income.total
+            )
             changed_fields.add("incomes")
     if not changes:
         return

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -103,10 +104,15 @@ async def load_views(
             m["household_id"] = uuid.UUID(m["household_id"])
             m["birth_date"] = date.fromisoformat(m["birth_date"])
         members.sort(key=member_order)
+        incomes = _json(household.pop("incomes_json"))
+        for i in incomes:  # numeric(14,2) through JSON: back to exact decimals
+            for k in ("total", *domain.INCOME_PARTS):
+                if i[k] is not None:
+                    i[k] = domain.money(i[k])
         views[row["id"]] = HouseholdView(
             household,
             members=members,
-            incomes=_json(household.pop("incomes_json")),
+            incomes=incomes,
             contacts=_json(household.pop("contacts_json")),
         )
     return views
@@ -139,7 +145,7 @@ def _iso(value: date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _float(value: float | None) -> float | None:
+def _float(value: Decimal | float | None) -> float | None:
     return float(value) if value is not None else None
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from sqlalchemy import text
 
 from backstop.contracts.registry import TOPIC
 from tests.registry.conftest import (
@@ -270,6 +273,33 @@ async def test_incomes_and_contacts(registry: Registry) -> None:
     assert got["annual_income"]["total"] == 17400 and got["annual_income"]["per_capita"] == 5800
     # The register's earlier word "leader" is taken as the seed's 镇党委政府负责人.
     assert got["contacts"][0]["role"] == "town_leader" and got["contact_missing"] is False
+
+
+async def test_income_is_stored_as_exact_decimals(registry: Registry) -> None:
+    household_id = await create(registry, household_body(type="unstable"))
+    put = await registry.client.put(
+        f"/v1/households/{household_id}/incomes/2025",
+        json={"year": 2025, "wage": 0.1, "business": 0.2, "transfer": 10000.7, "property": 0},
+        headers=registry.writer,
+    )
+    assert put.status_code == 204, put.text
+    async with registry.runtime.sessions() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT total, wage, pg_typeof(total)::text AS kind FROM income "
+                    "WHERE household_id = :h AND year = 2025"
+                ),
+                {"h": household_id},
+            )
+        ).one()
+    # 0.1 + 0.2 + 10000.7 is 10001.000000000002 in floats; the register keeps 10001.00.
+    assert (row.total, row.wage, row.kind) == (Decimal("10001.00"), Decimal("0.10"), "numeric")
+    got = (
+        await registry.client.get(f"/v1/households/{household_id}", headers=registry.reader)
+    ).json()
+    income = next(i for i in got["incomes"] if i["year"] == 2025)
+    assert income["total"] == 10001 and income["wage"] == 0.1
 
 
 async def test_regions(registry: Registry) -> None:
