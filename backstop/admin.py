@@ -48,7 +48,7 @@ class Resent(BaseModel):
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-def _sessions(request: Request) -> SessionFactory:
+async def _sessions(request: Request) -> SessionFactory:
     # backstop.app mounts this router, so it cannot be imported from here.
     sessions: SessionFactory = request.app.state.runtime.sessions
     return sessions

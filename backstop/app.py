@@ -15,12 +15,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from backstop.admin import outbox_admin_router
+from backstop.asgi import RequestMiddleware
 from backstop.asyncapi import document as asyncapi_document
 from backstop.auth import ADMIN_SCOPES
 from backstop.bus import Consumer, ConsumerSpec, kafka_ping
 from backstop.db import SessionFactory, make_engine, make_session_factory, ping
 from backstop.errors import PROBLEM_JSON, install_error_handlers
-from backstop.logs import configure_logging, correlation_id
+from backstop.logs import configure_logging
 from backstop.metrics import install_metrics
 from backstop.outbox import MAX_MESSAGE_BYTES, OutboxRelay
 from backstop.settings import Settings, get_settings
@@ -42,6 +43,10 @@ class ServiceSpec:
     # (name, interval seconds, job): run every interval while the service is up.
     jobs: list[tuple[str, float, Job]] = field(default_factory=list)
     version: str = "0.1.0"
+    # Request bodies, counted as they stream in (413 beyond): every body but multipart
+    # uploads, and multipart uploads. BACKSTOP_MAX_BODY_BYTES overrides the first.
+    max_body_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 1024 * 1024
 
 
 class Runtime:
@@ -115,19 +120,22 @@ async def _refresh_backlog(runtime: Runtime) -> None:
     await runtime.relay.refresh_backlog()
 
 
-def runtime_of(request: Request) -> Runtime:
+# The dependencies are `async def` although they do no I/O: FastAPI runs a plain `def`
+# dependency in the threadpool, a thread hop per request.
+async def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A read session. Writes go through a handler's `unit_of_work`, which commits once."""
-    async with runtime_of(request).sessions() as session:
+    async with request.app.state.runtime.sessions() as session:
         yield session
 
 
-def get_sessions(request: Request) -> SessionFactory:
-    return runtime_of(request).sessions
+async def get_sessions(request: Request) -> SessionFactory:
+    sessions: SessionFactory = request.app.state.runtime.sessions
+    return sessions
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
@@ -167,19 +175,13 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
-    install_metrics(app, spec.name)
-
-    @app.middleware("http")
-    async def with_correlation_id(request: Request, call_next: Any) -> Any:
-        cid = request.headers.get("x-correlation-id")
-        token = correlation_id.set(cid)
-        try:
-            response = await call_next(request)
-        finally:
-            correlation_id.reset(token)
-        if cid:
-            response.headers["X-Correlation-Id"] = cid
-        return response
+    install_metrics(app)
+    app.add_middleware(
+        RequestMiddleware,
+        service=spec.name,
+        max_body_bytes=settings.max_body_bytes or spec.max_body_bytes,
+        max_upload_bytes=spec.max_upload_bytes,
+    )
 
     @app.get("/asyncapi.json", include_in_schema=False)
     async def asyncapi() -> dict[str, Any]:
@@ -192,7 +194,7 @@ def create_app(
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        checks = await runtime_of(request).readiness()
+        checks = await request.app.state.runtime.readiness()
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks},

@@ -20,13 +20,15 @@ SessionFactory = async_sessionmaker[AsyncSession]
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    # No pre-ping (a round trip on every checkout). A connection that died with its server
+    # fails where it is used: SQLAlchemy then invalidates it and every pooled connection
+    # older than it, the request answers 503 (is_transient) and the next one reconnects.
     # hide_parameters: an error's text never carries the statement's values (names,
     # phone numbers, ID numbers) into a log line.
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         hide_parameters=True,
     )
@@ -60,11 +62,12 @@ async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under `session`, inside the session's transaction, for COPY
     and array statements on hot paths."""
     connection = await session.connection()
-    # The SQLAlchemy adapter opens the asyncpg transaction lazily, on its first statement.
-    await connection.exec_driver_sql("SELECT 1")
     raw = await connection.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
-    assert driver.is_in_transaction()
+    if not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter opens its transaction lazily, on the first
+        # statement: open it now, a bare BEGIN instead of a statement through SQLAlchemy.
+        await raw.dbapi_connection._start_transaction()  # type: ignore[union-attr]
     return driver
 
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from asyncpg import exceptions as asyncpg_exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -80,8 +81,16 @@ def invalid(loc: list[str | int] | str, msg: str, status: int = 422) -> Problem:
     )
 
 
+class OrjsonResponse(JSONResponse):
+    """JSON serialised once, by orjson (the routes with a response model are serialised
+    by pydantic-core in FastAPI itself)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def problem_response(problem: Problem) -> JSONResponse:
-    return JSONResponse(
+    return OrjsonResponse(
         problem.body(), status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
     )
 

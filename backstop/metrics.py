@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.routing import Match
 
 HTTP_SECONDS = Histogram(
     "backstop_http_request_duration_seconds",
@@ -50,29 +46,8 @@ HANDLE_SECONDS = Histogram(
 )
 
 
-def _route_template(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", request.url.path))
-    return "unmatched"
-
-
-def install_metrics(app: FastAPI, service: str) -> None:
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            HTTP_SECONDS.labels(
-                service, request.method, _route_template(request), str(status)
-            ).observe(time.perf_counter() - started)
+def install_metrics(app: FastAPI) -> None:
+    """`/metrics`; HTTP requests are observed by backstop.asgi.RequestMiddleware."""
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: str | None = Field(default=None, alias="KAFKA_SSL_CERTFILE")
     kafka_ssl_keyfile: str | None = Field(default=None, alias="KAFKA_SSL_KEYFILE")
 
+    # Request bodies larger than this get a 413 (None: the service's own default).
+    max_body_bytes: int | None = Field(default=None, ge=1024, alias="BACKSTOP_MAX_BODY_BYTES")
+
     jwt_secret: str = Field(default=DEV_JWT_SECRET, alias="BACKSTOP_JWT_SECRET")
     # A token whose exp lies further ahead than this is refused (a year-9999 token).
     jwt_max_lifetime_s: int = Field(default=24 * 3600, ge=60, alias="BACKSTOP_JWT_MAX_LIFETIME")

@@ -41,6 +41,10 @@ def build_spec(config: DatasyncConfig) -> ServiceSpec:
             )
         ],
         jobs=[("late-deliveries", config.late_check_interval_s, late_deliveries)],
+        # Department deliveries are larger than any other body: the kernel's limit is
+        # datasync's own (its handler tells JSON from files and says which to send).
+        max_body_bytes=config.max_json_bytes,
+        max_upload_bytes=config.max_upload_bytes,
     )
 
 

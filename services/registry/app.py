@@ -14,7 +14,7 @@ from backstop.contracts.assistance import (
 from backstop.db import unit_of_work
 from backstop.settings import Settings
 from services.registry import reactions
-from services.registry.api import router
+from services.registry.api import MAX_UPLOAD_BYTES, router
 from services.registry.county import load_regions
 
 
@@ -51,6 +51,7 @@ SPEC = ServiceSpec(
         )
     ],
     jobs=[("refresh-regions", 24 * 3600, refresh_regions)],
+    max_upload_bytes=MAX_UPLOAD_BYTES,  # register exports (CSV/XLSX)
 )
 
 

@@ -1,0 +1,532 @@
+"""The REST path under a real load generator, beside a bare FastAPI route.
+
+Each service runs as it is deployed: uvicorn (uvloop, httptools), one worker process, HTTP
+only, on 127.0.0.1. `wrk` (Debian's; installed with apt when missing) drives every route;
+a bare FastAPI route returning a constant, served the same way, is measured right before
+each route (back to back), so each ratio compares two runs under the same neighbours'
+load. Figures: req/s, p50, p99 and their ratio to bare; non-2xx answers are counted.
+
+Routes: registry GET /v1/households/{id}, GET /v1/households?region=<town>,
+POST /v1/households (one household each, 16 connections); risk GET
+/v1/households/{id}/risk; assistance GET /v1/tasks; datasync POST a 10-record JSON batch.
+
+`--profile` also samples each server with py-spy during an extra wrk run and writes the
+top frames to bench/results/http-profile.txt.
+
+.venv/bin/python -m bench.http [--quick] [--profile] [--only registry_get ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from fastapi import FastAPI
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from backstop.auth import issue_token
+from backstop.db import make_session_factory, unit_of_work
+from backstop.settings import Settings
+from bench.common import scratch_stack
+from tests.support import ROOT, Stack
+
+GET_CONNECTIONS = 32
+POST_CONNECTIONS = 16
+RESULTS = Path(__file__).resolve().parent / "results"
+
+WRK_SCRIPT = """
+local reqs = {}
+local i = 0
+function init(args)
+  i = tonumber(args[4])
+  local hdrs = {["Authorization"] = args[3], ["Content-Type"] = "application/json"}
+  for line in io.lines(args[2]) do
+    local path, body = line:match("^([^\\t]*)\\t?(.*)$")
+    if body == "" then body = nil end
+    reqs[#reqs + 1] = wrk.format(args[1], path, hdrs, body)
+  end
+end
+function request()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+"""
+
+
+# --- uvicorn --factory targets: each service HTTP-only, settings from the environment ----
+
+
+def bare() -> FastAPI:
+    """The baseline: a FastAPI route returning a constant."""
+    app = FastAPI()
+
+    @app.get("/const")
+    async def const() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def registry() -> FastAPI:
+    from services.registry.app import create
+
+    return create(background=False)
+
+
+def risk() -> FastAPI:
+    from services.risk.app import create
+
+    return create(background=False)
+
+
+def assistance() -> FastAPI:
+    from services.assistance.app import create
+
+    return create(background=False)
+
+
+def datasync() -> FastAPI:
+    from services.datasync.app import create
+
+    return create(background=False)
+
+
+# --- the load generator ------------------------------------------------------------------
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], check=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk is not installed and apt-get could not install it")
+    return found
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+@dataclass
+class Load:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    errors: int
+
+
+def run_wrk(
+    url: str,
+    method: str,
+    lines_file: Path,
+    auth: str,
+    connections: int,
+    seconds: float,
+    start: int = 0,
+) -> Load:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    try:
+        out = subprocess.run(
+            [wrk_binary(), "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency",
+             "-s", script.name, url, "--", method, str(lines_file), auth, str(start)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(script.name)
+    percentiles = {
+        m[0]: _ms(m[1], m[2])
+        for m in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    }
+    total = re.search(r"(\d+) requests in", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return Load(
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        p50_ms=percentiles["50"],
+        p99_ms=percentiles["99"],
+        requests=int(total[1]) if total else 0,
+        non_2xx=int(non_2xx[1]) if non_2xx else 0,
+        errors=sum(int(g) for g in errors.groups()) if errors else 0,
+    )
+
+
+# --- servers -----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    """One uvicorn process serving `target`, as deploy/run.py and compose serve a service."""
+
+    def __init__(self, target: str, env: dict[str, str]) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", f"bench.http:{target}", "--factory",
+             "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
+             "--http", "httptools", "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT, env=env,
+        )  # fmt: skip
+        for _ in range(300):
+            try:
+                httpx.get(f"{self.base}/openapi.json", timeout=5)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{target} did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def profile(pid: int, seconds: float, load: Callable[[], Load]) -> list[str]:
+    """py-spy samples of `pid` while `load` runs: the top frames by own time and by
+    inclusive time, as percentages of the samples."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    with tempfile.NamedTemporaryFile(suffix=".txt", delete=False) as f:
+        raw = Path(f.name)
+    spy = subprocess.Popen(
+        [py_spy, "record", "-p", str(pid), "-d", f"{seconds:.0f}", "-r", "200",
+         "--format", "raw", "-o", str(raw), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)
+    load()
+    spy.wait(timeout=seconds + 60)
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_short(f) for f in stack.split(";")[1:]]  # [0] is the thread
+        total += n
+        if frames:
+            own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    raw.unlink()
+    out = [f"  samples: {total}", "  own time:"]
+    out += [f"    {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(12)]
+    out.append("  inclusive time:")
+    out += [f"    {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(30)]
+    return out
+
+
+def _short(frame: str) -> str:
+    """`handle (/…/site-packages/starlette/routing.py:123)` -> `handle (starlette/routing.py)`."""
+    m = re.match(r"(.*) \((.*?):\d+\)$", frame)
+    if not m:
+        return frame
+    path = m[2]
+    for marker in ("site-packages/", "/work/", "lib/python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{m[1]} ({path.split('/', 2)[-1] if path.startswith('wt/') else path})"
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def _lines(path: Path, rows: list[tuple[str, bytes | str]]) -> Path:
+    with path.open("wb") as f:
+        for url, body in rows:
+            f.write(url.encode() + b"\t" + (body.encode() if isinstance(body, str) else body))
+            f.write(b"\n")
+    return path
+
+
+async def seed_registry(stack: Stack, tmp: Path, households: int) -> tuple[Settings, list[str]]:
+    from services.registry.app import create
+    from services.registry.seed import write_export
+    from tests.support import serve
+
+    settings = await stack.create_database("registry")
+    export = tmp / "register.csv"
+    with export.open("w", encoding="utf-8", newline="") as f:
+        write_export(f, households, seed=7)
+    async with serve(create, settings, background=False) as (client, runtime):
+        with export.open("rb") as f:
+            response = await client.post(
+                "/v1/households/import",
+                files={"file": ("register.csv", f, "text/csv")},
+                headers=stack.headers("registry:read", "registry:write"),
+                timeout=3600,
+            )
+        if response.status_code != 200:
+            raise RuntimeError(f"import failed: {response.status_code} {response.text[:300]}")
+        async with runtime.sessions() as session:
+            ids = [str(i) for i in (await session.execute(text(
+                "SELECT id FROM household ORDER BY random() LIMIT 5000"))).scalars()]  # fmt: skip
+            towns = [str(t) for t in (await session.execute(text(
+                "SELECT DISTINCT left(region_code, 9) FROM household"))).scalars()]  # fmt: skip
+    return settings, [*ids, *(f"town:{t}" for t in towns)]
+
+
+async def seed_risk(stack: Stack, households: int) -> tuple[Settings, list[str]]:
+    from bench.risk import HOUSEHOLD_SQL, household_id
+    from services.risk import handlers
+    from services.risk import models as m
+
+    settings = await stack.create_database("risk")
+    engine = create_async_engine(settings.db_url, pool_size=2)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(HOUSEHOLD_SQL), {"lo": 0, "hi": households - 1})
+            await conn.execute(text("ANALYZE risk_households"))
+        sessions = make_session_factory(engine)
+        async with unit_of_work(sessions) as session:
+            await session.execute(insert(m.rescore_jobs).values(policy_version=1, status="pending"))
+        await handlers.run_rescore(sessions)
+    finally:
+        await engine.dispose()
+    return settings, [household_id(g) for g in range(0, households, max(1, households // 5000))]
+
+
+async def seed_assistance(stack: Stack, tasks: int) -> Settings:
+    settings = await stack.create_database("assistance")
+    engine = create_async_engine(settings.db_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("""
+                INSERT INTO tasks (id, kind, household_id, region_code, status, assignee_type,
+                                   assignee_code, due_on, reason, factors, origin,
+                                   needs_precheck, opened_at, guarantees)
+                SELECT md5('t' || g)::uuid::text, 'verification', md5('hh' || g)::uuid::text,
+                       '441881' || (100 + g % 20)::text || lpad((1 + g % 15)::text, 3, '0'),
+                       'open', 'town', '441881' || (100 + g % 20)::text,
+                       current_date + 15, 'bench', '["low_income"]', 'alert', false,
+                       now() - g * interval '1 second', '{}'
+                FROM generate_series(1, CAST(:n AS int)) AS g"""),
+                {"n": tasks},
+            )
+            await conn.execute(text("ANALYZE tasks"))
+    finally:
+        await engine.dispose()
+    return settings
+
+
+def household_bodies(n: int) -> list[bytes]:
+    from services.registry.seed import generate
+
+    # Another seed than the imported register's, so the members are new people.
+    return [draft.model_dump_json().encode() for draft, _ in generate(n, seed=4242)]
+
+
+def datasync_bodies(n: int) -> list[bytes]:
+    from bench.datasync import HEADERS, people, rows
+    from services.datasync.domain import Period
+
+    period = Period.of(datetime.now(UTC).date()).shift(-1)
+    ids = people(10 * n)
+    records = rows("r", ids, period)
+    return [
+        orjson.dumps({
+            "batch_id": f"bench-{b:06d}",
+            "period": str(period),
+            "records": [dict(zip(HEADERS, r, strict=True)) for r in records[10 * b : 10 * b + 10]],
+        })
+        for b in range(n)
+    ]  # fmt: skip
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    name: str
+    server: str
+    method: str
+    connections: int
+    lines: Path
+    auth: str
+    used: int = 0  # lines sent so far: a POST body is sent once (a resend would be a 409)
+
+    def drive(self, server: Server, seconds: float) -> tuple[Load, float]:
+        """wrk against `server` for `seconds`; the load and the server's CPU µs per request."""
+        cpu = server.cpu_seconds()
+        load = run_wrk(
+            server.base, self.method, self.lines, self.auth, self.connections, seconds, self.used
+        )
+        self.used += load.requests + self.connections
+        return load, (server.cpu_seconds() - cpu) / max(load.requests, 1) * 1e6
+
+
+async def run(
+    quick: bool = False, profile_routes: bool = False, only: list[str] | None = None
+) -> dict[str, object]:
+    seconds = 4.0 if quick else 10.0
+    households = 5_000 if quick else 20_000
+    stack = scratch_stack()
+    results: dict[str, Any] = {
+        "load_generator": "wrk 1 thread",
+        "seconds_per_run": seconds,
+        "get_connections": GET_CONNECTIONS,
+        "post_connections": POST_CONNECTIONS,
+        "cores": os.cpu_count(),
+    }
+    servers: dict[str, Server] = {}
+    notes: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    try:
+        base = Settings()
+        reg_settings, reg_keys = await seed_registry(stack, tmp, households)
+        risk_settings, risk_ids = await seed_risk(stack, households)
+        assist_settings = await seed_assistance(stack, households)
+        feed_settings = await stack.create_database("datasync")
+        post_n = int((seconds * 2 + 4) * 2000)
+
+        def token(*scopes: str) -> str:
+            return "Bearer " + issue_token(base, sub="bench", scopes=scopes, ttl_s=24 * 3600)
+
+        reg_ids = [k for k in reg_keys if not k.startswith("town:")]
+        towns = [k.removeprefix("town:") for k in reg_keys if k.startswith("town:")]
+        routes = [
+            Route("registry_get_household", "registry", "GET", GET_CONNECTIONS,
+                  _lines(tmp / "rg.txt", [(f"/v1/households/{i}", "") for i in reg_ids]),
+                  token("registry:read")),
+            Route("registry_list_by_region", "registry", "GET", GET_CONNECTIONS,
+                  _lines(tmp / "rl.txt", [(f"/v1/households?region={t}", "") for t in towns]),
+                  token("registry:read")),
+            Route("registry_post_household", "registry", "POST", POST_CONNECTIONS,
+                  _lines(tmp / "rp.txt",
+                         [("/v1/households", b) for b in household_bodies(post_n)]),
+                  token("registry:write")),
+            Route("risk_get_household_risk", "risk", "GET", GET_CONNECTIONS,
+                  _lines(tmp / "kg.txt", [(f"/v1/households/{i}/risk", "") for i in risk_ids]),
+                  token("risk:read")),
+            Route("assistance_list_tasks", "assistance", "GET", GET_CONNECTIONS,
+                  _lines(tmp / "at.txt", [("/v1/tasks?status=open", "")]),
+                  token("assistance:read")),
+            Route("datasync_json_batch_10", "datasync", "POST", POST_CONNECTIONS,
+                  _lines(tmp / "dp.txt", [("/v1/feeds/medical/batches", b)
+                                          for b in datasync_bodies(int((seconds * 2 + 4) * 600))]),
+                  token("feeds:medical")),
+        ]  # fmt: skip
+        if only:
+            routes = [r for r in routes if r.name in only]
+        env = {
+            **os.environ,
+            "BACKSTOP_TOPIC_PREFIX": stack.prefix,
+            "BACKSTOP_LOG_JSON": "false",
+            "BACKSTOP_LOG_LEVEL": "WARNING",
+            "BACKSTOP_DB_POOL_SIZE": "16",
+        }
+        db = {
+            "registry": reg_settings,
+            "risk": risk_settings,
+            "assistance": assist_settings,
+            "datasync": feed_settings,
+        }
+        servers["bare"] = Server("bare", env)
+        bare_lines = _lines(tmp / "bare.txt", [("/const", "")])
+        bare_get = Route("bare", "bare", "GET", GET_CONNECTIONS, bare_lines, "")
+        for route in routes:
+            if route.server not in servers:
+                servers[route.server] = Server(
+                    route.server,
+                    {**env, "BACKSTOP_SERVICE": route.server,
+                     "DATABASE_URL": db[route.server].db_url},
+                )  # fmt: skip
+            server = servers[route.server]
+            bare_route = Route("bare", "bare", "GET", route.connections, bare_lines, "")
+            # Warm both up (connections, caches), then bare and the route back to back.
+            bare_route.drive(servers["bare"], 2)
+            route.drive(server, 2)
+            baseline, bare_cpu = bare_route.drive(servers["bare"], seconds)
+            load, cpu = route.drive(server, seconds)
+            figures = {
+                "req_per_s": round(load.requests_per_s),
+                "p50_ms": round(load.p50_ms, 2),
+                "p99_ms": round(load.p99_ms, 2),
+                "bare_req_per_s": round(baseline.requests_per_s),
+                "bare_p50_ms": round(baseline.p50_ms, 2),
+                "bare_p99_ms": round(baseline.p99_ms, 2),
+                "req_per_s_vs_bare": round(load.requests_per_s / baseline.requests_per_s, 3),
+                "p50_vs_bare": round(load.p50_ms / baseline.p50_ms, 1),
+                "p99_vs_bare": round(load.p99_ms / baseline.p99_ms, 1),
+                # Server CPU per request: steadier than rates when neighbours load the cores.
+                "server_cpu_us_per_req": round(cpu),
+                "bare_cpu_us_per_req": round(bare_cpu),
+                "cpu_per_req_vs_bare": round(cpu / bare_cpu, 1),
+                "connections": route.connections,
+                "non_2xx": load.non_2xx,
+                "socket_errors": load.errors,
+            }
+            results[route.name] = figures
+            print(f"{route.name}: {figures}", flush=True)
+            if profile_routes:
+                notes.append(f"{route.name} ({route.method}, {route.connections} connections)")
+                notes += profile(
+                    server.process.pid,
+                    seconds,
+                    lambda r=route, s=server: r.drive(s, seconds)[0],
+                )
+        if profile_routes:
+            notes.insert(0, "bare")
+            notes[1:1] = profile(
+                servers["bare"].process.pid,
+                seconds,
+                lambda: bare_get.drive(servers["bare"], seconds)[0],
+            )
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / "http-profile.txt").write_text("\n".join(notes) + "\n")
+            print(f"wrote {RESULTS / 'http-profile.txt'}")
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        await stack.destroy()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.http")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="py-spy each route's server")
+    parser.add_argument("--only", nargs="*", help="route names to run")
+    args = parser.parse_args()
+    print(asyncio.run(run(quick=args.quick, profile_routes=args.profile, only=args.only)))
+
+
+if __name__ == "__main__":
+    main()
