@@ -230,24 +230,34 @@ def profile(pid: int, seconds: float, load: Callable[[], Load]) -> list[str]:
     spy.wait(timeout=seconds + 60)
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
         n = int(count)
-        frames = [_short(f) for f in stack.split(";")[1:]]  # [0] is the thread
+        frames = [_short(f) for f in stack.split(";")]
         total += n
+        in_loop = any("asyncio/runners" in f for f in frames)
+        threads["event loop" if in_loop else "other threads (the threadpool)"] += n
         if frames:
             own[frames[-1]] += n
         for frame in set(frames):
-            inclusive[frame] += n
+            if not _TRUNK.search(frame):
+                inclusive[frame] += n
     raw.unlink()
-    out = [f"  samples: {total}", "  own time:"]
+    out = [f"  samples: {total}", "  by thread: " + ", ".join(
+        f"{name} {100 * n / total:.1f}%" for name, n in threads.most_common())]  # fmt: skip
+    out.append("  own time:")
     out += [f"    {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(12)]
     out.append("  inclusive time:")
     out += [f"    {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(30)]
     return out
+
+
+# The frames every sample of the event loop passes through (server start-up, the loop).
+_TRUNK = re.compile(r"click/|runpy|uvicorn/(main|server|_compat)\.py|asyncio/(runners|base_events)")
 
 
 def _short(frame: str) -> str:
