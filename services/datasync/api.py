@@ -9,15 +9,17 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from starlette.datastructures import UploadFile
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData, UploadFile
 
 from backstop.app import SessionDep, SessionsDep
-from backstop.auth import Principal, PrincipalDep, require
+from backstop.auth import Level, Principal, PrincipalDep, require
 from backstop.errors import Problem, invalid
 from backstop.requests import period_param
-from services.datasync import ingest, queries
+from backstop.sheets import SheetProblem, file_format
+from services.datasync import ingest, profiles, queries
 from services.datasync.config import DatasyncConfig, get_config
-from services.datasync.domain import SOURCES, Period, check_period
+from services.datasync.domain import SOURCES, Context, Period, check_period
 from services.datasync.models import (
     BatchCreate,
     BatchList,
@@ -25,18 +27,19 @@ from services.datasync.models import (
     BatchSummary,
     DeliveryList,
     ErrorList,
+    Preview,
+    ProfileCreate,
+    ProfileList,
+    ProfilePublic,
     RawRecordList,
     UnmatchedList,
 )
-from services.datasync.parsing import Row, csv_rows, json_rows, xlsx_rows
+from services.datasync.parsing import FileLayout, Row, json_rows, open_file
+from services.datasync.preview import preview_file
+from services.datasync.profiles import as_mapping
 
 router = APIRouter(prefix="/v1", tags=["feeds"])
 
-XLSX_TYPES = {
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "application/vnd.ms-excel",
-}
-CSV_TYPES = {"text/csv", "application/csv", "text/plain", "text/tab-separated-values"}
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
@@ -92,20 +95,41 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _file_format(upload: UploadFile) -> str:
-    name = (upload.filename or "").lower()
-    ctype = (upload.content_type or "").split(";")[0].strip().lower()
     upload.file.seek(0)
-    magic = upload.file.read(4)
+    magic = upload.file.read(8)
     upload.file.seek(0)
-    if name.endswith(".xlsx") or ctype in XLSX_TYPES or magic == b"PK\x03\x04":
-        return "xlsx"
-    if name.endswith((".csv", ".tsv", ".txt")) or ctype in CSV_TYPES:
-        return "csv"
-    raise Problem(
-        415,
-        f"file {upload.filename!r} ({ctype or 'no content type'}) is neither CSV nor XLSX",
-        errors=[{"loc": ["body", "file"], "msg": "send a .csv or .xlsx file"}],
-    )
+    try:
+        return file_format(magic, upload.filename, upload.content_type)
+    except SheetProblem as exc:
+        raise exc.problem() from None
+
+
+async def _open_upload(
+    request: Request,
+    session: AsyncSession,
+    source: str,
+    form: FormData,
+    config: DatasyncConfig,
+) -> tuple[UploadFile, str, FileLayout, Iterator[Row]]:
+    """The form's file, opened with the source's newest mapping profile: its format,
+    how it was read and its rows. A file that cannot be read is a 413/415/422 saying why."""
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise invalid(["body", "file"], "is required (a CSV, XLSX or XLS file)")
+    if upload.size is not None and upload.size > config.max_upload_bytes:
+        raise _too_large(config.max_upload_bytes)
+    sheet = form.get("sheet") or request.query_params.get("sheet")
+    if sheet is not None and (not isinstance(sheet, str) or len(sheet) > 100):
+        raise invalid(["body", "sheet"], "must be a sheet name or number")
+    fmt = _file_format(upload)
+    profile = as_mapping(await profiles.get_profile(session=session, source=source))
+    try:
+        layout, rows = open_file(
+            upload.file, fmt, source, profile=profile, sheet=sheet or None, limits=config.limits
+        )
+    except SheetProblem as exc:
+        raise exc.problem() from None
+    return upload, fmt, layout, rows
 
 
 _BATCH_BODY = {
@@ -121,6 +145,7 @@ _BATCH_BODY = {
                         "file": {"type": "string", "format": "binary"},
                         "batch_id": {"type": "string"},
                         "period": {"type": "string", "example": "2026-10"},
+                        "sheet": {"type": "string", "description": "sheet name or number"},
                     },
                 }
             },
@@ -141,8 +166,10 @@ async def submit_batch(
     response: Response,
     principal: PrincipalDep,
     sessions: SessionsDep,
+    session: SessionDep,
 ) -> dict[str, Any]:
-    """A department's batch as JSON, or as a CSV/XLSX file (multipart, field `file`).
+    """A department's batch as JSON, or as a CSV/XLSX/XLS file (multipart, field `file`,
+    optional `sheet`) as the department's system exports it.
 
     Each record is validated; bad ones are listed in `errors` and the rest is kept.
     The same `batch_id` with the same content returns the original response again (201,
@@ -158,6 +185,7 @@ async def submit_batch(
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     rows: Iterator[Row | None]
     filename: str | None = None
+    layout: FileLayout | None = None
     form = None
     try:
         if ctype == "application/json" or ctype.endswith("+json"):
@@ -189,11 +217,6 @@ async def submit_batch(
             rows, fmt = json_rows(records, source), "json"
         elif ctype == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=20)
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise invalid(["body", "file"], "is required (a CSV or XLSX file)")
-            if upload.size is not None and upload.size > limit:
-                raise _too_large(limit)
             batch_id = _batch_id(
                 form.get("batch_id") or request.query_params.get("batch_id"),
                 ["body", "batch_id"],
@@ -203,10 +226,8 @@ async def submit_batch(
                 ["body", "period"],
                 config,
             )
-            fmt = _file_format(upload)
+            upload, fmt, layout, rows = await _open_upload(request, session, source, form, config)
             filename = upload.filename
-            reader = xlsx_rows if fmt == "xlsx" else csv_rows
-            rows = reader(upload.file, source)
         else:
             raise Problem(
                 415,
@@ -224,6 +245,7 @@ async def submit_batch(
             filename=filename,
             submitted_by=principal.sub,
             rows=rows,
+            layout=layout,
             now=datetime.now(UTC),
         )
     finally:
@@ -237,6 +259,88 @@ async def submit_batch(
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/feeds/{source}/batches/{batch_id}"
     return summary
+
+
+@router.post("/feeds/{source}/preview", response_model=Preview)
+async def preview_batch(
+    source: str, request: Request, principal: PrincipalDep, session: SessionDep
+) -> Preview:
+    """The same multipart file as an upload (`file`, optional `period` and `sheet`), read
+    and checked as the upload would, nothing stored: the sheet and header row found,
+    each column's field, unmapped columns, missing fields, the first rows as parsed and
+    the row errors."""
+    known_source(source)
+    if not (principal.has(f"feeds:{source}") or principal.has("feeds:admin")):
+        raise Problem(403, f"missing scope: feeds:{source} (or feeds:admin)")
+    config = config_of(request)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > config.max_upload_bytes:
+        raise _too_large(config.max_upload_bytes)
+    if request.headers.get("content-type", "").split(";")[0].strip() != "multipart/form-data":
+        raise Problem(415, "send the file as multipart/form-data (field file)")
+    form = await request.form(max_files=1, max_fields=20)
+    try:
+        period_text = form.get("period") or request.query_params.get("period")
+        today = datetime.now(config.tz).date()
+        period = (
+            _period(period_text, ["body", "period"], config) if period_text else Period.of(today)
+        )
+        _, _, layout, rows = await _open_upload(request, session, source, form, config)
+        ctx = Context(
+            source=source,
+            period=period,
+            today=today,
+            pii_key=request.app.state.settings.pii_key,
+            derive=True,
+            columns=layout.column_of,
+        )
+        try:
+            return preview_file(
+                layout=layout, rows=rows, ctx=ctx, max_errors=config.max_errors_listed
+            )
+        except SheetProblem as exc:
+            raise exc.problem() from None
+    finally:
+        await form.close()
+
+
+@router.get("/feeds/{source}/profile", response_model=ProfilePublic)
+async def get_profile(
+    source: str, principal: PrincipalDep, session: SessionDep, version: int | None = None
+) -> ProfilePublic:
+    """The source's newest mapping profile (or `version`): how its files' headers map."""
+    known_source(source)
+    if not principal.has("feeds:admin"):
+        _may_read(principal, source)
+    profile = await profiles.get_profile(session=session, source=source, version=version)
+    if profile is None:
+        raise Problem(404, f"{source} has no mapping profile" + (f" {version}" if version else ""))
+    return profile
+
+
+@router.get("/feeds/{source}/profiles", response_model=ProfileList)
+async def list_profiles(source: str, principal: PrincipalDep, session: SessionDep) -> ProfileList:
+    """Every version of the source's mapping profile, newest first."""
+    known_source(source)
+    if not principal.has("feeds:admin"):
+        _may_read(principal, source)
+    return ProfileList(items=await profiles.list_profiles(session=session, source=source))
+
+
+@router.put("/feeds/{source}/profile", response_model=ProfilePublic, status_code=201)
+async def put_profile(
+    source: str,
+    body: ProfileCreate,
+    sessions: SessionsDep,
+    principal: Principal = require("feeds:admin"),
+) -> ProfilePublic:
+    """A new version of the source's mapping profile (a county act: feeds:admin and
+    county level). Files sent from now on are read with it."""
+    known_source(source)
+    principal.require_level(Level.COUNTY, "changing a mapping profile")
+    return await profiles.save_profile(
+        sessions=sessions, source=source, body=body, created_by=principal.sub
+    )
 
 
 @router.get("/feeds/{source}/batches", response_model=BatchList)
@@ -299,12 +403,19 @@ async def get_raw_records(
     cursor: str | None = None,
 ) -> RawRecordList:
     """The batch's records as the department sent them (ID numbers included), accepted
-    and rejected, for audit. Needs feeds:read and registry:pii."""
+    and rejected, for audit. Needs feeds:read and registry:pii. A matched record is
+    listed only inside the caller's regions; unmatched and rejected ones only to the
+    sending department (feeds:<source>) and county-level principals."""
     known_source(source)
     if await queries.get_batch(session=session, source=source, batch_id=batch_id) is None:
         raise Problem(404, f"no batch {batch_id} from {source}")
     return await queries.list_raw_records(
-        session=session, source=source, batch_id=batch_id, limit=limit, cursor=cursor
+        session=session,
+        principal=principal,
+        source=source,
+        batch_id=batch_id,
+        limit=limit,
+        cursor=cursor,
     )
 
 
@@ -312,21 +423,30 @@ async def get_raw_records(
 async def list_unmatched(
     request: Request,
     session: SessionDep,
-    principal: Principal = require("feeds:read"),
+    principal: PrincipalDep,
     source: str | None = None,
     period: str | None = None,
     limit: Limit = 100,
     cursor: str | None = None,
 ) -> UnmatchedList:
     """Accepted records whose person is not (yet) in the register. They are matched
-    automatically when the registry adds that person. ID numbers are masked unless the
-    client has registry:pii."""
+    automatically when the registry adds that person. An unmatched record has no region:
+    it is visible to the department that sent it (feeds:<source>) and to county-level
+    principals with feeds:read. ID numbers are masked unless the client has registry:pii."""
     if source is not None:
         known_source(source)
+    sources = queries.unmatched_sources(principal)
+    if not sources or (source is not None and source not in sources):
+        raise Problem(
+            403,
+            "unmatched records are visible to the department that sent them (feeds:<source>)"
+            " and to county-level principals with feeds:read",
+        )
     if period is not None:
         _period(period, ["query", "period"], config_of(request))
     return await queries.list_unmatched(
         session=session,
+        principal=principal,
         source=source,
         period=period,
         limit=limit,

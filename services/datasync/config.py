@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backstop.sheets import Limits
 from services.datasync.domain import CalendarRules
 
 MAX_JSON_RECORDS = 100_000
@@ -26,6 +27,11 @@ class DatasyncConfig(BaseSettings):
     max_json_records: int = Field(default=MAX_JSON_RECORDS, ge=1)
     # Records parsed, validated and written per round trip while a batch streams in.
     chunk_size: int = Field(default=2000, ge=100)
+    # Files: rows of a sheet, and what an XLSX may expand to (its shared strings are
+    # held in memory while it is read; a zip bomb is refused before any XML is parsed).
+    max_file_rows: int = Field(default=1_000_000, ge=1)
+    max_xlsx_shared_strings_bytes: int = Field(default=64 << 20, gt=0)
+    max_xlsx_ratio: int = Field(default=100, ge=2)
     # The summary lists at most this many record errors; all are kept in the database.
     max_errors_listed: int = Field(default=1000, ge=1)
     monthly_due_day: int = Field(default=5, ge=1, le=28)
@@ -39,6 +45,14 @@ class DatasyncConfig(BaseSettings):
     def rules(self) -> CalendarRules:
         return CalendarRules(
             monthly_due_day=self.monthly_due_day, education_months=self.education_months
+        )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_rows=self.max_file_rows,
+            max_shared_strings_bytes=self.max_xlsx_shared_strings_bytes,
+            max_ratio=self.max_xlsx_ratio,
         )
 
     @property

@@ -12,13 +12,15 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from backstop.idnumber import IdHasher, InvalidIdNumber, id_hasher, parse_id_number, quick_check
 from backstop.requests import Period
+from backstop.sheets import CellProblem, excel_amount, excel_date, excel_id_text, header_key
 
 SERVICE = "datasync"
 SOURCES = ("medical", "disaster", "civil_affairs", "education")
@@ -35,12 +37,75 @@ RECORD_ID_MAX = 64
 
 
 class FieldError(ValueError):
-    """One field of one record is wrong; `field` names it for the department."""
+    """One field of one record is wrong; `field` names it for the department, `code`
+    says what is wrong in English for programs, `message_zh` in Chinese for the data
+    officer (from the field's and the code's Chinese names unless given)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(
+        self, field: str, message: str, code: str = "invalid", message_zh: str | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.code = code
+        self.message_zh = (
+            message_zh or f"{FIELD_NAMES_ZH.get(field, field)}：{CODES_ZH.get(code, '不正确')}"
+        )
+
+
+# Each field's Chinese name, as the error messages name it.
+FIELD_NAMES_ZH: dict[str, str] = {
+    "record": "记录",
+    "record_id": "记录编号",
+    "id_number": "身份证号码",
+    "name": "姓名",
+    "settled_on": "结算日期",
+    "total_cost": "医疗总费用",
+    "insurance_paid": "基本医保支付（统筹+大病）",
+    "pooled_fund_paid": "统筹基金支付",
+    "critical_illness_paid": "大病保险支付",
+    "assistance_paid": "医疗救助支付",
+    "out_of_pocket": "个人自付",
+    "occurred_on": "受灾时间",
+    "disaster_type": "灾种",
+    "loss_amount": "直接经济损失",
+    "housing_damaged": "房屋倒损",
+    "kind": "救助类别",
+    "status": "保障状态",
+    "amount": "保障金额",
+    "start_on": "起始日期",
+    "end_on": "终止日期",
+    "stage": "学段",
+    "term": "学期",
+    "fees": "应缴费用",
+    "aid_received": "资助金额",
+    "enrolled": "是否在校",
+}
+
+# Error codes (English, stable: docs/department-files.md lists them) and their Chinese.
+CODES_ZH: dict[str, str] = {
+    "required": "不能为空",
+    "not_a_number": "应为数字",
+    "negative": "不能为负数",
+    "not_a_date": "应为日期（如 2026-11-03、2026/11/3、2026年11月3日 或 20261103）",
+    "not_a_real_date": "不是真实存在的日期",
+    "date_too_early": "早于 2000-01-01",
+    "date_in_future": "晚于今天",
+    "date_after_period": "晚于报送期",
+    "unknown_value": "不是可识别的取值",
+    "not_yes_no": "应为“是”或“否”",
+    "invalid_term": "学期格式不对（如 2026年秋季学期、2026-2027学年第一学期）",
+    "term_after_period": "学期开始于报送期之后",
+    "too_long": "过长",
+    "invalid_id_number": "身份证号码不正确（位数、出生日期或校验位）",
+    "id_number_lost_digits": "被 Excel 存成了数字，后几位已丢失：请将该列设为文本格式后重新导出",
+    "amounts_exceed_total": "各项支付之和超过总额",
+    "amounts_disagree": "与按其他列计算的结果不一致",
+    "end_before_start": "早于起始日期",
+    "end_required": "保障状态为终止时必须填写终止日期",
+    "changed_record": "该记录编号已报送过且内容不同，不予覆盖（更正请用新的记录编号）",
+    "not_an_object": "应为 JSON 对象",
+}
 
 
 # --- periods (the kernel's Period: backstop.requests) ----------------------------------
@@ -137,8 +202,26 @@ _COMMON: dict[str, tuple[str, ...]] = {
 FIELD_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "medical": {
         **_COMMON,
-        "record_id": (*_COMMON["record_id"], "结算单号", "结算编号", "结算id", "就诊流水号"),
-        "settled_on": ("settled_on", "settledon", "结算日期", "结算时间", "费用结算日期"),
+        "record_id": (
+            *_COMMON["record_id"],
+            "结算单号",
+            "结算编号",
+            "结算id",
+            "就诊流水号",
+            "结算流水号",
+            "就诊登记号",
+            "住院号",
+        ),
+        # 出院日期: a stay is settled on discharge
+        "settled_on": (
+            "settled_on",
+            "settledon",
+            "结算日期",
+            "结算时间",
+            "费用结算日期",
+            "出院日期",
+            "出院时间",
+        ),
         "total_cost": (
             "total_cost",
             "totalcost",
@@ -146,7 +229,10 @@ FIELD_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
             "总费用",
             "医疗费用总额",
             "费用总额",
+            "医疗费总额",
+            "总金额",
         ),
+        # 基本医保支付 as one column; a file that splits it gives the parts below
         "insurance_paid": (
             "insurance_paid",
             "insurancepaid",
@@ -155,6 +241,21 @@ FIELD_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
             "统筹支付",
             "基本医保统筹支付",
             "医保统筹支付",
+            "医保基金支付",
+        ),
+        "pooled_fund_paid": (
+            "pooled_fund_paid",
+            "统筹基金支付",
+            "基本医疗保险统筹基金支付",
+            "基本医疗保险基金支付",
+            "统筹基金",
+        ),
+        "critical_illness_paid": (
+            "critical_illness_paid",
+            "大病保险支付",
+            "大病保险",
+            "城乡居民大病保险支付",
+            "大病保险基金支付",
         ),
         "assistance_paid": (
             "assistance_paid",
@@ -162,6 +263,7 @@ FIELD_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
             "医疗救助",
             "医疗救助支付",
             "救助支付",
+            "医疗救助基金支付",
         ),
         "out_of_pocket": (
             "out_of_pocket",
@@ -170,13 +272,38 @@ FIELD_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
             "个人自付费用",
             "个人负担",
             "个人自付金额",
+            "个人现金支付",
+            "个人负担金额",
+            "个人支付",
         ),
     },
     "disaster": {
         **_COMMON,
-        "occurred_on": ("occurred_on", "occurredon", "发生日期", "受灾日期", "灾害发生日期"),
-        "disaster_type": ("disaster_type", "disastertype", "灾害类型", "灾种", "受灾类型"),
-        "loss_amount": ("loss_amount", "lossamount", "损失金额", "直接经济损失", "经济损失"),
+        "occurred_on": (
+            "occurred_on",
+            "occurredon",
+            "发生日期",
+            "受灾日期",
+            "灾害发生日期",
+            "受灾时间",
+            "灾害发生时间",
+        ),
+        "disaster_type": (
+            "disaster_type",
+            "disastertype",
+            "灾害类型",
+            "灾种",
+            "受灾类型",
+            "灾害种类",
+        ),
+        "loss_amount": (
+            "loss_amount",
+            "lossamount",
+            "损失金额",
+            "直接经济损失",
+            "经济损失",
+            "直接经济损失金额",
+        ),
         "housing_damaged": (
             "housing_damaged",
             "housingdamaged",
@@ -184,57 +311,140 @@ FIELD_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
             "房屋损毁",
             "是否房屋受损",
             "住房受损",
+            "房屋倒损",
+            "房屋倒损情况",
+            "是否房屋倒损",
         ),
     },
     "civil_affairs": {
         **_COMMON,
-        "kind": ("kind", "救助类型", "保障类型", "救助类别", "类别"),
-        "status": ("status", "状态", "发放状态", "保障状态"),
-        "amount": ("amount", "金额", "发放金额", "救助金额", "保障金额"),
-        "start_on": ("start_on", "starton", "开始日期", "起始日期", "享受开始日期"),
-        "end_on": ("end_on", "endon", "结束日期", "终止日期", "享受结束日期"),
+        "kind": ("kind", "救助类型", "保障类型", "救助类别", "类别", "保障类别", "救助项目"),
+        "status": ("status", "状态", "发放状态", "保障状态", "享受状态"),
+        "amount": ("amount", "金额", "发放金额", "救助金额", "保障金额", "月保障金额"),
+        "start_on": (
+            "start_on",
+            "starton",
+            "开始日期",
+            "起始日期",
+            "享受开始日期",
+            "起始时间",
+            "保障起始日期",
+        ),
+        "end_on": (
+            "end_on",
+            "endon",
+            "结束日期",
+            "终止日期",
+            "享受结束日期",
+            "终止时间",
+            "保障终止日期",
+        ),
     },
     "education": {
         **_COMMON,
-        "stage": ("stage", "学段", "教育阶段", "就读阶段"),
-        "term": ("term", "学期"),
-        "fees": ("fees", "费用", "学杂费", "应缴费用", "教育费用"),
-        "aid_received": ("aid_received", "aidreceived", "资助金额", "已获资助", "资助"),
-        "out_of_pocket": ("out_of_pocket", "outofpocket", "个人自付", "自付金额", "个人负担"),
-        "enrolled": ("enrolled", "在读", "是否在读", "在校状态", "就读状态"),
+        "stage": ("stage", "学段", "教育阶段", "就读阶段", "就读学段"),
+        "term": ("term", "学期", "资助学期"),
+        "fees": ("fees", "费用", "学杂费", "应缴费用", "教育费用", "应缴金额"),
+        "aid_received": (
+            "aid_received",
+            "aidreceived",
+            "资助金额",
+            "已获资助",
+            "资助",
+            "已资助金额",
+            "资助总额",
+        ),
+        "out_of_pocket": (
+            "out_of_pocket",
+            "outofpocket",
+            "个人自付",
+            "自付金额",
+            "个人负担",
+            "家庭负担",
+        ),
+        "enrolled": ("enrolled", "在读", "是否在读", "在校状态", "就读状态", "是否在校"),
     },
 }
 
-_UNIT_SUFFIX = re.compile(r"[（(][^）)]*[）)]$")
-
 
 def normalize_header(text: str) -> str:
-    """`" 医疗总费用（元）"` → `"医疗总费用"`; English names lower-cased, spaces dropped."""
-    cleaned = str(text).replace("\ufeff", "").strip()
-    cleaned = _UNIT_SUFFIX.sub("", cleaned).strip()
-    return re.sub(r"[\s\-]+", "", cleaned.lower()).replace("__", "_")
+    """How headers are compared (the kernel's `header_key`): `" 医疗总费用（元）"` →
+    `"医疗总费用"`; English names lower-cased, spaces dropped."""
+    return header_key(text)
+
+
+@lru_cache(maxsize=8)
+def _aliases(source: str) -> dict[str, str]:
+    return {
+        normalize_header(alias): canonical
+        for canonical, aliases in FIELD_ALIASES[source].items()
+        for alias in aliases
+    }
+
+
+def header_matcher(
+    source: str, profile: Mapping[str, str] | None = None
+) -> Callable[[str], str | None]:
+    """Header text → field: the source's mapping profile (file header → field) first,
+    then the usual names (`FIELD_ALIASES`)."""
+    known = _aliases(source)
+    mine = {normalize_header(h): f for h, f in (profile or {}).items()}
+
+    def match(header: str) -> str | None:
+        key = normalize_header(header)
+        return mine.get(key) or known.get(key)
+
+    return match
 
 
 def column_map(source: str, headers: list[str]) -> dict[int, str]:
-    """Column position → canonical field for a file's header row; unknown columns are
-    kept only in the raw record."""
-    lookup: dict[str, str] = {}
-    for canonical, aliases in FIELD_ALIASES[source].items():
-        for alias in aliases:
-            lookup[normalize_header(alias)] = canonical
+    """Column position → canonical field for a one-line header row; unknown columns
+    are kept only in the raw record."""
+    match = header_matcher(source)
     found: dict[int, str] = {}
-    taken: set[str] = set()
     for position, header in enumerate(headers):
-        field_name = lookup.get(normalize_header(header)) if header is not None else None
-        if field_name is not None and field_name not in taken:
+        field_name = match(header) if header is not None else None
+        if field_name is not None and field_name not in found.values():
             found[position] = field_name
-            taken.add(field_name)
     return found
 
 
-def missing_columns(source: str, mapped: set[str]) -> list[str]:
-    """Required fields a file's header row does not provide."""
-    return [f for f in REQUIRED[source] if f not in mapped]
+@dataclass(frozen=True)
+class MappingProfile:
+    """A county's column mapping for one source's files (映射配置), versioned: file
+    header → field, and where the header is (its first Excel row, how many rows it
+    spans, the sheet) when the finding needs help."""
+
+    version: int
+    columns: Mapping[str, str]
+    header_row: int | None = None
+    header_rows: int | None = None
+    sheet: str | None = None
+
+
+def fields_of(source: str) -> frozenset[str]:
+    """Every field a column of `source` can map to (a mapping profile's targets)."""
+    return frozenset(FIELD_ALIASES[source])
+
+
+def missing_columns(source: str, mapped: set[str], *, derive: bool = False) -> list[str]:
+    """Required fields a file's header row does not provide, nor lets derive (a file's
+    record id from the content; 基本医保支付 from 统筹基金支付 (+ 大病保险支付); 个人自付
+    from the total less what the funds paid)."""
+
+    def derivable(name: str) -> bool:
+        if not derive:
+            return False
+        if name == "record_id":
+            return True
+        if source != "medical":
+            return False
+        insurance = "insurance_paid" in mapped or "pooled_fund_paid" in mapped
+        if name == "insurance_paid":
+            return insurance
+        return name == "out_of_pocket" and insurance and {"total_cost", "assistance_paid"} <= mapped
+
+    return [f for f in REQUIRED[source] if f not in mapped and not derivable(f)]
 
 
 # --- values --------------------------------------------------------------------------
@@ -265,26 +475,16 @@ def amount(value: Any, name: str) -> float:
         number = float(value)
         return number if number.is_integer() else round(number, 2)
     if _blank(value):
-        raise FieldError(name, "is required")
-    if isinstance(value, bool):
-        raise FieldError(name, "must be a number")
-    if isinstance(value, int | float):
-        number = float(value)
-    else:
-        text = str(value).strip().replace(",", "").replace("，", "").lstrip("¥￥")
-        try:
-            number = float(text)
-        except ValueError:
-            raise FieldError(name, f"must be a number, got {str(value)[:40]!r}") from None
-    if not math.isfinite(number):
-        raise FieldError(name, "must be a finite number")
+        raise FieldError(name, "is required", "required")
+    try:
+        number = excel_amount(value)  # "1,234.56", "¥1234", full-width digits
+    except CellProblem as exc:
+        raise FieldError(name, exc.message, exc.code) from None
     if number < 0:
-        raise FieldError(name, "must not be negative")
+        raise FieldError(name, "must not be negative", "negative")
     return round(number, 2)
 
 
-_CN_DATE = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?$")
-_SEP_DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
 EARLIEST = date(2000, 1, 1)
 
 
@@ -298,26 +498,16 @@ def a_date(value: Any, name: str) -> date:
             if parsed >= EARLIEST:
                 return parsed
     if _blank(value):
-        raise FieldError(name, "is required")
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = str(value).strip()
-    if len(text) > 10 and text[10] in " T":  # "2026-10-03 14:22:00"
-        text = text[:10]
+        raise FieldError(name, "is required", "required")
     try:
-        if len(text) == 8 and text.isdigit():
-            parsed = date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        else:
-            m = _SEP_DATE.match(text) or _CN_DATE.match(text)
-            if m is None:
-                raise FieldError(name, f"must be a date YYYY-MM-DD, got {text[:40]!r}")
-            parsed = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    except ValueError:
-        raise FieldError(name, f"{text[:40]!r} is not a real date") from None
+        # date cells, Excel serials, 2026/11/3, 2026年11月3日, 20261103
+        parsed = excel_date(value)
+    except CellProblem as exc:
+        raise FieldError(name, exc.message, exc.code) from None
     if parsed < EARLIEST:
-        raise FieldError(name, f"{parsed.isoformat()} is before {EARLIEST.isoformat()}")
+        raise FieldError(
+            name, f"{parsed.isoformat()} is before {EARLIEST.isoformat()}", "date_too_early"
+        )
     return parsed
 
 
@@ -333,7 +523,7 @@ def boolean(
     extra_false: frozenset[str] = frozenset(),
 ) -> bool:
     if _blank(value):
-        raise FieldError(name, "is required")
+        raise FieldError(name, "is required", "required")
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float) and value in (0, 1):
@@ -343,18 +533,18 @@ def boolean(
         return True
     if text in _FALSE or text in extra_false:
         return False
-    raise FieldError(name, f"must be true or false (是/否), got {str(value)[:40]!r}")
+    raise FieldError(name, f"must be true or false (是/否), got {str(value)[:40]!r}", "not_yes_no")
 
 
 def enum(value: Any, name: str, codes: Mapping[str, str]) -> str:
     """A known code, given as the code itself or one of its Chinese names."""
     if _blank(value):
-        raise FieldError(name, "is required")
+        raise FieldError(name, "is required", "required")
     text = str(value).strip()
     code = codes.get(text) or codes.get(text.lower())
     if code is None:
         known = ", ".join(sorted(set(codes.values())))
-        raise FieldError(name, f"unknown value {text[:40]!r}; known: {known}")
+        raise FieldError(name, f"unknown value {text[:40]!r}; known: {known}", "unknown_value")
     return code
 
 
@@ -421,7 +611,7 @@ def term(value: Any, name: str = "term") -> tuple[str, date]:
     Accepts the code, "2026春"/"2026年秋季学期" and "2026-2027学年第一学期" (the first term
     of a school year is the autumn of its first year)."""
     if _blank(value):
-        raise FieldError(name, "is required")
+        raise FieldError(name, "is required", "required")
     text = str(value).strip().replace(" ", "")
     m = _TERM_CODE.match(text)
     if m:
@@ -432,7 +622,11 @@ def term(value: Any, name: str = "term") -> tuple[str, date]:
         first = m.group(3) in ("一", "1")
         year, season = (int(m.group(1)), "autumn") if first else (int(m.group(2)), "spring")
     else:
-        raise FieldError(name, f"must be a term like 2026-spring or 2026-autumn, got {text[:40]!r}")
+        raise FieldError(
+            name,
+            f"must be a term like 2026-spring or 2026-autumn, got {text[:40]!r}",
+            "invalid_term",
+        )
     starts = date(year, 3, 1) if season == "spring" else date(year, 9, 1)
     return f"{year}-{season}", starts
 
@@ -497,6 +691,11 @@ class Context:
     period: Period
     today: date
     pii_key: str
+    # A file's batch: what it has no column for is derived (record_id from the content,
+    # insurance_paid from 统筹 + 大病, out_of_pocket from the total less the funds).
+    derive: bool = False
+    # field → its column's header as written in the file (for row errors)
+    columns: Mapping[str, str] = field(default_factory=dict)
     period_end: date = field(init=False)
     hash_id: IdHasher = field(init=False, repr=False, compare=False)
     # raw ID number text → (normalized number, id_hash), valid numbers only
@@ -531,8 +730,10 @@ class ValidRecord:
 def _not_after_period(day: date, name: str, ctx: Context) -> date:
     if day > ctx.period_end:
         if day > ctx.today:
-            raise FieldError(name, f"{day.isoformat()} is in the future")
-        raise FieldError(name, f"{day.isoformat()} is after the period {ctx.period}")
+            raise FieldError(name, f"{day.isoformat()} is in the future", "date_in_future")
+        raise FieldError(
+            name, f"{day.isoformat()} is after the period {ctx.period}", "date_after_period"
+        )
     return day
 
 
@@ -551,17 +752,71 @@ def _day_in_period(value: Any, name: str, ctx: Context) -> str:
     return day
 
 
+def _part(row: Mapping[str, Any], name: str) -> float:
+    """A settlement's part payment: a blank cell in its column is nothing paid."""
+    value = row.get(name)
+    return 0.0 if _blank(value) else amount(value, name)
+
+
+def _given_or_derived(
+    row: Mapping[str, Any],
+    ctx: Context,
+    name: str,
+    parts: tuple[str, ...],
+    derive: Callable[[], float],
+) -> float:
+    """`name` as given, or derived when the file has no column for it; when both are
+    there they must agree (to the fen), else the record is rejected with both numbers."""
+    derived_here = ctx.derive and any(p in row for p in parts)
+    if derived_here and (name not in row or _blank(row.get(name))):
+        return round(derive(), 2)
+    given = amount(row.get(name), name)
+    if derived_here:
+        derived = round(derive(), 2)
+        if abs(derived - given) > _TOLERANCE:
+            shown = " + ".join(p for p in parts if p in row)
+            raise FieldError(
+                name,
+                f"{name} is {given:.2f} but {shown} make {derived:.2f}",
+                "amounts_disagree",
+                f"{FIELD_NAMES_ZH[name]}为 {given:.2f}，但按"
+                f"{'+'.join(FIELD_NAMES_ZH[p] for p in parts if p in row)}计算为 {derived:.2f}，两者不一致",
+            )
+    return given
+
+
 def _medical(row: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     settled = _day_in_period(row.get("settled_on"), "settled_on", ctx)
     total = amount(row.get("total_cost"), "total_cost")
-    insurance = amount(row.get("insurance_paid"), "insurance_paid")
-    assistance = amount(row.get("assistance_paid"), "assistance_paid")
-    pocket = amount(row.get("out_of_pocket"), "out_of_pocket")
+    # 基本医保支付 = 统筹基金支付 + 大病保险支付 when the file splits it
+    insurance = _given_or_derived(
+        row,
+        ctx,
+        "insurance_paid",
+        ("pooled_fund_paid", "critical_illness_paid"),
+        lambda: _part(row, "pooled_fund_paid") + _part(row, "critical_illness_paid"),
+    )
+    # 医疗救助支付; in a settlement file a blank fund cell is nothing paid
+    assistance = (
+        _part(row, "assistance_paid")
+        if ctx.derive
+        else amount(row.get("assistance_paid"), "assistance_paid")
+    )
     if insurance + assistance > total + _TOLERANCE:
-        raise FieldError("insurance_paid", "insurance_paid + assistance_paid exceed total_cost")
+        raise FieldError(
+            "insurance_paid",
+            "insurance_paid + assistance_paid exceed total_cost",
+            "amounts_exceed_total",
+        )
+    if not ctx.derive or "out_of_pocket" in row:
+        pocket = amount(row.get("out_of_pocket"), "out_of_pocket")
+    else:  # no 自付 column: what the funds did not pay
+        pocket = round(total - insurance - assistance, 2)
     if pocket > total - insurance - assistance + _TOLERANCE:
         raise FieldError(
-            "out_of_pocket", "out_of_pocket exceeds total_cost - insurance_paid - assistance_paid"
+            "out_of_pocket",
+            "out_of_pocket exceeds total_cost - insurance_paid - assistance_paid",
+            "amounts_exceed_total",
         )
     return {
         "settled_on": settled,
@@ -589,10 +844,10 @@ def _civil_affairs(row: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     start = _not_after_period(a_date(row.get("start_on"), "start_on"), "start_on", ctx)
     end = None if _blank(row.get("end_on")) else a_date(row.get("end_on"), "end_on")
     if end is not None and end < start:
-        raise FieldError("end_on", "must not be before start_on")
+        raise FieldError("end_on", "must not be before start_on", "end_before_start")
     if status == "terminated":
         if end is None:
-            raise FieldError("end_on", "is required when status is terminated")
+            raise FieldError("end_on", "is required when status is terminated", "end_required")
         _not_after_period(end, "end_on", ctx)
     return {
         "kind": kind,
@@ -607,12 +862,16 @@ def _education(row: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     stage = enum(row.get("stage"), "stage", SCHOOL_STAGES)
     term_code, starts = term(row.get("term"))
     if starts > ctx.period_end:
-        raise FieldError("term", f"{term_code} starts after the period {ctx.period}")
+        raise FieldError(
+            "term", f"{term_code} starts after the period {ctx.period}", "term_after_period"
+        )
     fees = amount(row.get("fees"), "fees")
     aid = amount(row.get("aid_received"), "aid_received")
     pocket = amount(row.get("out_of_pocket"), "out_of_pocket")
     if pocket > fees - aid + _TOLERANCE:
-        raise FieldError("out_of_pocket", "out_of_pocket exceeds fees - aid_received")
+        raise FieldError(
+            "out_of_pocket", "out_of_pocket exceeds fees - aid_received", "amounts_exceed_total"
+        )
     enrolled = boolean(
         row.get("enrolled"), "enrolled", extra_true=_ENROLLED_TRUE, extra_false=_ENROLLED_FALSE
     )
@@ -645,16 +904,17 @@ def record_id_of(row: Mapping[str, Any]) -> str | None:
 
 
 def _person(raw_id: Any, ctx: Context) -> tuple[str, str]:
-    """The normalized ID number and its id_hash; remembered for the batch when valid."""
-    if type(raw_id) is not str and type(raw_id) is not int:
-        raise FieldError(
-            "id_number",
-            "is required" if _blank(raw_id) else "must be text (a spreadsheet number loses digits)",
-        )
+    """The normalized ID number and its id_hash; remembered for the batch when valid.
+    Text as Excel leaves it is accepted (`x`, spaces, a leading apostrophe); a number
+    Excel rounded (`4.41881E+17`) is refused with how to export it as text."""
+    if _blank(raw_id) or isinstance(raw_id, bool):
+        raise FieldError("id_number", "is required", "required")
     try:
-        id_number = normalize_id_number(str(raw_id), ctx.today)
+        id_number = normalize_id_number(excel_id_text(raw_id), ctx.today)
+    except CellProblem as exc:
+        raise FieldError("id_number", exc.message, exc.code, exc.message_zh) from None
     except InvalidIdNumber as exc:
-        raise FieldError("id_number", str(exc)) from None
+        raise FieldError("id_number", str(exc), "invalid_id_number") from None
     person = (id_number, ctx.hash_id(id_number))
     if type(raw_id) is str:
         if len(ctx.people) >= MEMO_SIZE:
@@ -669,10 +929,10 @@ def validate_record(row: Mapping[str, Any], ctx: Context) -> ValidRecord:
     Raises FieldError naming the first wrong field."""
     value = row.get("record_id")
     record_id = value.strip() if type(value) is str else record_id_of(row)
-    if not record_id:
-        raise FieldError("record_id", "is required")
-    if len(record_id) > RECORD_ID_MAX:
-        raise FieldError("record_id", f"must be at most {RECORD_ID_MAX} characters")
+    if not record_id and not (ctx.derive and "record_id" not in row):
+        raise FieldError("record_id", "is required", "required")
+    if len(record_id or "") > RECORD_ID_MAX:
+        raise FieldError("record_id", f"must be at most {RECORD_ID_MAX} characters", "too_long")
     raw_id = row.get("id_number")
     person = ctx.people.get(raw_id) if type(raw_id) is str else None
     id_number, hashed = person or _person(raw_id, ctx)
@@ -681,8 +941,10 @@ def validate_record(row: Mapping[str, Any], ctx: Context) -> ValidRecord:
     if not name:
         name = None if _blank(name_value) else str(name_value).strip()[:100]
     if name is None and ctx.source == "medical":
-        raise FieldError("name", "is required")
+        raise FieldError("name", "is required", "required")
     fields = _RULES[ctx.source](row, ctx)
+    if not record_id:
+        record_id = derived_record_id(ctx.source, id_number, fields)
     data = {"source": ctx.source, "record_id": record_id, "id_hash": hashed, **fields}
     data_json = orjson.dumps(data)
     content = _CONTENT_HASH.copy()
@@ -691,6 +953,33 @@ def validate_record(row: Mapping[str, Any], ctx: Context) -> ValidRecord:
 
 
 _CONTENT_HASH = hashlib.blake2b(digest_size=16)  # copied: cheaper than a new one per record
+
+
+# What identifies a record of a file without a record-id column: the same row sent again
+# gets the same id (so the file is idempotent) and a new row a new one. Two rows alike in
+# all of these are one record (a duplicate).
+DERIVED_ID_FIELDS: dict[str, tuple[str, ...]] = {
+    "medical": ("settled_on", "total_cost", "insurance_paid", "assistance_paid", "out_of_pocket"),
+    "disaster": ("occurred_on", "disaster_type", "loss_amount"),
+    "civil_affairs": ("kind", "status", "start_on", "amount"),
+    "education": ("term", "stage", "fees", "aid_received"),
+}
+DERIVED_ID_PREFIX = "d-"
+
+
+def derived_record_id(source: str, id_number: str, fields: Mapping[str, Any]) -> str:
+    """`d-` and 24 hex digits of BLAKE2b over the source, the ID number and the record's
+    normalised key fields (so `1,234.00` and 1234 give the same id)."""
+    key = "\x1f".join([source, id_number, *(str(fields[f]) for f in DERIVED_ID_FIELDS[source])])
+    return DERIVED_ID_PREFIX + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+
+def record_id_rule(source: str, column: str | None) -> str:
+    """How the batch's record ids were made, for its summary."""
+    if column is not None:
+        return f"column {column}"
+    fields = ", ".join(("id_number", *DERIVED_ID_FIELDS[source]))
+    return f"derived: {DERIVED_ID_PREFIX} + BLAKE2b of source, {fields}"
 
 
 def raw_fingerprint(row: Mapping[str, Any]) -> bytes:

@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import orjson
@@ -27,10 +27,13 @@ from backstop.contracts.datasync import BatchReceived
 from backstop.db import SessionFactory, raw_connection, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent, make_event
+from backstop.idnumber import mask_id
 from backstop.logs import correlation_id
 from backstop.settings import Settings
+from backstop.sheets import SheetProblem
 from services.datasync.config import DatasyncConfig
 from services.datasync.domain import (
+    CODES_ZH,
     DEPARTMENTS,
     SERVICE,
     Context,
@@ -43,7 +46,7 @@ from services.datasync.domain import (
 )
 from services.datasync.matching import MATCHING_LOCK, RECORDS_MATCHED
 from services.datasync.models import BatchSummary, RecordError
-from services.datasync.parsing import FileProblem, Row
+from services.datasync.parsing import FileLayout, Row
 
 log = logging.getLogger("backstop.datasync")
 
@@ -63,13 +66,72 @@ class Chunk:
     """Up to `chunk_size` records, parsed and validated.
 
     `staged` holds the valid records, each as (index, record_id, id_hash, content_hash,
-    raw JSON, line): the line is its `feed_records` row in COPY text format but for the
-    household columns, known once the chunk is matched."""
+    raw JSON, line, Excel row): the line is its `feed_records` row in COPY text format
+    but for the household columns, known once the chunk is matched."""
 
     received: int = 0
     staged: list[tuple[Any, ...]] = field(default_factory=list)
-    rejected: list[tuple[int, str | None, str, str, str | None]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
     last: bool = False
+
+
+class Rejection(NamedTuple):
+    """A record not accepted: where (record index; a file's Excel row and the column's
+    header as written), what (field, value, English `code`), why (English and Chinese)."""
+
+    idx: int
+    record_id: str | None
+    field: str
+    message: str
+    raw: str | None
+    code: str
+    message_zh: str
+    row: int | None = None
+    column: str | None = None
+    value: str | None = None
+
+    def error(self) -> RecordError:
+        return RecordError(
+            index=self.idx,
+            record_id=self.record_id,
+            field=self.field,
+            message=self.message,
+            code=self.code,
+            message_zh=self.message_zh,
+            row=self.row,
+            column=self.column,
+            value=self.value,
+        )
+
+
+def shown_value(field_name: str, value: Any) -> str | None:
+    """A rejected value as an error may show it: ID numbers and names masked (the error
+    list is read without registry:pii), long text cut."""
+    if value is None:
+        return None
+    text = str(value)
+    if field_name == "id_number":
+        return mask_id(text.strip())
+    if field_name == "name":
+        return text[:1] + "*" * (len(text) - 1)
+    return text[:100]
+
+
+def rejection(
+    index: int, row: Mapping[str, Any], line: int | None, exc: FieldError, ctx: Context, raw: str
+) -> Rejection:
+    return Rejection(
+        index,
+        record_id_of(row),
+        exc.field,
+        exc.message,
+        raw,
+        exc.code,
+        exc.message_zh,
+        line,
+        ctx.columns.get(exc.field),
+        shown_value(exc.field, row.get(exc.field)),
+    )
 
 
 _ID, _HASH, _CONTENT, _LINE = 1, 2, 3, 5  # positions in a staged record
@@ -85,12 +147,10 @@ class Tally:
     errors: list[RecordError] = field(default_factory=list)
     hasher: Any = field(default_factory=lambda: hashlib.sha256())
 
-    def reject(self, index: int, record_id: str | None, field: str, message: str, cap: int) -> None:
+    def reject(self, rejected: Rejection, cap: int) -> None:
         self.rejected += 1
         if len(self.errors) < cap:
-            self.errors.append(
-                RecordError(index=index, record_id=record_id, field=field, message=message)
-            )
+            self.errors.append(rejected.error())
 
 
 def _raw_json(raw: dict[str, Any]) -> bytes:
@@ -117,22 +177,32 @@ def prepare_chunk(
         received += 1
         if item is None:
             fingerprints.append(b"\x00null")
-            rejected.append((index, None, "record", "must be a JSON object", None))
+            rejected.append(
+                Rejection(
+                    index,
+                    None,
+                    "record",
+                    "must be a JSON object",
+                    None,
+                    "not_an_object",
+                    "记录：应为 JSON 对象",
+                )
+            )
         else:
-            raw, row = item
+            raw, row, row_number = item
             try:
                 record = validate_record(row, ctx)
             except FieldError as exc:
                 fingerprints.append(b"\x00" + raw_fingerprint(row))
                 rejected.append(
-                    (index, record_id_of(row), exc.field, exc.message, _raw_json(raw).decode())
+                    rejection(index, row, row_number, exc, ctx, _raw_json(raw).decode())
                 )
             else:
                 content = record.content_hash.encode()
                 fingerprints.append(b"\x00" + content)
                 if copy_head is not None:
                     raw_json = _raw_json(raw)
-                    line = b"\t".join(
+                    copy_line = b"\t".join(
                         (
                             copy_head,
                             _text(record.record_id),
@@ -148,7 +218,15 @@ def prepare_chunk(
                         )
                     )
                     staged.append(
-                        (index, record.record_id, record.id_hash, content, raw_json, line)
+                        (
+                            index,
+                            record.record_id,
+                            record.id_hash,
+                            content,
+                            raw_json,
+                            copy_line,
+                            row_number,
+                        )
                     )
         if received >= size:
             break
@@ -159,6 +237,20 @@ def prepare_chunk(
     return chunk
 
 
+_REJECTED_COLUMNS = [
+    "source",
+    "batch_id",
+    "idx",
+    "record_id",
+    "field",
+    "message",
+    "raw",
+    "code",
+    "message_zh",
+    "line",
+    "column_header",
+    "value",
+]
 _RECORD_COLUMNS = [
     "source",
     "batch_id",
@@ -188,6 +280,7 @@ async def ingest_batch(
     filename: str | None,
     submitted_by: str,
     rows: Iterator[Row | None],
+    layout: FileLayout | None = None,
     now: datetime | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Apply one batch; returns its summary and whether it was new.
@@ -198,7 +291,14 @@ async def ingest_batch(
     """
     received_at = now or datetime.now(UTC)
     today = received_at.astimezone(config.tz).date()
-    ctx = Context(source=source, period=period, today=today, pii_key=settings.pii_key)
+    ctx = Context(
+        source=source,
+        period=period,
+        today=today,
+        pii_key=settings.pii_key,
+        derive=layout is not None,
+        columns=layout.column_of if layout is not None else {},
+    )
     numbered = enumerate(rows)
     tally = Tally()
     try:
@@ -207,8 +307,8 @@ async def ingest_batch(
             claimed = await conn.fetchval(
                 "INSERT INTO feed_batches (source, batch_id, period, status, format, filename,"
                 " submitted_by, received_at, received, accepted, duplicates, rejected, matched,"
-                " unmatched) VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, 0, 0, 0, 0, 0, 0)"
-                " ON CONFLICT (source, batch_id) DO NOTHING RETURNING true",
+                " unmatched, profile_version) VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7,"
+                " 0, 0, 0, 0, 0, 0, $8) ON CONFLICT (source, batch_id) DO NOTHING RETURNING true",
                 source,
                 batch_id,
                 str(period),
@@ -216,6 +316,7 @@ async def ingest_batch(
                 filename,
                 submitted_by[:200],
                 received_at,
+                layout.profile_version if layout is not None else None,
             )
             if not claimed:
                 return await _replay(conn, source, batch_id, period, numbered, ctx, config), False
@@ -231,9 +332,10 @@ async def ingest_batch(
                 ctx,
                 tally,
                 received_at,
+                layout,
             )
-    except FileProblem as exc:
-        raise invalid(["body", "file", exc.field], exc.message) from None
+    except SheetProblem as exc:  # met while streaming: nothing of the batch is kept
+        raise exc.problem() from None
     except (asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError):
         raise Problem(
             503,
@@ -349,6 +451,7 @@ async def _apply(
     ctx: Context,
     tally: Tally,
     received_at: datetime,
+    layout: FileLayout | None,
 ) -> dict[str, Any]:
     # The grouping of a batch's matched records (per household) is one short query:
     # JIT compilation costs more than it saves, and the sort fits in memory.
@@ -364,15 +467,15 @@ async def _apply(
             tally.received += chunk.received
             rejected = list(chunk.rejected)
             if chunk.staged:
-                rejected += await _write_records(conn, source, batch_id, chunk, tally)
+                rejected += await _write_records(conn, source, batch_id, chunk, tally, ctx.columns)
             if rejected:
                 rejected.sort()
-                for index, record_id, field_name, message, _ in rejected:
-                    tally.reject(index, record_id, field_name, message, config.max_errors_listed)
+                for r in rejected:
+                    tally.reject(r, config.max_errors_listed)
                 await conn.copy_records_to_table(
                     "rejected_records",
                     records=[(source, batch_id, *r) for r in rejected],
-                    columns=["source", "batch_id", "idx", "record_id", "field", "message", "raw"],
+                    columns=_REJECTED_COLUMNS,
                 )
     if tally.received == 0:
         raise invalid(["body", "records"], "the batch has no records")
@@ -395,6 +498,7 @@ async def _apply(
         errors_total=tally.rejected,
         on_time=in_time,
         due_on=due,
+        **(layout.describe() if layout is not None else {"record_id_rule": "field record_id"}),
     ).model_dump(mode="json")
     await conn.execute(
         "UPDATE feed_batches SET status = 'done', content_hash = $3, completed_at = now(),"
@@ -499,7 +603,8 @@ async def _write_records(
     batch_id: str,
     chunk: Chunk,
     tally: Tally,
-) -> list[tuple[int, str | None, str, str, str | None]]:
+    columns: Mapping[str, str],
+) -> list[Rejection]:
     """COPY the chunk's new records into `feed_records`, matched as they land.
 
     A record id already applied (earlier batch, earlier chunk or earlier in this chunk)
@@ -557,7 +662,7 @@ async def _write_records(
 
     rejected = []
     leftovers = [row for row in first.values() if row[_ID] in existing] if existing else []
-    for index, record_id, _, content, raw, _ in leftovers + repeats:
+    for index, record_id, _, content, raw, _, row_number in leftovers + repeats:
         stored_batch, stored_hash = existing.get(record_id) or (
             batch_id,
             first[record_id][_CONTENT],
@@ -567,13 +672,18 @@ async def _write_records(
             continue
         where = "this batch" if stored_batch == batch_id else f"batch {stored_batch}"
         rejected.append(
-            (
+            Rejection(
                 index,
                 record_id,
                 "record_id",
                 f"record {record_id} was already received in {where} with different"
                 " content; it is not overwritten",
                 raw.decode(),
+                "changed_record",
+                f"记录编号 {record_id}：{CODES_ZH['changed_record']}",
+                row_number,
+                columns.get("record_id"),
+                record_id,
             )
         )
     return rejected

@@ -72,7 +72,7 @@ async def apply_household_snapshots(session: AsyncSession, events: Sequence[Clou
     so a member moving between households ends up right whatever order the two
     households' events arrive in; an older snapshot than one already applied is skipped.
     """
-    newest: dict[str, tuple[int, datetime, list[str], str | None]] = {}
+    newest: dict[str, tuple[int, datetime, list[str], str | None, str]] = {}
     for event in events:
         payload = event.payload()
         if not isinstance(payload, HouseholdEvent):
@@ -85,6 +85,7 @@ async def apply_household_snapshots(session: AsyncSession, events: Sequence[Clou
                 event.time,
                 sorted({m.id_hash for m in snapshot.members}),
                 event.correlationid or event.id,
+                snapshot.region_code,
             )
     if not newest:
         return
@@ -104,11 +105,13 @@ async def apply_household_snapshots(session: AsyncSession, events: Sequence[Clou
     if not fresh:
         return
     await conn.execute(
-        "INSERT INTO household_versions (household_id, version)"
-        " SELECT * FROM unnest($1::text[], $2::int[])"
-        " ON CONFLICT (household_id) DO UPDATE SET version = EXCLUDED.version, applied_at = now()",
+        "INSERT INTO household_versions (household_id, version, region_code)"
+        " SELECT * FROM unnest($1::text[], $2::int[], $3::text[])"
+        " ON CONFLICT (household_id) DO UPDATE SET version = EXCLUDED.version,"
+        " region_code = EXCLUDED.region_code, applied_at = now()",
         fresh,
         [newest[h][0] for h in fresh],
+        [newest[h][4] for h in fresh],
     )
     member_households = [h for h in fresh for _ in newest[h][2]]
     member_hashes = [x for h in fresh for x in newest[h][2]]

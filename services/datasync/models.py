@@ -54,6 +54,7 @@ class FeedBatch(DatasyncBase, table=True):
     rejected: int = 0
     matched: int = 0
     unmatched: int = 0
+    profile_version: int | None = None  # the mapping profile a file was read with
     summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
 
 
@@ -115,6 +116,11 @@ class RejectedRecord(DatasyncBase, table=True):
     field: str = Field(max_length=64)
     message: str = Field(sa_column=Column(Text, nullable=False))
     raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    code: str | None = Field(default=None, max_length=40)
+    message_zh: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    line: int | None = None  # the Excel row number, for a file
+    column_header: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class PersonIndex(DatasyncBase, table=True):
@@ -130,13 +136,33 @@ class PersonIndex(DatasyncBase, table=True):
 
 
 class HouseholdVersion(DatasyncBase, table=True):
-    """The newest registry snapshot version applied per household (stale ones are skipped)."""
+    """The newest registry snapshot version applied per household (stale ones are
+    skipped), and the household's village: a matched record is seen only in its regions."""
 
     __tablename__ = "household_versions"
 
     household_id: str = Field(primary_key=True, max_length=36)
     version: int
+    region_code: str | None = Field(default=None, max_length=12)
     applied_at: datetime | None = _now_column()
+
+
+class MappingProfile(DatasyncBase, table=True):
+    """A county's column mapping for one source's files (映射配置), one row per version:
+    file header → field, and the header-row and sheet hints. The newest version is the
+    one files are read with; each batch records the version it used."""
+
+    __tablename__ = "mapping_profiles"
+
+    source: str = Field(primary_key=True, max_length=20)
+    version: int = Field(primary_key=True)
+    columns: dict[str, str] = Field(sa_column=Column(JSONB, nullable=False))
+    header_row: int | None = None
+    header_rows: int | None = None
+    sheet: str | None = Field(default=None, max_length=100)
+    note: str | None = Field(default=None, max_length=500)
+    created_by: str = Field(max_length=200)
+    created_at: datetime | None = _now_column()
 
 
 class LateNotice(DatasyncBase, table=True):
@@ -163,10 +189,19 @@ class BatchCreate(RequestModel):
 
 
 class RecordError(BaseModel):
+    """A rejected record: `index` in the batch; for a file, `row` as Excel numbers it and
+    `column` the header as written; `value` as sent (ID numbers and names masked);
+    `code` in English for programs, `message` English, `message_zh` Chinese."""
+
     index: int
     record_id: str | None
     field: str
     message: str
+    code: str | None = None
+    message_zh: str | None = None
+    row: int | None = None
+    column: str | None = None
+    value: str | None = None
 
 
 class ErrorList(BaseModel):
@@ -188,10 +223,20 @@ class BatchSummary(BaseModel):
     errors_total: int = 0
     on_time: bool | None = None
     due_on: date | None = None
+    # A file's: totals/footer rows skipped, where the table was found, how record ids
+    # were made ("column 结算流水号" or "derived: …"), the mapping profile version used.
+    skipped: int = 0
+    format: str | None = None
+    encoding: str | None = None
+    sheet: str | None = None
+    header_row: int | None = None
+    header_rows: int | None = None
+    record_id_rule: str | None = None
+    profile_version: int | None = None
 
 
 class BatchPublic(BatchSummary):
-    format: str
+    format: str | None
     filename: str | None
     submitted_by: str
     received_at: datetime
@@ -232,6 +277,65 @@ class RawRecord(BaseModel):
 class RawRecordList(BaseModel):
     items: list[RawRecord]
     next_cursor: str | None
+
+
+class ProfileCreate(RequestModel):
+    """A new mapping profile version: `columns` maps a file header (as the department
+    writes it) to a field of the source; `header_row` (the header's first Excel row),
+    `header_rows` (how many rows it spans) and `sheet` help find the table."""
+
+    columns: dict[str, str] = PydanticField(max_length=200)
+    header_row: int | None = PydanticField(default=None, ge=1, le=30)
+    header_rows: int | None = PydanticField(default=None, ge=1, le=3)
+    sheet: str | None = PydanticField(default=None, min_length=1, max_length=100)
+    note: str | None = PydanticField(default=None, max_length=500)
+
+
+class ProfilePublic(BaseModel):
+    source: str
+    version: int
+    columns: dict[str, str]
+    header_row: int | None
+    header_rows: int | None
+    sheet: str | None
+    note: str | None
+    created_by: str
+    created_at: datetime
+
+
+class ProfileList(BaseModel):
+    items: list[ProfilePublic]
+
+
+class PreviewColumn(BaseModel):
+    column: int  # 1-based, as Excel's A=1
+    header: str  # as written ("基金支付/统筹基金支付" for a layered header)
+    field: str | None
+
+
+class Preview(BaseModel):
+    """What a file would give, nothing stored: where its table is, how its columns map,
+    its first rows as parsed (ID numbers masked) and its row errors."""
+
+    source: str
+    format: str
+    encoding: str | None
+    sheets: list[str]
+    sheet: str | None
+    header_row: int
+    header_rows: int
+    columns: list[PreviewColumn]
+    unmapped: list[str]
+    missing: list[str]
+    derived: list[str]
+    record_id_rule: str
+    profile_version: int | None
+    received: int
+    valid: int
+    rejected: int
+    skipped: int
+    rows: list[dict[str, Any]]
+    errors: list[RecordError]
 
 
 class Delivery(BaseModel):

@@ -1,123 +1,114 @@
-"""Reading a department's upload one record at a time: JSON arrays, CSV (UTF-8 or
-GB18030, comma or tab) and XLSX, with Chinese or English headers.
+"""Reading a department's upload one record at a time: JSON arrays, and files (CSV,
+XLSX, .xls) as their systems export them, through the kernel's `backstop.sheets`
+(header row found among titles and notes, layered headers flattened, totals and
+footers skipped, the sheet picked).
 
-Every reader yields `(raw, row)` pairs: `raw` is the record as the department wrote it
-(kept for audit), `row` the same values under canonical field names. Nothing holds more
-than one record at a time, so a 200k-row file streams from the spooled upload.
+Every reader yields `(raw, row, line)`: `raw` is the record as the department wrote it
+(kept for audit), `row` the same values under canonical field names, `line` its Excel
+row number (None for JSON). Nothing holds more than one record at a time, so a 200k-row
+file streams from the spooled upload.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
 from typing import IO, Any
 
-from services.datasync.domain import FIELD_ALIASES, column_map, missing_columns, normalize_header
+from backstop.sheets import Limits, Table, open_table
+from services.datasync.domain import (
+    FIELD_ALIASES,
+    MappingProfile,
+    header_matcher,
+    missing_columns,
+    normalize_header,
+    record_id_rule,
+)
 
-Row = tuple[dict[str, Any], dict[str, Any]]
-_SCAN = 1 << 20
-
-
-class FileProblem(ValueError):
-    """The file as a whole cannot be read (no header, missing column, not a spreadsheet)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+Row = tuple[dict[str, Any], dict[str, Any], int | None]
 
 
-def detect_encoding(file: IO[bytes]) -> str:
-    """UTF-8 (with or without BOM) when the whole file decodes as UTF-8, else GB18030
-    (a superset of GBK/GB2312, what Chinese office software exports)."""
-    file.seek(0)
-    head = file.read(3)
-    if head == codecs.BOM_UTF8:
-        file.seek(0)
-        return "utf-8-sig"
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        decoder.decode(head)
-        while chunk := file.read(_SCAN):
-            decoder.decode(chunk)
-        decoder.decode(b"", final=True)
-        encoding = "utf-8"
-    except UnicodeDecodeError:
-        encoding = "gb18030"
-    file.seek(0)
-    return encoding
+@dataclass
+class FileLayout:
+    """How a file was read: its table, the header of each field, how ids are made."""
+
+    table: Table
+    source: str
+    profile_version: int | None
+
+    @property
+    def column_of(self) -> dict[str, str]:
+        """field → its column's header as written."""
+        return {f: self.table.headers[i] for i, f in self.table.fields.items()}
+
+    @property
+    def record_id_rule(self) -> str:
+        return record_id_rule(self.source, self.column_of.get("record_id"))
+
+    def describe(self) -> dict[str, Any]:
+        """What the batch summary and the preview say about the file (after reading it,
+        `skipped` is the count of totals and footer rows)."""
+        table = self.table
+        return {
+            "format": table.format,
+            "encoding": table.encoding,
+            "sheet": table.sheet,
+            "header_row": table.header.row,
+            "header_rows": table.header.depth,
+            "skipped": table.skipped,
+            "record_id_rule": self.record_id_rule,
+            "profile_version": self.profile_version,
+        }
 
 
-def csv_rows(file: IO[bytes], source: str) -> Iterator[Row]:
-    encoding = detect_encoding(file)
-    text = io.TextIOWrapper(file, encoding=encoding, errors="replace", newline="")
-    try:
-        first = text.readline()
-        while first and not first.strip():
-            first = text.readline()
-        if not first:
-            raise FileProblem("file", "the file is empty")
-        delimiter = "\t" if first.count("\t") > first.count(",") else ","
-        headers = next(csv.reader([first], delimiter=delimiter))
-        yield from _table_rows(source, headers, csv.reader(text, delimiter=delimiter))
-    finally:
-        text.detach()
+def open_file(
+    file: IO[bytes],
+    fmt: str,
+    source: str,
+    *,
+    profile: MappingProfile | None = None,
+    sheet: str | None = None,
+    limits: Limits | None = None,
+) -> tuple[FileLayout, Iterator[Row]]:
+    """Find the table of a `fmt` file (`csv`, `xlsx`, `xls`) for `source`, read with its
+    mapping profile when it has one; raises `backstop.sheets.SheetProblem` when the file
+    cannot be read (with why: encoding, no header row and the closest candidates)."""
+    table = open_table(
+        file,
+        fmt,
+        header_matcher(source, profile.columns if profile else None),
+        lambda mapped: missing_columns(source, mapped, derive=True),
+        limits=limits,
+        sheet=sheet or (profile.sheet if profile else None),
+        header_row=profile.header_row if profile else None,
+        header_rows=profile.header_rows if profile else None,
+    )
+    layout = FileLayout(table, source, profile.version if profile else None)
+    return layout, _table_rows(table)
 
 
-def xlsx_rows(file: IO[bytes], source: str) -> Iterator[Row]:
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    file.seek(0)
-    try:
-        book = load_workbook(file, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise FileProblem("file", f"not a readable XLSX workbook: {type(exc).__name__}") from None
-    try:
-        sheet = book.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
-        for header_row in rows:
-            if any(v is not None and str(v).strip() for v in header_row):
-                headers = ["" if v is None else str(v) for v in header_row]
-                yield from _table_rows(source, headers, rows)
-                return
-        raise FileProblem("file", "the first sheet is empty")
-    finally:
-        book.close()
-
-
-def _table_rows(source: str, headers: list[str], rows: Iterator[Any]) -> Iterator[Row]:
-    mapping = column_map(source, headers)
-    missing = missing_columns(source, set(mapping.values()))
-    if missing:
-        raise FileProblem(
-            missing[0],
-            f"missing column(s) {', '.join(missing)}; found {', '.join(h for h in headers if h)}",
-        )
+def _table_rows(table: Table) -> Iterator[Row]:
+    headers, mapping = table.headers, table.fields
     width = len(headers)
-    names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(headers)]
+    names = [h or f"column_{i + 1}" for i, h in enumerate(headers)]
     fields = list(mapping.values())
     pick = itemgetter(*mapping) if len(mapping) > 1 else (lambda v: (v[next(iter(mapping))],))
     # Headers that are exactly the field names: a full line's raw record is its row.
     canonical = names == [mapping.get(i) for i in range(width)]
-    for values in rows:
-        if not values or not any(values):  # a blank line (",,,," included)
-            continue
+    for line, values in table.rows:
         n = len(values)
         if n == width:
             raw = dict(zip(names, values, strict=True))
-            yield raw, raw if canonical else dict(zip(fields, pick(values), strict=True))
+            yield raw, raw if canonical else dict(zip(fields, pick(values), strict=True)), line
             continue
         if n < width:  # a short line's missing cells are empty; extra cells are kept
             values = [*values, *([None] * (width - n))]
         else:
             names += [f"column_{i + 1}" for i in range(len(names), n)]
-        yield dict(zip(names, values, strict=False)), dict(zip(fields, pick(values), strict=True))
+        raw = dict(zip(names, values, strict=False))
+        yield raw, dict(zip(fields, pick(values), strict=True)), line
 
 
 @lru_cache(maxsize=512)
@@ -152,6 +143,6 @@ def json_rows(records: list[Any], source: str) -> Iterator[Row | None]:
             continue
         mapping = _key_map(source, tuple(record))
         if mapping is None:
-            yield record, record
+            yield record, record, None
         else:
-            yield record, {canonical: record[key] for key, canonical in mapping}
+            yield record, {canonical: record[key] for key, canonical in mapping}, None

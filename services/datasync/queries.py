@@ -6,9 +6,10 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Text, and_, cast, literal, null, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop.auth import Principal
 from backstop.idnumber import mask_id
 from backstop.pagination import decode_cursor, encode_cursor
 from services.datasync.domain import DEPARTMENTS, SOURCES, CalendarRules, Period, delivery_status
@@ -18,9 +19,12 @@ from services.datasync.models import (
     Delivery,
     DeliveryList,
     ErrorList,
+    FeedRecord,
+    HouseholdVersion,
     RawRecord,
     RawRecordList,
     RecordError,
+    RejectedRecord,
     UnmatchedList,
     UnmatchedRecord,
 )
@@ -89,9 +93,20 @@ async def list_batches(
     )
 
 
+def unmatched_sources(principal: Principal) -> list[str]:
+    """The sources whose unmatched (and rejected) records `principal` may see: every
+    source for a county-level principal with feeds:read, else the department's own
+    (feeds:<source>). An unmatched record has no household, hence no region: only the
+    department that sent it and the county may see it."""
+    if principal.county_level and principal.has("feeds:read"):
+        return list(SOURCES)
+    return [s for s in SOURCES if principal.has(f"feeds:{s}")]
+
+
 async def list_unmatched(
     *,
     session: AsyncSession,
+    principal: Principal,
     source: str | None,
     period: str | None,
     limit: int,
@@ -99,11 +114,9 @@ async def list_unmatched(
     pii: bool,
 ) -> UnmatchedList:
     after = decode_cursor(cursor, str, str)
-    clauses = ["household_id IS NULL"]
-    params: dict[str, Any] = {"n": limit + 1}
-    if source:
-        clauses.append("source = :s")
-        params["s"] = source
+    sources = [s for s in unmatched_sources(principal) if source is None or s == source]
+    clauses = ["household_id IS NULL", "source = ANY(:sources)"]
+    params: dict[str, Any] = {"n": limit + 1, "sources": sources}
     if period:
         clauses.append("period = :p")
         params["p"] = period
@@ -145,25 +158,68 @@ def _mask_name(name: str | None) -> str | None:
 
 
 async def list_raw_records(
-    *, session: AsyncSession, source: str, batch_id: str, limit: int, cursor: str | None
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    source: str,
+    batch_id: str,
+    limit: int,
+    cursor: str | None,
 ) -> RawRecordList:
+    """The batch's records as sent, accepted and rejected, in order. A matched record is
+    listed only inside the caller's regions (its household's village); an unmatched or
+    rejected one only to the department that sent it and to county-level principals."""
     after = decode_cursor(cursor, int)
     start = after[0] if after else -1
-    rows = (
-        await session.execute(
-            text(
-                "SELECT * FROM ("
-                " SELECT idx, record_id, 'accepted' AS outcome, id_number, household_id,"
-                "   NULL AS field, NULL AS message, raw::text AS raw"
-                "   FROM feed_records WHERE source = :s AND batch_id = :b AND idx > :after"
-                " UNION ALL"
-                " SELECT idx, record_id, 'rejected', NULL, NULL, field, message, raw::text"
-                "   FROM rejected_records WHERE source = :s AND batch_id = :b AND idx > :after"
-                ") r ORDER BY idx LIMIT :n"
-            ),
-            {"s": source, "b": batch_id, "after": start, "n": limit + 1},
+    own = source in unmatched_sources(principal)
+    records, households = FeedRecord.__table__, HouseholdVersion.__table__  # type: ignore[attr-defined]
+    seen = principal.region_clause(households.c.region_code)
+    if principal.county_level:  # a household whose village is not known yet
+        seen = or_(seen, households.c.region_code.is_(None))
+    accepted = (
+        select(
+            records.c.idx,
+            records.c.record_id,
+            literal("accepted").label("outcome"),
+            records.c.id_number,
+            records.c.household_id,
+            null().label("field"),
+            null().label("message"),
+            cast(records.c.raw, Text).label("raw"),
         )
-    ).all()
+        .select_from(
+            records.outerjoin(households, households.c.household_id == records.c.household_id)
+        )
+        .where(
+            records.c.source == source,
+            records.c.batch_id == batch_id,
+            records.c.idx > start,
+            or_(records.c.household_id.is_(None), seen)
+            if own
+            else and_(records.c.household_id.is_not(None), seen),
+        )
+    )
+    rejected = RejectedRecord.__table__  # type: ignore[attr-defined]
+    parts = [accepted]
+    if own:
+        parts.append(
+            select(
+                rejected.c.idx,
+                rejected.c.record_id,
+                literal("rejected"),
+                null(),
+                null(),
+                rejected.c.field,
+                rejected.c.message,
+                cast(rejected.c.raw, Text),
+            ).where(
+                rejected.c.source == source,
+                rejected.c.batch_id == batch_id,
+                rejected.c.idx > start,
+            )
+        )
+    both = union_all(*parts).subquery() if len(parts) > 1 else accepted.subquery()
+    rows = (await session.execute(select(both).order_by(both.c.idx).limit(limit + 1))).all()
     items = [
         RawRecord(
             index=r.idx,
@@ -189,14 +245,25 @@ async def list_errors(
     rows = (
         await session.execute(
             text(
-                "SELECT idx, record_id, field, message FROM rejected_records"
+                "SELECT idx, record_id, field, message, code, message_zh, line, column_header,"
+                " value FROM rejected_records"
                 " WHERE source = :s AND batch_id = :b AND idx > :after ORDER BY idx LIMIT :n"
             ),
             {"s": source, "b": batch_id, "after": after[0] if after else -1, "n": limit + 1},
         )
     ).all()
     items = [
-        RecordError(index=r.idx, record_id=r.record_id, field=r.field, message=r.message)
+        RecordError(
+            index=r.idx,
+            record_id=r.record_id,
+            field=r.field,
+            message=r.message,
+            code=r.code,
+            message_zh=r.message_zh,
+            row=r.line,
+            column=r.column_header,
+            value=r.value,
+        )
         for r in rows[:limit]
     ]
     more = len(rows) > limit

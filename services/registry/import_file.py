@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from backstop.contracts.policy import CONTACT_ROLES as CONTACT_ROLE_WORDS
 from backstop.contracts.policy import LEGACY_CONTACT_ROLES
 from backstop.requests import FORBIDDEN_CHARACTERS, MAX_AMOUNT, PHONE_PATTERN
+from backstop.sheets import Limits, SheetProblem, check_xlsx
 from services.registry.models import (
     AnnualIncome,
     ContactIn,
@@ -246,6 +247,10 @@ def iter_rows(binary: IO[bytes], kind: str) -> Iterator[tuple[int, dict[str, str
 def _xlsx_rows(binary: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
     from openpyxl import load_workbook
 
+    try:
+        check_xlsx(binary, Limits())  # a zip bomb is refused before any XML is parsed
+    except SheetProblem as exc:
+        raise exc.problem() from None
     try:
         book = load_workbook(binary, read_only=True, data_only=True)
     except Exception as exc:

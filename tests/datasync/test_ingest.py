@@ -219,6 +219,11 @@ async def test_gbk_csv_with_chinese_headers(client: Any, stack: Stack) -> None:
         "record_id": bad[0],
         "field": "out_of_pocket",
         "message": "out_of_pocket exceeds total_cost - insurance_paid - assistance_paid",
+        "code": "amounts_exceed_total",
+        "message_zh": "个人自付：各项支付之和超过总额",
+        "row": 3,
+        "column": "个人自付",
+        "value": "50",
     }
     raw = await http.get(
         f"/v1/feeds/medical/batches/{batch}/records",

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 from openpyxl import Workbook
 
-from services.datasync.parsing import FileProblem, csv_rows, detect_encoding, json_rows, xlsx_rows
+from backstop.sheets import SheetProblem, detect_encoding
+from services.datasync.parsing import Row, json_rows, open_file
+
+
+def csv_rows(file: io.BytesIO, source: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [(raw, row) for raw, row, _ in open_file(file, "csv", source)[1]]
+
+
+def xlsx_rows(file: io.BytesIO, source: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [(raw, row) for raw, row, _ in open_file(file, "xlsx", source)[1]]
+
+
+def two(rows: Iterator[Row | None]) -> list[tuple[dict[str, Any], dict[str, Any]] | None]:
+    return [None if r is None else (r[0], r[1]) for r in rows]
+
 
 HEADER = "记录编号,身份证号,姓名,结算日期,医疗总费用,基本医保支付,医疗救助,个人自付"
 
@@ -39,12 +55,13 @@ def test_tabs_blank_short_and_long_lines() -> None:
 
 
 def test_missing_column_and_empty_file() -> None:
-    with pytest.raises(FileProblem) as info:
+    with pytest.raises(SheetProblem) as info:
         list(csv_rows(io.BytesIO(b"record_id,name\n1,x\n"), "medical"))
-    assert info.value.field == "id_number"
-    with pytest.raises(FileProblem):
+    assert info.value.code == "header_not_found"
+    assert "id_number" in info.value.details["candidates"][0]["missing_fields"]
+    with pytest.raises(SheetProblem):
         list(csv_rows(io.BytesIO(b"\n\n"), "medical"))
-    with pytest.raises(FileProblem):
+    with pytest.raises(SheetProblem):
         list(xlsx_rows(io.BytesIO(b"not a zip"), "medical"))
 
 
@@ -74,7 +91,7 @@ def test_xlsx_values_keep_their_types() -> None:
 
 def test_json_records_with_chinese_keys() -> None:
     records = [{"身份证号": "x", "record_id": "R1", "结算日期": datetime(2026, 10, 1)}, 5]
-    rows = list(json_rows(records, "medical"))
+    rows = two(json_rows(records, "medical"))
     assert rows[0] is not None and rows[0][1]["id_number"] == "x"
     assert rows[0][1]["settled_on"] == datetime(2026, 10, 1)
     assert rows[1] is None
@@ -88,7 +105,9 @@ def test_rows_under_the_field_names_are_their_raw_records() -> None:
     assert full[0] == full[1] == dict(zip(header.split(","), line.split(","), strict=True))
     assert long[0]["column_9"] == "extra" and long[1] == full[1]
     record = {"record_id": "R1", "id_number": "x"}
-    [(raw, row)] = [r for r in json_rows([record], "medical") if r is not None]
+    [(raw, row)] = [r for r in two(json_rows([record], "medical")) if r is not None]
     assert raw is record and row == record
-    [(raw, row)] = [r for r in json_rows([{**record, "note": "n"}], "medical") if r is not None]
+    [(raw, row)] = [
+        r for r in two(json_rows([{**record, "note": "n"}], "medical")) if r is not None
+    ]
     assert row == record and raw["note"] == "n"  # a key naming no field stays in raw only
