@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Level, Principal, require
 from backstop.errors import Problem, invalid
+from backstop.pagination import decode_cursor, encode_cursor
 from backstop.requests import period_param
 from services.assistance import common, domain, funds, plans, procedure, supervision, tasks, visits
 from services.assistance.models import (
@@ -283,20 +284,30 @@ async def compliance(
     session: SessionDep,
     period: str | None = Query(default=None, description="month, e.g. 2026-11 (default: now)"),
     region: str | None = Query(default=None, pattern=r"^\d{1,12}$"),
+    limit: Limit = 100,
+    cursor: str | None = None,
     principal: Principal = READ,
 ) -> dict[str, Any]:
     """Households due a monthly contact (脱贫户 含监测户, 边缘户, 双骤户: seed 二(三)) not
     contacted in the month by one of their 重点联系人 or 帮扶责任人, by town and charged
-    to the contact whose role requires it (每月至少走访或联系一次)."""
+    to the contact whose role requires it (每月至少走访或联系一次). Counts are whole; the
+    households not contacted come a page at a time (`limit`, `cursor` → `households`,
+    `next_cursor`)."""
     if period:
         period = str(period_param(period, ["query", "period"]))
     else:
         period = domain.today().strftime("%Y-%m")
     if region:
         principal.require_region(region)
+    after = decode_cursor(cursor, str, str)
     report = await visits.contact_compliance(
         session, principal=principal, period=period, region=region
     )
+    missing = [
+        h for h in report.missing if after is None or (h.region_code, h.household_id) > after
+    ]
+    page = missing[:limit]
+    last = page[-1] if len(missing) > limit else None
     return {
         "period": report.period,
         "region": region,
@@ -305,7 +316,11 @@ async def compliance(
         "not_contacted": len(report.missing),
         "visits_not_counted": report.not_counted,
         "by_town": [{"town_code": code, **counts} for code, counts in report.by_town.items()],
-        "by_contact": [{"contact": name, **entry} for name, entry in report.by_contact.items()],
+        "by_contact": [
+            {"contact": name, "role": entry["role"], "missing": entry["missing"]}
+            for name, entry in report.by_contact.items()
+        ],
+        "next_cursor": encode_cursor(last.region_code, last.household_id) if last else None,
         "households": [
             {
                 "household_id": h.household_id,
@@ -313,7 +328,7 @@ async def compliance(
                 "town_code": h.town_code,
                 "contacts": [{"name": n, "role": r} for n, r in h.contacts],
             }
-            for h in report.missing
+            for h in page
         ],
     }
 

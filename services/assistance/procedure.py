@@ -137,6 +137,13 @@ async def record_appraisal(
         case, _ = await _begin_step(session, case_id, "appraisal", principal)
         if body.held_on > domain.today():
             raise invalid(["body", "held_on"], "the appraisal cannot be in the future")
+        # Its previous step is the 入户核实 that confirmed the case: no backdating past it.
+        verified_on = case.opened_at.astimezone(domain.CHINA).date()
+        if body.held_on < verified_on:
+            raise invalid(
+                ["body", "held_on"],
+                f"cannot be before the verification that opened the case ({verified_on})",
+            )
         try:
             passed = domain.appraisal_passed(
                 attendance=body.attendance,

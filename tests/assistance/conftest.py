@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -111,6 +112,20 @@ def alert(household_id: str, factors: list[str], region_code: str = VILLAGE) -> 
         subject=household_id,
         correlation_id=str(uuid.uuid4()),
     )
+
+
+async def backdate_case(database_url: str, case_id: str, *, days: int) -> None:
+    """The case as opened (its verification confirmed) `days` ago, so a test can run a
+    procedure whose steps are dated in the past: no step may precede the opening."""
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.execute(
+            "UPDATE cases SET opened_at = opened_at - make_interval(days => $2) WHERE id = $1",
+            case_id,
+            days,
+        )
+    finally:
+        await conn.close()
 
 
 def data_of(event: CloudEvent) -> BaseModel:

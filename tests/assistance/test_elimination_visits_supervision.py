@@ -9,7 +9,7 @@ import pytest
 from backstop.contracts.assistance import FindingObserved, RectificationOverdue, RiskEliminated
 from backstop.contracts.registry import ContactSnapshot, IncomeSnapshot, MemberSnapshot
 from services.assistance import domain, supervision
-from tests.assistance.conftest import TOWN, VILLAGE, Assistance
+from tests.assistance.conftest import TOWN, VILLAGE, Assistance, backdate_case
 from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 async def run_procedure(a: Assistance, case_id: str) -> dict:
     today = domain.today()
+    await backdate_case(a.settings.db_url, case_id, days=9)
     steps = [
         (
             "appraisal",
@@ -186,8 +187,9 @@ async def test_visits_feed_findings_and_compliance(a: Assistance) -> None:
     assert report["visits_not_counted"] == 1
     assert report["by_town"] == [{"town_code": town, "due": 3, "contacted": 1, "missing": 2}]
     # The monitored household is charged to its 镇党委政府负责人, not to the work-team member.
-    charged = {c["contact"]: c["households"] for c in report["by_contact"]}
-    assert charged["赵书记"] == [missed.household_id] and "钱队员" not in charged
+    charged = {c["contact"]: c["missing"] for c in report["by_contact"]}
+    assert charged["赵书记"] == 1 and "钱队员" not in charged
+    assert report["next_cursor"] is None
     assert {h["household_id"] for h in report["households"]} == {
         missed.household_id,
         stable.household_id,

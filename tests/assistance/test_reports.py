@@ -19,7 +19,7 @@ from backstop.events import CloudEvent, make_event
 from services.assistance import domain, quarterly, quarterly_xlsx, reports
 from services.assistance.models import RiskLevel
 from services.assistance.quarterly import Quarter, county_totals, empty_town, reporting_quarter
-from tests.assistance.conftest import Assistance, alert
+from tests.assistance.conftest import Assistance, alert, backdate_case
 from tests.support import wait_for
 
 # ------------------------------------------------------------------------ unit
@@ -159,6 +159,7 @@ async def approved_identification(a: Assistance, household_id: str, region: str,
     )
     assert r.status_code == 200, r.text
     case_id: str = r.json()["case_id"]
+    await backdate_case(a.settings.db_url, case_id, days=(domain.today() - on).days + 9)
     steps: list[tuple[str, dict[str, Any]]] = [
         (
             "appraisal",

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from backstop.contracts.assistance import FindingObserved, MonitoringStarted, TaskOverdue
 from services.assistance import domain, tasks
 from services.assistance.models import Task
-from tests.assistance.conftest import TOWN, VILLAGE, Assistance, alert
+from tests.assistance.conftest import TOWN, VILLAGE, Assistance, alert, backdate_case
 from tests.support import read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -63,15 +63,21 @@ async def test_alert_to_task_to_procedure_to_monitoring_decision(a: Assistance) 
     r = await a.client.post(f"/v1/cases/{case_id}/county-approval", json=review, headers=a.rw)
     assert r.status_code == 409
     assert r.json()["expected_step"] == "appraisal"
+    appraisal = {
+        "held_on": (today - timedelta(days=10)).isoformat(),
+        "chaired_by": "村支书",
+        "attendance": 30,
+        "votes_for": 27,
+        "votes_against": 1,
+    }
+    # No step before the verification that opened the case (today): no backdating.
+    r = await a.client.post(f"/v1/cases/{case_id}/appraisal", json=appraisal, headers=a.rw)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "held_on"]
+    assert "before the verification" in r.json()["detail"]
+    await backdate_case(a.settings.db_url, case_id, days=11)
     r = await a.client.post(
         f"/v1/cases/{case_id}/appraisal",
-        json={
-            "held_on": (today - timedelta(days=10)).isoformat(),
-            "chaired_by": "村支书",
-            "attendance": 30,
-            "votes_for": 27,
-            "votes_against": 1,
-        },
+        json=appraisal,
         headers=a.rw,
     )
     assert r.status_code == 200, r.text

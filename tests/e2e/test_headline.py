@@ -15,6 +15,7 @@ import pytest
 
 from backstop.events import CloudEvent
 from backstop.idnumber import check_digit
+from tests.assistance.conftest import backdate_case
 from tests.e2e.conftest import Receiver
 from tests.e2e.system import System
 from tests.support import read_topic, serving, wait_for
@@ -168,6 +169,8 @@ async def test_medical_bill_to_monitoring_decision(system: System) -> None:
             assistance, "/v1/cases", lambda b: len(b["items"]) >= 1, household_id=sick_id
         )
         case_id = cases["items"][0]["id"]
+        # Steps are dated from 8 days ago: as if the verification had been 9 days ago.
+        await backdate_case(system.database_urls["assistance"], case_id, days=9)
         today = date.today()
         steps: list[tuple[str, dict[str, Any]]] = [
             ("appraisal", {"held_on": str(today - timedelta(days=8)), "chaired_by": "村委会主任",
