@@ -4,13 +4,35 @@ contacted a page at a time."""
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import AsyncIterator
 
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from backstop.bus import ensure_topics
+from services.assistance.app import create
 from tests.assistance.conftest import Assistance
+from tests.support import Stack, serve
 
 pytestmark = pytest.mark.integration
 
 TOWN = "441881177"
+
+
+@pytest.fixture(scope="module")
+async def a(stack: Stack) -> AsyncIterator[Assistance]:
+    """The assistance service on a database and topics of its own (not tests/assistance's:
+    the two would share consumer groups)."""
+    settings = await stack.create_database("assistance", label="unbounded")
+    settings = settings.model_copy(update={"topic_prefix": f"{stack.prefix}unbounded."})
+    await ensure_topics(settings)  # dropped with the run's (same prefix)
+    producer = AIOKafkaProducer(**settings.kafka_client_options())
+    await producer.start()
+    try:
+        async with serve(create, settings) as (client, runtime):
+            yield Assistance(client, runtime, settings, stack, producer)
+    finally:
+        await producer.stop()
 
 
 async def test_the_compliance_report_is_aggregated_and_paged(a: Assistance) -> None:
