@@ -30,8 +30,8 @@ from backstop.events import CloudEvent, make_event
 from backstop.outbox import OutboxRelay, outbox_row, publish_many
 from backstop.tables import inbox, kernel_metadata
 from bench.common import percentile, scratch_stack
-from services.risk import handlers
 from services.risk import models as m
+from services.risk import policies
 from services.risk.app import SPEC
 from services.risk.domain import Policy, window_start
 
@@ -150,7 +150,7 @@ async def run(quick: bool = False, keep_backlog: bool = False) -> dict[str, obje
         async with unit_of_work(sessions) as session:
             await session.execute(insert(m.rescore_jobs).values(policy_version=1, status="pending"))
         started = time.perf_counter()
-        await handlers.run_rescore(sessions)
+        await policies.run_rescore(sessions)
         result["initial_score_s"] = round(time.perf_counter() - started, 1)
         print(f"risk: initial scoring of {n_households} households {result['initial_score_s']} s")
         if not keep_backlog:
@@ -209,9 +209,9 @@ async def run(quick: bool = False, keep_backlog: bool = False) -> dict[str, obje
 
         # --- full re-score after a policy change, and the SQL floor ------------------
         policy = Policy(rigid_share=0.4)
-        _, job_id = await handlers.put_policy(sessions, policy=policy, author="bench", note=None)
+        _, job_id = await policies.put_policy(sessions, policy=policy, author="bench", note=None)
         started = time.perf_counter()
-        await handlers.run_rescore(sessions)
+        await policies.run_rescore(sessions)
         rescore_s = time.perf_counter() - started
         async with sessions() as session:
             job = (

@@ -14,7 +14,7 @@ from backstop.auth import Level as Authority
 from backstop.auth import Principal, require
 from backstop.errors import Problem, invalid
 from backstop.pagination import decode_cursor, encode_cursor
-from services.risk import handlers
+from services.risk import features, policies
 from services.risk import models as m
 from services.risk.domain import LEVEL_LABELS, Level, Policy
 
@@ -48,6 +48,10 @@ def _region_filter(principal: Principal, region: str | None) -> list[str] | None
     return narrower
 
 
+def _not_found(household_id: str) -> Problem:
+    return Problem(404, f"household {household_id} has no risk assessment")
+
+
 @router.get("/households/{household_id}/risk", response_model=m.RiskPublic)
 async def get_household_risk(
     household_id: HouseholdId,
@@ -61,7 +65,7 @@ async def get_household_risk(
         await session.execute(select(m.current).where(m.current.c.household_id == hid))
     ).one_or_none()
     if row is None:
-        raise handlers.not_found(hid)
+        raise _not_found(hid)
     principal.require_region(row.region_code)
     return m.RiskPublic.from_row(row)
 
@@ -82,7 +86,7 @@ async def list_household_assessments(
         select(m.current.c.region_code).where(m.current.c.household_id == hid)
     )
     if region is None:
-        raise handlers.not_found(hid)
+        raise _not_found(hid)
     principal.require_region(region)
     stmt = select(m.assessments).where(a.household_id == hid).order_by(a.id.desc()).limit(limit + 1)
     after = decode_cursor(cursor, int)
@@ -139,11 +143,11 @@ async def get_household_features(
     """The facts the rules see today, each with the events or records it came from —
     what an inspector checks an assessment against. No names, no ID numbers."""
     hid = _household_id(household_id)
-    features = await handlers.features_for(session, hid)
-    if features is None:
+    found = await features.features_for(session, hid)
+    if found is None:
         raise Problem(404, f"household {hid} is not known to risk yet")
-    principal.require_region(features.region_code)
-    return handlers.features_public(features)
+    principal.require_region(found.region_code)
+    return features.features_public(found)
 
 
 @router.get("/policy", response_model=m.PolicyPublic)
@@ -179,7 +183,7 @@ async def put_policy(
     re-score of every household; follow it at GET /v1/policy/rescore. County level."""
     principal.require_level(Authority.COUNTY, "changing the risk policy")
     policy = Policy.model_validate(body.model_dump(exclude={"note"}))
-    row, _ = await handlers.put_policy(
+    row, _ = await policies.put_policy(
         sessions, policy=policy, author=principal.sub, note=body.note
     )
     return m.PolicyPublic(
@@ -201,7 +205,7 @@ async def simulate_policy(
 ) -> m.SimulationPublic:
     """How many households per level and per town the proposed policy would give, and a
     sample of each, within the token's regions. Writes nothing."""
-    result = await handlers.simulate(
+    result = await policies.simulate(
         session,
         policy=body,
         region_prefixes=_region_filter(principal, region),
@@ -216,7 +220,7 @@ async def get_rescore(
     principal: Principal = require("risk:read"),
 ) -> m.RescorePublic:
     """Progress of the latest re-score (after the latest policy change)."""
-    status = await handlers.rescore_status(session)
+    status = await policies.rescore_status(session)
     if status is None:
         raise Problem(404, "no policy change has been re-scored yet")
     return m.RescorePublic.model_validate(status)

@@ -12,12 +12,12 @@ from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
 from backstop.contracts import datasync, registry
 from backstop.settings import Settings
-from services.risk import handlers
+from services.risk import policies, reactions
 from services.risk.api import router
 
 
 async def rescore_job(runtime: Runtime) -> None:
-    await handlers.run_rescore(runtime.sessions)
+    await policies.run_rescore(runtime.sessions)
 
 
 SPEC = ServiceSpec(
@@ -29,9 +29,9 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             group="risk",
             topics=[registry.TOPIC, datasync.TOPIC],
-            batch_handler=handlers.apply_events,
-            batch_types=handlers.CONSUMED_TYPES,
-            # Safe: a batch locks its households before reading them (handlers.py).
+            batch_handler=reactions.apply_events,
+            batch_types=reactions.CONSUMED_TYPES,
+            # Safe: a batch locks its households before reading them (reactions.py).
             partitions_at_once=3,
         )
     ],

@@ -36,8 +36,8 @@ from backstop.events import CloudEvent, make_event
 from backstop.migrate import upgrade
 from backstop.settings import Settings
 from backstop.tables import outbox as outbox_table
-from services.risk import handlers
 from services.risk import models as m
+from services.risk import policies, reactions
 from services.risk.app import create
 from services.risk.domain import Policy
 from tests.support import Stack, read_topic, serve, wait_for
@@ -400,23 +400,23 @@ async def test_rescore_resumes_after_a_crash_and_never_alerts_twice(stack: Stack
             for h in households
         ]
         async with unit_of_work(sessions) as session:
-            await handlers.apply_events(session, events)
+            await reactions.apply_events(session, events)
         async with unit_of_work(sessions) as session:  # a replay changes nothing
-            await handlers.apply_events(session, events)
+            await reactions.apply_events(session, events)
         assert await outbox_types(sessions) == {RAISED: 7, "backstop.risk.assessment.changed.v1": 7}
 
         lower = Policy(income_lines={2025: 6000.0})
-        _, job_id = await handlers.put_policy(sessions, policy=lower, author="t", note=None)
+        _, job_id = await policies.put_policy(sessions, policy=lower, author="t", note=None)
         async with unit_of_work(sessions) as session:
-            assert await handlers.rescore_step(session, chunk=3)  # pending → running, 3 done
+            assert await policies.rescore_step(session, chunk=3)  # pending → running, 3 done
         async with unit_of_work(sessions) as session:
-            assert await handlers.rescore_step(session, chunk=3)
+            assert await policies.rescore_step(session, chunk=3)
         job = await job_row(sessions, job_id)
         assert (
             job.status == "running" and job.processed == 6 and job.cursor == sorted(households)[5]
         )
         # ...the process dies here; a new one picks the job up at its cursor.
-        await handlers.run_rescore(sessions, chunk=3)
+        await policies.run_rescore(sessions, chunk=3)
         job = await job_row(sessions, job_id)
         assert job.status == "done" and job.processed == job.total == 7 and job.changed == 7
         types = await outbox_types(sessions)
@@ -442,7 +442,7 @@ async def test_a_batch_that_waited_for_a_household_decides_from_what_the_other_c
         hid = str(uuid.uuid4())
         async with unit_of_work(sessions) as session:
             created = HouseholdCreated(household=snapshot(hid, total=45_000))
-            await handlers.apply_events(session, [make_event("registry", created, subject=hid)])
+            await reactions.apply_events(session, [make_event("registry", created, subject=hid)])
         first = make_event("datasync", medical_batch(hid, 40_000, f"a-{hid}"), subject=hid)
         second = make_event("datasync", medical_batch(hid, 30_000, f"b-{hid}"), subject=hid)
 
@@ -451,14 +451,14 @@ async def test_a_batch_that_waited_for_a_household_decides_from_what_the_other_c
 
         async def first_batch() -> None:
             async with unit_of_work(sessions) as session:
-                await handlers.apply_events(session, [first])
+                await reactions.apply_events(session, [first])
                 holding.set()
                 await release.wait()  # commits only once the second waits for the lock
 
         async def second_batch() -> None:
             await holding.wait()
             async with unit_of_work(sessions) as session:
-                await handlers.apply_events(session, [second])
+                await reactions.apply_events(session, [second])
 
         async def waiting_for_lock() -> bool | None:
             async with sessions() as session:
@@ -576,7 +576,7 @@ async def test_every_feed_maps_onto_features_and_rules(
     events = [make_event("registry", HouseholdCreated(household=s), subject=hid)]
     events += [make_event("datasync", f, subject=hid) for f in feeds]
     async with unit_of_work(runtime.sessions) as session:
-        await handlers.apply_events(session, events)
+        await reactions.apply_events(session, events)
     risk = await risk_of(client, stack, hid)
     assert risk["level"] == "at_risk"
     codes = {f["code"]: f for f in risk["factors"]}
