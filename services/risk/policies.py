@@ -133,25 +133,9 @@ async def rescore_step(session: AsyncSession, *, chunk: int = RESCORE_CHUNK) -> 
         values.update(status="running", started_at=now, total=int(total or 0))
     trigger = Trigger(f"rescore:{job.id}", f"policy-v{job.policy_version}")
     as_of = county_today()
-    if job.phase == "scan":
+    scan = job.phase == "scan"
+    if scan:
         ids = await lock_households(session, after=job.cursor, limit=chunk)
-        rows = await household_rows(session, ids=ids, as_of=as_of) if ids else []
-        if rows:
-            changed = await score(
-                session,
-                rows,
-                policy=policy,
-                version=job.policy_version,
-                default_trigger=trigger,
-                as_of=as_of,
-            )
-            values.update(
-                cursor=rows[-1].household_id,
-                processed=job.processed + len(rows),
-                changed=job.changed + changed,
-            )
-        else:
-            values.update(phase="stragglers", cursor="")
     else:
         # Households a concurrent consumer batch re-scored under the old version while
         # the scan passed them.
@@ -165,19 +149,23 @@ async def rescore_step(session: AsyncSession, *, chunk: int = RESCORE_CHUNK) -> 
         )
         ids = list((await session.execute(stale)).scalars())
         ids = await lock_households(session, ids=ids) if ids else []
-        rows = await household_rows(session, ids=ids, as_of=as_of) if ids else []
-        if rows:
-            changed = await score(
-                session,
-                rows,
-                policy=policy,
-                version=job.policy_version,
-                default_trigger=trigger,
-                as_of=as_of,
-            )
-            values.update(changed=job.changed + changed)
-        else:
-            values.update(status="done", finished_at=now)
+    rows = await household_rows(session, ids=ids, as_of=as_of) if ids else []
+    changed = await score(
+        session,
+        rows,
+        policy=policy,
+        version=job.policy_version,
+        default_trigger=trigger,
+        as_of=as_of,
+    )
+    if rows:
+        values["changed"] = job.changed + changed
+        if scan:
+            values.update(cursor=rows[-1].household_id, processed=job.processed + len(rows))
+    elif scan:
+        values.update(phase="stragglers", cursor="")
+    else:
+        values.update(status="done", finished_at=now)
     await session.execute(update(m.rescore_jobs).where(j.id == job.id).values(**values))
     return True
 
