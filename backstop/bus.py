@@ -37,6 +37,7 @@ TOPICS: dict[str, int] = {
     "assistance.decisions": 6,
     "assistance.findings": 6,
     "notify.reminders": 3,
+    "quality.findings": 3,
     "kernel.probes": 6,
 }
 

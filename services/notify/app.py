@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
-from backstop.contracts import assistance, datasync, registry, risk
+from backstop.contracts import assistance, datasync, quality, registry, risk
 from backstop.settings import Settings
 from services.notify import delivery, scheduler, subscriptions
 from services.notify.api import router
@@ -60,6 +60,7 @@ def build_spec(
                     assistance.DECISIONS_TOPIC,
                     datasync.DELIVERIES_TOPIC,
                     registry.TOPIC,
+                    quality.TOPIC,
                 ],
                 handlers=handlers.by_type(),
                 batch_handler=handlers.remind,

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -238,6 +238,23 @@ def delivery_late(*, source: str, period: str, due_on: date, to_county: bool) ->
     return _msg(
         "数据报送已逾期",
         f"贵单位{period}期{what}应于{due_on:%Y年%m月%d日}前报送{COUNTY_OFFICE}，至今未收到，请尽快报送。",
+    )
+
+
+def quality_errors_opened(*, town_code: str, opened: int, rules: Mapping[str, int]) -> Message:
+    codes = "、".join(f"{code}×{n}" for code, n in sorted(rules.items()))
+    return _msg(
+        "数据质量核查发现错误",
+        f"{town_code}新发现{opened}条错误级数据问题（{codes}）。请查看整改清单"
+        f"（/v1/quality/rectification/{town_code}.xlsx），及时整改。",
+    )
+
+
+def quality_errors_overdue(*, town_code: str, count: int, days: int, oldest: date) -> Message:
+    return _msg(
+        "督办：数据质量问题逾期未整改",
+        f"{town_code}有{count}条错误级数据问题超过{days}天未整改（最早发现于{oldest:%Y年%m月%d日}），"
+        "请督促限时整改到位。",
     )
 
 

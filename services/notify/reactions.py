@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop.contracts import assistance, datasync, registry
+from backstop.contracts import assistance, datasync, quality, registry
 from backstop.events import CloudEvent, registered_types
 from services.notify import domain
 from services.notify.config import NotifySettings
@@ -293,6 +293,47 @@ class EventHandlers:
             )
         ]
 
+    def _draft_quality_opened(self, event: CloudEvent, known: Known) -> list[Draft]:
+        """The town's office, once a county day however many checks find new errors."""
+        data = event.payload()
+        assert isinstance(data, quality.ErrorFindingsOpened)
+        day = event.time.astimezone(domain.TZ).date().isoformat()
+        return [
+            Draft(
+                dedup_key=f"quality.errors:{data.town_code}:{day}",
+                kind="quality_errors",
+                recipient=domain.town_office_key(data.town_code),
+                region_code=data.town_code,
+                message=domain.quality_errors_opened(
+                    town_code=data.town_code, opened=data.opened, rules=data.rules
+                ),
+                ref=data.town_code,
+            )
+        ]
+
+    def _draft_quality_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
+        """督办: the town's leader and the county office, once a day per town."""
+        data = event.payload()
+        assert isinstance(data, quality.ErrorFindingsOverdue)
+        day = event.time.astimezone(domain.TZ).date().isoformat()
+        message = domain.quality_errors_overdue(
+            town_code=data.town_code, count=data.count, days=data.days, oldest=data.oldest_opened_on
+        )
+        return [
+            Draft(
+                dedup_key=f"quality.overdue:{data.town_code}:{day}:{who}",
+                kind="quality_overdue",
+                recipient=recipient,
+                region_code=data.town_code,
+                message=message,
+                ref=data.town_code,
+            )
+            for who, recipient in (
+                ("town_leader", domain.town_leader_key(data.town_code)),
+                ("county_office", domain.county_office_key()),
+            )
+        ]
+
     async def household_changed(self, session: AsyncSession, event: CloudEvent) -> None:
         """Keep the read model at the newest snapshot; an older version changes nothing."""
         data = event.payload()
@@ -327,6 +368,8 @@ class EventHandlers:
             "backstop.assistance.monitoring.started.v1": self._draft_monitoring_started,
             "backstop.assistance.risk.eliminated.v1": self._draft_risk_eliminated,
             "backstop.datasync.delivery.late.v1": self._draft_delivery_late,
+            "backstop.quality.errors.opened.v1": self._draft_quality_opened,
+            "backstop.quality.errors.overdue.v1": self._draft_quality_overdue,
         }
 
     @property

@@ -33,6 +33,9 @@ def build_spec(config: QualitySettings) -> ServiceSpec:
     async def nightly(runtime: Runtime) -> None:
         await handlers.schedule_nightly(runtime.sessions, hour=config.nightly_hour)
 
+    async def escalations(runtime: Runtime) -> None:
+        await handlers.escalate_overdue(runtime.sessions, days=config.escalate_after_days)
+
     return ServiceSpec(
         name="quality",
         title="Backstop quality",
@@ -49,6 +52,7 @@ def build_spec(config: QualitySettings) -> ServiceSpec:
         jobs=[
             ("sweeps", config.sweep_interval_s, sweeps),
             ("nightly-sweep", 300.0, nightly),
+            ("escalations", 300.0, escalations),
         ],
     )
 

@@ -24,6 +24,8 @@ class QualitySettings(BaseSettings):
     nightly_hour: int = Field(2, ge=0, le=23)
     sweep_chunk: int = Field(2000, ge=10, le=20000)
     sweep_interval_s: float = Field(2.0, gt=0)
+    # Error findings a town leaves open longer than this are escalated (notify, 督办).
+    escalate_after_days: int = Field(7, ge=1, le=365)
 
     def thresholds(self) -> Thresholds:
         return Thresholds(

@@ -11,10 +11,10 @@ longer does; an accepted exception is left alone.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,19 +24,23 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop import outbox
 from backstop.auth import Level, Principal
 from backstop.contracts import assistance as assistance_contract
 from backstop.contracts import datasync as datasync_contract
+from backstop.contracts import quality as quality_contract
 from backstop.contracts import registry as registry_contract
 from backstop.contracts import risk as risk_contract
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
-from backstop.events import CloudEvent, registered_types
+from backstop.events import CloudEvent, make_event, registered_types
+from backstop.logs import correlation_id
 from services.quality import domain
 from services.quality import models as m
 
 log = logging.getLogger("backstop.quality")
 
+SERVICE = "quality"
 COUNTY_TZ = ZoneInfo("Asia/Shanghai")
 REGISTRY_TYPES = frozenset(
     name for name, spec in registered_types().items() if spec.topic == registry_contract.TOPIC
@@ -291,7 +295,8 @@ async def apply_events(
         if rows:
             await session.execute(pg_insert(table).on_conflict_do_nothing(), rows)
     sharing |= await _sharing(session, ids)
-    await recheck(session, sorted(set(ids) | sharing), today=today, thresholds=thresholds)
+    result = await recheck(session, sorted(set(ids) | sharing), today=today, thresholds=thresholds)
+    await publish_new_errors(session, result)
 
 
 async def _lock(session: AsyncSession, ids: Sequence[str]) -> list[str]:
@@ -539,6 +544,24 @@ class CheckResult:
     households: int = 0
     opened: int = 0
     closed: int = 0
+    # New error-level findings by town and rule: what notify reminds the town of.
+    new_errors: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+
+async def publish_new_errors(session: AsyncSession, result: CheckResult) -> None:
+    """One event per town with new error-level findings, in the check's transaction."""
+    events = [
+        make_event(
+            SERVICE,
+            quality_contract.ErrorFindingsOpened(
+                town_code=town, opened=sum(rules.values()), rules=dict(sorted(rules.items()))
+            ),
+            subject=town,
+            correlation_id=correlation_id.get(),
+        )
+        for town, rules in sorted(result.new_errors.items())
+    ]
+    await outbox.publish_many(session, events)
 
 
 async def recheck(
@@ -587,6 +610,7 @@ async def _check_rows(
     changed: list[dict[str, Any]] = []
     to_close: list[int] = []
     moved: list[str] = []
+    new_errors: dict[str, Counter[str]] = defaultdict(Counter)
     for row, household in loaded:
         fired = {f.rule.code: f for f in domain.check(household, today, limits)}
         hid = row.household_id
@@ -595,6 +619,8 @@ async def _check_rows(
             current = known.get(code)
             message = finding.message
             if current is None:
+                if finding.rule.severity == "error":
+                    new_errors[row.town_code][code] += 1
                 new.append(
                     {
                         "household_id": hid,
@@ -645,7 +671,9 @@ async def _check_rows(
             ),
             _ids(sorted(set(moved))),
         )
-    return CheckResult(households=len(loaded), opened=len(new), closed=len(to_close))
+    return CheckResult(
+        households=len(loaded), opened=len(new), closed=len(to_close), new_errors=new_errors
+    )
 
 
 # --- exceptions ---------------------------------------------------------------------------
@@ -776,6 +804,7 @@ async def run_sweeps(
             )
             result = await _check_rows(session, rows, today=county_today(), thresholds=thresholds)
             checked += result.households
+            await publish_new_errors(session, result)
             values: dict[str, Any] = {
                 "households": s.c.households + result.households,
                 "opened": s.c.opened + result.opened,
@@ -794,6 +823,54 @@ async def run_sweeps(
             await session.execute(update(s).where(s.c.id == sweep.id).values(**values))
             if len(rows) < chunk:
                 log.info("sweep %s done", sweep.id)
+
+
+async def escalate_overdue(
+    sessions: SessionFactory, *, days: int, hour: int = 9, now: datetime | None = None
+) -> int:
+    """Once a county day, after `hour` (office hours): for each town with error-level
+    findings open more than `days`, an event notify escalates (督办). Returns the towns
+    escalated."""
+    moment = now or datetime.now(UTC)
+    if moment.astimezone(COUNTY_TZ).hour < hour:
+        return 0
+    today = moment.astimezone(COUNTY_TZ).date()
+    async with unit_of_work(sessions) as session:
+        claimed = await session.execute(
+            pg_insert(m.escalations)
+            .values(run_on=today)
+            .on_conflict_do_nothing()
+            .returning(m.escalations.c.run_on)
+        )
+        if claimed.first() is None:
+            return 0  # another replica, or an earlier run today
+        rows = list(
+            await session.execute(
+                text(
+                    "SELECT town_code, count(*) AS n, min(opened_at) AS oldest "
+                    "FROM quality_findings WHERE status = 'open' AND severity = 'error' "
+                    "AND opened_at < :before GROUP BY town_code ORDER BY town_code"
+                ),
+                {"before": moment - timedelta(days=days)},
+            )
+        )
+        await outbox.publish_many(
+            session,
+            [
+                make_event(
+                    SERVICE,
+                    quality_contract.ErrorFindingsOverdue(
+                        town_code=r.town_code,
+                        count=r.n,
+                        days=days,
+                        oldest_opened_on=r.oldest.astimezone(COUNTY_TZ).date(),
+                    ),
+                    subject=r.town_code,
+                )
+                for r in rows
+            ],
+        )
+        return len(rows)
 
 
 async def open_counts(session: AsyncSession, region_prefix: str = "") -> dict[str, dict[str, int]]:

@@ -222,6 +222,15 @@ sweeps = Table(
 )
 
 
+# Days the escalation of long-open error findings ran (once a county day, any replica).
+escalations = Table(
+    "quality_escalations",
+    metadata,
+    Column("run_on", Date, primary_key=True),
+    Column("ran_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
 # --- API schemas --------------------------------------------------------------------
 
 T = TypeVar("T")

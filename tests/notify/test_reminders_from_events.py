@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backstop.contracts import assistance, registry
+from backstop.contracts import assistance, quality, registry
 from backstop.db import unit_of_work
 from backstop.events import CloudEvent, make_event
 from backstop.settings import Settings
@@ -298,3 +298,49 @@ async def test_overdue_rectifications_and_clues_go_to_the_town_then_its_leader(
             ("clue_overdue", "town:441881170"),
             ("clue_escalated", "town_leader:441881170"),
         ]
+
+
+async def test_data_quality_errors_remind_the_town_once_a_day_and_escalate(
+    stack: Stack, notify_settings: Settings
+) -> None:
+    town = "441881133"
+    opened = [
+        make_event(
+            "quality",
+            quality.ErrorFindingsOpened(town_code=town, opened=n, rules={"ID003": n}),
+            subject=town,
+        )
+        for n in (2, 1)
+    ]
+    overdue = make_event(
+        "quality",
+        quality.ErrorFindingsOverdue(
+            town_code=town, count=3, days=7, oldest_opened_on=date(2026, 11, 20)
+        ),
+        subject=town,
+    )
+    async with serve(functools.partial(create, notify=fast()), notify_settings) as (_, runtime):
+        await send_events(notify_settings, *opened, overdue)
+
+        async def reminders() -> list[object] | None:
+            async with runtime.sessions() as session:
+                rows = list(
+                    await session.execute(
+                        select(REMINDERS.c.kind, REMINDERS.c.recipient, REMINDERS.c.body).where(
+                            REMINDERS.c.ref == town
+                        )
+                    )
+                )
+            # The escalation comes after both openings on the town's partition.
+            return rows if sum(r.kind == "quality_overdue" for r in rows) == 2 else None
+
+        rows = await wait_for(reminders, message="quality reminders")
+    kinds = sorted((r.kind, r.recipient) for r in rows)  # type: ignore[attr-defined]
+    # Two checks that day found errors: one reminder to the town, not two.
+    assert kinds == [
+        ("quality_errors", f"town:{town}"),
+        ("quality_overdue", "county_office:county"),
+        ("quality_overdue", f"town_leader:{town}"),
+    ]
+    body = next(r.body for r in rows if r.kind == "quality_errors")  # type: ignore[attr-defined]
+    assert "ID003×2" in body and f"rectification/{town}.xlsx" in body

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -32,9 +32,10 @@ from backstop.contracts.risk import AssessmentChanged
 from backstop.events import make_event, spec_of
 from backstop.exports import safe_cell
 from backstop.settings import Settings
+from services.quality import handlers
 from services.quality.app import create
 from services.quality.config import QualitySettings
-from tests.support import Stack, serve, wait_for
+from tests.support import Stack, read_topic, serve, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -147,6 +148,16 @@ async def test_findings_open_on_an_event_and_close_when_fixed(
     )
     assert found["ID003"]["severity"] == "error" and found["ID003"]["fix"]
     assert "10岁" in found["LS001"]["message"]
+    # New error-level findings tell the town (notify reminds it), by rule, no household.
+    [told] = await read_topic(
+        settings,
+        "quality.findings",
+        match=lambda e: e.subject == TOWN_A and {"ID003", "LS001"} <= e.data["rules"].keys(),
+    )
+    assert (
+        told.type == "backstop.quality.errors.opened.v1"
+        and h.household_id not in told.to_bytes().decode()
+    )
 
     fixed = h.model_copy(
         update={
@@ -301,6 +312,25 @@ async def test_accepted_exception_stays_closed_through_sweeps(
     now = await wait_for(lambda: _has(client, stack, h.household_id, {"ID002"}), message="v2")
     assert "LS004" not in now
     assert "LS004" in await findings(client, stack, h.household_id, status="accepted")
+
+
+async def test_long_open_errors_are_escalated_once_a_day(
+    service: tuple[httpx.AsyncClient, Runtime], producer: AIOKafkaProducer, settings: Settings,
+    stack: Stack,
+) -> None:  # fmt: skip
+    client, runtime = service
+    h = household([person("other", "male", date(1970, 1, 1))], region=VILLAGE_B)
+    await send(producer, settings, HouseholdCreated(household=h), h.household_id)
+    await wait_for(lambda: _has(client, stack, h.household_id, {"ID001"}), message="ID001")
+    # Eight days on, at 10:00 county time: the town's error is a week old.
+    later = datetime.now(UTC).replace(hour=2) + timedelta(days=8)
+    assert await handlers.escalate_overdue(runtime.sessions, days=7, now=later) >= 1
+    assert await handlers.escalate_overdue(runtime.sessions, days=7, now=later) == 0
+    [event] = await read_topic(
+        settings, "quality.findings",
+        match=lambda e: e.type == "backstop.quality.errors.overdue.v1" and e.subject == TOWN_B,
+    )  # fmt: skip
+    assert event.data["count"] >= 1 and event.data["days"] == 7
 
 
 async def test_town_tokens_see_only_their_town(
