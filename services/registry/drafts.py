@@ -149,7 +149,10 @@ def prepare_body(
     if body["annual_income"] is not None:
         try:
             income = domain.make_income(**body["annual_income"], today=today)
-            incomes.append({f: getattr(income, f) for f in _INCOME_FIELDS})
+            incomes.append(
+                {f: getattr(income, f) for f in _INCOME_FIELDS}
+                | {"household_size": len(body["members"])}
+            )
         except domain.RuleViolation as exc:
             errors.append((["annual_income", exc.field], exc.message))
     contacts = []

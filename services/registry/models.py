@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Table,
     Uuid,
@@ -144,6 +145,8 @@ class IncomeRecord(RegistryBase, table=True):
     business: Decimal | None = TField(default=None, sa_column=Column(Numeric(14, 2)))
     transfer: Decimal | None = TField(default=None, sa_column=Column(Numeric(14, 2)))
     property: Decimal | None = TField(default=None, sa_column=Column(Numeric(14, 2)))
+    # Members the year's income was earned by: its per-capita figure divides by these.
+    household_size: int | None = TField(default=None, sa_column=Column(SmallInteger))
 
 
 class Contact(RegistryBase, table=True):

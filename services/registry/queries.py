@@ -32,6 +32,7 @@ from services.registry.views import (
     R,
     guarantees_of,
     load_views,
+    year_size,
 )
 
 
@@ -47,7 +48,7 @@ def to_public(view: HouseholdView, *, pii: bool) -> HouseholdPublic:
             business=i["business"],
             transfer=i["transfer"],
             property=i["property"],
-            per_capita=domain.per_capita(i["total"], size),
+            per_capita=domain.per_capita(i["total"], year_size(i, size)),
         )
         for i in view.incomes
     ]

@@ -48,7 +48,9 @@ _PERSON_COLUMNS = (
     "id", "household_id", "id_number", "id_hash", "name", "relation", "sex", "birth_date",
     "special_groups", "labor_capacity", "schooling", "medical_insurance", "removed_reason",
 )  # fmt: skip
-_INCOME_COLUMNS = ("household_id", "year", "total", "wage", "business", "transfer", "property")
+_INCOME_COLUMNS = (
+    "household_id", "year", "total", "wage", "business", "transfer", "property", "household_size",
+)  # fmt: skip
 _CONTACT_COLUMNS = ("household_id", "role", "name", "phone", "unit")
 _HISTORY_COLUMNS = ("household_id", "person_id", "actor", "action", "changes", "version")
 # Row dicts to COPY records, at C speed (guarantees and version follow the household's).

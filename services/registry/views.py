@@ -60,6 +60,11 @@ class HouseholdView:
         return str(self.household["region_code"])
 
 
+def year_size(income: dict[str, Any], size_now: int) -> int:
+    """The members a year's income was earned by (today's, for rows that predate it)."""
+    return int(income.get("household_size") or size_now)
+
+
 def member_order(m: dict[str, Any]) -> tuple[int, date]:
     return (0 if m["relation"] == "head" else 1, m["birth_date"])
 
@@ -185,7 +190,7 @@ def snapshot_data(view: HouseholdView) -> dict[str, Any]:
             {
                 "year": i["year"],
                 "total": float(i["total"]),
-                "per_capita": float(domain.per_capita(i["total"], size)),
+                "per_capita": float(domain.per_capita(i["total"], year_size(i, size))),
                 "wage": _float(i["wage"]),
                 "business": _float(i["business"]),
                 "transfer": _float(i["transfer"]),
@@ -249,7 +254,11 @@ async def record_change(
 
 async def write_income(session: AsyncSession, view: HouseholdView, income: domain.Income) -> None:
     """Replace the household's income row of `income.year`, in the database and in `view`."""
-    row = {"household_id": view.household["id"], **income.__dict__}
+    row = {
+        "household_id": view.household["id"],
+        **income.__dict__,
+        "household_size": len(view.members),
+    }
     await session.execute(
         delete(INC).where(INC.c.household_id == view.household["id"], INC.c.year == income.year)
     )

@@ -404,3 +404,35 @@ async def test_change_of_head(registry: Registry) -> None:
         headers=registry.writer,
     )
     assert removed.status_code == 204
+
+
+async def test_a_past_years_per_capita_income_divides_by_that_years_members(
+    registry: Registry,
+) -> None:
+    # 人均纯收入 of 2025 was earned by the three members of 2025; a child born since
+    # does not lower it (and the 收入骤降 risk reads from it).
+    household_id = await create(registry, household_body())  # 3 members, 2025: 30,000
+    added = await registry.client.post(
+        f"/v1/households/{household_id}/members",
+        json={"id_number": person_id_number(2026), "name": "陈小妹", "relation": "child"},
+        headers=registry.writer,
+    )
+    assert added.status_code == 201, added.text
+    put = await registry.client.put(
+        f"/v1/households/{household_id}/incomes/2026",
+        json={"year": 2026, "total": 40000},
+        headers=registry.writer,
+    )
+    assert put.status_code == 204, put.text
+    got = (
+        await registry.client.get(f"/v1/households/{household_id}", headers=registry.reader)
+    ).json()
+    per_capita = {i["year"]: i["per_capita"] for i in got["incomes"]}
+    assert per_capita == {2026: 10000, 2025: 10000}
+    [event] = await read_topic(
+        registry.settings,
+        TOPIC,
+        match=lambda e: e.subject == household_id and len(e.data["household"]["incomes"]) == 2,
+    )
+    incomes = event.data["household"]["incomes"]
+    assert {i["year"]: i["per_capita"] for i in incomes} == {2026: 10000, 2025: 10000}
