@@ -110,3 +110,7 @@ class MemberMoved(HouseholdEvent):
 class MonitoringChanged(HouseholdEvent):
     previous_status: MonitoringStatus
     elimination_method: Literal["assisted", "natural"] | None = None  # 帮扶消除 / 自然消除
+    # True for a county-level correction by PATCH (with its reason), outside the procedure
+    # (认定程序) whose decisions come from assistance.
+    correction: bool = False
+    reason: str | None = None

@@ -134,7 +134,7 @@ async def patch_household(
     principal: Principal = require(WRITE),
 ) -> Response:
     await commands.update_household(
-        sessions, household_id, body, actor=principal.sub, can_see=principal.can_see
+        sessions, household_id, body, actor=principal.sub, principal=principal
     )
     return Response(status_code=204)
 

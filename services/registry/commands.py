@@ -14,6 +14,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop.auth import Level, Principal
 from backstop.contracts import registry as contract
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
@@ -97,11 +98,17 @@ async def update_household(
     patch: HouseholdPatch,
     *,
     actor: str,
-    can_see: Any,
+    principal: Principal,
 ) -> None:
     """Change type, policy flag, number, village, guarantees, or correct the monitoring
-    status. Emits HouseholdUpdated (and MonitoringChanged for a status correction)."""
+    status. Emits HouseholdUpdated (and MonitoringChanged for a status correction).
+
+    The monitoring status is decided by the procedure (核实 → 民主评议 → 公示 → 乡镇审核 →
+    县级确认, seed 四(一) 严格认定程序), which reaches registry as assistance's decisions.
+    A PATCH may only correct it at county level with a reason; the history and the event
+    say it was a correction."""
     today = date.today()
+    can_see = principal.can_see
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)
         _require(can_see, view.region_code)
@@ -147,8 +154,14 @@ async def update_household(
             patch.monitoring_status is not None and patch.monitoring_status != previous_status
         )
         if status_changed:
+            principal.require_level(Level.COUNTY, "correcting the monitoring status")
+            if not (patch.reason or "").strip():
+                raise problem_of(
+                    DraftInvalid([(["reason"], "a monitoring status correction needs a reason")])
+                )
             values |= _monitoring_correction(view, patch, today)
             changes["monitoring_status"] = {"from": previous_status, "to": patch.monitoring_status}
+            changes["correction"] = {"reason": patch.reason}
         if not changes:
             return
 
@@ -159,6 +172,8 @@ async def update_household(
                     changed_by=actor,
                     previous_status=previous_status,
                     elimination_method=view.household["elimination_method"],
+                    correction=True,
+                    reason=patch.reason,
                 )
             return contract.HouseholdUpdated(
                 household=snap, changed_by=actor, changed_fields=sorted(changes)
@@ -169,7 +184,7 @@ async def update_household(
             view,
             values,
             actor=actor,
-            action="household.updated",
+            action="household.monitoring_corrected" if status_changed else "household.updated",
             changes=changes,
             event=event,
         )

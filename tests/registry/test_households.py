@@ -344,23 +344,35 @@ async def test_concurrent_registrations_of_one_person(registry: Registry) -> Non
 
 
 async def test_monitoring_correction_and_openapi(registry: Registry) -> None:
+    """Seed 四(一): 严格认定程序. The status comes from the procedure; a PATCH may only
+    correct it at county level, with a reason, and is recorded as a correction."""
     household_id = await create(registry, household_body(type="marginal"))
     got = (
         await registry.client.get(f"/v1/households/{household_id}", headers=registry.reader)
     ).json()
     assert got["monitoring_status"] == "monitored" and got["monitoring"]["since"] is not None
+    url = f"/v1/households/{household_id}"
+    eliminate = {"monitoring_status": "eliminated", "elimination_method": "assisted"}
+    town = registry.headers("registry:write", regions=(VILLAGE[:9],))
+    by_town = await registry.client.patch(
+        url, json={**eliminate, "reason": "town says so"}, headers=town
+    )
+    assert by_town.status_code == 403 and "county-level" in by_town.json()["detail"]
+    no_reason = await registry.client.patch(url, json=eliminate, headers=registry.writer)
+    assert no_reason.status_code == 422
+    assert no_reason.json()["errors"][0]["loc"] == ["body", "reason"]
     missing = await registry.client.patch(
-        f"/v1/households/{household_id}",
-        json={"monitoring_status": "eliminated"},
-        headers=registry.writer,
+        url, json={"monitoring_status": "eliminated", "reason": "x"}, headers=registry.writer
     )
     assert missing.status_code == 422
     assert missing.json()["errors"][0]["loc"] == ["body", "elimination_method"]
+    # Other fields stay open to a town.
+    assert (
+        await registry.client.patch(url, json={"policy_enjoying": True}, headers=town)
+    ).status_code == 204
     fixed = await registry.client.patch(
-        f"/v1/households/{household_id}",
-        json={"monitoring_status": "eliminated", "elimination_method": "assisted", "reason": "province correction"},
-        headers=registry.writer,
-    )  # fmt: skip
+        url, json={**eliminate, "reason": "province correction"}, headers=registry.writer
+    )
     assert fixed.status_code == 204
     events = await read_topic(
         registry.settings, TOPIC,
@@ -368,6 +380,13 @@ async def test_monitoring_correction_and_openapi(registry: Registry) -> None:
     )  # fmt: skip
     assert events[0].data["previous_status"] == "monitored"
     assert events[0].data["household"]["elimination_method"] == "assisted"
+    assert events[0].data["correction"] is True
+    assert events[0].data["reason"] == "province correction"
+    history = (await registry.client.get(f"{url}/history", headers=registry.reader)).json()
+    corrected = [h for h in history["items"] if h["action"] == "household.monitoring_corrected"]
+    assert len(corrected) == 1
+    assert corrected[0]["changes"]["correction"] == {"reason": "province correction"}
+    assert corrected[0]["changes"]["monitoring_status"] == {"from": "monitored", "to": "eliminated"}
     schema = (await registry.client.get("/openapi.json")).json()
     assert "/v1/households/import" in schema["paths"]
 
