@@ -1559,6 +1559,11 @@ def _granted(f: Facts, kinds: set[str]) -> list[FeedRecord]:
     return [r for r in latest.values() if r.kind in kinds and r.status == "granted"]
 
 
+def _grantees(f: Facts, kinds: set[str]) -> list[Member]:
+    """Members of the household with a running civil-affairs grant of `kinds`."""
+    return [f.hashes[r.id_hash] for r in _granted(f, kinds) if r.id_hash in f.hashes]
+
+
 @rule(
     "DE001", "department", "warning", "低保/特困 in the civil-affairs feed, no transfer income",
     "民政数据显示享受{kinds}，户内{year}年收入未登记转移性收入", "补录低保金、特困供养金等转移性收入",
@@ -1583,9 +1588,14 @@ def aid_without_transfer(f: Facts) -> Evidence | None:
     needs="records",
 )  # fmt: skip
 def medical_costs_unassessed(f: Facts) -> Evidence | None:
-    if f.h.risk is None or "illness" in f.factors:
+    return _rigid_spending_unassessed(f, "medical", "illness")
+
+
+def _rigid_spending_unassessed(f: Facts, source: str, factor: str) -> Evidence | None:
+    """12 months of a rigid spending at the warning line, and risk has not the factor."""
+    if f.h.risk is None or factor in f.factors:
         return None
-    amount = sum((r.amount for r in f.records("medical")), Decimal(0))
+    amount = sum((r.amount for r in f.records(source)), Decimal(0))
     threshold = f.rigid_threshold()
     if amount <= 0 or amount < threshold:
         return None
@@ -1616,13 +1626,7 @@ def disaster_unassessed(f: Facts) -> Evidence | None:
     needs="records",
 )  # fmt: skip
 def school_costs_unassessed(f: Facts) -> Evidence | None:
-    if f.h.risk is None or "education" in f.factors:
-        return None
-    amount = sum((r.amount for r in f.records("education")), Decimal(0))
-    threshold = f.rigid_threshold()
-    if amount <= 0 or amount < threshold:
-        return None
-    return {"amount": yuan(amount), "threshold": yuan(threshold)}
+    return _rigid_spending_unassessed(f, "education", "education")
 
 
 @rule(
@@ -1631,13 +1635,12 @@ def school_costs_unassessed(f: Facts) -> Evidence | None:
     needs="records",
 )  # fmt: skip
 def subsidy_without_disability(f: Facts) -> Evidence | None:
-    grants = _granted(f, {"disability_subsidy"})
     return _people(
         f,
         [
-            f.hashes[r.id_hash]
-            for r in grants
-            if r.id_hash in f.hashes and not f.hashes[r.id_hash].special_groups & DISABILITY_GROUPS
+            m
+            for m in _grantees(f, {"disability_subsidy"})
+            if not m.special_groups & DISABILITY_GROUPS
         ],
     )
 
@@ -1648,15 +1651,7 @@ def subsidy_without_disability(f: Facts) -> Evidence | None:
     needs="records",
 )  # fmt: skip
 def tekun_full_labour(f: Facts) -> Evidence | None:
-    grants = _granted(f, {"tekun"})
-    return _people(
-        f,
-        [
-            f.hashes[r.id_hash]
-            for r in grants
-            if r.id_hash in f.hashes and f.hashes[r.id_hash].labor_capacity == "full"
-        ],
-    )
+    return _people(f, [m for m in _grantees(f, {"tekun"}) if m.labor_capacity == "full"])
 
 
 @rule(

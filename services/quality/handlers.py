@@ -238,18 +238,24 @@ def _collect(events: Sequence[CloudEvent], today: date) -> _Batch:
             }
             batch.tasks.append((event.type, row))
             batch.touched.add(payload.household_id)
-        elif isinstance(
-            payload, assistance_contract.MonitoringStarted | assistance_contract.RiskEliminated
-        ):
-            started = isinstance(payload, assistance_contract.MonitoringStarted)
-            kind = "monitoring_started" if started else "risk_eliminated"
-            batch.decisions[(payload.case_id, kind)] = {
+        elif isinstance(payload, assistance_contract.MonitoringStarted):
+            batch.decisions[(payload.case_id, "monitoring_started")] = {
                 "case_id": payload.case_id,
-                "kind": kind,
+                "kind": "monitoring_started",
                 "household_id": payload.household_id,
                 "decided_on": payload.decided_on,
-                "method": None if started else getattr(payload, "method", None),
-                "risk_factors": sorted(getattr(payload, "risk_factors", [])),
+                "method": None,
+                "risk_factors": sorted(payload.risk_factors),
+            }
+            batch.touched.add(payload.household_id)
+        elif isinstance(payload, assistance_contract.RiskEliminated):
+            batch.decisions[(payload.case_id, "risk_eliminated")] = {
+                "case_id": payload.case_id,
+                "kind": "risk_eliminated",
+                "household_id": payload.household_id,
+                "decided_on": payload.decided_on,
+                "method": payload.method,
+                "risk_factors": [],
             }
             batch.touched.add(payload.household_id)
     return batch
@@ -299,15 +305,14 @@ async def apply_events(
     await publish_new_errors(session, result)
 
 
-async def _lock(session: AsyncSession, ids: Sequence[str]) -> list[str]:
-    rows = await session.execute(
+async def _lock(session: AsyncSession, ids: Sequence[str]) -> None:
+    await session.execute(
         text(
             f"SELECT household_id FROM quality_households WHERE {_any('household_id')} "
             "ORDER BY household_id FOR UPDATE"
         ),
         _ids(ids),
     )
-    return [r[0] for r in rows]
 
 
 async def _sharing(session: AsyncSession, ids: Sequence[str]) -> set[str]:
@@ -359,9 +364,10 @@ async def _keep_snapshots(
     people = {
         (hid, member["id_hash"]) for hid in applied for member in snapshots[hid][1]["members"]
     }
-    await session.execute(
-        insert(m.persons), [{"household_id": h, "id_hash": i} for h, i in sorted(people)]
-    )
+    if people:  # a household whose last member left has none
+        await session.execute(
+            insert(m.persons), [{"household_id": h, "id_hash": i} for h, i in sorted(people)]
+        )
 
 
 async def _keep_risk(session: AsyncSession, row: dict[str, Any]) -> None:
@@ -370,8 +376,10 @@ async def _keep_risk(session: AsyncSession, row: dict[str, Any]) -> None:
         text(
             """
             INSERT INTO quality_risk (household_id, level, factors, assessed_at, at_risk_since)
-            VALUES (:household_id, :level, CAST(:factors AS jsonb), :assessed_at,
-                    CASE WHEN :level = 'at_risk' THEN CAST(:at_risk_since AS date) END)
+            VALUES (:household_id, CAST(:level AS varchar), CAST(:factors AS jsonb),
+                    :assessed_at,
+                    CASE WHEN CAST(:level AS varchar) = 'at_risk'
+                         THEN CAST(:at_risk_since AS date) END)
             ON CONFLICT (household_id) DO UPDATE SET
                 level = excluded.level,
                 factors = excluded.factors,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from backstop.app import Runtime
 from backstop.bus import make_producer
@@ -33,6 +34,7 @@ from backstop.events import make_event, spec_of
 from backstop.exports import safe_cell
 from backstop.settings import Settings
 from services.quality import handlers
+from services.quality import models as m
 from services.quality.app import create
 from services.quality.config import QualitySettings
 from tests.support import Stack, read_topic, serve, wait_for
@@ -237,6 +239,38 @@ async def test_department_and_risk_events_reach_the_rules(
     # One member now, 24000 over one: the per-capita arithmetic is off (IN003).
     assert "24000.00元÷1人" in found["IN003"]["message"]
     assert "低保" in found["DE001"]["message"]
+
+
+async def test_an_at_risk_spell_keeps_its_start(
+    service: tuple[httpx.AsyncClient, Runtime], producer: AIOKafkaProducer, settings: Settings,
+) -> None:  # fmt: skip
+    _, runtime = service
+    hid = str(uuid.uuid4())
+    start = datetime(2026, 9, 1, 2, tzinfo=UTC)
+
+    def assessed(level: str, days: int) -> AssessmentChanged:
+        return AssessmentChanged(household_id=hid, region_code=VILLAGE_A, level=level,  # type: ignore[arg-type]
+                                 previous_level=None, score=70, previous_score=None, factors=[],
+                                 per_capita_income=None, income_line=7800.0, policy_version=1,
+                                 assessed_at=start + timedelta(days=days))  # fmt: skip
+
+    # at_risk, still at_risk, then a stale (older) watch that must change nothing.
+    for payload in (assessed("at_risk", 0), assessed("at_risk", 20), assessed("watch", 10)):
+        await send(producer, settings, payload, hid)
+
+    async def spell() -> Any:
+        async with runtime.sessions() as session:
+            row = (
+                await session.execute(
+                    select(m.risk.c.level, m.risk.c.at_risk_since, m.risk.c.assessed_at).where(
+                        m.risk.c.household_id == hid
+                    )
+                )
+            ).one_or_none()
+        return row if row is not None and row.assessed_at == start + timedelta(days=20) else None
+
+    row = await wait_for(spell, message="assessments kept")
+    assert (row.level, row.at_risk_since) == ("at_risk", date(2026, 9, 1))
 
 
 async def test_help_given_reaches_the_rules(
