@@ -24,10 +24,10 @@ from services.registry.drafts import (
     DraftInvalid,
     Loc,
     guarantee_entry,
+    known_villages,
     member_row,
     prepare_household,
     problem_of,
-    village_codes,
 )
 from services.registry.models import (
     ContactIn,
@@ -58,8 +58,7 @@ async def create_household(
 ) -> str:
     """Register one household. 422 naming the field for a bad draft, 409 when a member is
     already in another household or the household number is taken."""
-    async with sessions() as session:
-        villages = await village_codes(session)
+    villages = await known_villages(sessions, draft.region_code.strip())
     try:
         prepared = prepare_household(draft, villages=villages, pii_key=pii_key)
     except DraftInvalid as exc:

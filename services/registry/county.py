@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.registry.drafts import forget_villages
 from services.registry.models import region_table
 
 DEFAULT_COUNTY = "441881"
@@ -97,4 +98,5 @@ async def load_regions(session: AsyncSession, county: str | None = None) -> int:
     """Insert or refresh the county's regions (idempotent)."""
     rows = read_regions(county)
     await session.execute(_insert(rows))  # type: ignore[call-overload]
+    forget_villages()
     return len(rows)

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop.db import SessionFactory
 from backstop.errors import Problem
 from backstop.idnumber import id_hasher
 from services.registry import domain
@@ -222,3 +223,30 @@ def member_row(
 async def village_codes(session: AsyncSession) -> set[str]:
     rows = await session.execute(select(R.c.code).where(R.c.level == "village"))
     return set(rows.scalars())
+
+
+# The village codes each process holds, by database: a single registration checks its
+# village against these instead of reading every code again.
+_VILLAGES: dict[str, tuple[float, frozenset[str]]] = {}
+VILLAGES_REFRESH_S = 300.0  # picks up regions another process reloaded
+VILLAGES_MISS_RELOAD_S = 10.0
+
+
+async def known_villages(sessions: SessionFactory, wanted: str) -> frozenset[str]:
+    """The county's village codes, cached in the process. Read again once they are
+    VILLAGES_REFRESH_S old, when `wanted` is not among them (a village added since; at
+    most every VILLAGES_MISS_RELOAD_S, so unknown codes cannot make every request read
+    them) and after `forget_villages` (regions reloaded in this process)."""
+    key = str(sessions.kw["bind"].url)
+    now = time.monotonic()
+    loaded_at, codes = _VILLAGES.get(key, (-VILLAGES_REFRESH_S, frozenset()))
+    age = now - loaded_at
+    if age >= VILLAGES_REFRESH_S or (wanted not in codes and age >= VILLAGES_MISS_RELOAD_S):
+        async with sessions() as session:
+            codes = frozenset(await village_codes(session))
+        _VILLAGES[key] = (now, codes)
+    return codes
+
+
+def forget_villages() -> None:
+    _VILLAGES.clear()

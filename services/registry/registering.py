@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from operator import itemgetter
 from typing import Any, overload
 
@@ -59,9 +60,23 @@ _person_values = itemgetter(*_PERSON_COLUMNS)
 _income_values = itemgetter(*_INCOME_COLUMNS)
 
 
+# Below this many rows, plain INSERTs (one prepared statement per table, cached by the
+# connection): COPY costs a catalogue query and its own protocol round trips, which only
+# pay off for an import's thousands of rows.
+COPY_FROM = 100
+
+
 async def _copy(pg: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    if rows:
+    if len(rows) >= COPY_FROM:
         await pg.copy_records_to_table(table, records=rows, columns=list(columns))
+    elif rows:
+        await pg.executemany(_insert_sql(table, tuple(columns)), rows)
+
+
+@cache
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    params = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({params})"
 
 
 async def insert_households(
