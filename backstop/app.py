@@ -150,6 +150,10 @@ def create_app(
     or jobs), for tests that drive those by hand."""
     settings = settings or get_settings(spec.name)
     configure_logging(spec.name, settings.log_level, settings.log_json)
+    # BACKSTOP_ROLE splits a service over processes: api replicas behind the balancer,
+    # worker replicas sharing the topics' partitions (docs/scaling.md).
+    background = background and settings.role != "api"
+    routes = settings.role != "worker"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -201,9 +205,12 @@ def create_app(
             status_code=200 if ready else 503,
         )
 
-    for router in spec.routers:
-        app.include_router(router)
-    app.include_router(outbox_admin_router(ADMIN_SCOPES.get(spec.name, f"{spec.name}:admin")))
+    if routes:
+        for router in spec.routers:
+            app.include_router(router)
+        app.include_router(
+            outbox_admin_router(ADMIN_SCOPES.get(spec.name, f"{spec.name}:admin"))
+        )
     _add_problem_schema(app)
     return app
 

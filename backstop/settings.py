@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: str | None = Field(default=None, alias="KAFKA_SSL_CERTFILE")
     kafka_ssl_keyfile: str | None = Field(default=None, alias="KAFKA_SSL_KEYFILE")
 
+    # What this process runs (docs/scaling.md): `api` the HTTP routes only, `worker` the
+    # outbox relay, consumers and periodic jobs (HTTP: health and metrics only), `all` both.
+    role: Literal["api", "worker", "all"] = Field(default="all", alias="BACKSTOP_ROLE")
     # Request bodies larger than this get a 413 (None: the service's own default).
     max_body_bytes: int | None = Field(default=None, ge=1024, alias="BACKSTOP_MAX_BODY_BYTES")
 
