@@ -208,9 +208,7 @@ def create_app(
     if routes:
         for router in spec.routers:
             app.include_router(router)
-        app.include_router(
-            outbox_admin_router(ADMIN_SCOPES.get(spec.name, f"{spec.name}:admin"))
-        )
+        app.include_router(outbox_admin_router(ADMIN_SCOPES.get(spec.name, f"{spec.name}:admin")))
     _add_problem_schema(app)
     return app
 
