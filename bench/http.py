@@ -312,8 +312,8 @@ async def seed_registry(stack: Stack, tmp: Path, households: int) -> tuple[Setti
 
 async def seed_risk(stack: Stack, households: int) -> tuple[Settings, list[str]]:
     from bench.risk import HOUSEHOLD_SQL, household_id
-    from services.risk import handlers
     from services.risk import models as m
+    from services.risk import policies
 
     settings = await stack.create_database("risk")
     engine = create_async_engine(settings.db_url, pool_size=2)
@@ -324,7 +324,7 @@ async def seed_risk(stack: Stack, households: int) -> tuple[Settings, list[str]]
         sessions = make_session_factory(engine)
         async with unit_of_work(sessions) as session:
             await session.execute(insert(m.rescore_jobs).values(policy_version=1, status="pending"))
-        await handlers.run_rescore(sessions)
+        await policies.run_rescore(sessions)
     finally:
         await engine.dispose()
     return settings, [household_id(g) for g in range(0, households, max(1, households // 5000))]

@@ -23,8 +23,8 @@ from backstop.tables import inbox
 from bench.risk import HOUSEHOLD_SQL, household_id, records_event
 from services.notify.app import create as create_notify
 from services.notify.models import REMINDER_ATTEMPTS, REMINDERS
-from services.risk import handlers as risk_handlers
 from services.risk import models as risk_models
+from services.risk import policies as risk_policies
 from services.risk.app import SPEC as RISK
 from tests.kernel.test_outbox_consumer import emit, probe_spec
 from tests.notify.conftest import fast, send_events
@@ -82,7 +82,7 @@ async def test_two_risk_workers_never_score_one_event_twice(stack: Stack) -> Non
         await session.commit()
     scorer = Runtime(RISK, settings)
     try:
-        await risk_handlers.run_rescore(scorer.sessions)
+        await risk_policies.run_rescore(scorer.sessions)
     finally:
         await scorer.stop()
     await ensure_topics(settings)
@@ -125,9 +125,9 @@ async def test_two_risk_workers_never_score_one_event_twice(stack: Stack) -> Non
                 insert(risk_models.rescore_jobs).values(policy_version=1, status="pending")
             )
             await session.commit()
-        await risk_handlers.run_rescore(first.sessions)
+        await risk_policies.run_rescore(first.sessions)
         async with first.sessions() as session:
-            status = await risk_handlers.rescore_status(session)
+            status = await risk_policies.rescore_status(session)
     finally:
         await first.stop()
         await second.stop()
