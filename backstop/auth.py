@@ -120,8 +120,16 @@ class Principal:
         return or_(*[column.startswith(p, autoescape=True) for p in self.regions])
 
     def require_region(self, region_code: str) -> None:
+        """403 outside the client's regions: for a region the caller named itself."""
         if not self.can_see(region_code):
             raise Problem(403, f"region {region_code} is outside this client's regions")
+
+    def require_visible(self, region_code: str | None, absent: Problem) -> None:
+        """Raise `absent`, the very answer given for a thing that does not exist, when the
+        thing (found by id, ID number…) is missing (None) or outside this client's regions:
+        a 403 there would tell the caller where a person lives (no region oracle)."""
+        if region_code is None or not self.can_see(region_code):
+            raise absent
 
 
 def issue_token(

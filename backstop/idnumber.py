@@ -85,6 +85,12 @@ def mask_id(value: str) -> str:
     return f"{value[:6]}********{value[14:]}" if len(value) == 18 else "*" * len(value)
 
 
+def mask_phone(phone: str) -> str:
+    """138****5678: what a response without the pii scope, an event or a log shows of a
+    phone number."""
+    return f"{phone[:3]}****{phone[-4:]}" if len(phone) >= 8 else "****"
+
+
 def id_hash(value: str, key: str) -> str:
     """HMAC-SHA256 of the normalized ID number under BACKSTOP_PII_KEY, hex encoded."""
     return hmac.new(key.encode(), value.strip().upper().encode(), hashlib.sha256).hexdigest()

@@ -176,8 +176,11 @@ async def file_clue(
         household: Household | None = None
         if body.household_id:
             household = await session.get(Household, body.household_id)
-            if household is None:
-                raise invalid(["body", "household_id"], "unknown household")
+            principal.require_visible(
+                household.region_code if household else None,
+                invalid(["body", "household_id"], "unknown household"),
+            )
+            assert household is not None
             if body.village_code and body.village_code != household.region_code:
                 raise invalid(["body", "village_code"], "the household is in another village")
         else:
@@ -185,7 +188,9 @@ async def file_clue(
             if not await _village_known(session, body.village_code):
                 raise invalid(["body", "village_code"], "unknown village")
             if person_hash:
-                household = await _household_of_person(session, person_hash)
+                found = await _household_of_person(session, person_hash)
+                # One registered elsewhere is not named: the clue stays with the village.
+                household = found if found and principal.can_see(found.region_code) else None
         region_code = household.region_code if household else body.village_code
         assert region_code is not None
         principal.require_region(region_code)

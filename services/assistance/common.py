@@ -129,12 +129,14 @@ async def get_household(session: AsyncSession, household_id: str) -> Household |
 async def household_in_region(
     session: AsyncSession, household_id: str, principal: Principal
 ) -> Household:
-    """The household a command's body names: 422 when assistance does not know it, 403
-    outside the caller's regions."""
+    """The household a command's body names: 422 when assistance does not know it or it
+    lies outside the caller's regions (alike: no region oracle)."""
     household = await get_household(session, household_id)
-    if household is None:
-        raise invalid(["body", "household_id"], "unknown household")
-    principal.require_region(household.region_code)
+    principal.require_visible(
+        household.region_code if household else None,
+        invalid(["body", "household_id"], "unknown household"),
+    )
+    assert household is not None
     return household
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import Select, select
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Level, Principal, require
 from backstop.errors import Problem, invalid
+from backstop.idnumber import mask_phone
 from backstop.pagination import decode_cursor, encode_cursor
 from services.notify import domain, reminders, scheduler, subscriptions
 from services.notify.config import NotifySettings
@@ -157,7 +158,7 @@ async def list_recipients(
 
 def _mask_address(address: str) -> str:
     if address.isdigit():
-        return domain.mask_phone(address)
+        return mask_phone(address)
     if "@" in address:
         name, _, host = address.partition("@")
         return f"{name[:1]}***@{host}"

@@ -17,6 +17,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from backstop.contracts.policy import due_for_monthly_contact
+from backstop.idnumber import mask_phone
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -120,10 +121,6 @@ def contact_key(phone: str) -> RecipientKey:
 
 def normalize_phone(phone: str) -> str:
     return re.sub(r"[\s\-()]", "", phone)
-
-
-def mask_phone(phone: str) -> str:
-    return f"{phone[:3]}****{phone[-4:]}" if len(phone) >= 8 else "****"
 
 
 def public_recipient(recipient: str) -> str:

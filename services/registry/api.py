@@ -66,7 +66,7 @@ async def _visible_view(
     session: Any, household_id: uuid.UUID, principal: Principal
 ) -> views.HouseholdView:
     view = await views.load_view(session, household_id)
-    principal.require_region(view.region_code)
+    principal.require_visible(view.region_code, views.household_not_found(household_id))
     return view
 
 
@@ -149,9 +149,7 @@ async def household_history(
 ) -> HistoryPage:
     """Who changed what, and when (oldest first)."""
     region = await queries.household_region(session, household_id)
-    if region is None:
-        raise Problem(404, f"household {household_id} not found")
-    principal.require_region(region)
+    principal.require_visible(region, views.household_not_found(household_id))
     items, next_cursor = await queries.history(session, household_id, limit=limit, cursor=cursor)
     return HistoryPage(items=items, next_cursor=next_cursor)
 
@@ -299,10 +297,11 @@ async def _locate(
     except InvalidIdNumber as exc:
         raise invalid(loc, str(exc)) from None
     found = await queries.find_person(session, value)
-    if found is None:
-        raise Problem(404, "no household has this person")
-    household_id, person_id, region = found
-    principal.require_region(region)
+    principal.require_visible(
+        found[2] if found else None, Problem(404, "no household has this person")
+    )
+    assert found is not None
+    household_id, person_id, _ = found
     return PersonLocation(household_id=str(household_id), person_id=str(person_id))
 
 

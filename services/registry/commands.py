@@ -45,6 +45,7 @@ from services.registry.views import (
     R,
     guarantee_changes,
     guarantees_of,
+    household_not_found,
     load_view,
     load_views,
     member_order,
@@ -110,7 +111,7 @@ async def update_household(
     can_see = principal.can_see
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)
-        _require(can_see, view.region_code)
+        _visible(can_see, view)
         values: dict[str, Any] = {}
         changes: dict[str, Any] = {}
         fields = patch.model_fields_set
@@ -220,8 +221,15 @@ def _monitoring_correction(
 
 
 def _require(can_see: Any, region_code: str) -> None:
+    """For a region the caller named (a village to move to)."""
     if not can_see(region_code):
         raise Problem(403, f"region {region_code} is outside this client's regions")
+
+
+def _visible(can_see: Any, view: HouseholdView) -> None:
+    """A household outside the caller's regions is answered as one that does not exist."""
+    if not can_see(view.region_code):
+        raise household_not_found(view.id)
 
 
 def _member_public_changes(m: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +249,7 @@ async def add_member(
     person removed earlier comes back with the same person id."""
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)
-        _require(can_see, view.region_code)
+        _visible(can_see, view)
         try:
             parsed = domain.validate_id_number(member.id_number)
         except domain.RuleViolation as exc:
@@ -320,7 +328,7 @@ async def update_member(
 ) -> None:
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)
-        _require(can_see, view.region_code)
+        _visible(can_see, view)
         member = _find_member(view, person_id)
         values = {
             k: v
@@ -383,7 +391,7 @@ async def remove_member(
     removed while others remain: make someone else head first."""
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)
-        _require(can_see, view.region_code)
+        _visible(can_see, view)
         member = _find_member(view, person_id)
         if member["relation"] == "head":
             raise problem_of(
@@ -437,8 +445,8 @@ async def move_member(
         if to_household_id not in views:
             raise problem_of(DraftInvalid([(["to_household_id"], "no such household")], status=404))
         source, target = views[household_id], views[to_household_id]
-        _require(can_see, source.region_code)
-        _require(can_see, target.region_code)
+        _visible(can_see, source)
+        _visible(can_see, target)
         member = _find_member(source, person_id)
         if member["relation"] == "head":
             raise problem_of(
@@ -503,7 +511,7 @@ async def set_income(
     """Record (or correct) one year's income."""
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)
-        _require(can_see, view.region_code)
+        _visible(can_see, view)
         row = {"household_id": view.household["id"], **income.__dict__}
         current = next((i for i in view.incomes if i["year"] == income.year), None)
         if current is not None and all(current[k] == row[k] for k in row):
@@ -540,7 +548,7 @@ async def set_contacts(
             raise problem_of(DraftInvalid([(["contacts", i, "phone"], "not a valid phone number")]))
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)
-        _require(can_see, view.region_code)
+        _visible(can_see, view)
         rows = [{"household_id": view.household["id"], **c.model_dump()} for c in contacts]
         await session.execute(delete(C).where(C.c.household_id == view.household["id"]))
         if rows:

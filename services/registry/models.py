@@ -306,7 +306,9 @@ class MemberPublic(BaseModel):
     name: str
     relation: str
     sex: str
-    birth_date: date
+    # Without registry:pii only the year: the date would fill the masked ID's middle.
+    birth_date: date | None
+    birth_year: int
     special_groups: list[str]
     labor_capacity: str
     schooling: str | None
@@ -326,7 +328,7 @@ class IncomePublic(BaseModel):
 class ContactPublic(BaseModel):
     role: str
     name: str
-    phone: str
+    phone: str  # 138****5678 without registry:pii
     unit: str | None = None
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.contracts.policy import contact_missing
-from backstop.idnumber import mask_id
+from backstop.idnumber import mask_id, mask_phone
 from backstop.pagination import decode_cursor, encode_cursor
 from services.registry import domain
 from services.registry.models import (
@@ -77,7 +77,8 @@ def to_public(view: HouseholdView, *, pii: bool) -> HouseholdPublic:
                 name=m["name"],
                 relation=m["relation"],
                 sex=m["sex"],
-                birth_date=m["birth_date"],
+                birth_date=m["birth_date"] if pii else None,
+                birth_year=m["birth_date"].year,
                 special_groups=list(m["special_groups"] or []),
                 labor_capacity=m["labor_capacity"],
                 schooling=m["schooling"],
@@ -87,7 +88,12 @@ def to_public(view: HouseholdView, *, pii: bool) -> HouseholdPublic:
         ],
         guarantees={k: GuaranteeIn(**v) for k, v in guarantees_of(view).items()},
         contacts=[
-            ContactPublic(role=c["role"], name=c["name"], phone=c["phone"], unit=c.get("unit"))
+            ContactPublic(
+                role=c["role"],
+                name=c["name"],
+                phone=c["phone"] if pii else mask_phone(c["phone"]),
+                unit=c.get("unit"),
+            )
             for c in view.contacts
         ],
         contact_missing=contact_missing(

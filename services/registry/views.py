@@ -128,7 +128,7 @@ async def load_view(
 ) -> HouseholdView:
     views = await load_views(session, [household_id], for_update=for_update)
     if household_id not in views:
-        raise Problem(404, f"household {household_id} not found")
+        raise household_not_found(household_id)
     return views[household_id]
 
 
@@ -152,6 +152,12 @@ def _iso(value: date | None) -> str | None:
 
 def _float(value: Decimal | float | None) -> float | None:
     return float(value) if value is not None else None
+
+
+def household_not_found(household_id: Any) -> Problem:
+    """The answer for a household that does not exist or lies outside the caller's
+    regions (the two alike: no region oracle)."""
+    return Problem(404, f"household {household_id} not found")
 
 
 def snapshot_data(view: HouseholdView) -> dict[str, Any]:

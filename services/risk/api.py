@@ -64,9 +64,8 @@ async def get_household_risk(
     row = (
         await session.execute(select(m.current).where(m.current.c.household_id == hid))
     ).one_or_none()
-    if row is None:
-        raise _not_found(hid)
-    principal.require_region(row.region_code)
+    principal.require_visible(row.region_code if row else None, _not_found(hid))
+    assert row is not None
     return m.RiskPublic.from_row(row)
 
 
@@ -144,9 +143,11 @@ async def get_household_features(
     what an inspector checks an assessment against. No names, no ID numbers."""
     hid = _household_id(household_id)
     found = await features.features_for(session, hid)
-    if found is None:
-        raise Problem(404, f"household {hid} is not known to risk yet")
-    principal.require_region(found.region_code)
+    principal.require_visible(
+        found.region_code if found else None,
+        Problem(404, f"household {hid} is not known to risk yet"),
+    )
+    assert found is not None
     return features.features_public(found)
 
 

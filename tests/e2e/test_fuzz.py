@@ -92,12 +92,12 @@ async def test_a_token_for_another_county_sees_nothing_here(system: System) -> N
     elsewhere = ("441882",)  # a neighbouring county
     hid = households[0]["id"]
     async with system.client("registry", *SCOPES, regions=elsewhere) as registry:
-        r = await registry.get(f"/v1/households/{hid}")
-        assert r.status_code == 403 and r.headers["content-type"].startswith(PROBLEM)
+        r = await registry.get(f"/v1/households/{hid}")  # as if it did not exist
+        assert r.status_code == 404 and r.headers["content-type"].startswith(PROBLEM)
         listed = (await registry.get("/v1/households")).json()["items"]
         assert all(h["region_code"].startswith("441882") for h in listed)
     async with system.client("risk", *SCOPES, regions=elsewhere) as risk:
-        assert (await risk.get(f"/v1/households/{hid}/risk")).status_code == 403
+        assert (await risk.get(f"/v1/households/{hid}/risk")).status_code == 404
         assert (await risk.get("/v1/assessments")).json()["items"] == []
     async with system.client("assistance", *SCOPES, regions=elsewhere) as assistance:
         assert (await assistance.get("/v1/tasks")).json()["items"] == []

@@ -134,8 +134,13 @@ async def test_signed_deliveries_survive_three_500s_and_a_dead_subscriber_blocks
         assert flaky.accepted[0]["type"] == RAISED
         assert flaky.accepted[0]["data"]["region_code"] == "441881101001"
 
-        log = await client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=admin)
-        [delivery] = log.json()["items"]
+        # The outcome is recorded after the receiver answered: wait for it.
+        async def recorded() -> list[Any]:
+            log = await client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=admin)
+            items = log.json()["items"]
+            return items if items and items[0]["status"] != "pending" else []
+
+        [delivery] = await wait_for(recorded, message="delivery recorded")
         assert delivery["status"] == "delivered" and delivery["attempts"] == 4
         assert [a["status_code"] for a in delivery["log"]] == [500, 500, 500, 200]
 
