@@ -18,7 +18,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-MODULES = ("outbox", "registry", "datasync", "risk", "notify", "quality", "e2e")
+MODULES = ("outbox", "registry", "datasync", "risk", "notify", "quality", "e2e", "http", "scaling")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

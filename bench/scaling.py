@@ -1,0 +1,162 @@
+"""The risk consumer scaled by processes: events/s with one and with two worker processes
+(`BACKSTOP_ROLE=worker`, uvicorn, one consumer group), each on a fresh backlog of
+datasync.records events, back to back in one run. The core count is reported beside it:
+two workers can only beat one where there are cores for both, PostgreSQL and Kafka.
+
+.venv/bin/python -m bench.scaling [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import backstop.contracts  # noqa: F401 - registers event types
+from backstop.bus import TOPICS, ensure_topics, make_producer
+from backstop.contracts.datasync import TOPIC as RECORDS_TOPIC
+from backstop.contracts.risk import ALERTS_TOPIC
+from backstop.db import make_session_factory, unit_of_work
+from backstop.outbox import OutboxRelay
+from backstop.settings import Settings
+from backstop.tables import inbox
+from bench.common import scratch_stack
+from bench.risk import HOUSEHOLD_SQL, household_id, records_event
+from services.risk import models as m
+from services.risk import policies
+from tests.support import ROOT, free_port, wait_for
+
+
+async def _produce(settings: Settings, n_events: int, n_households: int, seed: int) -> None:
+    rng = random.Random(seed)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        futures = []
+        for i in range(n_events):
+            hid = household_id(rng.randrange(n_households))
+            event = records_event(
+                hid, round(rng.uniform(100, 25_000), 2), rng, f"s{seed}-{i // 1000}"
+            )
+            futures.append(
+                await producer.send(
+                    settings.topic(RECORDS_TOPIC), value=event.to_bytes(), key=hid.encode()
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def _start_workers(settings: Settings, workers: int) -> list[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "BACKSTOP_SERVICE": "risk",
+        "BACKSTOP_ROLE": "worker",
+        "DATABASE_URL": settings.db_url,
+        "BACKSTOP_TOPIC_PREFIX": settings.topic_prefix,
+        "BACKSTOP_DB_POOL_SIZE": "5",
+        "BACKSTOP_LOG_JSON": "false",
+        "BACKSTOP_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "uvicorn", "services.risk.app:create", "--factory",
+               "--host", "127.0.0.1", "--loop", "uvloop", "--log-level", "warning",
+               "--no-access-log", "--port"]  # fmt: skip
+    return [
+        subprocess.Popen([*command, str(free_port())], cwd=ROOT, env=env) for _ in range(workers)
+    ]
+
+
+async def _consume_with(
+    settings: Settings, workers: int, n_events: int, count: Callable[[], Awaitable[int]]
+) -> float:
+    """Start `workers` risk worker processes; events/s from the first event applied to
+    the last of `n_events` (the group's join is not counted)."""
+    base = await count()
+    processes = _start_workers(settings, workers)
+    try:
+        first = await wait_for(
+            lambda: _above(count, base), timeout=300, interval=0.2, message="a first event"
+        )
+        started = time.perf_counter()
+        done = await wait_for(
+            lambda: _above(count, base + n_events - 1), timeout=1800, interval=0.2,
+            message="every event",
+        )  # fmt: skip
+        return (done - first) / (time.perf_counter() - started)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+
+
+async def _above(count: Callable[[], Awaitable[int]], n: int) -> int:
+    """The count when it is above `n`, else 0."""
+    value = await count()
+    return value if value > n else 0
+
+
+async def run(quick: bool = False) -> dict[str, object]:
+    n_households = 20_000 if quick else 100_000
+    n_events = 10_000 if quick else 50_000
+    stack = scratch_stack()
+    settings = await stack.create_database("risk")
+    await ensure_topics(settings, {t: TOPICS[t] for t in (RECORDS_TOPIC, "registry.households")})
+    await ensure_topics(settings, {t: TOPICS[t] for t in ("risk.assessments", ALERTS_TOPIC)})
+    engine = create_async_engine(settings.db_url, pool_size=3)
+    sessions = make_session_factory(engine)
+    result: dict[str, object] = {
+        "cores": os.cpu_count(),
+        "households": n_households,
+        "events_per_run": n_events,
+        "partitions": TOPICS[RECORDS_TOPIC],
+    }
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(HOUSEHOLD_SQL), {"lo": 0, "hi": n_households - 1})
+            await conn.execute(text("ANALYZE risk_households"))
+        async with unit_of_work(sessions) as session:
+            await session.execute(insert(m.rescore_jobs).values(policy_version=1, status="pending"))
+        await policies.run_rescore(sessions)
+        relay = OutboxRelay(sessions=sessions, settings=settings)
+        while await relay.relay_once():
+            pass  # the first scoring's events, sent before the figure starts
+        await relay.producer.stop()
+
+        async def count() -> int:
+            async with sessions() as session:
+                return int(await session.scalar(select(func.count()).select_from(inbox)) or 0)
+
+        for workers in (1, 2):
+            await _produce(settings, n_events, n_households, seed=workers)
+            rate = await _consume_with(settings, workers, n_events, count)
+            result[f"events_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = round(rate)
+            print(f"risk consumer, {workers} worker process(es): {rate:.0f} events/s", flush=True)
+        result["two_to_one_ratio"] = round(
+            float(result["events_per_s_2_workers"]) / float(result["events_per_s_1_worker"]),  # type: ignore[arg-type]
+            2,
+        )
+    finally:
+        await engine.dispose()
+        await stack.destroy()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scaling")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(asyncio.run(run(quick=args.quick)))
+
+
+if __name__ == "__main__":
+    main()
