@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import IO, Any
+from xml.parsers import expat
 
 from backstop.errors import Problem
 from backstop.idnumber import fold_fullwidth
@@ -234,26 +235,29 @@ def header_key(text: Any) -> str:
 _FOOTER_FIRST = frozenset("合总小累制审负填单主注备说")
 
 
-def is_footer(values: list[Any]) -> bool:
-    """A totals, signature or notes row: its first non-empty cell starts with 合计, 总计,
-    小计, 制表人, 审核人, 负责人, 填报 … (tested on its first character first: this runs
-    on every row of a 200k-row file)."""
+_DATA, _BLANK, _TOTALS = 0, 1, 2
+
+
+def row_kind(values: list[Any]) -> int:
+    """`_TOTALS` for a totals, signature or notes row (its first non-empty cell starts
+    with 合计, 总计, 小计, 制表人, 审核人, 负责人, 填报 …), `_BLANK` for an empty one, else
+    `_DATA`. One pass to the first non-empty cell: this runs on every row of a file."""
     for value in values:
         if value is None or value == "":
             continue
         if type(value) is not str:
-            return False
+            return _DATA
         text = value.lstrip()
         if not text:
             continue
-        return text[0] in _FOOTER_FIRST and _FOOTER.match(_SPACES.sub("", text)) is not None
-    return False
+        if text[0] in _FOOTER_FIRST and _FOOTER.match(_SPACES.sub("", text)) is not None:
+            return _TOTALS
+        return _DATA
+    return _BLANK
 
 
 def _blank_row(values: list[Any]) -> bool:
-    return not any(values) or all(
-        v is None or (isinstance(v, str) and not v.strip()) for v in values
-    )
+    return row_kind(values) == _BLANK
 
 
 @dataclass
@@ -396,10 +400,11 @@ def _data_rows(
                 f"数据超过 {limits.max_rows} 行：请拆分后报送",
                 status=413,
             )
-        if is_footer(values):
-            table.skipped += 1
-        elif not _blank_row(values):
+        kind = row_kind(values)
+        if kind == _DATA:
             yield number, values
+        elif kind == _TOTALS:
+            table.skipped += 1
 
 
 def _refuse_header(best: Candidate, ranked: list[Candidate], sheet: str | None) -> SheetProblem:
@@ -556,27 +561,229 @@ csv.field_size_limit(Limits().max_cell_chars)
 def _xlsx_sheets(
     file: IO[bytes], limits: Limits
 ) -> list[tuple[str, Callable[[], Iterator[list[Any]]]]]:
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
+    """The sheets of a checked workbook, each read row by row with expat from the zip
+    entry as it inflates (a reader of our own: openpyxl's read-only mode costs about five
+    times the CPU per cell, building a cell object each). Shared strings are held (their
+    size is bounded by `check_xlsx`); a date-formatted number becomes a datetime."""
     check_xlsx(file, limits)
     try:
-        book = load_workbook(file, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        archive = zipfile.ZipFile(file)
+        names = set(archive.namelist())
+        shared = _shared_strings(archive) if "xl/sharedStrings.xml" in names else []
+        date_styles = _date_styles(archive) if "xl/styles.xml" in names else frozenset()
+        targets = _sheet_targets(archive)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, expat.ExpatError) as exc:
         raise SheetProblem(
             "unreadable_workbook",
             f"not a readable XLSX workbook: {type(exc).__name__}",
             "无法读取的 XLSX 文件",
         ) from None
 
-    def opener(ws: Any) -> Callable[[], Iterator[list[Any]]]:
+    def opener(path: str) -> Callable[[], Iterator[list[Any]]]:
         def rows() -> Iterator[list[Any]]:
-            for values in ws.iter_rows(values_only=True, max_col=limits.max_columns):
-                yield list(values)
+            with archive.open(path) as stream:
+                yield from _sheet_rows(stream, shared, date_styles, limits.max_columns)
 
         return rows
 
-    return [(ws.title, opener(ws)) for ws in book.worksheets]
+    return [(name, opener(path)) for name, path in targets if path in names]
+
+
+def _local(name: str) -> str:
+    return name[name.find(":") + 1 :]
+
+
+def _parse(stream: IO[bytes], start: Any, end: Any, text: Any) -> Iterator[None]:
+    """Feed `stream` to expat with the given handlers, yielding after each block."""
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    while block := stream.read(1 << 16):
+        parser.Parse(block, False)
+        yield None
+    parser.Parse(b"", True)
+    yield None
+
+
+def _shared_strings(archive: zipfile.ZipFile) -> list[str]:
+    strings: list[str] = []
+    parts: list[str] = []
+    state: dict[str, Any] = {"text": False, "phonetic": 0}
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        local = _local(name)
+        if local == "t" and not state["phonetic"]:
+            state["text"] = True
+        elif local == "rPh":  # a phonetic guide (ruby), not the cell's text
+            state["phonetic"] += 1
+
+    def end(name: str) -> None:
+        local = _local(name)
+        if local == "t":
+            state["text"] = False
+        elif local == "rPh":
+            state["phonetic"] -= 1
+        elif local == "si":
+            strings.append("".join(parts))
+            parts.clear()
+
+    def text(data: str) -> None:
+        if state["text"]:
+            parts.append(data)
+
+    with archive.open("xl/sharedStrings.xml") as stream:
+        for _ in _parse(stream, start, end, text):
+            pass
+    return strings
+
+
+def _date_styles(archive: zipfile.ZipFile) -> frozenset[int]:
+    """The cell style indexes (`s`) whose number format shows a date."""
+    from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
+
+    formats: dict[int, str] = dict(BUILTIN_FORMATS)
+    styles: list[int] = []
+    depth = {"xfs": False}
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        local = _local(name)
+        if local == "numFmt":
+            formats[int(attrs.get("numFmtId", "0"))] = attrs.get("formatCode", "")
+        elif local == "cellXfs":
+            depth["xfs"] = True
+        elif local == "xf" and depth["xfs"]:
+            styles.append(int(attrs.get("numFmtId", "0")))
+
+    def end(name: str) -> None:
+        if _local(name) == "cellXfs":
+            depth["xfs"] = False
+
+    with archive.open("xl/styles.xml") as stream:
+        for _ in _parse(stream, start, end, lambda data: None):
+            pass
+    # 27-36 and 50-58 are the CJK locales' built-in date formats (年月日).
+    cjk = set(range(27, 37)) | set(range(50, 59))
+    return frozenset(
+        i for i, f in enumerate(styles) if f in cjk or is_date_format(formats.get(f, "General"))
+    )
+
+
+def _sheet_targets(archive: zipfile.ZipFile) -> list[tuple[str, str]]:
+    """(sheet name, zip path) in workbook order."""
+    relations: dict[str, str] = {}
+    sheets: list[tuple[str, str]] = []
+
+    def rel(name: str, attrs: dict[str, str]) -> None:
+        if _local(name) == "Relationship":
+            target = attrs.get("Target", "")
+            relations[attrs.get("Id", "")] = (
+                target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            )
+
+    def sheet(name: str, attrs: dict[str, str]) -> None:
+        if _local(name) == "sheet":
+            rid = next((v for k, v in attrs.items() if _local(k) == "id"), "")
+            sheets.append((attrs.get("name", ""), rid))
+
+    for path, start in (("xl/_rels/workbook.xml.rels", rel), ("xl/workbook.xml", sheet)):
+        with archive.open(path) as stream:
+            for _ in _parse(stream, start, lambda name: None, lambda data: None):
+                pass
+    return [(name, relations.get(rid, "")) for name, rid in sheets]
+
+
+_EXCEL_EPOCH_DT = datetime(1899, 12, 30)
+
+
+def _column(ref: str) -> int:
+    """`"AB12"` → 27 (0-based column of a cell reference)."""
+    n = 0
+    for ch in ref:
+        if ch.isdigit():
+            break
+        n = n * 26 + ord(ch) - 64
+    return n - 1
+
+
+def _sheet_rows(
+    stream: IO[bytes], shared: list[str], date_styles: frozenset[int], max_columns: int
+) -> Iterator[list[Any]]:
+    """A worksheet's rows as lists of values (None for empty cells), one per Excel row
+    from row 1: rows the file leaves out come as empty lists, so positions stay Excel's.
+    (The handlers keep their state in closure variables: they run five times a cell.)"""
+    done: list[list[Any]] = []
+    row: list[Any] = []
+    parts: list[str] = []
+    column, kind, style, collecting, at = 0, "n", -1, False, 0
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        nonlocal column, kind, style, collecting, at
+        if ":" in name:
+            name = _local(name)
+        if name == "v" or name == "t":
+            collecting = True
+        elif name == "c":
+            ref = attrs.get("r")
+            column = _column(ref) if ref else len(row)
+            kind = attrs.get("t", "n")
+            number_style = attrs.get("s")
+            style = int(number_style) if number_style else -1
+            parts.clear()
+        elif name == "row":
+            number = attrs.get("r")
+            target = int(number) if number else at + 1
+            while at < target - 1:  # rows the file leaves out
+                at += 1
+                done.append([])
+            at = target
+            row.clear()
+
+    def end(name: str) -> None:
+        nonlocal collecting
+        if ":" in name:
+            name = _local(name)
+        if name == "v" or name == "t":
+            collecting = False
+        elif name == "c":
+            if column >= max_columns or not parts:
+                return
+            value = _cell_value(
+                parts[0] if len(parts) == 1 else "".join(parts), kind, style, shared, date_styles
+            )
+            if column >= len(row):
+                row.extend([None] * (column - len(row) + 1))
+            row[column] = value
+        elif name == "row":
+            done.append(row[:])
+
+    def text(data: str) -> None:
+        if collecting:
+            parts.append(data)
+
+    for _ in _parse(stream, start, end, text):
+        if done:
+            yield from done
+            done.clear()
+
+
+def _cell_value(
+    raw: str, kind: Any, style: Any, shared: list[str], date_styles: frozenset[int]
+) -> Any:
+    if kind == "s":
+        return shared[int(raw)]
+    if kind == "n":
+        if style in date_styles:
+            return _EXCEL_EPOCH_DT + timedelta(days=float(raw))
+        if "." in raw or "E" in raw or "e" in raw:
+            return float(raw)
+        return int(raw)
+    if kind == "b":
+        return raw == "1"
+    if kind == "e":  # #N/A, #DIV/0!: no value
+        return None
+    return raw  # inlineStr, str (a formula's text), d (ISO date text)
 
 
 def _xls_sheets(file: IO[bytes]) -> list[tuple[str, Callable[[], Iterator[list[Any]]]]]:

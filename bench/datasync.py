@@ -1,7 +1,10 @@
-"""Datasync ingestion throughput: 200k medical records as JSON batches of 10k and as one
-CSV file, through the HTTP API in-process, from the first byte sent to the last outbox
-row committed; and, in the same run, a raw PostgreSQL COPY of the same rows into a bare
-table as the baseline.
+"""Datasync ingestion throughput: 200k medical records as JSON batches of 10k, as one
+CSV file and as one XLSX workbook (title row above the header, as exports have it),
+through the HTTP API in-process, from the first byte sent to the last outbox row
+committed; and, in the same run, a raw PostgreSQL COPY of the same rows into a bare
+table as the baseline. Each phase reports this process's peak RSS, and a last phase
+sends an XLSX bomb (790 KB whose shared strings expand to 232 MB): its answer time and
+peak RSS.
 
 Beside wall time it reports the CPU each side spent (this process, and the PostgreSQL
 backends when PostgreSQL runs on this machine): on a shared, busy machine the wall time
@@ -17,6 +20,7 @@ import asyncio
 import csv
 import io
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -78,6 +82,77 @@ def rows(prefix: str, ids: list[str], period: Period) -> list[tuple[str, ...]]:
             )
         )
     return out
+
+
+def xlsx_file(header: list[str], data: list[tuple[str, ...]]) -> bytes:
+    """A workbook as a department exports it: a title row, then the table (amounts as
+    numbers, the rest as text)."""
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("明细")
+    sheet.append(["XX市医疗保障局脱贫人口医疗费用结算明细表"])
+    sheet.append(header)
+    for r in data:
+        sheet.append([*r[:4], *(float(v) for v in r[4:])])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def xlsx_bomb(expanded: int = 232 << 20) -> bytes:
+    """A workbook under 1 MB whose shared strings expand to `expanded` bytes."""
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        with archive.open("xl/sharedStrings.xml", "w", force_zip64=True) as part:
+            chunk = (b"<si><t>" + b"A" * 1000 + b"</t></si>") * 1000
+            for _ in range(expanded // len(chunk)):
+                part.write(chunk)
+    return out.getvalue()
+
+
+class PeakRss:
+    """This process's peak resident memory over a phase, sampled every 5 ms from
+    /proc/self/statm by a thread (the kernel's high-water mark cannot be reset in every
+    container)."""
+
+    def __init__(self) -> None:
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.base = self.peak = 0
+        self.running = False
+        self.thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while self.running:
+            with open("/proc/self/statm") as f:
+                self.peak = max(self.peak, int(f.read().split()[1]) * self.page)
+            time.sleep(0.005)
+
+    def start(self) -> None:
+        self.stop()
+        with open("/proc/self/statm") as f:
+            self.base = int(f.read().split()[1]) * self.page
+        self.peak, self.running = self.base, True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.running = False
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+    def peak_mb(self) -> float:
+        """The peak, in MB."""
+        self.stop()
+        return round(self.peak / (1 << 20), 1)
+
+    def growth_mb(self) -> float:
+        """How far the peak rose above the RSS at the phase's start, in MB."""
+        return round((self.peak - self.base) / (1 << 20), 1)
 
 
 class CpuMeter:
@@ -174,7 +249,10 @@ async def run(quick: bool = False) -> dict[str, object]:
         writer.writerow(HEADERS)
         writer.writerows(csv_rows)
         csv_bytes = out.getvalue().encode()
+        xlsx_bytes = xlsx_file(HEADERS, rows("X", ids, period))
+        bomb = xlsx_bomb()
         del json_rows, csv_rows, out
+        rss = PeakRss()
 
         app = create(settings, background=False)
         headers = stack.headers("feeds:medical")
@@ -188,6 +266,7 @@ async def run(quick: bool = False) -> dict[str, object]:
                 # mid-phase would not be counted.
                 await client.get("/readyz")
                 cpu_before = await meter.read()
+                rss.start()
                 started = time.perf_counter()
                 for body in bodies:
                     r = await client.post(
@@ -200,8 +279,11 @@ async def run(quick: bool = False) -> dict[str, object]:
                 json_s = time.perf_counter() - started
                 cpu_after = await meter.read()
                 json_cpu = _spent(cpu_before, cpu_after)
+                json_rss = rss.peak_mb()
+                json_growth = rss.growth_mb()
 
                 cpu_before = cpu_after
+                rss.start()
                 started = time.perf_counter()
                 r = await client.post(
                     "/v1/feeds/medical/batches",
@@ -211,9 +293,40 @@ async def run(quick: bool = False) -> dict[str, object]:
                 )
                 csv_s = time.perf_counter() - started
                 csv_cpu = _spent(cpu_before, await meter.read())
+                csv_rss = rss.peak_mb()
+                csv_growth = rss.growth_mb()
                 assert r.status_code == 201, r.text
                 summary = r.json()
                 assert summary["accepted"] == n and summary["matched"] == n // 2, summary
+
+                cpu_before = await meter.read()
+                rss.start()
+                started = time.perf_counter()
+                r = await client.post(
+                    "/v1/feeds/medical/batches",
+                    data={"batch_id": "xlsx-all", "period": str(period)},
+                    files={"file": ("medical.xlsx", xlsx_bytes, "application/octet-stream")},
+                    headers=headers,
+                )
+                xlsx_s = time.perf_counter() - started
+                xlsx_cpu = _spent(cpu_before, await meter.read())
+                xlsx_rss = rss.peak_mb()
+                xlsx_growth = rss.growth_mb()
+                assert r.status_code == 201, r.text
+                assert r.json()["accepted"] == n and r.json()["header_row"] == 2, r.json()
+
+                rss.start()
+                started = time.perf_counter()
+                r = await client.post(
+                    "/v1/feeds/medical/batches",
+                    data={"batch_id": "bomb", "period": str(period)},
+                    files={"file": ("bomb.xlsx", bomb, "application/octet-stream")},
+                    headers=headers,
+                )
+                bomb_s = time.perf_counter() - started
+                bomb_rss = rss.peak_mb()
+                bomb_growth = rss.growth_mb()
+                assert r.status_code == 413, r.text
 
         events = await conn.fetchval("SELECT count(*) FROM outbox")
 
@@ -244,26 +357,47 @@ async def run(quick: bool = False) -> dict[str, object]:
         "json_batches_of_10k_records_per_s": round(n / json_s),
         "csv_one_file_records_per_s": round(n / csv_s),
         "raw_copy_records_per_s": round(copy_rate),
+        "xlsx_one_file_records_per_s": round(n / xlsx_s),
         "json_to_copy_ratio": round(n / json_s / copy_rate, 3),
         "csv_to_copy_ratio": round(n / csv_s / copy_rate, 3),
+        "xlsx_to_copy_ratio": round(n / xlsx_s / copy_rate, 3),
         "outbox_events": events,
+        "json_peak_rss_mb": json_rss,
+        "csv_peak_rss_mb": csv_rss,
+        "xlsx_peak_rss_mb": xlsx_rss,
+        "xlsx_bomb_bytes": len(bomb),
+        "xlsx_bomb_refused_in_s": round(bomb_s, 3),
+        "xlsx_bomb_peak_rss_mb": bomb_rss,
+        "json_rss_growth_mb": json_growth,
+        "csv_rss_growth_mb": csv_growth,
+        "xlsx_rss_growth_mb": xlsx_growth,
+        "xlsx_bomb_rss_growth_mb": bomb_growth,
     }
-    cpu = {"json": json_cpu, "csv": csv_cpu, "raw_copy": copy_cpu}
+    cpu = {"json": json_cpu, "csv": csv_cpu, "xlsx": xlsx_cpu, "raw_copy": copy_cpu}
     for name, (python, postgres) in cpu.items():
         result[f"{name}_cpu_python_s"] = round(python, 2)
         if postgres is not None:
             result[f"{name}_cpu_postgres_s"] = round(postgres, 2)
     totals = {k: v[0] + v[1] for k, v in cpu.items() if v[1] is not None}
-    if len(totals) == 3:
+    if len(totals) == 4:
         # records per CPU second, ingest against COPY: the ratio without the neighbours
         result["json_to_copy_cpu_ratio"] = round(totals["raw_copy"] / totals["json"], 3)
         result["csv_to_copy_cpu_ratio"] = round(totals["raw_copy"] / totals["csv"], 3)
+        result["xlsx_to_copy_cpu_ratio"] = round(totals["raw_copy"] / totals["xlsx"], 3)
     print(
         f"datasync: {n} medical records (half matched); JSON batches of 10k"
         f" {result['json_batches_of_10k_records_per_s']}/s, one CSV"
-        f" {result['csv_one_file_records_per_s']}/s, raw COPY {result['raw_copy_records_per_s']}/s;"
-        f" ratio JSON/COPY {result['json_to_copy_ratio']}, CSV/COPY {result['csv_to_copy_ratio']}"
-        f" (aim >= 20000/s and >= 0.25); {events} outbox events"
+        f" {result['csv_one_file_records_per_s']}/s, one XLSX"
+        f" {result['xlsx_one_file_records_per_s']}/s, raw COPY {result['raw_copy_records_per_s']}/s;"
+        f" ratio JSON/COPY {result['json_to_copy_ratio']}, CSV/COPY {result['csv_to_copy_ratio']},"
+        f" XLSX/COPY {result['xlsx_to_copy_ratio']} (aim JSON, CSV >= 0.30, XLSX >= 0.10);"
+        f" {events} outbox events"
+    )
+    print(
+        f"datasync peak RSS MB (growth in the phase): JSON {json_rss} (+{json_growth}),"
+        f" CSV {csv_rss} (+{csv_growth}), XLSX {xlsx_rss} (+{xlsx_growth}); an XLSX bomb of"
+        f" {len(bomb)} bytes (shared strings 232 MB) refused in {bomb_s:.3f} s, peak RSS"
+        f" {bomb_rss} MB (+{bomb_growth})"
     )
     print(
         "datasync CPU s (python + postgres): "
@@ -273,8 +407,8 @@ async def run(quick: bool = False) -> dict[str, object]:
         )
         + (
             f"; CPU ratio JSON/COPY {result['json_to_copy_cpu_ratio']},"
-            f" CSV/COPY {result['csv_to_copy_cpu_ratio']}"
-            if len(totals) == 3
+            f" CSV/COPY {result['csv_to_copy_cpu_ratio']}, XLSX/COPY {result['xlsx_to_copy_cpu_ratio']}"
+            if len(totals) == 4
             else ""
         )
     )

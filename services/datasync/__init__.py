@@ -5,7 +5,9 @@ Department feeds (医保局, 应急管理局, 民政局, 教育局): batches, va
 - `app.py`: the service (routers, the person-index consumer, the late-delivery job).
 - `api.py`: the HTTP routes: batches (JSON or file), reading them, unmatched records, deliveries.
 - `domain.py`: pure rules: sources, field aliases, record validation, the delivery calendar.
-- `parsing.py`: a CSV/XLSX upload into rows.
+- `parsing.py`: an upload into rows: JSON, and files through the kernel's `backstop.sheets`.
+- `profiles.py`: the county's versioned mapping profiles (file header → field).
+- `preview.py`: a file read and checked as an upload would be, nothing stored.
 - `ingest.py`: applying a batch: validate, de-duplicate, store by COPY, match, emit.
 - `matching.py`: the id_hash index from registry snapshots; matching waiting records.
 - `deliveries.py`: the late-delivery job (delivery.late).

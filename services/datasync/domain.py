@@ -909,8 +909,9 @@ def _person(raw_id: Any, ctx: Context) -> tuple[str, str]:
     Excel rounded (`4.41881E+17`) is refused with how to export it as text."""
     if _blank(raw_id) or isinstance(raw_id, bool):
         raise FieldError("id_number", "is required", "required")
+    facts = quick_check(raw_id, ctx.today) if type(raw_id) is str else None
     try:
-        id_number = normalize_id_number(excel_id_text(raw_id), ctx.today)
+        id_number = facts[0] if facts else normalize_id_number(excel_id_text(raw_id), ctx.today)
     except CellProblem as exc:
         raise FieldError("id_number", exc.message, exc.code, exc.message_zh) from None
     except InvalidIdNumber as exc:
