@@ -58,3 +58,12 @@ class AlertRaised(AlertData):
 @event_type("backstop.risk.alert.cleared.v1", topic=ALERTS_TOPIC)
 class AlertCleared(AlertData):
     pass
+
+
+@event_type("backstop.risk.alert.renewed.v1", topic=ALERTS_TOPIC)
+class AlertRenewed(AlertData):
+    """A household still `at_risk` with new evidence (`new_evidence`: factor codes that
+    appeared, or a medical, disaster or school cost with a new record): a new reason for a
+    home check (入户核实)."""
+
+    new_evidence: list[str]

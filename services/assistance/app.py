@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
 from backstop.contracts.registry import TOPIC as HOUSEHOLDS_TOPIC
 from backstop.contracts.risk import ALERTS_TOPIC, ASSESSMENTS_TOPIC
+from backstop.events import CloudEvent
 from backstop.settings import Settings
 from services.assistance import campaigns, clues, common, reports, supervision, tasks
 from services.assistance.api import router
@@ -20,6 +22,11 @@ HOUSEHOLD_TYPES = (
     "backstop.registry.member.moved.v1",
     "backstop.registry.monitoring.changed.v1",
 )
+
+
+async def on_assessment(session: AsyncSession, event: CloudEvent) -> None:
+    await reports.apply_assessment(session, event)
+    await tasks.on_watch_level(session, event)
 
 
 async def overdue_tasks_job(runtime: Runtime) -> None:
@@ -46,17 +53,20 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             group="assistance.alerts",
             topics=[ALERTS_TOPIC],
-            handlers={"backstop.risk.alert.raised.v1": tasks.on_alert_raised},
+            handlers={
+                "backstop.risk.alert.raised.v1": tasks.on_alert_raised,
+                "backstop.risk.alert.renewed.v1": tasks.on_alert_raised,
+            },
         ),
         ConsumerSpec(
             group="assistance.households",
             topics=[HOUSEHOLDS_TOPIC],
             handlers={t: common.apply_household for t in HOUSEHOLD_TYPES},
         ),
-        ConsumerSpec(  # risk levels for the quarterly report (季度动态监测)
+        ConsumerSpec(  # risk levels for the quarterly report (季度动态监测); watch checks
             group="assistance.risk-levels",
             topics=[ASSESSMENTS_TOPIC],
-            handlers={"backstop.risk.assessment.changed.v1": reports.apply_assessment},
+            handlers={"backstop.risk.assessment.changed.v1": on_assessment},
         ),
     ],
     jobs=[

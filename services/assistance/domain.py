@@ -32,6 +32,9 @@ class AssistancePolicy(BaseModel):
     """Every limit the county office may change. Stored versioned; these are the defaults."""
 
     verification_due_days: int = Field(default=7, ge=1, le=90)
+    # Seed 二(二): a `watch` household (可能存在问题尚无致贫返贫风险) is checked at home
+    # too, with more time than an `at_risk` one (存在突出问题有返贫致贫风险).
+    watch_verification_due_days: int = Field(default=30, ge=1, le=180)
     # Seed 三(三)3: department-flagged cases (医保局/应急管理局/民政局/教育局 data) are first
     # checked by the county office (初核) and then handed to the insurer (人保公司).
     department_factors: list[str] = Field(
@@ -86,10 +89,20 @@ FACTOR_LABELS: dict[str, str] = {
 }
 
 
-def reason_for(factors: Sequence[str]) -> str:
-    """The task's reason in Chinese, copied from the alert's factor codes, in their order."""
+def labels_of(factors: Sequence[str]) -> str:
     labels = [FACTOR_LABELS.get(code, code) for code in dict.fromkeys(factors)]
-    return "返贫致贫风险预警：" + ("、".join(labels) if labels else "未说明因素") + "，请入户核实"
+    return "、".join(labels) if labels else "未说明因素"
+
+
+def reason_for(factors: Sequence[str], level: str = "at_risk") -> str:
+    """The task's reason in Chinese, copied from the alert's factor codes, in their order."""
+    head = "可能存在问题（监测提示）：" if level == "watch" else "返贫致贫风险预警："
+    return head + labels_of(factors) + "，请入户核实"
+
+
+def with_new_evidence(reason: str, factors: Sequence[str]) -> str:
+    """An open task's reason with a new reason added (new evidence joins the open check)."""
+    return f"{reason}；新证据：{labels_of(factors)}"
 
 
 @dataclass(frozen=True)
@@ -112,8 +125,9 @@ def town_of(region_code: str) -> str:
     return region_code[:9]
 
 
-def due_on(opened: date, policy: AssistancePolicy) -> date:
-    return opened + timedelta(days=policy.verification_due_days)
+def due_on(opened: date, policy: AssistancePolicy, level: str = "at_risk") -> date:
+    days = policy.watch_verification_due_days if level == "watch" else policy.verification_due_days
+    return opened + timedelta(days=days)
 
 
 def days_overdue(due: date, on: date) -> int:

@@ -16,7 +16,7 @@ from sqlmodel import col
 from backstop import outbox
 from backstop.auth import Principal
 from backstop.contracts.assistance import Assignee, TaskCompleted, TaskOpened, TaskOverdue
-from backstop.contracts.risk import AlertRaised
+from backstop.contracts.risk import AlertRaised, AlertRenewed, AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
 from backstop.events import CloudEvent
@@ -68,9 +68,15 @@ async def open_verification(
     origin_ref: str | None,
     opened_on: date,
     reason: str | None = None,
+    level: str = "at_risk",
+    new_evidence: bool = False,
 ) -> tuple[Task, bool]:
     """Open the household's verification task, or join the one already open (the partial
-    unique index makes this hold under concurrency and redelivery). Returns (task, opened)."""
+    unique index makes this hold under concurrency and redelivery). Returns (task, opened).
+
+    `level` "watch" gives the longer due date; joining an open task keeps the earlier due
+    date. `new_evidence` (a renewed alert) adds its factors to the open task's reason even
+    when their codes are already there."""
     policy = await load_policy(session)
     # The insurer rule is for department data (alerts); a clue is checked by the town.
     assignment = (
@@ -86,8 +92,8 @@ async def open_verification(
         "status": "open",
         "assignee_type": assignment.type,
         "assignee_code": assignment.code,
-        "due_on": domain.due_on(opened_on, policy),
-        "reason": reason or domain.reason_for(factors),
+        "due_on": (due := domain.due_on(opened_on, policy, level)),
+        "reason": reason or domain.reason_for(factors, level),
         "factors": list(dict.fromkeys(factors)),
         "origin": origin,
         "origin_ref": origin_ref,
@@ -125,8 +131,14 @@ async def open_verification(
     new_factors = [f for f in factors if f not in task.factors]
     if new_factors:  # a later alert adds what it saw to the open task
         task.factors = [*task.factors, *new_factors]
-        task.reason = domain.reason_for(task.factors)
+        task.reason = domain.reason_for(task.factors, level)
+    elif new_evidence:  # a new record of a factor already there: a new reason all the same
+        task.reason = domain.with_new_evidence(task.reason, factors)[:MAX_REASON]
+    task.due_on = min(task.due_on, due)
     return task, False
+
+
+MAX_REASON = 2000
 
 
 def text_open_verification() -> TextClause:
@@ -135,23 +147,47 @@ def text_open_verification() -> TextClause:
 
 
 async def on_alert_raised(session: AsyncSession, event: CloudEvent) -> None:
-    """risk.alerts → one verification task per household (入户核实)."""
+    """risk.alerts → one verification task per household (入户核实). A renewed alert (new
+    evidence while at_risk) opens a new one after a "not confirmed" check, or joins the
+    open one as a new reason."""
     alert = event.payload()
-    assert isinstance(alert, AlertRaised)
+    assert isinstance(alert, AlertRaised | AlertRenewed)
+    renewed = isinstance(alert, AlertRenewed)
     task, opened = await open_verification(
         session,
         household_id=alert.household_id,
         region_code=alert.region_code,
-        factors=alert.factors,
+        factors=alert.new_evidence if isinstance(alert, AlertRenewed) else alert.factors,
         origin="alert",
         origin_ref=event.id,
         opened_on=domain.today(),
+        new_evidence=renewed,
     )
     log.info(
         "alert for household %s %s task %s",
         alert.household_id,
         "opened" if opened else "joined",
         task.id,
+    )
+
+
+async def on_watch_level(session: AsyncSession, event: CloudEvent) -> None:
+    """risk.assessments → a home check for a household newly at `watch` (seed 二(二):
+    "可能存在问题尚无致贫返贫风险"…由镇村干部及时入户核实), by its town, with the longer
+    due date. A rise to at_risk comes as an alert and joins it."""
+    change = event.payload()
+    assert isinstance(change, AssessmentChanged)
+    if change.level != "watch" or change.previous_level not in (None, "none"):
+        return
+    await open_verification(
+        session,
+        household_id=change.household_id,
+        region_code=change.region_code,
+        factors=[f.code for f in change.factors],
+        origin="watch",
+        origin_ref=event.id,
+        opened_on=domain.today(),
+        level="watch",
     )
 
 

@@ -846,3 +846,21 @@ def transition(previous: tuple[Level, int] | None, current: Assessment) -> Trans
     if level == "at_risk" and current.level != "at_risk":
         return Transition(changed, "cleared")
     return Transition(changed, None)
+
+
+# 因病、因灾、因学 (seed 二(一)): department costs whose every new record is new evidence.
+EVIDENCE_FACTORS: frozenset[str] = frozenset({"illness", "disaster", "education"})
+
+
+def new_evidence(previous_factors: Sequence[Mapping[str, Any]], current: Assessment) -> list[str]:
+    """For a household that stays `at_risk`: the codes of the factors its previous
+    assessment did not have, and of the medical, disaster or school costs with a record it
+    did not count. Each is a material change that calls for a (new) home check, so a
+    verification found "not confirmed" does not silence the household for good."""
+    before = {f["code"]: set(f.get("sources") or ()) for f in previous_factors}
+    return [
+        f.code
+        for f in current.factors
+        if f.code not in before
+        or (f.code in EVIDENCE_FACTORS and not set(f.sources) <= before[f.code])
+    ]

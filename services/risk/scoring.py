@@ -1,6 +1,7 @@
 """Scoring: assess locked households under a policy and write what changed, set-based (a
 history row and the current assessment in one statement), with `risk.assessments` when the
-level or score moved and `risk.alerts` on a move into or out of `at_risk`. The consumer's
+level or score moved and `risk.alerts` on a move into or out of `at_risk`, or on new
+evidence while it stays there. The consumer's
 batches and the re-score jobs both end here."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,11 +20,12 @@ from backstop import outbox
 from backstop.contracts.risk import (
     AlertCleared,
     AlertRaised,
+    AlertRenewed,
     AssessmentChanged,
 )
 from backstop.events import CloudEvent, make_event
 from services.risk import models as m
-from services.risk.domain import Assessment, Policy, transition
+from services.risk.domain import Assessment, Policy, new_evidence, transition
 from services.risk.features import HouseholdRow, assess_rows, is_one_of, json_param
 
 SERVICE = "risk"
@@ -88,7 +91,8 @@ async def score(
 ) -> int:
     """Assess the households in `rows` (already locked by the caller) and write what
     changed: a history row, the current assessment, `risk.assessments` when the level
-    or score moved, and `risk.alerts` on a transition into or out of `at_risk`.
+    or score moved, and `risk.alerts` on a transition into or out of `at_risk` or on new
+    evidence while it stays there.
     Returns how many households changed level or score."""
     if not rows:
         return 0
@@ -128,12 +132,27 @@ async def score(
             }
         )
         move = transition((prev.level, prev.score) if prev else ("none", 0), a)
-        if not move.changed:
-            continue
-        changed += 1
-        events.append(
-            make_event(
-                SERVICE,
+        renewed = (
+            new_evidence(orjson.loads(prev.factors), a)
+            if prev is not None and prev.level == a.level == "at_risk"
+            else []
+        )
+        payloads: list[BaseModel] = []
+        alert_data = {
+            "household_id": hid,
+            "region_code": row.region_code,
+            "level": a.level,
+            "previous_level": prev.level if prev else None,
+            "score": a.score,
+            "factors": a.codes,
+            "assessed_at": now,
+            "policy_version": version,
+        }
+        if renewed:
+            payloads.append(AlertRenewed(**alert_data, new_evidence=renewed))
+        if move.changed:
+            changed += 1
+            payloads.append(
                 AssessmentChanged(
                     household_id=hid,
                     region_code=row.region_code,
@@ -146,32 +165,16 @@ async def score(
                     income_line=a.income_line,
                     policy_version=version,
                     assessed_at=now,
-                ),
-                subject=hid,
-                correlation_id=trigger.correlation_id,
-                time=now,
-            )
-        )
-        if move.alert is not None:
-            alert_type = AlertRaised if move.alert == "raised" else AlertCleared
-            events.append(
-                make_event(
-                    SERVICE,
-                    alert_type(
-                        household_id=hid,
-                        region_code=row.region_code,
-                        level=a.level,
-                        previous_level=prev.level if prev else None,
-                        score=a.score,
-                        factors=a.codes,
-                        assessed_at=now,
-                        policy_version=version,
-                    ),
-                    subject=hid,
-                    correlation_id=trigger.correlation_id,
-                    time=now,
                 )
             )
+        if move.alert is not None:
+            payloads.append((AlertRaised if move.alert == "raised" else AlertCleared)(**alert_data))
+        events += [
+            make_event(
+                SERVICE, payload, subject=hid, correlation_id=trigger.correlation_id, time=now
+            )
+            for payload in payloads
+        ]
     if history:
         await session.execute(
             _WRITE_ASSESSMENTS,

@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from backstop.contracts.policy import SPECIAL_GROUPS
 from services.risk.domain import (
     DEFAULT_POLICY,
+    Assessment,
+    Factor,
     Features,
     FeedRecord,
     Income,
@@ -21,6 +23,7 @@ from services.risk.domain import (
     age_on,
     assess,
     build_features,
+    new_evidence,
     transition,
     window_start,
 )
@@ -400,3 +403,26 @@ def test_transitions_raise_once_and_clear() -> None:
     assert transition(("at_risk", 60), clear).alert == "cleared"
     assert transition(("none", 0), clear) == transition(("none", 0), clear)
     assert not transition(("none", 0), clear).changed
+
+
+def test_new_evidence_while_at_risk() -> None:
+    """Seed 二(一): 因病、因灾、因学支出达到监测预警线的名单下发各镇，及时入户核实 — every new
+    cost record of a household already at risk is a new reason to check it."""
+    illness = Factor("illness", 40, "医疗自付", ("medical:1", "medical:2"))
+    at_risk = Assessment("at_risk", 60, (illness,), None, 6000.0)
+    before = [{"code": "illness", "sources": ["medical:1"]}]
+    assert new_evidence(before, at_risk) == ["illness"]
+    assert new_evidence([{"code": "illness", "sources": ["medical:1", "medical:2"]}], at_risk) == []
+    income = Factor("low_income", 60, "收入低", ("registry:e1",))
+    also = Assessment("at_risk", 100, (illness, income), None, 6000.0)
+    # A factor that was not there is material; income's new sources alone are not.
+    assert new_evidence([{"code": "illness", "sources": ["medical:1", "medical:2"]}], also) == [
+        "low_income"
+    ]
+    assert (
+        new_evidence(
+            [{"code": "illness", "sources": ["medical:1", "medical:2"]}, {"code": "low_income"}],
+            also,
+        )
+        == []
+    )

@@ -48,6 +48,7 @@ VILLAGE = "441881101001"
 OTHER_TOWN_VILLAGE = "441881102003"
 RAISED = "backstop.risk.alert.raised.v1"
 CLEARED = "backstop.risk.alert.cleared.v1"
+RENEWED = "backstop.risk.alert.renewed.v1"
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +218,21 @@ async def test_a_medical_batch_makes_the_household_at_risk_and_alerts_once(
     assert (await risk_of(client, stack, hid))["score"] == risk["score"]
     alerts = await read_topic(settings, ALERTS_TOPIC, match=lambda e: e.subject == hid, timeout=2)
     assert len(alerts) == 1
+
+    # Seed 二(一): 因病、因灾、因学支出达到监测预警线的名单下发各镇，及时入户核实. A new
+    # medical cost while the household stays at_risk is new evidence: it alerts again.
+    await send_records(producer, settings, medical_batch(hid, 1_000, f"m2-{hid}"))
+    alerts = await wait_for(
+        lambda: _alerts_if(settings, hid, 2), message="a renewed alert on the new record"
+    )
+    renewed = alerts[1]
+    assert renewed.type == RENEWED and renewed.data["new_evidence"] == ["illness"]
+    assert renewed.data["level"] == renewed.data["previous_level"] == "at_risk"
+
+
+async def _alerts_if(settings: Settings, hid: str, count: int) -> list[CloudEvent] | None:
+    alerts = await read_topic(settings, ALERTS_TOPIC, match=lambda e: e.subject == hid, timeout=1)
+    return alerts if len(alerts) >= count else None
 
 
 async def test_a_record_before_the_household_counts_once_the_household_is_known(
