@@ -36,7 +36,9 @@ def test_prometheus_scrapes_every_service() -> None:
     assert sorted(targets) == sorted(f"{name}:{PORTS[name]}" for name in SERVICES)
 
 
-def test_docker_compose_config_accepts_the_file() -> None:
+def compose_config(*files: str, **secrets: str) -> None:
+    """`docker compose config -q` over `files` with the secrets they ask for, where the
+    docker CLI has its compose plugin."""
     docker = shutil.which("docker")
     if (
         docker is None
@@ -44,12 +46,17 @@ def test_docker_compose_config_accepts_the_file() -> None:
     ):
         pytest.skip("no docker compose plugin on this machine")
     env = {**os.environ, "BACKSTOP_JWT_SECRET": "x" * 40, "BACKSTOP_PII_KEY": "y" * 40,
-           "BACKSTOP_SECRETS_KEY": "s" * 44,
-           "POSTGRES_PASSWORD": "z" * 20}  # fmt: skip
+           "BACKSTOP_SECRETS_KEY": "s" * 44, "POSTGRES_PASSWORD": "z" * 20, **secrets}  # fmt: skip
+    options = [arg for f in files for arg in ("-f", f)]
     result = subprocess.run(
-        [docker, "compose", "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+        [docker, "compose", *options, "config", "-q"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    compose_config()
 
 
 SECURE = ROOT / "deploy" / "kafka-secure"
@@ -98,19 +105,6 @@ def test_local_runs_stay_plaintext_on_loopback() -> None:
 
 
 def test_docker_compose_config_accepts_the_secure_overlay() -> None:
-    docker = shutil.which("docker")
-    if (
-        docker is None
-        or subprocess.run([docker, "compose", "version"], capture_output=True).returncode
-    ):
-        pytest.skip("no docker compose plugin on this machine")
-    env = {**os.environ, "BACKSTOP_JWT_SECRET": "x" * 40, "BACKSTOP_PII_KEY": "y" * 40,
-           "BACKSTOP_SECRETS_KEY": "s" * 44,
-           "POSTGRES_PASSWORD": "z" * 20, "KAFKA_ADMIN_PASSWORD": "a" * 20,
-           "KAFKA_BACKSTOP_PASSWORD": "b" * 20, "KAFKA_TLS_PASSWORD": "c" * 20}  # fmt: skip
-    result = subprocess.run(
-        [docker, "compose", "-f", "docker-compose.yml", "-f", str(SECURE / "compose.yml"),
-         "config", "-q"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    compose_config("docker-compose.yml", str(SECURE / "compose.yml"),
+                   KAFKA_ADMIN_PASSWORD="a" * 20, KAFKA_BACKSTOP_PASSWORD="b" * 20,
+                   KAFKA_TLS_PASSWORD="c" * 20)  # fmt: skip
