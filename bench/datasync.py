@@ -282,50 +282,36 @@ async def run(quick: bool = False) -> dict[str, object]:
                 json_rss = rss.peak_mb()
                 json_growth = rss.growth_mb()
 
-                cpu_before = cpu_after
-                rss.start()
-                started = time.perf_counter()
-                r = await client.post(
-                    "/v1/feeds/medical/batches",
-                    data={"batch_id": "csv-all", "period": str(period)},
-                    files={"file": ("medical.csv", csv_bytes, "text/csv")},
-                    headers=headers,
+                async def send_file(
+                    batch_id: str, name: str, content: bytes
+                ) -> tuple[httpx.Response, float, tuple[float, float | None], float, float]:
+                    """One file through the endpoint: the answer, its wall seconds, the
+                    CPU spent, the peak RSS and its growth over the phase."""
+                    cpu_before = await meter.read()
+                    rss.start()
+                    started = time.perf_counter()
+                    r = await client.post(
+                        "/v1/feeds/medical/batches",
+                        data={"batch_id": batch_id, "period": str(period)},
+                        files={"file": (name, content, "application/octet-stream")},
+                        headers=headers,
+                    )
+                    wall = time.perf_counter() - started
+                    cpu = _spent(cpu_before, await meter.read())
+                    return r, wall, cpu, rss.peak_mb(), rss.growth_mb()
+
+                r, csv_s, csv_cpu, csv_rss, csv_growth = await send_file(
+                    "csv-all", "medical.csv", csv_bytes
                 )
-                csv_s = time.perf_counter() - started
-                csv_cpu = _spent(cpu_before, await meter.read())
-                csv_rss = rss.peak_mb()
-                csv_growth = rss.growth_mb()
                 assert r.status_code == 201, r.text
                 summary = r.json()
                 assert summary["accepted"] == n and summary["matched"] == n // 2, summary
-
-                cpu_before = await meter.read()
-                rss.start()
-                started = time.perf_counter()
-                r = await client.post(
-                    "/v1/feeds/medical/batches",
-                    data={"batch_id": "xlsx-all", "period": str(period)},
-                    files={"file": ("medical.xlsx", xlsx_bytes, "application/octet-stream")},
-                    headers=headers,
+                r, xlsx_s, xlsx_cpu, xlsx_rss, xlsx_growth = await send_file(
+                    "xlsx-all", "medical.xlsx", xlsx_bytes
                 )
-                xlsx_s = time.perf_counter() - started
-                xlsx_cpu = _spent(cpu_before, await meter.read())
-                xlsx_rss = rss.peak_mb()
-                xlsx_growth = rss.growth_mb()
                 assert r.status_code == 201, r.text
                 assert r.json()["accepted"] == n and r.json()["header_row"] == 2, r.json()
-
-                rss.start()
-                started = time.perf_counter()
-                r = await client.post(
-                    "/v1/feeds/medical/batches",
-                    data={"batch_id": "bomb", "period": str(period)},
-                    files={"file": ("bomb.xlsx", bomb, "application/octet-stream")},
-                    headers=headers,
-                )
-                bomb_s = time.perf_counter() - started
-                bomb_rss = rss.peak_mb()
-                bomb_growth = rss.growth_mb()
+                r, bomb_s, _, bomb_rss, bomb_growth = await send_file("bomb", "bomb.xlsx", bomb)
                 assert r.status_code == 413, r.text
 
         events = await conn.fetchval("SELECT count(*) FROM outbox")

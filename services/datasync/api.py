@@ -123,6 +123,7 @@ async def _open_upload(
         raise invalid(["body", "sheet"], "must be a sheet name or number")
     fmt = _file_format(upload)
     profile = as_mapping(await profiles.get_profile(session=session, source=source))
+    await session.rollback()  # the read is done: no connection held while the file streams
     try:
         layout, rows = open_file(
             upload.file, fmt, source, profile=profile, sheet=sheet or None, limits=config.limits
