@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from backstop import tracing
 from backstop.admin import outbox_admin_router
 from backstop.asgi import RequestMiddleware
 from backstop.asyncapi import document as asyncapi_document
@@ -22,7 +23,7 @@ from backstop.bus import Consumer, ConsumerSpec, kafka_ping
 from backstop.db import SessionFactory, make_engine, make_session_factory, ping
 from backstop.errors import PROBLEM_JSON, install_error_handlers
 from backstop.logs import configure_logging
-from backstop.metrics import install_metrics
+from backstop.metrics import SERVICE_READY, install_metrics
 from backstop.outbox import MAX_MESSAGE_BYTES, OutboxRelay
 from backstop.settings import Settings, get_settings
 
@@ -56,6 +57,7 @@ class Runtime:
         self.spec = spec
         self.settings = settings
         self.engine: AsyncEngine = make_engine(settings.db_url, settings.db_pool_size)
+        tracing.instrument_engine(self.engine)
         self.sessions: SessionFactory = make_session_factory(
             self.engine, info={MAX_MESSAGE_BYTES: settings.kafka_max_message_bytes}
         )
@@ -67,6 +69,8 @@ class Runtime:
         self._stopping = asyncio.Event()
 
     async def start(self, *, relay: bool = True, consumers: bool = True, jobs: bool = True) -> None:
+        # Every role keeps backstop_service_ready current, whether or not a prober calls.
+        self._tasks.append(asyncio.create_task(self._every("readiness", 15, _check_readiness)))
         if relay:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
             self._tasks.append(
@@ -82,7 +86,8 @@ class Runtime:
     async def _every(self, name: str, interval: float, job: Job) -> None:
         while not self._stopping.is_set():
             try:
-                await job(self)
+                with tracing.quiet():
+                    await job(self)
             except Exception:
                 log.exception("job %s failed; it runs again in %.0fs", name, interval)
             with contextlib.suppress(TimeoutError):
@@ -113,7 +118,12 @@ class Runtime:
             checks["kafka"] = "ok"
         except Exception as exc:
             checks["kafka"] = f"unreachable: {type(exc).__name__}"
+        SERVICE_READY.labels(self.spec.name).set(all(v == "ok" for v in checks.values()))
         return checks
+
+
+async def _check_readiness(runtime: Runtime) -> None:
+    await runtime.readiness()
 
 
 async def _refresh_backlog(runtime: Runtime) -> None:
@@ -154,6 +164,7 @@ def create_app(
     # worker replicas sharing the topics' partitions (docs/scaling.md).
     background = background and settings.role != "api"
     routes = settings.role != "worker"
+    tracing.configure(spec.name)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -179,6 +190,7 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    tracing.instrument_app(app)
     install_metrics(app)
     app.add_middleware(
         RequestMiddleware,

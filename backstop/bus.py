@@ -18,7 +18,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import inbox, metrics
+from backstop import inbox, metrics, tracing
 from backstop.db import SessionFactory, is_transient, unit_of_work
 from backstop.events import CloudEvent
 from backstop.logs import correlation_id
@@ -324,6 +324,10 @@ class Consumer:
 
     async def _apply(self, events: list[CloudEvent]) -> None:
         """Apply events in one transaction, skipping those this consumer already applied."""
+        with tracing.consuming(self.group, events):
+            await self._apply_in_transaction(events)
+
+    async def _apply_in_transaction(self, events: list[CloudEvent]) -> None:
         async with unit_of_work(self.sessions) as session:
             fresh = await inbox.claim(session, self.group, events)
             batchable = [e for e in fresh if e.type in self.spec.batch_types]

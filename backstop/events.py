@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from backstop import tracing
+
 CONTENT_TYPE = "application/cloudevents+json"
 
 
@@ -30,6 +32,8 @@ class CloudEvent(BaseModel):
     datacontenttype: str = "application/json"
     data: dict[str, Any] = Field(default_factory=dict)
     correlationid: str | None = None
+    # CloudEvents distributed-tracing extension: the W3C context of the writer (tracing.py).
+    traceparent: str | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
@@ -101,4 +105,5 @@ def make_event(
         time=time or datetime.now(UTC),
         data=payload.model_dump(mode="json"),
         correlationid=correlation_id,
+        traceparent=tracing.current_traceparent(correlation_id),
     )

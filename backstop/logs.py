@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
@@ -38,6 +39,9 @@ class JsonFormatter(logging.Formatter):
         cid = correlation_id.get()
         if cid:
             entry["correlation_id"] = cid
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
         if record.exc_info:
             entry["exception"] = mask_id_numbers(self.formatException(record.exc_info))
         return orjson.dumps(entry).decode()
@@ -46,8 +50,11 @@ class JsonFormatter(logging.Formatter):
 class MaskingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         cid = correlation_id.get()
+        span = trace.get_current_span().get_span_context()
         text = super().format(record)
-        return mask_id_numbers(f"{text} [cid={cid}]" if cid else text)
+        text = f"{text} [cid={cid}]" if cid else text
+        text = f"{text} [trace={span.trace_id:032x}]" if span.is_valid else text
+        return mask_id_numbers(text)
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:

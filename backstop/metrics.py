@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import text
+
+from backstop.db import SessionFactory
 
 HTTP_SECONDS = Histogram(
     "backstop_http_request_duration_seconds",
@@ -41,9 +46,22 @@ CONSUMER_LAG = Gauge(
     "Messages behind the high watermark.",
     ["group", "topic", "partition"],
 )
+SERVICE_READY = Gauge(
+    "backstop_service_ready", "1 while the database and Kafka answer (as /readyz).", ["service"]
+)
 HANDLE_SECONDS = Histogram(
     "backstop_consumer_batch_seconds", "Time to apply one consumed batch.", ["group"]
 )
+
+
+async def set_from_query(gauge: Gauge, sessions: SessionFactory, sql: str, **params: Any) -> None:
+    """Set a labelled gauge to what `sql` counts: rows of (label values..., value). Label
+    sets the query no longer returns drop out."""
+    async with sessions() as session:
+        rows = (await session.execute(text(sql), params)).all()
+    gauge.clear()
+    for *labels, value in rows:
+        gauge.labels(*labels).set(value)
 
 
 def install_metrics(app: FastAPI) -> None:

@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import metrics
+from backstop import metrics, tracing
 from backstop.bus import KafkaProducerHolder, event_headers, is_permanent, message_size
 from backstop.db import SessionFactory, raw_connection
 from backstop.errors import Problem
@@ -232,7 +232,8 @@ class OutboxRelay:
         try:
             while not self._stopping:
                 try:
-                    sent = await self.relay_once()
+                    with tracing.quiet():  # each row's send is traced in its event's trace
+                        sent = await self.relay_once()
                     backoff = 0.1
                 except Exception as exc:  # Kafka or DB down: keep the rows, retry later
                     log.warning("outbox relay failed, retrying in %.1fs: %s", backoff, exc)
@@ -308,12 +309,13 @@ class OutboxRelay:
         for row in rows:
             try:
                 # The producer refuses a record over kafka_max_message_bytes right here.
-                future = await producer.send(
-                    self.settings.topic(row.topic),
-                    value=row.value,
-                    key=row.key.encode(),
-                    headers=event_headers(row.event_type, row.correlation_id),
-                )
+                with tracing.restored(row.value):
+                    future = await producer.send(
+                        self.settings.topic(row.topic),
+                        value=row.value,
+                        key=row.key.encode(),
+                        headers=event_headers(row.event_type, row.correlation_id),
+                    )
             except Exception as exc:
                 if not is_permanent(exc):
                     raise

@@ -108,3 +108,16 @@ def test_docker_compose_config_accepts_the_secure_overlay() -> None:
     compose_config("docker-compose.yml", str(SECURE / "compose.yml"),
                    KAFKA_ADMIN_PASSWORD="a" * 20, KAFKA_BACKSTOP_PASSWORD="b" * 20,
                    KAFKA_TLS_PASSWORD="c" * 20)  # fmt: skip
+
+
+def test_compose_provisions_grafana_the_trace_backend_and_the_alert_rules() -> None:
+    services = compose()["services"]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in services["prometheus"]["volumes"])
+    for rule_file in prometheus["rule_files"]:
+        source = next(src for src, target in mounts.items() if target == rule_file)
+        assert (ROOT / source).resolve().exists(), source
+    grafana = dict(v.rsplit(":", 1)[0].split(":", 1) for v in services["grafana"]["volumes"])
+    for source in grafana:
+        assert (ROOT / source).resolve().is_dir(), source
+    assert "4318:4318" in services["jaeger"]["ports"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.app import Runtime, ServiceSpec, create_app
@@ -10,8 +11,9 @@ from backstop.bus import ConsumerSpec
 from backstop.contracts.registry import TOPIC as HOUSEHOLDS_TOPIC
 from backstop.contracts.risk import ALERTS_TOPIC, ASSESSMENTS_TOPIC
 from backstop.events import CloudEvent
+from backstop.metrics import set_from_query
 from backstop.settings import Settings
-from services.assistance import campaigns, clues, common, reports, supervision, tasks
+from services.assistance import campaigns, clues, common, domain, reports, supervision, tasks
 from services.assistance.api import router
 
 HOUSEHOLD_TYPES = (
@@ -27,6 +29,24 @@ HOUSEHOLD_TYPES = (
 async def on_assessment(session: AsyncSession, event: CloudEvent) -> None:
     await reports.apply_assessment(session, event)
     await tasks.on_watch_level(session, event)
+
+
+TASKS_OPEN = Gauge(
+    "backstop_assistance_tasks",
+    "Open tasks by kind, and of them those past their due date (state overdue).",
+    ["kind", "state"],
+)
+
+
+async def task_gauges_job(runtime: Runtime) -> None:
+    await set_from_query(
+        TASKS_OPEN,
+        runtime.sessions,
+        "SELECT kind, 'open', count(*) FROM tasks WHERE status = 'open' GROUP BY kind"
+        " UNION ALL SELECT kind, 'overdue', count(*) FROM tasks"
+        " WHERE status = 'open' AND due_on < :today GROUP BY kind",
+        today=domain.today(),
+    )
 
 
 async def overdue_tasks_job(runtime: Runtime) -> None:
@@ -73,6 +93,7 @@ SPEC = ServiceSpec(
         ("overdue-tasks", 60.0, overdue_tasks_job),
         ("overdue-rectifications", 300.0, overdue_rectifications_job),
         ("unaccepted-clues", 300.0, unaccepted_clues_job),
+        ("task-gauges", 60.0, task_gauges_job),
     ],
 )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from backstop import outbox
 from backstop.contracts.datasync import DeliveryLate
@@ -18,6 +18,11 @@ from services.datasync.domain import DEPARTMENTS, SERVICE, SOURCES
 
 log = logging.getLogger("backstop.datasync")
 
+LATE_NOW = Gauge(
+    "backstop_datasync_deliveries_late",
+    "Periods past their calendar deadline with no batch yet, by source.",
+    ["source"],
+)
 LATE_DELIVERIES = Counter(
     "backstop_datasync_late_deliveries_total",
     "Deliveries that became late (delivery.late emitted), by source.",
@@ -43,8 +48,6 @@ async def check_late_deliveries(
         )
         if (due := rules.due_on(source, period)) is not None
     ]
-    if not candidates:
-        return []
     emitted: list[DeliveryLate] = []
     async with unit_of_work(sessions) as session:
         conn = await raw_connection(session)
@@ -57,9 +60,10 @@ async def check_late_deliveries(
                 [str(c[1]) for c in candidates],
             )
         }
-        for source, period, due in candidates:
-            if (source, str(period)) in delivered:
-                continue
+        missing = [c for c in candidates if (c[0], str(c[1])) not in delivered]
+        for source in SOURCES:
+            LATE_NOW.labels(source).set(sum(1 for c in missing if c[0] == source))
+        for source, period, due in missing:
             fresh = await conn.fetchval(
                 "INSERT INTO late_notices (source, period, due_on) VALUES ($1, $2, $3)"
                 " ON CONFLICT DO NOTHING RETURNING true",

@@ -22,7 +22,7 @@ import orjson
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import outbox
+from backstop import outbox, tracing
 from backstop.contracts.datasync import BatchReceived
 from backstop.db import SessionFactory, raw_connection, unit_of_work
 from backstop.errors import Problem, invalid
@@ -50,6 +50,11 @@ from services.datasync.parsing import FileLayout, Row
 
 log = logging.getLogger("backstop.datasync")
 
+FEED_BATCHES = Counter(
+    "backstop_datasync_batches_total",
+    "Department batches received, by source and timeliness (on_time, late, unscheduled).",
+    ["source", "timeliness"],
+)
 FEED_RECORDS = Counter(
     "backstop_datasync_records_total",
     "Department feed records applied, by source and outcome.",
@@ -350,6 +355,9 @@ async def ingest_batch(
         ("matched", tally.matched),
     ):
         FEED_RECORDS.labels(source, outcome).inc(n)
+    on_time = summary.get("on_time")
+    FEED_BATCHES.labels(source, "unscheduled" if on_time is None else
+                        "on_time" if on_time else "late").inc()  # fmt: skip
     return summary, True
 
 
@@ -707,6 +715,7 @@ async def _emit_matched(
         source=f"/backstop/{SERVICE}",
         type=RECORDS_MATCHED,
         correlationid=correlation_id.get() or correlation,
+        traceparent=tracing.current_traceparent(),
     )
     emitted = 0
     cursor = conn.cursor(

@@ -29,6 +29,8 @@ from services.notify.models import (
     RecipientKind,
     RecipientPublic,
     RecipientPut,
+    Redelivery,
+    RedeliveryRequest,
     ReminderAttemptPublic,
     ReminderPublic,
     SchedulePatch,
@@ -300,6 +302,30 @@ async def delete_subscription(
     await _subscription(session, subscription_id, principal)
     await subscriptions.deactivate_subscription(sessions, subscription_id=subscription_id)
     return Response(status_code=204)
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/redeliveries", status_code=202, response_model=Redelivery
+)
+async def redeliver(
+    subscription_id: uuid.UUID,
+    body: RedeliveryRequest,
+    session: SessionDep,
+    sessions: SessionsDep,
+    principal: Principal = require("notify:admin"),
+) -> dict[str, Any]:
+    """Send again every alert queued for this subscriber in a time range (`since`
+    inclusive, `until` exclusive, at most 92 days): a county system that was down catches
+    up without a call to the county office. The deliveries go out as new ones, signed
+    afresh, in their original order; receivers dedupe by `X-Backstop-Event-Id`."""
+    row = await _subscription(session, subscription_id, principal)
+    if not row.active:
+        raise Problem(409, f"subscription {subscription_id} is deactivated; subscribe again")
+    requeued = await subscriptions.redeliver(
+        sessions, subscription_id=subscription_id, since=body.since, until=body.until
+    )
+    return {"subscription_id": subscription_id, "since": body.since, "until": body.until,
+            "requeued": requeued}  # fmt: skip
 
 
 @router.get(

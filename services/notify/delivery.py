@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import crypto
+from backstop import crypto, tracing
 from backstop.db import SessionFactory, unit_of_work
 from backstop.events import CONTENT_TYPE
 from backstop.settings import Settings
@@ -50,8 +50,8 @@ REMINDER_SENDS = Counter(
 )
 WEBHOOK_SENDS = Counter(
     "backstop_notify_webhook_attempts_total",
-    "Attempts to deliver an alert to a webhook subscriber, by outcome.",
-    ["outcome"],
+    "Attempts to deliver an alert to a webhook subscriber, by subscription and outcome.",
+    ["subscription", "outcome"],
 )
 
 
@@ -377,10 +377,11 @@ async def _deliver_to(
         }
         async with gate:
             try:
-                response = await asyncio.wait_for(
-                    http.post(target.url, content=row.body, headers=headers),
-                    settings.http_timeout_s + 5,
-                )
+                with tracing.restored(row.body):  # the alert's trace goes on to the subscriber
+                    response = await asyncio.wait_for(
+                        http.post(target.url, content=row.body, headers=headers),
+                        settings.http_timeout_s + 5,
+                    )
             except TimeoutError:
                 return row, None, "timed out"
             except httpx.HTTPError as exc:
@@ -431,7 +432,9 @@ async def _deliver_to(
                         "error": error,
                     }
                 )
-                WEBHOOK_SENDS.labels("ok" if error is None else "error").inc()
+                WEBHOOK_SENDS.labels(
+                    str(row.subscription_id), "ok" if error is None else "error"
+                ).inc()
             if updates:
                 await session.execute(_RECORD_WEBHOOK, updates)
                 await session.execute(insert(WEBHOOK_ATTEMPTS), attempts)

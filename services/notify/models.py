@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import sqlalchemy as sa
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, field_validator, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import registry
@@ -343,6 +343,36 @@ class SubscriptionPublic(BaseModel):
 
 class SubscriptionCreated(SubscriptionPublic):
     secret: str = PydanticField(description="shown once: sign-check deliveries with it")
+
+
+# A county system down for a day (or a month) catches up in one request; longer is a
+# backfill from risk.alerts itself (docs/integration.md).
+MAX_REDELIVERY = timedelta(days=92)
+
+
+class RedeliveryRequest(RequestModel):
+    """A time range of alerts to send again: those queued for the subscriber from
+    `since` (inclusive) to `until` (exclusive), whatever became of them."""
+
+    since: datetime
+    until: datetime
+
+    @model_validator(mode="after")
+    def _a_range(self) -> RedeliveryRequest:
+        if self.since.tzinfo is None or self.until.tzinfo is None:
+            raise ValueError("since and until need a time zone (e.g. 2026-11-05T00:00:00+08:00)")
+        if self.until <= self.since:
+            raise ValueError("until must be after since")
+        if self.until - self.since > MAX_REDELIVERY:
+            raise ValueError(f"at most {MAX_REDELIVERY.days} days at once")
+        return self
+
+
+class Redelivery(BaseModel):
+    subscription_id: uuid.UUID
+    since: datetime
+    until: datetime
+    requeued: int = PydanticField(description="deliveries queued again, sent by the webhook job")
 
 
 class WebhookAttemptPublic(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -117,3 +118,32 @@ async def deactivate_subscription(sessions: SessionFactory, *, subscription_id: 
             )
             .values(status=domain.CANCELLED, last_error="subscription deactivated")
         )
+
+
+async def redeliver(
+    sessions: SessionFactory, *, subscription_id: uuid.UUID, since: datetime, until: datetime
+) -> int:
+    """Queue again, to be sent as new, every alert queued for the subscriber in
+    [since, until): delivered, failed or cancelled alike (a subscriber that lost what it
+    received may ask too). Receivers dedupe by the event id. Returns how many."""
+    d = WEBHOOK_DELIVERIES
+    async with unit_of_work(sessions) as session:
+        result = await session.execute(
+            update(d)
+            .where(
+                d.c.subscription_id == subscription_id,
+                d.c.created_at >= since,
+                d.c.created_at < until,
+                d.c.status != domain.PENDING,
+            )
+            .values(
+                status=domain.PENDING,
+                attempts=0,
+                next_attempt_at=utcnow(),
+                locked_until=None,
+                last_error=None,
+                last_status_code=None,
+                delivered_at=None,
+            )
+        )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -7,10 +7,12 @@ re-score that follows a policy change, resuming at its cursor after a crash.
 """
 
 from fastapi import FastAPI
+from prometheus_client import Gauge
 
 from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
 from backstop.contracts import datasync, registry
+from backstop.metrics import set_from_query
 from backstop.settings import Settings
 from services.risk import policies, reactions
 from services.risk.api import router
@@ -18,6 +20,19 @@ from services.risk.api import router
 
 async def rescore_job(runtime: Runtime) -> None:
     await policies.run_rescore(runtime.sessions)
+
+
+HOUSEHOLDS_BY_LEVEL = Gauge(
+    "backstop_risk_households", "Households by town and current risk level.", ["town", "level"]
+)
+
+
+async def level_gauges_job(runtime: Runtime) -> None:
+    await set_from_query(
+        HOUSEHOLDS_BY_LEVEL,
+        runtime.sessions,
+        "SELECT left(region_code, 9), level, count(*) FROM risk_current GROUP BY 1, 2",
+    )
 
 
 SPEC = ServiceSpec(
@@ -35,7 +50,7 @@ SPEC = ServiceSpec(
             partitions_at_once=3,
         )
     ],
-    jobs=[("rescore", 2.0, rescore_job)],
+    jobs=[("rescore", 2.0, rescore_job), ("level-gauges", 60.0, level_gauges_job)],
 )
 
 

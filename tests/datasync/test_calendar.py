@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from backstop.contracts.datasync import DELIVERIES_TOPIC, BatchReceived
@@ -78,6 +79,14 @@ async def test_late_delivery_emitted_once_per_source_and_period(
         assert ("disaster", "2031-02") in keys
         again = await check_late_deliveries(sessions=runtime.sessions, config=config, now=now)
         assert again == []  # once, even when the job runs again (or on another replica)
+        # ...while the alerting gauge stays up as long as the period is undelivered.
+        late_now = {
+            s: REGISTRY.get_sample_value("backstop_datasync_deliveries_late", {"source": s})
+            for s in ("medical", "disaster")
+        }
+        assert late_now == {
+            s: sum(1 for x in first if x.source == s) for s in ("medical", "disaster")
+        }
         # On 2032-04-05 (Shanghai) the monthly March feeds are still on time; education's
         # March (due 03-31) is late.
         early = datetime(2032, 4, 4, 17, 0, tzinfo=UTC)  # 2032-04-05 01:00 in Shanghai

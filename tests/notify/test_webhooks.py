@@ -241,3 +241,63 @@ async def test_subscription_input_is_checked(stack: Stack, notify_settings: Sett
         assert r.status_code == 200 and not {s["callback_url"] for s in r.json()} & {
             url for url, _ in refused
         }
+
+
+async def test_a_subscriber_back_from_downtime_asks_for_a_time_range_again(
+    stack: Stack, notify_settings: Settings
+) -> None:
+    admin = stack.headers("notify:admin", "notify:read", regions=["441881"])
+    receiver = Receiver(fail_first=0)
+    async with (
+        running(receiver) as url,
+        serve(functools.partial(create, notify=fast()), notify_settings) as (client, _),
+    ):
+        r = await client.post("/v1/subscriptions", headers=admin, json={
+            "callback_url": url, "event_types": [RAISED], "region_prefix": "441881103"})  # fmt: skip
+        assert r.status_code == 201, r.text
+        sub = r.json()
+        receiver.secret = sub["secret"]
+        before = datetime.now(UTC)
+        events = [alert("441881103001"), alert("441881103002")]
+        await send_events(notify_settings, *events)
+        await wait_for(lambda: len(receiver.accepted) == 2, message="first deliveries")
+        after = datetime.now(UTC)
+
+        path = f"/v1/subscriptions/{sub['id']}/redeliveries"
+        r = await client.post(path, headers=admin, json={
+            "since": before.isoformat(), "until": after.isoformat()})  # fmt: skip
+        assert r.status_code == 202, r.text
+        assert r.json()["requeued"] == 2
+        await wait_for(lambda: len(receiver.accepted) == 4, message="redeliveries")
+        again = [a["id"] for a in receiver.accepted[2:]]
+        assert sorted(again) == sorted(e.id for e in events)  # the same events, in order
+        assert all(ok for _, ok in receiver.calls)  # signed afresh
+
+        # A range with nothing in it changes nothing.
+        r = await client.post(path, headers=admin, json={
+            "since": "2026-01-01T00:00:00+08:00", "until": "2026-01-02T00:00:00+08:00"})  # fmt: skip
+        assert r.status_code == 202 and r.json()["requeued"] == 0
+
+        for body, field_ in (
+            ({"since": after.isoformat(), "until": before.isoformat()}, "until must be after"),
+            ({"since": "2026-11-01T00:00:00", "until": "2026-11-02T00:00:00"}, "time zone"),
+            ({"since": "2026-01-01T00:00:00+08:00", "until": "2026-12-01T00:00:00+08:00"},
+             "at most 92 days"),
+            ({"since": before.isoformat()}, "until"),
+        ):  # fmt: skip
+            r = await client.post(path, headers=admin, json=body)
+            assert r.status_code == 422, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert field_ in r.text
+        r = await client.post(path, headers=stack.headers("notify:read"), json={
+            "since": before.isoformat(), "until": after.isoformat()})  # fmt: skip
+        assert r.status_code == 403
+        r = await client.post(f"/v1/subscriptions/{uuid.uuid4()}/redeliveries", headers=admin,
+                              json={"since": before.isoformat(), "until": after.isoformat()})  # fmt: skip
+        assert r.status_code == 404
+        assert (
+            await client.delete(f"/v1/subscriptions/{sub['id']}", headers=admin)
+        ).status_code == 204
+        r = await client.post(path, headers=admin, json={
+            "since": before.isoformat(), "until": after.isoformat()})  # fmt: skip
+        assert r.status_code == 409
