@@ -3,14 +3,12 @@ a database and the topics of this test run only."""
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import pytest
 
 from backstop.bus import TOPICS, dlq_topic, make_admin
 from deploy.reset import _split, reset
-from tests.support import Stack
+from tests.support import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +22,16 @@ async def topics_of(stack: Stack) -> set[str]:
         await admin.close()
 
 
+async def _count(stack: Stack, n: int) -> bool:
+    return len(await topics_of(stack)) == n
+
+
 async def test_reset_empties_the_databases_and_deletes_the_topics() -> None:
     stack = Stack()  # its own prefix: the session's topics stay for the other tests
     await stack.create_topics()
     try:
         settings = await stack.create_database("notify", label="_reset")
-        assert len(await topics_of(stack)) == 2 * len(TOPICS)
+        await wait_for(lambda: _count(stack, 2 * len(TOPICS)), timeout=60, message="topics")
 
         databases, topics = await reset([settings])
 
@@ -47,10 +49,6 @@ async def test_reset_empties_the_databases_and_deletes_the_topics() -> None:
             await conn.close()
         assert tables == 0  # the database is there again, empty: `make run` migrates it
         # Topic deletion completes asynchronously on the broker.
-        for _ in range(50):
-            if not await topics_of(stack):
-                break
-            await asyncio.sleep(0.2)
-        assert not await topics_of(stack)
+        await wait_for(lambda: _count(stack, 0), timeout=120, message="topics deleted")
     finally:
         await stack.destroy()
