@@ -48,8 +48,11 @@ class IncomeSnapshot(BaseModel):
 class ContactSnapshot(BaseModel):
     role: str  # backstop.contracts.policy.ContactRole: the seed's titles (重点联系人)
     name: str
-    phone: str
+    phone: str  # masked, 138****5678: events carry no phone number in clear
     unit: str | None = None
+    # The number sealed under BACKSTOP_SECRETS_KEY (backstop.crypto): only notify opens
+    # it, to text the contact. None in events written before phones were masked.
+    phone_sealed: str | None = None
 
 
 class HouseholdSnapshot(BaseModel):

@@ -4,6 +4,7 @@ the read model of registry's households (labels and key contacts)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,13 +13,17 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop import crypto
 from backstop.contracts import assistance, datasync, quality, registry
 from backstop.events import CloudEvent, registered_types
+from backstop.settings import get_settings
 from services.notify import domain
 from services.notify.config import NotifySettings
 from services.notify.domain import Message, RecipientKey
 from services.notify.models import HOUSEHOLDS, utcnow
 from services.notify.reminders import Draft, cancel_pending, create_reminders
+
+log = logging.getLogger("backstop.notify.reactions")
 
 Known = dict[str, Any]  # household id -> its read-model row
 
@@ -347,7 +352,7 @@ class EventHandlers:
             "household_number": h.household_number,
             "type": h.type,
             "monitoring_status": h.monitoring_status,
-            "contacts": [c.model_dump() for c in h.contacts],
+            "contacts": [_directory_contact(c) for c in h.contacts],
             "updated_at": utcnow(),
         }
         stmt = insert(HOUSEHOLDS).values(values)
@@ -424,3 +429,17 @@ class EventHandlers:
 HOUSEHOLD_EVENT_TYPES = tuple(
     name for name, spec in registered_types().items() if spec.topic == registry.TOPIC
 )
+
+
+def _directory_contact(contact: registry.ContactSnapshot) -> dict[str, Any]:
+    """A key contact as notify keeps it in its own directory: the phone opened from the
+    sealed copy the event carries (its `phone` is masked), to be texted. A contact whose
+    number does not open (another key) is kept without one and is not texted."""
+    phone = contact.phone if "*" not in contact.phone else ""
+    if contact.phone_sealed:
+        try:
+            phone = crypto.open_secret(get_settings(), contact.phone_sealed)
+        except crypto.InvalidToken:
+            log.error("a contact's sealed phone does not open with BACKSTOP_SECRETS_KEY")
+            phone = ""
+    return {"role": contact.role, "name": contact.name, "phone": phone, "unit": contact.unit}

@@ -18,11 +18,13 @@ from pydantic import BaseModel
 from sqlalchemy import delete, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import outbox
+from backstop import crypto, outbox
 from backstop.contracts import registry as contract
 from backstop.errors import Problem
 from backstop.events import make_event
+from backstop.idnumber import mask_phone
 from backstop.logs import correlation_id
+from backstop.settings import get_settings
 from services.registry import domain
 from services.registry.models import (
     contact_table,
@@ -211,7 +213,13 @@ def snapshot_data(view: HouseholdView) -> dict[str, Any]:
             if v.get("verified_on")
         },
         "contacts": [
-            {"role": c["role"], "name": c["name"], "phone": c["phone"], "unit": c["unit"]}
+            {
+                "role": c["role"],
+                "name": c["name"],
+                "phone": mask_phone(c["phone"]),
+                "unit": c["unit"],
+                "phone_sealed": crypto.seal(get_settings(), c["phone"]),
+            }
             for c in view.contacts
         ],
         "version": h["version"],

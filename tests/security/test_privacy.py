@@ -5,17 +5,23 @@ exactly as one that does not exist (no region oracle)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from backstop import crypto
+from backstop.bus import ensure_topics
+from backstop.contracts.registry import TOPIC
+from backstop.settings import Settings
 from services.registry.app import create
 from tests.registry.conftest import OTHER_TOWN_VILLAGE, VILLAGE, household_body
-from tests.support import Stack, serve
+from tests.support import Stack, read_topic, serve
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +51,26 @@ def rebuildable(value: Any) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-async def registry(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+async def settings(stack: Stack) -> Settings:
+    """Registry on a database and topics of its own (its relay publishes here)."""
     settings = await stack.create_database("registry", label="privacy")
-    async with serve(create, settings, background=False) as (client, _):
+    settings = settings.model_copy(update={"topic_prefix": f"{stack.prefix}privacy."})
+    await ensure_topics(settings)  # dropped with the run's (same prefix)
+    return settings
+
+
+@pytest.fixture(scope="module")
+async def registry(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(create, settings) as (client, _):
         yield client
 
 
 async def test_without_pii_nothing_rebuilds_an_id_number(
-    registry: httpx.AsyncClient, stack: Stack
+    registry: httpx.AsyncClient, stack: Stack, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Every response without registry:pii, every event on the topic and every log line
+    of the run is scanned."""
+    caplog.set_level(logging.DEBUG)
     contact = {"role": "town_cadre", "name": "王干部", "phone": PHONE}
     body = household_body(type="marginal", contacts=[contact])
     r = await registry.post("/v1/households", json=body,
@@ -71,6 +88,15 @@ async def test_without_pii_nothing_rebuilds_an_id_number(
     pii = (await registry.get(url, headers=stack.headers("registry:read", "registry:pii"))).json()
     assert rebuildable(pii)  # the scan sees a full number when there is one
     assert pii["contacts"][0]["phone"] == PHONE
+
+    [event] = await read_topic(settings, TOPIC, match=lambda e: e.subject == r.json()["id"])
+    raw = event.to_bytes().decode()
+    assert rebuildable(orjson.loads(raw)) == [] and PHONE not in raw
+    [contact] = event.data["household"]["contacts"]
+    assert contact["phone"] == "138****5678"
+    assert crypto.open_secret(settings, contact["phone_sealed"]) == PHONE  # for notify only
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert ID_NUMBER.findall(logged) == [] and PHONE not in logged
 
 
 async def test_outside_the_regions_is_answered_as_not_found(
