@@ -69,12 +69,11 @@ def _check_value(value: Any, depth: int = 0) -> None:
             _check_value(item, depth + 1)
 
 
-def _in_window(value: date | datetime) -> date | datetime:
+def _in_window(value: date | datetime) -> None:
     day = value.date() if isinstance(value, datetime) else value
     latest = _today() + timedelta(days=366 * HORIZON_YEARS)
     if not EARLIEST <= day <= latest:
         raise ValueError(f"must be a date between {EARLIEST} and {latest}")
-    return value
 
 
 def _dates_in_window(value: Any) -> None:
@@ -135,19 +134,12 @@ Occurred = Annotated[date, AfterValidator(_not_in_future)]
 IdNumberText = Annotated[str, BeforeValidator(fold), Field(min_length=1, max_length=40)]
 # A region code: 6 (county) to 12 (village) ASCII digits.
 RegionCode = Annotated[str, BeforeValidator(fold), Field(pattern=r"^[0-9]{6,12}$")]
-# An identifier chosen by a client (batch ids, fund and campaign codes, household numbers).
-Code = Annotated[
-    str, BeforeValidator(fold), Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")
-]
 # A phone number: digits, "+", "-", spaces and parentheses (0762-1234567, 13800001111).
 Phone = Annotated[
     str, BeforeValidator(fold), Field(min_length=5, max_length=20, pattern=PHONE_PATTERN)
 ]
 # A person's or a unit's name; a person acting (verified_by, reviewed_by …).
 Name = Annotated[str, Field(min_length=1, max_length=100)]
-# A short text (a purpose, a place, a unit) and a long one (notes, findings).
-ShortText = Annotated[str, Field(min_length=1, max_length=500)]
-Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 
 
 # --- periods ----------------------------------------------------------------------------
