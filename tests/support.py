@@ -29,6 +29,25 @@ from backstop.migrate import upgrade
 from backstop.settings import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# A home check's required checklist (POST /v1/tasks/{id}/complete): 两不愁、三保障、饮水安全
+# all "ok" unless `guarantees` says otherwise, and the income observed (一达标).
+def checklist(income: float = 30000, **guarantees: str) -> dict[str, Any]:
+    items = (
+        "food",
+        "clothing",
+        "compulsory_education",
+        "basic_medical",
+        "housing",
+        "drinking_water",
+    )
+    return {
+        "guarantees": {item: guarantees.get(item, "ok") for item in items},
+        "income": {"year": 2025, "total": income},
+    }
+
+
 INFRA = ROOT / "deploy" / "infra.sh"
 
 

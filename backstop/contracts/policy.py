@@ -28,6 +28,19 @@ SPECIAL_GROUP_LABELS: dict[str, str] = {
     "disability": "残疾人",
 }
 
+# 两不愁三保障 and 饮水安全, the items of every home check (seed 二(一) 入户核实了解"一达标、
+# 两不愁、三保障"情况): food and clothing (两不愁); compulsory education, basic medical care
+# and safe housing (三保障); safe drinking water. 一达标 is the income observed beside them.
+GUARANTEE_ITEMS: tuple[str, ...] = (
+    "food",
+    "clothing",
+    "compulsory_education",
+    "basic_medical",
+    "housing",
+    "drinking_water",
+)
+
+
 # Household types (DESIGN.md) whose families the seed 二(三) names for the monthly visit:
 # 脱贫户 (alleviated, unstable; 含监测户), 边缘户 (marginal) and 突发严重困难户.
 ALLEVIATED_TYPES: frozenset[str] = frozenset({"alleviated", "unstable"})

@@ -22,6 +22,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
+from backstop.contracts.policy import GUARANTEE_ITEMS
 from backstop.requests import Amount, Money, Occurred, RegionCode, RequestModel, fold
 
 
@@ -441,14 +442,28 @@ class IncomeObserved(Strict):
 
 
 class TaskComplete(Strict):
+    """A home check's result. Its checklist is required: each of 两不愁、三保障 and 饮水安全
+    (`guarantees`) and the income observed (一达标), whatever the outcome."""
+
     outcome: Literal["confirmed", "not_confirmed"]
     verified_by: str = Field(min_length=1, max_length=100)
     notes: str | None = Field(default=None, max_length=4000)
-    guarantees: dict[GuaranteeItem, GuaranteeStatus] = Field(default_factory=dict)
-    income: IncomeObserved | None = None
+    guarantees: dict[GuaranteeItem, GuaranteeStatus]
+    income: IncomeObserved
     # person_id -> e.g. out_of_school
     schooling: SchoolingReport = Field(default_factory=dict, max_length=MAX_SCHOOLING_ENTRIES)
     monitoring_type: Literal["unstable", "marginal", "sudden_hardship"] | None = None
+
+    @field_validator("guarantees")
+    @classmethod
+    def _every_item(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = [item for item in GUARANTEE_ITEMS if item not in value]
+        if missing:
+            raise ValueError(
+                f"the checklist lacks {', '.join(missing)}: 两不愁、三保障 and 饮水安全 are "
+                "each recorded"
+            )
+        return value
 
 
 class StepPublic(BaseModel):

@@ -14,7 +14,7 @@ from services.assistance import clues, domain
 from services.assistance.models import utcnow
 from services.assistance.tasks import emit_overdue_tasks
 from tests.assistance.conftest import Assistance
-from tests.support import read_topic
+from tests.support import checklist, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,12 @@ async def test_self_declaration_opens_a_task_and_the_filer_reads_the_outcome(
     assert tasks["items"][0]["assignee"]["type"] == "town"  # a clue is the town's to check
     r = await a.client.post(
         f"/v1/tasks/{task_id}/complete",
-        json={"outcome": "not_confirmed", "verified_by": "镇干部", "notes": "已享受医保报销"},
+        json={
+            "outcome": "not_confirmed",
+            "verified_by": "镇干部",
+            "notes": "已享受医保报销",
+            **checklist(),
+        },
         headers=a.rw,
     )
     assert r.status_code == 200, r.text
@@ -241,7 +246,7 @@ async def test_campaign_generates_one_review_task_per_household_even_launched_tw
         json={
             "outcome": "confirmed",
             "verified_by": "驻村工作队",
-            "guarantees": {"compulsory_education": "prominent_issue"},
+            **checklist(compulsory_education="prominent_issue"),
             "schooling": {"child-9": "out_of_school"},
         },
         headers=a.rw,

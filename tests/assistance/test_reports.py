@@ -20,7 +20,7 @@ from services.assistance import domain, quarterly, quarterly_xlsx, reports
 from services.assistance.models import RiskLevel
 from services.assistance.quarterly import Quarter, county_totals, empty_town, reporting_quarter
 from tests.assistance.conftest import Assistance, alert, backdate_case
-from tests.support import wait_for
+from tests.support import checklist, wait_for
 
 # ------------------------------------------------------------------------ unit
 
@@ -154,7 +154,12 @@ async def approved_identification(a: Assistance, household_id: str, region: str,
     task_id = await verification_task(a, household_id, region)
     r = await a.client.post(
         f"/v1/tasks/{task_id}/complete",
-        json={"outcome": "confirmed", "verified_by": "镇干部", "monitoring_type": "marginal"},
+        json={
+            "outcome": "confirmed",
+            "verified_by": "镇干部",
+            "monitoring_type": "marginal",
+            **checklist(),
+        },
         headers=a.rw,
     )
     assert r.status_code == 200, r.text

@@ -13,7 +13,7 @@ from backstop.contracts.assistance import FindingObserved, MonitoringStarted, Ta
 from services.assistance import domain, tasks
 from services.assistance.models import Task
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance, alert, backdate_case
-from tests.support import read_topic, wait_for
+from tests.support import checklist, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ async def test_alert_to_task_to_procedure_to_monitoring_decision(a: Assistance) 
         "outcome": "confirmed",
         "verified_by": "王村干",
         "notes": "房屋漏雨，收入下降",
-        "guarantees": {"housing": "prominent_issue"},
+        **checklist(housing="prominent_issue"),
     }
     r = await a.client.post(f"/v1/tasks/{task['id']}/complete", json=done, headers=a.rw)
     assert r.status_code == 200, r.text
@@ -138,7 +138,10 @@ async def test_alert_to_task_to_procedure_to_monitoring_decision(a: Assistance) 
     findings = await read_topic(a.settings, "assistance.findings", match=lambda e: e.subject == hid)
     finding = findings[0].payload()
     assert isinstance(finding, FindingObserved)
-    assert finding.origin == "verification" and finding.guarantees == {"housing": "prominent_issue"}
+    assert (
+        finding.origin == "verification"
+        and finding.guarantees == checklist(housing="prominent_issue")["guarantees"]
+    )
 
     opened = await read_topic(
         a.settings,
@@ -190,7 +193,7 @@ async def test_department_case_goes_to_insurer_after_county_first_check(a: Assis
     [task] = await wait_for(lambda: tasks_of(a, hid), message="task")
     assert task["assignee"] == {"type": "insurer", "code": "picc"}
     assert task["needs_precheck"] is True
-    done = {"outcome": "not_confirmed", "verified_by": "人保核查员"}
+    done = {"outcome": "not_confirmed", "verified_by": "人保核查员", **checklist()}
     r = await a.client.post(f"/v1/tasks/{task['id']}/complete", json=done, headers=a.rw)
     assert r.status_code == 409  # the county's 初核 first
     r = await a.client.post(
@@ -233,13 +236,13 @@ async def test_tasks_are_region_scoped_and_bad_input_is_a_problem(a: Assistance)
     assert r.json()["items"] == []
     r = await a.client.post(
         f"/v1/tasks/{task['id']}/complete",
-        json={"outcome": "confirmed", "verified_by": "x"},
+        json={"outcome": "confirmed", "verified_by": "x", **checklist()},
         headers=elsewhere,
     )
     assert r.status_code == 404
     r = await a.client.post(
         f"/v1/tasks/{task['id']}/complete",
-        json={"outcome": "maybe", "verified_by": "x"},
+        json={"outcome": "maybe", "verified_by": "x", **checklist()},
         headers=a.rw,
     )
     assert r.status_code == 422

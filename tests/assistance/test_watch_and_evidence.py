@@ -13,23 +13,11 @@ from backstop.events import CloudEvent, make_event
 from services.assistance import domain
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance, alert
 from tests.assistance.test_tasks_procedure import tasks_of
-from tests.support import wait_for
+from tests.support import checklist, wait_for
 
 pytestmark = pytest.mark.integration
 
-NOT_CONFIRMED = {
-    "outcome": "not_confirmed",
-    "verified_by": "镇干部",
-    "guarantees": {
-        "food": "ok",
-        "clothing": "ok",
-        "compulsory_education": "ok",
-        "basic_medical": "ok",
-        "housing": "ok",
-        "drinking_water": "ok",
-    },
-    "income": {"year": 2025, "total": 30000},
-}
+NOT_CONFIRMED = {"outcome": "not_confirmed", "verified_by": "镇干部", **checklist()}
 
 
 def assessment(household_id: str, level: str, previous: str | None) -> CloudEvent:
@@ -120,6 +108,26 @@ async def test_new_evidence_reopens_after_not_confirmed_and_joins_an_open_check(
         lambda: _task_if(a, hid, lambda t: t["status"] == "open"), message="re-opened"
     )
     assert again["id"] != first["id"] and again["factors"] == ["housing"]
+
+
+async def test_the_checklist_is_required(a: Assistance) -> None:
+    """二(一): 入户核实了解"一达标、两不愁、三保障"情况 — each item, and the income."""
+    hid = (await a.household()).household_id
+    await a.send(alert(hid, ["low_income"]))
+    [task] = await wait_for(lambda: tasks_of(a, hid), message="task")
+    url = f"/v1/tasks/{task['id']}/complete"
+    bare = {"outcome": "not_confirmed", "verified_by": "镇干部"}
+    r = await a.client.post(url, json=bare, headers=a.rw)
+    assert r.status_code == 422
+    assert {tuple(e["loc"]) for e in r.json()["errors"]} == {
+        ("body", "guarantees"),
+        ("body", "income"),
+    }
+    partial = {**NOT_CONFIRMED, "guarantees": {"housing": "ok"}}
+    r = await a.client.post(url, json=partial, headers=a.rw)
+    assert r.status_code == 422 and "drinking_water" in r.json()["errors"][0]["msg"]
+    r = await a.client.post(url, json=NOT_CONFIRMED, headers=a.rw)
+    assert r.status_code == 200 and r.json()["guarantees"]["drinking_water"] == "ok"
 
 
 async def _task_if(a: Assistance, hid: str, test: object) -> dict | None:

@@ -18,7 +18,7 @@ from backstop.idnumber import check_digit
 from tests.assistance.conftest import backdate_case
 from tests.e2e.conftest import Receiver
 from tests.e2e.system import System
-from tests.support import read_topic, serving, wait_for
+from tests.support import checklist, read_topic, serving, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -160,10 +160,10 @@ async def test_medical_bill_to_monitoring_decision(system: System) -> None:
         # 8. the verification is completed and the identification procedure runs
         r = await assistance.post(f"/v1/tasks/{task['id']}/complete", json={
             "outcome": "confirmed", "verified_by": "沙口镇 黄志明", "notes": "住院治疗，自付较多",
-            "monitoring_type": "unstable"})  # fmt: skip
+            "monitoring_type": "unstable", **checklist()})  # fmt: skip
         assert r.status_code == 200, r.text
         r = await assistance.post(f"/v1/tasks/{task['id']}/complete", json={
-            "outcome": "confirmed", "verified_by": "again"})  # fmt: skip
+            "outcome": "confirmed", "verified_by": "again", **checklist()})  # fmt: skip
         assert r.status_code == 409
         cases = await poll_json(
             assistance, "/v1/cases", lambda b: len(b["items"]) >= 1, household_id=sick_id

@@ -10,6 +10,7 @@ import pytest
 
 from backstop.contracts.policy import (
     CONTACT_ROLES,
+    GUARANTEE_ITEMS,
     SPECIAL_GROUP_LABELS,
     SPECIAL_GROUPS,
     SPECIAL_HARDSHIP_GROUPS,
@@ -127,3 +128,14 @@ def test_a_missed_household_is_charged_to_the_role_that_requires_it() -> None:
     assert responsible_contacts("marginal", "none", [("钱责任人", "assistance_officer")]) == [
         "钱责任人"
     ]
+
+
+def test_every_service_checks_the_same_guarantees() -> None:
+    """二(一): 入户核实了解"一达标、两不愁、三保障"情况 (and 饮水安全): registry stores,
+    assistance's checklist asks, and the findings carry the same items."""
+    from backstop.contracts import registry as registry_events
+    from services.assistance import models as assistance_models
+
+    assert get_args(registry.GuaranteeItem) == GUARANTEE_ITEMS
+    assert get_args(registry_events.GuaranteeItem) == GUARANTEE_ITEMS
+    assert get_args(assistance_models.GuaranteeItem) == GUARANTEE_ITEMS
