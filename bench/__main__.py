@@ -87,6 +87,8 @@ async def main(names: list[str], quick: bool) -> None:
         *(f"- {k}: {v}" for k, v in report["machine"].items()),  # type: ignore[attr-defined]
         "",
         "Machines here are shared and noisy: read the ratios to the same-run baselines.",
+        "What limits each figure (CPU in which frame, the database, the load generator),"
+        " with py-spy profiles: the notes beside this file (http.md, scaling-*.md).",
         "",
     ]
     for name, figures in results.items():
