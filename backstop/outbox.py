@@ -348,7 +348,8 @@ class OutboxRelay:
                         key=row.key.encode(),
                         headers=event_headers(row.event_type, row.correlation_id),
                     )
-                    await asyncio.wait_for(alone, SEND_TIMEOUT_S)
+                    with tracing.restored(row.value):
+                        await asyncio.wait_for(alone, SEND_TIMEOUT_S)
                     delivered.add(row.id)
                 except Exception as exc:
                     if not is_permanent(exc):

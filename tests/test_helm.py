@@ -38,25 +38,24 @@ def test_helm_lint() -> None:
     assert "0 chart(s) failed" in out
 
 
+def kubeconform(rendered: str) -> subprocess.CompletedProcess[str]:
+    """Strict: a field Kubernetes does not know is an error, and no kind goes unchecked."""
+    template = f"{kubernetes_schemas()}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json"
+    return subprocess.run(
+        [str(go_tool("kubeconform")), "-strict", "-summary", "-schema-location", template, "-"],
+        input=rendered, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
 def test_rendered_manifests_are_valid_kubernetes() -> None:
-    schemas = kubernetes_schemas()
     for extra in ([], ["--set", "kafka.securityProtocol=PLAINTEXT,postgresql.sslmode=disable"],
                   ["--set", "kafka.caSecret=kafka-ca,otel.endpoint=http://otel:4318"]):  # fmt: skip
-        rendered = render(*extra)
-        result = subprocess.run(
-            [str(go_tool("kubeconform")), "-strict", "-summary", "-schema-location",
-             f"{schemas}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", "-"],
-            input=rendered, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        result = kubeconform(render(*extra))
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Invalid: 0, Errors: 0, Skipped: 0" in result.stdout, result.stdout
     # kubeconform does refuse what is not valid: a field Kubernetes does not know.
     broken = render().replace("terminationGracePeriodSeconds: 30", "terminationGraceSeconds: 30")
-    result = subprocess.run(
-        [str(go_tool("kubeconform")), "-strict", "-schema-location",
-         f"{schemas}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", "-"],
-        input=broken, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = kubeconform(broken)
     assert result.returncode != 0 and "terminationGraceSeconds" in result.stdout
 
 
