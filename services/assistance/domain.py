@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
-from backstop.contracts.policy import income_drop_share
+from backstop.contracts.policy import ALLEVIATED_TYPES, EDGE_TYPES, income_drop_share
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -412,14 +412,30 @@ TIERS: dict[str, str] = {
     "monitored": "监测户",
     "marginal": "边缘户",
 }
+# 脱贫不脱政策 (seed 三(三)1): 对脱贫户持续推动产业、就业、金融、教育、健康、安全住房和社会
+# 扶贫等政策 — no 脱贫户 tier is ever refused these.
+KEPT_POLICIES = frozenset(
+    {"industry", "employment", "microcredit", "education", "health", "housing", "social_assistance"}
+)
 # Differentiated support (分级管理，差异化扶持): what each tier may receive.
-_DEVELOPMENT = {"industry", "employment", "microcredit", "social_assistance", "poverty_insurance"}
 TIER_MEASURES: dict[str, frozenset[str]] = {
-    "not_enjoying": frozenset(_DEVELOPMENT),
-    "enjoying": frozenset(_DEVELOPMENT | {"public_welfare_job", "education", "health"}),
+    "not_enjoying": KEPT_POLICIES | {"poverty_insurance"},
+    "enjoying": KEPT_POLICIES | {"poverty_insurance", "public_welfare_job"},
     "monitored": frozenset(MEASURES),
     "marginal": frozenset(MEASURES),
 }
+
+
+def tier_of(*, household_type: str, policy_enjoying: bool, monitoring_status: str) -> str | None:
+    """The household's tier (三(一): 已脱贫户分不享受政策、享受政策、监测户三类，和边缘户), from
+    the register, never from the client; None for a household in none of them."""
+    if monitoring_status == "monitored":
+        return "monitored"
+    if household_type in ALLEVIATED_TYPES:
+        return "enjoying" if policy_enjoying else "not_enjoying"
+    if household_type in EDGE_TYPES and monitoring_status != "eliminated":
+        return "marginal"
+    return None
 
 
 def measure_problem(tier: str, category: str) -> str | None:

@@ -579,7 +579,8 @@ class MeasureCreate(Strict):
 
 class PlanCreate(Strict):
     household_id: str = Field(min_length=1, max_length=36)
-    tier: Literal["not_enjoying", "enjoying", "monitored", "marginal"]
+    # The household's tier comes from the register; a tier sent must agree with it.
+    tier: Literal["not_enjoying", "enjoying", "monitored", "marginal"] | None = None
     year: int = Field(ge=2020, le=2100)
     created_by: str = Field(min_length=1, max_length=100)
     measures: list[MeasureCreate] = Field(min_length=1, max_length=50)

@@ -55,8 +55,22 @@ async def create_plan(
 ) -> PlanPublic:
     async with unit_of_work(sessions) as session:
         household = await household_in_region(session, body.household_id, principal)
+        tier = domain.tier_of(
+            household_type=household.type,
+            policy_enjoying=bool(household.snapshot.get("policy_enjoying")),
+            monitoring_status=household.monitoring_status,
+        )
+        if tier is None:
+            raise invalid(
+                ["body", "household_id"],
+                "the household is not a 脱贫户, 监测户 or 边缘户: no plan by tier",
+            )
+        if body.tier is not None and body.tier != tier:
+            raise invalid(
+                ["body", "tier"], f"the household's tier is {tier} ({domain.TIERS[tier]})"
+            )
         for i, m in enumerate(body.measures):
-            problem = domain.measure_problem(body.tier, m.category)
+            problem = domain.measure_problem(tier, m.category)
             if problem:
                 raise invalid(["body", "measures", i, "category"], problem)
             if m.end_on < m.start_on:
@@ -64,7 +78,7 @@ async def create_plan(
         plan = Plan(
             household_id=household.household_id,
             region_code=household.region_code,
-            tier=body.tier,
+            tier=tier,
             year=body.year,
             created_by=body.created_by,
         )

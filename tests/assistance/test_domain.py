@@ -165,6 +165,27 @@ def test_compliance_counts_by_town_and_charges_the_responsible_contact() -> None
 
 
 def test_measures_by_tier() -> None:
+    # 三(三)1: 对脱贫户持续推动产业、就业、金融、教育、健康、安全住房和社会扶贫等政策
+    for tier in ("not_enjoying", "enjoying"):
+        for kept in ("industry", "employment", "microcredit", "education", "health", "housing"):
+            assert domain.measure_problem(tier, kept) is None
+        assert domain.measure_problem(tier, "social_assistance") is None
+    assert (
+        domain.tier_of(household_type="alleviated", policy_enjoying=False, monitoring_status="none")
+        == "not_enjoying"
+    )
+    assert (
+        domain.tier_of(
+            household_type="alleviated", policy_enjoying=True, monitoring_status="monitored"
+        )
+        == "monitored"
+    )
+    assert (
+        domain.tier_of(
+            household_type="marginal", policy_enjoying=False, monitoring_status="eliminated"
+        )
+        is None
+    )
     assert domain.measure_problem("monitored", "social_security") is None
     assert domain.measure_problem("not_enjoying", "social_security")
     assert domain.measure_problem("enjoying", "teleport")

@@ -238,16 +238,12 @@ async def test_plans_follow_the_catalogue_and_tiers(a: Assistance) -> None:
         "created_by": "驻村工作队",
         "measures": [measure],
     }
+    # A plan's tier comes from the household, not from the client.
     r = await a.client.post("/v1/plans", json=plan, headers=a.rw)
-    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == [
-        "body",
-        "measures",
-        0,
-        "category",
-    ]
-    r = await a.client.post("/v1/plans", json={**plan, "tier": "monitored"}, headers=a.rw)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "tier"]
+    r = await a.client.post("/v1/plans", json={**plan, "tier": None}, headers=a.rw)
     assert r.status_code == 201, r.text
-    assert r.json()["measures"][0]["label"] == "公益性岗位"
+    assert r.json()["measures"][0]["label"] == "公益性岗位" and r.json()["tier"] == "monitored"
     [event] = await read_topic(
         a.settings,
         "assistance.decisions",
@@ -259,6 +255,38 @@ async def test_plans_follow_the_catalogue_and_tiers(a: Assistance) -> None:
     assert hid not in {g["household_id"] for g in r.json()["items"]}
     catalogue = (await a.client.get("/v1/measures", headers=a.rw)).json()
     assert len(catalogue["measures"]) == 11 and len(catalogue["tiers"]) == 4
+
+
+async def test_a_former_poor_household_keeps_its_policies(a: Assistance) -> None:
+    """Seed 三(三)1: 坚持脱贫不脱政策…对脱贫户持续推动产业、就业、金融、教育、健康、安全住房
+    和社会扶贫等政策 — a 不享受政策脱贫户 still gets housing, education and health."""
+    today = domain.today()
+    hid = (await a.household(type="alleviated", policy_enjoying=False)).household_id
+    measures = [
+        {
+            "category": category,
+            "description": "脱贫不脱政策",
+            "start_on": str(today),
+            "end_on": str(today + timedelta(days=365)),
+            "amount": "1000",
+            "responsible_unit": "镇政府",
+        }
+        for category in ("housing", "education", "health", "industry", "microcredit")
+    ]
+    plan = {"household_id": hid, "year": today.year, "created_by": "镇干部"}
+    r = await a.client.post("/v1/plans", json={**plan, "measures": measures}, headers=a.rw)
+    assert r.status_code == 201, r.text
+    assert r.json()["tier"] == "not_enjoying"
+    # What the seed does not keep is still differentiated: 低保/特困 is for 监测户.
+    social = {**measures[0], "category": "social_security"}
+    r = await a.client.post("/v1/plans", json={**plan, "measures": [social]}, headers=a.rw)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "measures", 0, "category"]
+    ordinary = (await a.household(type="ordinary")).household_id
+    r = await a.client.post(
+        "/v1/plans", json={**plan, "household_id": ordinary, "measures": measures}, headers=a.rw
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "household_id"]
 
 
 async def test_supervision_issue_evidence_overdue_and_accountability(a: Assistance) -> None:
