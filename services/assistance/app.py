@@ -61,6 +61,10 @@ async def unaccepted_clues_job(runtime: Runtime) -> None:
     await clues.emit_overdue_clues(runtime.sessions)
 
 
+async def campaign_chunks_job(runtime: Runtime) -> None:
+    await campaigns.continue_campaigns(runtime.sessions)
+
+
 SPEC = ServiceSpec(
     name="assistance",
     title="Backstop assistance",
@@ -93,6 +97,7 @@ SPEC = ServiceSpec(
         ("overdue-tasks", 60.0, overdue_tasks_job),
         ("overdue-rectifications", 300.0, overdue_rectifications_job),
         ("unaccepted-clues", 300.0, unaccepted_clues_job),
+        ("campaign-chunks", 2.0, campaign_chunks_job),
         ("task-gauges", 60.0, task_gauges_job),
     ],
 )

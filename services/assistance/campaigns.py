@@ -57,6 +57,8 @@ class CampaignPublic(BaseModel):
     launched_at: datetime
     tasks: int
     generated: int = 0  # by this launch
+    selected: int = 0  # households in the selection when launched
+    status: str = "ready"  # "generating" while its tasks are still being made, chunk by chunk
 
 
 def campaign_code(body: CampaignCreate) -> str:
@@ -110,11 +112,17 @@ def _validate(body: CampaignCreate, principal: Principal) -> None:
     principal.require_region(body.region_prefix)
 
 
+# Review tasks generated in one transaction: a county-wide campaign of 23k households is
+# a dozen chunks, each with its task.opened events, never one 23k-row request.
+CHUNK = 2000
+
+
 async def launch(
     sessions: SessionFactory, *, body: CampaignCreate, principal: Principal
 ) -> CampaignPublic:
-    """Create the campaign (or find it again) and generate the review tasks it lacks, in
-    one INSERT … SELECT, with their task.opened events."""
+    """Create the campaign (or find it again) and generate the first chunk of the review
+    tasks it lacks (INSERT … SELECT, with their task.opened events); the `campaign-chunks`
+    job makes the rest, and the campaign shows `status` and `tasks` of `selected`."""
     _validate(body, principal)
     code = campaign_code(body)
     async with unit_of_work(sessions) as session:
@@ -142,26 +150,65 @@ async def launch(
         ).scalar_one()
         if created is None and not _same_selection(campaign, body):
             raise Problem(409, f"campaign {code} exists with another selection")
-        if created is not None:
-            selected = await session.scalar(
-                select(func.count()).select_from(_selection(campaign, principal).subquery())
-            )
-            if not selected:
-                raise invalid(["body", "region_prefix"], "the selection has no household")
-        tasks = await _generate(session, campaign, principal)
-        await outbox.publish_many(
-            session,
-            [
-                common.make_assistance_event(TaskOpened(**task_data(t)), t.household_id)
-                for t in tasks
-            ],
+        selected = await session.scalar(
+            select(func.count()).select_from(_selection(campaign, principal).subquery())
         )
+        if created is not None and not selected:
+            raise invalid(["body", "region_prefix"], "the selection has no household")
+        campaign.scope_regions = list(principal.regions)
+        campaign.selected = int(selected or 0)
+        generated = await _generate_chunk(session, campaign)
         total = await _task_count(session, campaign.id)
-    return _public(campaign, total, len(tasks))
+        campaign.status = "ready" if generated < CHUNK else "generating"
+    return _public(campaign, total, generated)
+
+
+async def continue_campaigns(sessions: SessionFactory) -> int:
+    """Generate the next chunk of every campaign still `generating`, each chunk in its own
+    transaction (safe with several workers: SKIP LOCKED). Returns the tasks made."""
+    made = 0
+    while True:
+        async with unit_of_work(sessions) as session:
+            campaign = (
+                await session.execute(
+                    select(Campaign)
+                    .where(col(Campaign.status) == "generating")
+                    .order_by(col(Campaign.launched_at))
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalar_one_or_none()
+            if campaign is None:
+                return made
+            generated = await _generate_chunk(session, campaign)
+            if generated < CHUNK:
+                campaign.status = "ready"
+            made += generated
+
+
+async def _generate_chunk(session: AsyncSession, campaign: Campaign) -> int:
+    """Up to CHUNK review tasks for selected households that have none yet, with events."""
+    launcher = Principal(sub=campaign.launched_by, scopes=frozenset(),
+                         regions=tuple(campaign.scope_regions))  # fmt: skip
+    tasks = await _generate(session, campaign, launcher)
+    await outbox.publish_many(
+        session,
+        [common.make_assistance_event(TaskOpened(**task_data(t)), t.household_id) for t in tasks],
+    )
+    return len(tasks)
 
 
 async def _generate(session: AsyncSession, campaign: Campaign, principal: Principal) -> list[Task]:
-    households = _selection(campaign, principal).subquery()
+    has_task = select(col(Task.id)).where(
+        col(Task.campaign_id) == campaign.id, col(Task.household_id) == col(Household.household_id)
+    )
+    households = (
+        _selection(campaign, principal)
+        .where(~has_task.exists())
+        .order_by(col(Household.household_id))
+        .limit(CHUNK)
+        .subquery()
+    )
     now = utcnow()
     source = select(
         cast(func.gen_random_uuid(), String),
@@ -230,6 +277,8 @@ def _public(campaign: Campaign, total: int, generated: int = 0) -> CampaignPubli
         launched_at=campaign.launched_at,
         tasks=total,
         generated=generated,
+        selected=campaign.selected,
+        status=campaign.status,
     )
 
 

@@ -369,6 +369,11 @@ class Campaign(AssistanceBase, table=True):
     deadline: date
     launched_by: str
     launched_at: datetime = _ts()
+    # Tasks are generated a chunk at a time (one transaction each): `generating` until
+    # every selected household has its task. The selection is the launcher's regions.
+    status: str = SQLField(default="ready", max_length=20)
+    selected: int = 0
+    scope_regions: list[str] = _json(list)
 
 
 # ----------------------------------------------------------------------- schemas
