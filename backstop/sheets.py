@@ -697,14 +697,21 @@ def _sheet_targets(archive: zipfile.ZipFile) -> list[tuple[str, str]]:
 _EXCEL_EPOCH_DT = datetime(1899, 12, 30)
 
 
+_COLUMNS: dict[str, int] = {}
+
+
 def _column(ref: str) -> int:
-    """`"AB12"` → 27 (0-based column of a cell reference)."""
-    n = 0
-    for ch in ref:
-        if ch.isdigit():
-            break
-        n = n * 26 + ord(ch) - 64
-    return n - 1
+    """`"AB12"` → 27 (0-based column of a cell reference); letters seen once are kept
+    (a sheet has few columns and this runs for every cell)."""
+    letters = ref.rstrip("0123456789")
+    known = _COLUMNS.get(letters)
+    if known is None:
+        known = -1
+        for ch in letters:
+            known = (known + 1) * 26 + ord(ch) - 65
+        if len(_COLUMNS) < 20_000:
+            _COLUMNS[letters] = known
+    return known
 
 
 def _sheet_rows(
@@ -749,9 +756,13 @@ def _sheet_rows(
         elif name == "c":
             if column >= max_columns or not parts:
                 return
-            value = _cell_value(
-                parts[0] if len(parts) == 1 else "".join(parts), kind, style, shared, date_styles
-            )
+            raw = parts[0] if len(parts) == 1 else "".join(parts)
+            if kind == "inlineStr" or kind == "str":  # the common cases, without a call
+                value: Any = raw
+            elif kind == "s":
+                value = shared[int(raw)]
+            else:
+                value = _cell_value(raw, kind, style, date_styles)
             if column >= len(row):
                 row.extend([None] * (column - len(row) + 1))
             row[column] = value
@@ -768,11 +779,8 @@ def _sheet_rows(
             done.clear()
 
 
-def _cell_value(
-    raw: str, kind: Any, style: Any, shared: list[str], date_styles: frozenset[int]
-) -> Any:
-    if kind == "s":
-        return shared[int(raw)]
+def _cell_value(raw: str, kind: Any, style: Any, date_styles: frozenset[int]) -> Any:
+    """A number (a datetime when its style shows a date), a boolean, or text."""
     if kind == "n":
         if style in date_styles:
             return _EXCEL_EPOCH_DT + timedelta(days=float(raw))
