@@ -6,9 +6,11 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+import pytest
 import yaml
+from cryptography.fernet import Fernet
 
-from backstop.settings import PORTS, SERVICES
+from backstop.settings import PORTS, SERVICES, Settings
 from tests.k8s_schemas import KUBERNETES, kubernetes_schemas
 from tests.support import ROOT
 from tests.tools import go_tool
@@ -76,8 +78,8 @@ def test_per_service_api_and_worker_probes_hook_secrets_hpa_pdb() -> None:
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
             # Secrets only by reference to existing Secrets, never as plain values.
-            for name in ("BACKSTOP_JWT_SECRET", "BACKSTOP_PII_KEY", "PGPASSWORD",
-                         "KAFKA_SASL_PASSWORD"):  # fmt: skip
+            for name in ("BACKSTOP_JWT_SECRET", "BACKSTOP_PII_KEY", "BACKSTOP_SECRETS_KEY",
+                         "PGPASSWORD", "KAFKA_SASL_PASSWORD"):  # fmt: skip
                 assert "value" not in env[name] and "secretKeyRef" in env[name]["valueFrom"]
             assert env["KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
             assert container["resources"]["requests"]
@@ -104,3 +106,18 @@ def test_plaintext_kafka_gets_no_sasl_settings() -> None:
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     names = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "KAFKA_SASL_PASSWORD" not in names and "KAFKA_SSL_CAFILE" not in names
+
+
+def test_the_pods_environment_is_enough_for_production_settings() -> None:
+    """What the chart sets, with the Secrets' values filled in, passes the settings'
+    production checks (no default secret, SASL credentials present)."""
+    deployment = next(d for d in objects(render()) if d["kind"] == "Deployment")
+    env: dict[str, str] = {}
+    for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+        env[e["name"]] = e["value"] if "value" in e else "s3cret-" + "x" * 40
+    env["BACKSTOP_SECRETS_KEY"] = Fernet.generate_key().decode()
+    settings = Settings(**env)  # type: ignore[arg-type]
+    assert settings.environment == "production" and settings.kafka_sasl_password
+    del env["BACKSTOP_PII_KEY"]
+    with pytest.raises(ValueError, match="BACKSTOP_PII_KEY"):
+        Settings(**env)  # type: ignore[arg-type]

@@ -40,14 +40,17 @@ backstop.io/role: {{ .role }}
 - name: BACKSTOP_PII_KEY
   valueFrom:
     secretKeyRef: {name: {{ $v.appSecret.name }}, key: {{ $v.appSecret.piiKeyKey }}}
+- name: BACKSTOP_SECRETS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ $v.appSecret.name }}, key: {{ $v.appSecret.secretsKeyKey }}}
 - name: PGHOST
   value: {{ $v.postgresql.host | quote }}
 - name: PGPORT
-  value: {{ $v.postgresql.port | quote }}
+  value: {{ $v.postgresql.port | int | quote }}
 - name: PGSSLMODE
   value: {{ $v.postgresql.sslmode | quote }}
 - name: BACKSTOP_DB_POOL_SIZE
-  value: {{ $v.postgresql.poolSize | quote }}
+  value: {{ $v.postgresql.poolSize | int | quote }}
 - name: PGUSER
   valueFrom:
     secretKeyRef: {name: {{ $v.postgresql.existingSecret }}, key: {{ $v.postgresql.usernameKey }}}
@@ -59,7 +62,7 @@ backstop.io/role: {{ .role }}
 - name: KAFKA_SECURITY_PROTOCOL
   value: {{ $v.kafka.securityProtocol | quote }}
 - name: BACKSTOP_KAFKA_MAX_MESSAGE_BYTES
-  value: {{ $v.kafka.maxMessageBytes | quote }}
+  value: {{ $v.kafka.maxMessageBytes | int64 | quote }}
 {{- if hasPrefix "SASL" $v.kafka.securityProtocol }}
 - name: KAFKA_SASL_MECHANISM
   value: {{ $v.kafka.saslMechanism | quote }}
