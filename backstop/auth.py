@@ -42,6 +42,9 @@ SCOPES = (
     "quality:read",
     "quality:write",
     "quality:admin",
+    # The insurer (人保公司) verifying department-flagged cases (seed 三(三)3): it completes
+    # the tasks handed to it, and no others.
+    "assistance:insurer",
 )
 
 # The scope of each service's operator endpoints (/v1/admin/..., backstop.admin).

@@ -41,6 +41,7 @@ from services.assistance.models import (
     Task,
     TaskClaim,
     TaskComplete,
+    TaskHandover,
     TaskPage,
     TaskPrecheck,
     TaskPublic,
@@ -80,6 +81,7 @@ def task_public(task: Task, case_id: str | None = None) -> TaskPublic:
         origin=task.origin,
         needs_precheck=task.needs_precheck,
         prechecked_by=task.prechecked_by,
+        handed_over_at=task.handed_over_at,
         opened_at=task.opened_at,
         claimed_by=task.claimed_by,
         completed_at=task.completed_at,
@@ -163,6 +165,16 @@ async def precheck_task(
     return task_public(
         await tasks.precheck_task(sessions, task_id=task_id, body=body, principal=principal)
     )
+
+
+@router.post("/tasks/handover", tags=["tasks"])
+async def hand_over_tasks(
+    body: TaskHandover, sessions: SessionsDep, principal: Principal = WRITE
+) -> dict[str, list[TaskPublic]]:
+    """集中交由人保公司 (seed 三(三)3): the county hands a batch of pre-checked cases to the
+    insurer at once; each insurer due date counts from now. All or none."""
+    handed = await tasks.hand_over(sessions, body=body, principal=principal)
+    return {"items": [task_public(t) for t in handed]}
 
 
 @router.post("/tasks/{task_id}/complete", tags=["tasks"])

@@ -117,6 +117,9 @@ class Task(AssistanceBase, table=True):
     needs_precheck: bool = False  # 县级初核 before the insurer verifies
     prechecked_by: str | None = None
     prechecked_at: datetime | None = _ts(nullable=True)
+    # 集中交由人保公司: the insurer's due date counts from here.
+    handed_over_by: str | None = None
+    handed_over_at: datetime | None = _ts(nullable=True)
     opened_at: datetime = _ts()
     claimed_by: str | None = None
     claimed_at: datetime | None = _ts(nullable=True)
@@ -416,6 +419,7 @@ class TaskPublic(BaseModel):
     origin: str
     needs_precheck: bool
     prechecked_by: str | None
+    handed_over_at: datetime | None = None
     opened_at: datetime
     claimed_by: str | None
     completed_at: datetime | None
@@ -439,6 +443,15 @@ class TaskPrecheck(Strict):
     checked_by: str = Field(min_length=1, max_length=100)
     passed: bool = True
     notes: str | None = Field(default=None, max_length=2000)
+
+
+class TaskHandover(Strict):
+    """集中交由: the county hands pre-checked cases to the insurer at once."""
+
+    task_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(
+        min_length=1, max_length=500
+    )
+    handed_by: str = Field(min_length=1, max_length=100)
 
 
 class IncomeObserved(Strict):

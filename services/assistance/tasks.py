@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from backstop import outbox
-from backstop.auth import Principal
+from backstop.auth import Level, Principal
 from backstop.contracts.assistance import Assignee, TaskCompleted, TaskOpened, TaskOverdue
 from backstop.contracts.risk import AlertRaised, AlertRenewed, AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
@@ -37,12 +37,14 @@ from services.assistance.models import (
     Task,
     TaskClaim,
     TaskComplete,
+    TaskHandover,
     TaskPrecheck,
     new_id,
     utcnow,
 )
 
 log = logging.getLogger("assistance.tasks")
+INSURER_SCOPE = "assistance:insurer"  # 人保公司
 
 
 def task_data(task: Task) -> dict[str, Any]:
@@ -128,6 +130,16 @@ async def open_verification(
             .with_for_update()
         )
     ).scalar_one()
+    if assignment.type == "insurer" and task.assignee_type != "insurer":
+        # 初核 → 人保公司 always happens for a department-flagged case (seed 三(三)3), even
+        # when the town was already checking the household: the case is handed on.
+        task.assignee_type, task.assignee_code = assignment.type, assignment.code
+        task.needs_precheck, task.prechecked_at, task.prechecked_by = (
+            assignment.needs_precheck,
+            None,
+            None,
+        )
+        task.claimed_by, task.claimed_at = None, None
     new_factors = [f for f in factors if f not in task.factors]
     if new_factors:  # a later alert adds what it saw to the open task
         task.factors = [*task.factors, *new_factors]
@@ -214,7 +226,10 @@ async def precheck_task(
     sessions: SessionFactory, *, task_id: str, body: TaskPrecheck, principal: Principal
 ) -> Task:
     """县级初核 of a department-flagged case before the insurer verifies it. A case that
-    fails the first check (e.g. a data error) is cancelled."""
+    fails the first check (e.g. a data error) is cancelled. A case that passes waits for
+    the county's 集中交由 (`hand_over`)."""
+    principal.require_level(Level.COUNTY, "the first check (初核)")
+    _not_insurer(principal, "the first check (初核)")
     async with unit_of_work(sessions) as session:
         task = await _open_task(session, task_id, principal)
         if not task.needs_precheck:
@@ -228,16 +243,67 @@ async def precheck_task(
     return task
 
 
+def _not_insurer(principal: Principal, act: str) -> None:
+    if principal.has(INSURER_SCOPE):
+        raise Problem(403, f"{act} is the county's, not the insurer's")
+
+
+async def hand_over(
+    sessions: SessionFactory, *, body: TaskHandover, principal: Principal
+) -> list[Task]:
+    """集中交由人保公司 (seed 三(三)3: 市扶贫办经初核后，集中交由人保公司按程序入户核实处理):
+    the county hands pre-checked insurer cases over in one batch, all or none. The
+    insurer's due date counts from the handover."""
+    principal.require_level(Level.COUNTY, "handing cases to the insurer (集中交由)")
+    _not_insurer(principal, "handing cases to the insurer (集中交由)")
+    async with unit_of_work(sessions) as session:
+        policy = await load_policy(session)
+        today, now = domain.today(), utcnow()
+        handed: list[Task] = []
+        for i, task_id in enumerate(dict.fromkeys(body.task_ids)):
+            task = await _open_task(session, task_id, principal)
+            problem = (
+                "is not the insurer's"
+                if task.assignee_type != "insurer"
+                else "awaits the county's first check (初核)"
+                if task.needs_precheck and task.prechecked_at is None
+                else "was already handed over"
+                if task.handed_over_at is not None
+                else None
+            )
+            if problem:
+                raise Problem(
+                    409,
+                    f"task {task.id} {problem}",
+                    errors=[{"loc": ["body", "task_ids", i], "msg": problem}],
+                )
+            task.handed_over_by, task.handed_over_at = body.handed_by, now
+            task.due_on, task.overdue_emitted_at = domain.due_on(today, policy), None
+            handed.append(task)
+    return handed
+
+
 async def complete_task(
     sessions: SessionFactory, *, task_id: str, body: TaskComplete, principal: Principal
 ) -> tuple[Task, str | None]:
     """Close a verification with its outcome. A confirmed one opens the identification
     procedure (unless the household is already monitored); observations flow back to
-    registry as a finding. Returns (task, case id)."""
+    registry as a finding. Returns (task, case id).
+
+    An insurer's task is completed by the insurer (scope `assistance:insurer`) or the
+    county, once handed over; the insurer completes no other task."""
     async with unit_of_work(sessions) as session:
         task = await _open_task(session, task_id, principal)
-        if task.needs_precheck and task.prechecked_at is None:
-            raise Problem(409, f"task {task.id} awaits the county's first check (初核)")
+        insurer = principal.has(INSURER_SCOPE)
+        if task.assignee_type == "insurer":
+            if not (insurer or principal.county_level):
+                raise Problem(403, f"task {task.id} is the insurer's (人保公司) to complete")
+            if task.needs_precheck and task.prechecked_at is None:
+                raise Problem(409, f"task {task.id} awaits the county's first check (初核)")
+            if task.needs_precheck and task.handed_over_at is None:
+                raise Problem(409, f"task {task.id} awaits the handover to the insurer (集中交由)")
+        elif insurer:
+            raise Problem(403, f"task {task.id} is not the insurer's")
         task.status, task.completed_at = "done", utcnow()
         task.outcome, task.verified_by, task.notes = body.outcome, body.verified_by, body.notes
         task.guarantees = {str(k): str(v) for k, v in body.guarantees.items()}

@@ -188,20 +188,63 @@ async def _factors(a: Assistance, household_id: str, wanted: set[str]) -> bool:
 
 
 async def test_department_case_goes_to_insurer_after_county_first_check(a: Assistance) -> None:
+    """Seed 三(三)3: 市扶贫办经初核后，集中交由人保公司按程序入户核实处理."""
     hid = (await a.household()).household_id
     await a.send(alert(hid, ["illness", "expense_surge"]))
     [task] = await wait_for(lambda: tasks_of(a, hid), message="task")
     assert task["assignee"] == {"type": "insurer", "code": "picc"}
     assert task["needs_precheck"] is True
     done = {"outcome": "not_confirmed", "verified_by": "人保核查员", **checklist()}
-    r = await a.client.post(f"/v1/tasks/{task['id']}/complete", json=done, headers=a.rw)
+    insurer = a.headers("assistance:read", "assistance:write", "assistance:insurer")
+    town = a.headers("assistance:read", "assistance:write", regions=(TOWN,))
+    url = f"/v1/tasks/{task['id']}"
+    r = await a.client.post(f"{url}/complete", json=done, headers=insurer)
     assert r.status_code == 409  # the county's 初核 first
-    r = await a.client.post(
-        f"/v1/tasks/{task['id']}/precheck", json={"checked_by": "县扶贫办"}, headers=a.rw
-    )
+    precheck = {"checked_by": "县扶贫办"}
+    for who in (town, insurer):  # 初核 is the county office's
+        assert (
+            await a.client.post(f"{url}/precheck", json=precheck, headers=who)
+        ).status_code == 403
+    r = await a.client.post(f"{url}/precheck", json=precheck, headers=a.rw)
     assert r.status_code == 200
-    r = await a.client.post(f"/v1/tasks/{task['id']}/complete", json=done, headers=a.rw)
+    r = await a.client.post(f"{url}/complete", json=done, headers=insurer)
+    assert r.status_code == 409 and "集中交由" in r.json()["detail"]
+
+    # A town task already open is handed on when department data flags the household.
+    other = (await a.household()).household_id
+    await a.send(alert(other, ["low_income"]))
+    [town_task] = await wait_for(lambda: tasks_of(a, other), message="town task")
+    assert town_task["assignee"]["type"] == "town"
+    r = await a.client.post(f"/v1/tasks/{town_task['id']}/complete", json=done, headers=insurer)
+    assert r.status_code == 403  # the insurer completes only its own tasks
+    await a.send(alert(other, ["disaster"]))
+    rerouted = await wait_for(
+        lambda: _insurer_task(a, other), message="the town task handed to the insurer"
+    )
+    assert rerouted["id"] == town_task["id"] and rerouted["needs_precheck"] is True
+
+    # 集中交由: a batch, all or none; only pre-checked insurer cases.
+    handover = {"task_ids": [task["id"], rerouted["id"]], "handed_by": "县扶贫办"}
+    r = await a.client.post("/v1/tasks/handover", json=handover, headers=a.rw)
+    assert r.status_code == 409 and r.json()["errors"][0]["loc"] == ["body", "task_ids", 1]
+    r = await a.client.post("/v1/tasks/handover", json=handover, headers=town)
+    assert r.status_code == 403
+    r = await a.client.post(
+        "/v1/tasks/handover", json={**handover, "task_ids": [task["id"]]}, headers=a.rw
+    )
+    assert r.status_code == 200, r.text
+    [handed] = r.json()["items"]
+    # The insurer's due date counts from the handover.
+    assert handed["handed_over_at"] and handed["due_on"] == str(domain.today() + timedelta(days=7))
+    r = await a.client.post(f"{url}/complete", json=done, headers=town)
+    assert r.status_code == 403  # nor does a town complete the insurer's task
+    r = await a.client.post(f"{url}/complete", json=done, headers=insurer)
     assert r.status_code == 200 and r.json()["case_id"] is None
+
+
+async def _insurer_task(a: Assistance, hid: str) -> dict | None:
+    tasks = await tasks_of(a, hid)
+    return tasks[0] if tasks and tasks[0]["assignee"]["type"] == "insurer" else None
 
 
 async def test_overdue_is_emitted_once_even_with_two_replicas(a: Assistance) -> None:
