@@ -24,7 +24,6 @@ import collections
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from backstop.auth import issue_token
 from backstop.db import make_session_factory, unit_of_work
 from backstop.settings import Settings
 from bench.common import scratch_stack
-from tests.support import ROOT, Stack
+from tests.support import ROOT, Stack, free_port
 
 GET_CONNECTIONS = 32
 POST_CONNECTIONS = 16
@@ -176,18 +175,11 @@ def run_wrk(
 # --- servers -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Server:
     """One uvicorn process serving `target`, as deploy/run.py and compose serve a service."""
 
     def __init__(self, target: str, env: dict[str, str]) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"bench.http:{target}", "--factory",
