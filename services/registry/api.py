@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import AwareDatetime
 from starlette.datastructures import UploadFile
 
 from backstop.app import SessionDep, SessionsDep
@@ -36,6 +37,7 @@ from services.registry.models import (
     HouseholdPublic,
     ImportError_,
     ImportSummary,
+    IncomeImport,
     MemberCreate,
     MemberMove,
     MemberPatch,
@@ -99,9 +101,12 @@ async def list_households(
     special_group: SpecialGroup | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    updated_since: AwareDatetime | None = None,
 ) -> HouseholdPage:
     """Households by region prefix, type, monitoring status and special group, within the
-    token's regions; `next_cursor` fetches the next page."""
+    token's regions; `next_cursor` fetches the next page. `updated_since` (with a time
+    zone) gives the province an incremental sync: the households changed since then, oldest
+    change first."""
     views, next_cursor = await queries.list_households(
         session,
         visible=None if principal.all_regions else list(principal.regions),
@@ -111,6 +116,7 @@ async def list_households(
         special_group=special_group,
         limit=limit,
         cursor=cursor,
+        updated_since=updated_since,
     )
     pii = principal.has(PII)
     return HouseholdPage(
@@ -253,6 +259,25 @@ async def put_income(
         sessions, household_id, income, actor=principal.sub, can_see=principal.can_see
     )
     return Response(status_code=204)
+
+
+@router.post("/incomes/import")
+async def import_incomes(
+    body: IncomeImport, sessions: SessionsDep, principal: Principal = require(WRITE)
+) -> dict[str, int]:
+    """A yearly income import: updates existing households' income of `year`, each change
+    in the household's history; all rows or none. Returns how many changed."""
+    incomes = []
+    for i, row in enumerate(body.incomes):
+        parts = row.model_dump(exclude={"household_id"})
+        try:
+            incomes.append((row.household_id, domain.make_income(year=body.year, **parts)))
+        except domain.RuleViolation as exc:
+            raise invalid(["body", "incomes", i, exc.field], exc.message) from None
+    updated = await commands.import_incomes(
+        sessions, incomes, actor=principal.sub, can_see=principal.can_see
+    )
+    return {"year": body.year, "received": len(incomes), "updated": updated}
 
 
 @router.put("/households/{household_id}/contacts", status_code=204)

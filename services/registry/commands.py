@@ -6,6 +6,7 @@ and the outbox event, commit once."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -512,26 +513,58 @@ async def set_income(
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)
         _visible(can_see, view)
-        row = {"household_id": view.household["id"], **income.__dict__}
-        current = next((i for i in view.incomes if i["year"] == income.year), None)
-        if current is not None and all(current[k] == row[k] for k in row):
-            return
-        await write_income(session, view, income)
-        await record_change(
-            session,
-            view,
-            {},
-            actor=actor,
-            action="income.recorded",
-            changes={
-                f"income.{income.year}": domain.income_change(
-                    current["total"] if current else None, income.total
-                )
-            },
-            event=lambda snap: contract.HouseholdUpdated(
-                household=snap, changed_by=actor, changed_fields=["incomes"]
-            ),
-        )
+        await _record_income(session, view, income, actor=actor)
+
+
+async def import_incomes(
+    sessions: SessionFactory,
+    incomes: Sequence[tuple[uuid.UUID, domain.Income]],
+    *,
+    actor: str,
+    can_see: Any,
+) -> int:
+    """A yearly income import (年度收入更新): each existing household's income of the year
+    recorded with its history entry and event, all or none. A household unknown or outside
+    the caller's regions is a 422 naming its row. Returns how many incomes changed."""
+    async with unit_of_work(sessions) as session:
+        views = await load_views(session, sorted({h for h, _ in incomes}), for_update=True)
+        missing = [
+            {"loc": ["body", "incomes", i, "household_id"], "msg": "unknown household"}
+            for i, (h, _) in enumerate(incomes)
+            if h not in views or not can_see(views[h].region_code)
+        ]
+        if missing:
+            raise Problem(422, f"{len(missing)} unknown household(s)", errors=missing)
+        changed = 0
+        for household_id, income in incomes:
+            changed += await _record_income(session, views[household_id], income, actor=actor)
+    return changed
+
+
+async def _record_income(
+    session: AsyncSession, view: HouseholdView, income: domain.Income, *, actor: str
+) -> bool:
+    """Write one year's income with its history entry and event; False when unchanged."""
+    current = next((i for i in view.incomes if i["year"] == income.year), None)
+    if current is not None and all(current[k] == v for k, v in income.__dict__.items()):
+        return False
+    await write_income(session, view, income)
+    await record_change(
+        session,
+        view,
+        {},
+        actor=actor,
+        action="income.recorded",
+        changes={
+            f"income.{income.year}": domain.income_change(
+                current["total"] if current else None, income.total
+            )
+        },
+        event=lambda snap: contract.HouseholdUpdated(
+            household=snap, changed_by=actor, changed_fields=["incomes"]
+        ),
+    )
+    return True
 
 
 async def set_contacts(

@@ -75,6 +75,7 @@ class Household(RegistryBase, table=True):
         ),
         Index("ix_household_type", "type"),
         Index("ix_household_monitoring_status", "monitoring_status"),
+        Index("ix_household_updated_at", "updated_at", "id"),  # the province's sync
     )
     id: uuid.UUID = TField(sa_column=Column(Uuid, primary_key=True))
     household_number: str | None = TField(
@@ -214,6 +215,24 @@ class AnnualIncome(RequestModel):
     business: Amount | None = None
     transfer: Amount | None = None
     property: Amount | None = None
+
+
+class IncomeRow(RequestModel):
+    """One household's income in a yearly import; parts optional (total = their sum)."""
+
+    household_id: uuid.UUID
+    total: Amount | None = None
+    wage: Amount | None = None
+    business: Amount | None = None
+    transfer: Amount | None = None
+    property: Amount | None = None
+
+
+class IncomeImport(RequestModel):
+    """年度收入更新: one year's incomes of existing households."""
+
+    year: int = Field(ge=2000, le=2100)
+    incomes: list[IncomeRow] = Field(min_length=1, max_length=5000)
 
 
 # Bounds of a household: members (a 户 of more than 30 is a data error) and contacts.

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.contracts.policy import contact_missing
@@ -121,8 +122,11 @@ async def list_households(
     special_group: str | None,
     limit: int,
     cursor: str | None,
+    updated_since: datetime | None = None,
 ) -> tuple[list[HouseholdView], str | None]:
-    """Households matching the filters, ordered by id, one page after `cursor`."""
+    """Households matching the filters, ordered by id, one page after `cursor`. With
+    `updated_since`: those changed at or after it, oldest change first (an incremental
+    sync: the next sync passes the last `updated_at` it saw)."""
     conditions: list[ColumnElement[bool]] = []
     if visible is not None:
         conditions.append(_prefix(H.c.region_code, visible))
@@ -136,13 +140,21 @@ async def list_households(
         conditions.append(
             exists().where(P.c.household_id == H.c.id, P.c.special_groups.contains([special_group]))
         )
-    after = decode_cursor(cursor, uuid.UUID)
-    if after is not None:
-        conditions.append(H.c.id > after[0])
-    query = select(H.c.id).where(and_(*conditions)).order_by(H.c.id).limit(limit + 1)
-    ids = list((await session.execute(query)).scalars())
-    next_cursor = encode_cursor(ids[limit - 1]) if len(ids) > limit else None
-    ids = ids[:limit]
+    if updated_since is not None:
+        conditions.append(H.c.updated_at >= updated_since)
+        since = decode_cursor(cursor, datetime.fromisoformat, uuid.UUID)
+        if since is not None:
+            conditions.append(tuple_(H.c.updated_at, H.c.id) > tuple_(*since))
+        query = select(H.c.updated_at, H.c.id).order_by(H.c.updated_at, H.c.id)
+    else:
+        after = decode_cursor(cursor, uuid.UUID)
+        if after is not None:
+            conditions.append(H.c.id > after[0])
+        query = select(H.c.id).order_by(H.c.id)
+    rows = list((await session.execute(query.where(and_(*conditions)).limit(limit + 1))).all())
+    # Each row is its sort key, the household id last.
+    next_cursor = encode_cursor(*rows[limit - 1]) if len(rows) > limit else None
+    ids = [r[-1] for r in rows[:limit]]
     views = await load_views(session, ids)
     return [views[i] for i in ids if i in views], next_cursor
 
