@@ -45,6 +45,8 @@ SCOPES = (
     # The insurer (人保公司) verifying department-flagged cases (seed 三(三)3): it completes
     # the tasks handed to it, and no others.
     "assistance:insurer",
+    "province:write",
+    "province:read",
 )
 
 # The scope of each service's operator endpoints (/v1/admin/..., backstop.admin).

@@ -158,3 +158,21 @@ class VisitRecorded(BaseModel):
     region_code: str
     channel: str
     visited_on: date
+
+
+@event_type("backstop.assistance.warning.matched.v1", topic=TASKS_TOPIC)
+class PlatformWarningMatched(BaseModel):
+    """A provincial platform warning (省平台预警) matched to a household and joined to its
+    verification task. risk takes a prominent_issue as evidence of the item's factor."""
+
+    warning_id: str  # the platform's own id
+    household_id: str
+    region_code: str
+    system: str  # classification | return_warning | marginal
+    system_label: str
+    item: str
+    item_label: str
+    factor: str  # the risk factor code the item stands for
+    level: Literal["possible_issue", "prominent_issue"]
+    warned_on: date
+    task_id: str

@@ -13,7 +13,16 @@ from backstop.contracts.risk import ALERTS_TOPIC, ASSESSMENTS_TOPIC
 from backstop.events import CloudEvent
 from backstop.metrics import set_from_query
 from backstop.settings import Settings
-from services.assistance import campaigns, clues, common, domain, reports, supervision, tasks
+from services.assistance import (
+    campaigns,
+    clues,
+    common,
+    domain,
+    province_warnings,
+    reports,
+    supervision,
+    tasks,
+)
 from services.assistance.api import router
 
 HOUSEHOLD_TYPES = (
@@ -65,6 +74,10 @@ async def campaign_chunks_job(runtime: Runtime) -> None:
     await campaigns.continue_campaigns(runtime.sessions)
 
 
+async def rematch_warnings_job(runtime: Runtime) -> None:
+    await province_warnings.rematch_warnings(runtime.sessions)
+
+
 SPEC = ServiceSpec(
     name="assistance",
     title="Backstop assistance",
@@ -72,7 +85,7 @@ SPEC = ServiceSpec(
         "Verification tasks (入户核实), the identification procedure, visits, assistance plan"
         "s, funds and supervision."
     ),
-    routers=[router, clues.router, campaigns.router, reports.router],
+    routers=[router, clues.router, campaigns.router, reports.router, province_warnings.router],
     consumers=[
         ConsumerSpec(
             group="assistance.alerts",
@@ -93,12 +106,14 @@ SPEC = ServiceSpec(
             handlers={"backstop.risk.assessment.changed.v1": on_assessment},
         ),
     ],
+    max_upload_bytes=province_warnings.MAX_FILE_BYTES,  # the platform's warnings export
     jobs=[
         ("overdue-tasks", 60.0, overdue_tasks_job),
         ("overdue-rectifications", 300.0, overdue_rectifications_job),
         ("unaccepted-clues", 300.0, unaccepted_clues_job),
         ("campaign-chunks", 2.0, campaign_chunks_job),
         ("task-gauges", 60.0, task_gauges_job),
+        ("rematch-province-warnings", 300.0, rematch_warnings_job),
     ],
 )
 
