@@ -11,7 +11,7 @@ from prometheus_client import Gauge
 
 from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
-from backstop.contracts import datasync, registry
+from backstop.contracts import assistance, datasync, registry
 from backstop.metrics import set_from_query
 from backstop.settings import Settings
 from services.risk import policies, reactions
@@ -43,7 +43,7 @@ SPEC = ServiceSpec(
     consumers=[
         ConsumerSpec(
             group="risk",
-            topics=[registry.TOPIC, datasync.TOPIC],
+            topics=[registry.TOPIC, datasync.TOPIC, assistance.TASKS_TOPIC],  # + 省平台预警
             batch_handler=reactions.apply_events,
             batch_types=reactions.CONSUMED_TYPES,
             # Safe: a batch locks its households before reading them (reactions.py).

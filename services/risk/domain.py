@@ -76,6 +76,14 @@ GUARANTEES: dict[str, tuple[str, str]] = {
     "housing": ("housing", "住房安全保障"),
     "drinking_water": ("drinking_water", "饮水安全"),
 }
+# The provincial platform's items (services/assistance/province.py) -> these keys.
+PLATFORM_ITEMS = {
+    "food_clothing": "food",
+    "compulsory_education": "compulsory_education",
+    "basic_medical": "basic_medical",
+    "housing": "housing",
+    "drinking_water": "drinking_water",
+}
 # Keys of stored policies written before the groups took registry's words.
 _LEGACY_GROUP_KEYS = {
     "serious_illness": "major_illness",
@@ -254,14 +262,14 @@ class FeedRecord:
     """One department record, as risk keeps it: `amount` is the out-of-pocket cost
     (medical, education), the loss (disaster) or the benefit (civil affairs)."""
 
-    source: str  # medical | disaster | civil_affairs | education
+    source: str  # medical | disaster | civil_affairs | education | province (省平台预警)
     record_id: str
     occurred_on: date
     amount: float
     id_hash: str = ""
     housing_damaged: bool = False
-    kind: str | None = None  # civil affairs: dibao | tekun | temporary_assistance | ...
-    status: str | None = None  # civil affairs: granted | terminated
+    kind: str | None = None  # civil affairs: dibao | tekun | ...; province: the item
+    status: str | None = None  # civil affairs: granted | terminated; province: the level
     enrolled: bool | None = None  # education
 
     @property
@@ -304,6 +312,8 @@ class Features:
     civil_affairs: Mapping[str, tuple[str, date, str]] = field(default_factory=dict)
     # latest education record per student: id_hash -> (enrolled, record ref)
     enrolment: Mapping[str, tuple[bool, str]] = field(default_factory=dict)
+    # the provincial platform's warnings of the 12 months: item -> (worst level, refs)
+    platform_warnings: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     snapshot_source: str = ""  # the registry event the household snapshot came from
 
     @property
@@ -360,7 +370,13 @@ def build_features(
     housing: list[str] = []
     civil: dict[str, tuple[str, date, str]] = {}
     enrolment: dict[str, tuple[date, str, bool, str]] = {}
+    platform: dict[str, tuple[str, tuple[str, ...]]] = {}
     for r in records:
+        if r.source == "province" and r.kind and r.status and r.occurred_on >= start:
+            level, refs = platform.get(r.kind, (r.status, ()))
+            worst = "prominent_issue" if "prominent_issue" in (level, r.status) else level
+            platform[r.kind] = (worst, (*refs, r.ref))
+            continue
         if r.source == "education" and r.enrolled is not None and r.id_hash:
             key = (r.occurred_on, r.record_id)
             seen = enrolment.get(r.id_hash)
@@ -409,6 +425,7 @@ def build_features(
         rigid_before=spending(before),
         civil_affairs=civil,
         enrolment={h: (v[2], v[3]) for h, v in enrolment.items()},
+        platform_warnings=platform,
         snapshot_source=snapshot_source,
     )
 
@@ -734,6 +751,12 @@ def guarantees(features: Features, policy: Policy) -> list[Factor]:
             name = GUARANTEES[item][1]
             word = "存在突出问题" if status == "prominent_issue" else "可能存在问题"
             note(item, status, f"{name}{word}（登记核实）", registry)
+    # The provincial platform's 后台系统数据监测预警 (its own items; 收入 is income's).
+    for platform_item, (status, refs) in features.platform_warnings.items():
+        item = PLATFORM_ITEMS.get(platform_item, "")
+        if item in GUARANTEES and status in ("possible_issue", "prominent_issue"):
+            word = "存在突出问题" if status == "prominent_issue" else "可能存在问题"
+            note(item, status, f"{GUARANTEES[item][1]}{word}（省平台监测预警）", refs)
 
     lo, hi = policy.compulsory_age_min, policy.compulsory_age_max
     for m in features.members:

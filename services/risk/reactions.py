@@ -13,6 +13,7 @@ from sqlalchemy import func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop.contracts import assistance as assistance_contract
 from backstop.contracts import datasync as datasync_contract
 from backstop.contracts import registry as registry_contract
 from backstop.events import CloudEvent, registered_types
@@ -26,7 +27,8 @@ RECORDS_MATCHED = "backstop.datasync.records.matched.v1"
 REGISTRY_TYPES = frozenset(
     name for name, spec in registered_types().items() if spec.topic == registry_contract.TOPIC
 )
-CONSUMED_TYPES = REGISTRY_TYPES | {RECORDS_MATCHED}
+WARNING_MATCHED = "backstop.assistance.warning.matched.v1"  # 省平台预警, kept as a record
+CONSUMED_TYPES = REGISTRY_TYPES | {RECORDS_MATCHED, WARNING_MATCHED}
 
 
 @dataclass
@@ -92,6 +94,27 @@ def _collect(events: Sequence[CloudEvent]) -> _Batch:
                 # it would across batches.
                 batch.records.setdefault((rec.source, rec.record_id), _record_row(event, data, rec))
             household_id = data.household_id
+        elif event.type == WARNING_MATCHED:
+            warning = event.payload()
+            assert isinstance(warning, assistance_contract.PlatformWarningMatched)
+            household_id = warning.household_id
+            batch.records.setdefault(
+                ("province", warning.warning_id),
+                {
+                    "source": "province",
+                    "record_id": warning.warning_id,
+                    "household_id": household_id,
+                    "id_hash": "",
+                    "occurred_on": warning.warned_on,
+                    "amount": 0.0,
+                    "housing_damaged": False,
+                    "kind": warning.item,
+                    "status": warning.level,
+                    "enrolled": None,
+                    "batch_id": warning.task_id,
+                    "event_id": event.id,
+                },
+            )
         elif event.type in REGISTRY_TYPES:
             payload = event.payload()
             assert isinstance(payload, registry_contract.HouseholdEvent)

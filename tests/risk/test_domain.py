@@ -426,3 +426,27 @@ def test_new_evidence_while_at_risk() -> None:
         )
         == []
     )
+
+
+def test_a_platform_warning_is_evidence_of_its_item_with_its_source() -> None:
+    warning = FeedRecord(
+        "province", "GD-1", date(2026, 11, 1), 0.0, kind="housing", status="prominent_issue"
+    )
+    possible = FeedRecord(
+        "province", "GD-2", date(2026, 11, 2), 0.0, kind="drinking_water", status="possible_issue"
+    )
+    old = FeedRecord(
+        "province", "GD-0", date(2025, 1, 1), 0.0, kind="basic_medical", status="prominent_issue"
+    )
+    result = assess(household(records=(warning, possible, old)), DEFAULT_POLICY)
+    housing = next(f for f in result.factors if f.code == "housing")
+    assert "省平台监测预警" in housing.evidence and housing.sources == ("province:GD-1",)
+    assert result.level == "at_risk"  # 存在突出问题 forces at_risk
+    assert "drinking_water" in result.codes
+    assert "basic_medical" not in result.codes  # older than 12 months
+    income = FeedRecord(
+        "province", "GD-3", date(2026, 11, 1), 0.0, kind="income", status="prominent_issue"
+    )
+    assert (
+        assess(household(records=(income,)), DEFAULT_POLICY).level == "none"
+    )  # income is registry's

@@ -604,3 +604,36 @@ async def test_every_feed_maps_onto_features_and_rules(
     ).json()
     assert features["disaster"]["amount_12m"] == 5_000
     assert features["members"][2]["enrolled"] is False
+
+
+async def test_a_platform_warning_is_evidence_in_the_assessment_with_its_source(
+    stack: Stack,
+    settings: Settings,
+    service: tuple[httpx.AsyncClient, Runtime],
+    producer: AIOKafkaProducer,
+) -> None:
+    """省平台预警 (issue 19): assistance's warning.matched feeds the household's assessment."""
+    from backstop.contracts.assistance import TASKS_TOPIC, PlatformWarningMatched
+
+    client, _ = service
+    hid = str(uuid.uuid4())
+    await send_snapshot(producer, settings, snapshot(hid))
+    await wait_for(lambda: level_is(client, stack, hid, "none"), message="first score")
+    warning = PlatformWarningMatched(
+        warning_id=f"GD-{hid[:8]}",
+        household_id=hid,
+        region_code=VILLAGE,
+        system="return_warning",
+        system_label="返贫预警监测系统",
+        item="housing",
+        item_label="住房安全",
+        factor="housing",
+        level="prominent_issue",
+        warned_on=date.today() - timedelta(days=3),
+        task_id=str(uuid.uuid4()),
+    )
+    await send(producer, settings, TASKS_TOPIC, make_event("assistance", warning, subject=hid))
+    risk = await wait_for(lambda: level_is(client, stack, hid, "at_risk"), message="at_risk")
+    [housing] = [f for f in risk["factors"] if f["code"] == "housing"]
+    assert housing["evidence"] == "住房安全保障存在突出问题（省平台监测预警）"
+    assert housing["sources"] == [f"province:GD-{hid[:8]}"]
