@@ -13,7 +13,7 @@ from backstop.contracts.registry import MemberSnapshot
 from backstop.idnumber import check_digit, id_hash
 from services.assistance.province_warnings import rematch_warnings
 from tests.assistance.conftest import Assistance, make_household
-from tests.support import read_topic
+from tests.support import checklist, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +128,12 @@ async def test_a_warning_opens_a_task_a_second_joins_it_and_the_outcome_comes_ba
     assert pending["status"] == "verifying" and pending["outcome"] is None
     r = await a.client.post(
         f"/v1/tasks/{task_id}/complete",
-        json={"outcome": "confirmed", "verified_by": "镇干部王某", "notes": "C级危房"},
+        json={
+            "outcome": "confirmed",
+            "verified_by": "镇干部王某",
+            "notes": "C级危房",
+            **checklist(housing="prominent_issue"),
+        },
         headers=a.rw,
     )
     assert r.status_code == 200, r.text
