@@ -4,7 +4,8 @@ Department feeds (医保局, 应急管理局, 民政局, 教育局): batches, va
 
 - `app.py`: the service (routers, the person-index consumer, the late-delivery job).
 - `api.py`: the HTTP routes: batches (JSON or file), reading them, unmatched records, deliveries.
-- `domain.py`: pure rules: sources, field aliases, record validation, the delivery calendar.
+- `domain.py`: pure rules: sources, record validation and derivations, the delivery calendar.
+- `columns.py`: how files name the columns (aliases per source, mapping profiles), Chinese names of fields and error codes.
 - `parsing.py`: an upload into rows: JSON, and files through the kernel's `backstop.sheets`.
 - `profiles.py`: the county's versioned mapping profiles (file header → field).
 - `preview.py`: a file read and checked as an upload would be, nothing stored.

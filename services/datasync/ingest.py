@@ -31,9 +31,9 @@ from backstop.idnumber import mask_id
 from backstop.logs import correlation_id
 from backstop.settings import Settings
 from backstop.sheets import SheetProblem
+from services.datasync.columns import CODES_ZH
 from services.datasync.config import DatasyncConfig
 from services.datasync.domain import (
-    CODES_ZH,
     DEPARTMENTS,
     SERVICE,
     Context,

@@ -18,12 +18,14 @@ from operator import itemgetter
 from typing import IO, Any
 
 from backstop.sheets import Limits, Table, open_table
-from services.datasync.domain import (
+from services.datasync.columns import (
     FIELD_ALIASES,
     MappingProfile,
     header_matcher,
-    missing_columns,
     normalize_header,
+)
+from services.datasync.domain import (
+    missing_columns,
     record_id_rule,
 )
 

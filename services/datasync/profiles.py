@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.db import SessionFactory, raw_connection, unit_of_work
 from backstop.errors import invalid
-from services.datasync.domain import MappingProfile, fields_of, normalize_header
+from services.datasync.columns import MappingProfile, fields_of, normalize_header
 from services.datasync.models import ProfileCreate, ProfilePublic
 
 _COLUMNS = "source, version, columns::text AS columns, header_row, header_rows, sheet, note,"

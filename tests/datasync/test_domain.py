@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backstop.idnumber import InvalidIdNumber, check_digit, id_hash, parse_id_number
+from services.datasync.columns import column_map
 from services.datasync.domain import (
     MEMO_SIZE,
     CalendarRules,
@@ -19,7 +20,6 @@ from services.datasync.domain import (
     Period,
     amount,
     check_period,
-    column_map,
     delivery_status,
     missing_columns,
     normalize_id_number,
