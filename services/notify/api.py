@@ -93,9 +93,19 @@ async def list_reminders(
     rows = (await session.execute(stmt.order_by(REMINDERS.c.seq.desc()).limit(limit + 1))).all()
     page = rows[:limit]
     return {
-        "items": [dict(r._mapping) for r in page],
+        "items": [_public(r, principal) for r in page],
         "next_cursor": encode_cursor(page[-1].seq) if len(rows) > limit else None,
     }
+
+
+def _public(row: Any, principal: Principal) -> dict[str, Any]:
+    """A reminder as shown: a key contact's phone (in its recipient and dedup key) is
+    for the administrators of the directory only."""
+    reminder = dict(row._mapping)
+    if not principal.has("notify:admin"):
+        reminder["recipient"] = domain.public_recipient(reminder["recipient"])
+        reminder["dedup_key"] = domain.public_dedup_key(reminder["dedup_key"])
+    return reminder
 
 
 async def _reminder(session: SessionDep, reminder_id: uuid.UUID, principal: Principal) -> Any:
@@ -109,7 +119,7 @@ async def _reminder(session: SessionDep, reminder_id: uuid.UUID, principal: Prin
 async def get_reminder(
     reminder_id: uuid.UUID, session: SessionDep, principal: Principal = require("notify:read")
 ) -> dict[str, Any]:
-    return dict((await _reminder(session, reminder_id, principal))._mapping)
+    return _public(await _reminder(session, reminder_id, principal), principal)
 
 
 @router.get("/reminders/{reminder_id}/deliveries", response_model=list[ReminderAttemptPublic])

@@ -123,6 +123,15 @@ def normalize_phone(phone: str) -> str:
     return re.sub(r"[\s\-()]", "", phone)
 
 
+def public_dedup_key(key: str) -> str:
+    """A reminder's dedup key fit for events and logs: a key contact's phone (its last
+    part, for reminders to contacts) is masked."""
+    head, sep, last = key.rpartition(":")
+    # Mobile 1xxxxxxxxxx or landline 0…: region codes (town, village) never start so.
+    phone = last.isdigit() and ((last[:1] == "1" and len(last) == 11) or last[:1] == "0")
+    return f"{head}{sep}{mask_phone(last)}" if sep and phone else key
+
+
 def public_recipient(recipient: str) -> str:
     """A recipient key fit for events and logs: a key contact's phone is masked."""
     kind, _, code = recipient.partition(":")

@@ -157,7 +157,7 @@ async def publish_final(
             failure_reason=get("failure_reason"),
             attempts=get("attempts"),
             region_code=get("region_code"),
-            dedup_key=get("dedup_key"),
+            dedup_key=domain.public_dedup_key(str(get("dedup_key"))),
         )
         REMINDERS_FINAL.labels(payload.kind, payload.status).inc()
         events.append(

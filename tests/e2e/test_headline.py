@@ -12,12 +12,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from backstop.events import CloudEvent
 from backstop.idnumber import check_digit
 from tests.assistance.conftest import backdate_case
 from tests.e2e.conftest import Receiver
 from tests.e2e.system import System
+from tests.security.test_privacy import ID_NUMBER, rebuildable
 from tests.support import checklist, read_topic, serving, wait_for
 
 pytestmark = pytest.mark.integration
@@ -205,3 +207,35 @@ async def test_medical_bill_to_monitoring_decision(system: System) -> None:
         assert (await assistance.get("/v1/tasks", params={"household_id": well_id})).json()[
             "items"
         ] == []
+
+
+async def test_nothing_on_the_bus_or_in_the_logs_rebuilds_an_id_number(system: System) -> None:
+    """After the headline flow (ID numbers in registry bodies and the medical feed, a key
+    contact's phone): every message on every topic of this system and every line of every
+    service's log is scanned for a full ID number, a masked one beside a birth date, and
+    the contact's phone."""
+    prefix = system.settings("registry").topic_prefix
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=system.settings("registry").kafka_bootstrap_servers,
+        group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+    )  # fmt: skip
+    await consumer.start()
+    messages: list[bytes] = []
+    try:
+        topics = [t for t in await consumer.topics() if t.startswith(prefix)]
+        consumer.subscribe(topics)
+        idle = 0
+        while idle < 3:
+            batches = await consumer.getmany(timeout_ms=1000)
+            idle = 0 if batches else idle + 1
+            messages += [r.value for records in batches.values() for r in records if r.value]
+    finally:
+        await consumer.stop()
+    assert len(messages) > 10
+    for raw in messages:
+        assert rebuildable(orjson.loads(raw)) == [], raw[:300]
+        assert b"13800138000" not in raw
+    for service in ("registry", "datasync", "risk", "assistance", "notify", "quality"):
+        text = system.log_of(service).read_text(errors="replace")
+        assert ID_NUMBER.findall(text) == [], service
+        assert "13800138000" not in text, service

@@ -59,6 +59,13 @@ def test_masking_keeps_area_code_and_last_four() -> None:
     )
 
 
+def test_logs_mask_mobile_numbers_too() -> None:
+    line = '"GET /v1/reminders?recipient=contact%3A13800138000 HTTP/1.1" 200'
+    assert (
+        mask_id_numbers(line) == '"GET /v1/reminders?recipient=contact%3A138****8000 HTTP/1.1" 200'
+    )
+
+
 def test_json_logs_never_show_an_id_number() -> None:
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "matched %s", (VALID,), None)
     line = JsonFormatter("test").format(record)

@@ -153,6 +153,12 @@ def test_common_prefix() -> None:
 def test_key_contact_phones_are_masked_in_events() -> None:
     assert domain.public_recipient("contact:13800000001") == "contact:138****0001"
     assert domain.public_recipient("town:441881101") == "town:441881101"
+    assert domain.public_dedup_key("monitoring_started:c1:13800000001") == (
+        "monitoring_started:c1:138****0001"
+    )
+    assert (
+        domain.public_dedup_key("task.opened:t1:town:441881101") == "task.opened:t1:town:441881101"
+    )
 
 
 def test_internal_callback_addresses() -> None:
