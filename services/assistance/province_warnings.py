@@ -255,10 +255,12 @@ class WarningPage(BaseModel):
 
 
 async def match_households(
-    session: AsyncSession, numbers: set[str], hashes: set[str]
+    session: AsyncSession, warnings: list[ProvinceWarning]
 ) -> tuple[dict[str, Household], dict[str, Household]]:
-    """Households by household number and by a member's id_hash, read from the
-    household read model (one statement each, whatever the batch's size)."""
+    """The warnings' households by household number and by a member's id_hash, read from
+    the household read model (one statement each, whatever the batch's size)."""
+    numbers = {w.household_number for w in warnings if w.household_number}
+    hashes = {w.person_id_hash for w in warnings if w.person_id_hash}
     by_number: dict[str, Household] = {}
     by_hash: dict[str, Household] = {}
     if numbers:
@@ -357,7 +359,7 @@ async def take_warnings(
                 f"the same warning id as warnings[{seen[w.warning_id]}]",
             )
         seen[w.warning_id] = index
-    rows = []
+    rows: list[ProvinceWarning] = []
     for w in warnings:
         person_hash = id_hash(w.id_number, pii_key) if w.id_number else None
         rows.append(
@@ -377,11 +379,7 @@ async def take_warnings(
         )
     results: list[WarningResult] = []
     async with unit_of_work(sessions) as session:
-        by_number, by_hash = await match_households(
-            session,
-            {r.household_number for r in rows if r.household_number},
-            {r.person_id_hash for r in rows if r.person_id_hash},
-        )
+        by_number, by_hash = await match_households(session, rows)
         for index, row in enumerate(rows):
             household = _household_of(row, by_number, by_hash)
             if household is not None and not principal.can_see(household.region_code):
@@ -465,11 +463,7 @@ async def rematch_warnings(sessions: SessionFactory, *, limit: int = 1000) -> in
         )
         if not pending:
             return 0
-        by_number, by_hash = await match_households(
-            session,
-            {w.household_number for w in pending if w.household_number},
-            {w.person_id_hash for w in pending if w.person_id_hash},
-        )
+        by_number, by_hash = await match_households(session, pending)
         matched = 0
         for warning in pending:
             household = _household_of(warning, by_number, by_hash)
