@@ -47,15 +47,36 @@ class TaskOverdue(TaskData):
     days_overdue: int
 
 
-@event_type("backstop.assistance.rectification.overdue.v1", topic=TASKS_TOPIC)
-class RectificationOverdue(BaseModel):
-    """A supervision issue (督导整改) past its deadline; keyed by region."""
-
+class RectificationData(BaseModel):
     issue_id: str
     region_code: str
     responsible_unit: str
     deadline: date
     summary: str
+
+
+@event_type("backstop.assistance.rectification.raised.v1", topic=TASKS_TOPIC)
+class RectificationRaised(RectificationData):
+    """A supervision issue (督导整改) was raised: the town and village are told at once
+    (seed 四(三): 发现问题及时反馈镇村，限时整改到位); keyed by region."""
+
+    found_on: date
+
+
+@event_type("backstop.assistance.rectification.overdue.v1", topic=TASKS_TOPIC)
+class RectificationOverdue(RectificationData):
+    """A supervision issue past its deadline; keyed by region. Sent again every
+    `rectification_repeat_days` until the issue is closed: `reminder` counts them."""
+
+    reminder: int = 1
+
+
+@event_type("backstop.assistance.rectification.closed.v1", topic=TASKS_TOPIC)
+class RectificationClosed(RectificationData):
+    """整改到位, with whether it came after the deadline (lateness is kept)."""
+
+    rectified_on: date
+    days_late: int
 
 
 @event_type("backstop.assistance.clue.overdue.v1", topic=TASKS_TOPIC)

@@ -6,7 +6,7 @@ claim-once stamp of the overdue jobs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
@@ -245,22 +245,28 @@ async def claim_once(
     stamp: str,
     *due: ColumnElement[bool],
     at: datetime | None = None,
+    again_after: timedelta | None = None,
 ) -> list[Claimable]:
-    """Stamp `stamp` on up to 1,000 rows that match `due` and carry no stamp yet, and return
-    them. Rows are claimed FOR UPDATE SKIP LOCKED and stamped by a conditional UPDATE, so
-    replicas running the same job at once never take the same row: each event leaves once."""
+    """Stamp `stamp` on up to 1,000 rows that match `due` and carry no stamp yet (or, with
+    `again_after`, one older than that), and return them. Rows are claimed FOR UPDATE SKIP
+    LOCKED and stamped by a conditional UPDATE, so replicas running the same job at once
+    never take the same row: each event leaves once per round."""
     table = model.__table__  # type: ignore[attr-defined]
+    now = at or utcnow()
+    unstamped: ColumnElement[bool] = table.c[stamp].is_(None)
+    if again_after is not None:
+        unstamped = or_(unstamped, table.c[stamp] <= now - again_after)
     claimed = (
         select(table.c.id)
-        .where(*due, table.c[stamp].is_(None))
+        .where(*due, unstamped)
         .limit(1000)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     rows = await session.execute(
         update(model)
-        .where(table.c.id.in_(claimed), table.c[stamp].is_(None))
-        .values({stamp: at or utcnow()})
+        .where(table.c.id.in_(claimed), unstamped)
+        .values({stamp: now})
         .returning(model)
     )
     return list(rows.scalars())

@@ -49,6 +49,8 @@ class AssistancePolicy(BaseModel):
     income_lines: dict[int, float] = Field(default_factory=lambda: dict(DEFAULT_MONITORING_LINES))
     max_income_drop_ratio: float = Field(default=0.3, ge=0, le=1)  # "stable" income
     measure_grace_days: int = Field(default=30, ge=0)  # a measure within a month
+    # 限时整改: an overdue issue is reminded again every so many days until it is closed.
+    rectification_repeat_days: int = Field(default=7, ge=1, le=90)
     # How far back a visit may be logged: the month's contacts are reported monthly.
     visit_backdate_days: int = Field(default=31, ge=0, le=366)
     # 市镇两级按比例分担: the city's share of a grant; towns may have their own ratio.

@@ -746,6 +746,8 @@ class IssuePublic(BaseModel):
     reported_by: str
     rectified_at: datetime | None
     verified_by: str | None
+    # 限时整改: days past the deadline, kept once the issue is closed late (0 = on time)
+    days_late: int = 0
     evidence: list[EvidencePublic]
 
 

@@ -3,7 +3,7 @@ overdue-rectification job."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,11 +11,21 @@ from sqlmodel import col
 
 from backstop import outbox
 from backstop.auth import Principal
-from backstop.contracts.assistance import RectificationOverdue
+from backstop.contracts.assistance import (
+    RectificationClosed,
+    RectificationOverdue,
+    RectificationRaised,
+)
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from services.assistance import domain
-from services.assistance.common import claim_once, locked, make_assistance_event, narrowed
+from services.assistance.common import (
+    claim_once,
+    load_policy,
+    locked,
+    make_assistance_event,
+    narrowed,
+)
 from services.assistance.models import (
     AccountabilityAction,
     AccountabilityCreate,
@@ -47,11 +57,28 @@ async def issue_public(session: AsyncSession, issue: SupervisionIssue) -> IssueP
         **{
             k: getattr(issue, k)
             for k in IssuePublic.model_fields
-            if k not in ("status", "evidence")
+            if k not in ("status", "evidence", "days_late")
         },
         status=status,
+        days_late=days_late(issue, domain.today()),
         evidence=[EvidencePublic.model_validate(e) for e in evidence],
     )
+
+
+def days_late(issue: SupervisionIssue, today: date) -> int:
+    """Days past the deadline: to today while open, to the day it was closed after."""
+    until = issue.rectified_at.astimezone(domain.CHINA).date() if issue.rectified_at else today
+    return max(0, (until - issue.deadline).days)
+
+
+def _facts(issue: SupervisionIssue) -> dict[str, object]:
+    return {
+        "issue_id": issue.id,
+        "region_code": issue.region_code,
+        "responsible_unit": issue.responsible_unit,
+        "deadline": issue.deadline,
+        "summary": issue.summary,
+    }
 
 
 async def create_issue(
@@ -64,6 +91,8 @@ async def create_issue(
         issue = SupervisionIssue(**body.model_dump())
         session.add(issue)
         await session.flush()
+        raised = RectificationRaised(**_facts(issue), found_on=issue.found_on)
+        await outbox.publish(session, make_assistance_event(raised, issue.region_code))
         return await issue_public(session, issue)
 
 
@@ -103,6 +132,12 @@ async def close_issue(
             body.verified_by,
         )
         await session.flush()
+        closed = RectificationClosed(
+            **_facts(issue),
+            rectified_on=domain.today(),
+            days_late=days_late(issue, domain.today()),
+        )
+        await outbox.publish(session, make_assistance_event(closed, issue.region_code))
         return await issue_public(session, issue)
 
 
@@ -167,26 +202,26 @@ async def list_accountability(
 
 
 async def emit_overdue_rectifications(sessions: SessionFactory, *, on: date | None = None) -> int:
-    """rectification.overdue once per issue past its deadline (safe with two replicas)."""
+    """rectification.overdue for each open issue past its deadline, and again every
+    `rectification_repeat_days` until it is closed (each round once, with two replicas)."""
     on = on or domain.today()
     async with unit_of_work(sessions) as session:
+        every = (await load_policy(session)).rectification_repeat_days
         issues = await claim_once(
             session,
             SupervisionIssue,
             "overdue_emitted_at",
             col(SupervisionIssue.status) == "open",
             col(SupervisionIssue.deadline) < on,
+            again_after=timedelta(days=every),
         )
         await outbox.publish_many(
             session,
             [
                 make_assistance_event(
                     RectificationOverdue(
-                        issue_id=i.id,
-                        region_code=i.region_code,
-                        responsible_unit=i.responsible_unit,
-                        deadline=i.deadline,
-                        summary=i.summary,
+                        **_facts(i),
+                        reminder=(on - i.deadline).days // every + 1,
                     ),
                     i.region_code,
                 )

@@ -111,6 +111,10 @@ def department_key(source: str) -> RecipientKey:
     return RecipientKey("department", source)
 
 
+def village_key(region_code: str) -> RecipientKey:
+    return RecipientKey("village", region_code[:12])
+
+
 def county_office_key() -> RecipientKey:
     return RecipientKey("county_office", COUNTY_OFFICE_CODE)
 
@@ -199,6 +203,15 @@ def rectification_overdue(
     return _msg(
         head,
         f"{region_code}的督导整改事项「{summary}」（责任单位{responsible_unit}）已超过整改期限{deadline:%Y年%m月%d日}，请限时整改到位。",
+    )
+
+
+def rectification_raised(
+    *, region_code: str, responsible_unit: str, deadline: date, summary: str
+) -> Message:
+    return _msg(
+        "督导发现问题，请限时整改",
+        f"{region_code}发现问题「{summary}」（责任单位{responsible_unit}），请于{deadline:%Y年%m月%d日}前整改到位并上传整改材料。",
     )
 
 

@@ -126,7 +126,9 @@ class EventHandlers:
         assert isinstance(data, assistance.RectificationOverdue)
         return self._office_then_leader(
             "rectification",
-            episode=f"{data.issue_id}:{data.deadline.isoformat()}",
+            # every reminder round is its own episode: 限时整改 is reminded until closed
+            episode=f"{data.issue_id}:{data.deadline.isoformat()}"
+            + (f":{data.reminder}" if data.reminder > 1 else ""),
             region_code=data.region_code,
             ref=data.issue_id,
             subject_id=None,
@@ -138,6 +140,38 @@ class EventHandlers:
                 escalated=escalated,
             ),
         )
+
+    def _draft_rectification_raised(self, event: CloudEvent, known: Known) -> list[Draft]:
+        """发现问题及时反馈镇村: the town office and, for a village's issue, the village."""
+        data = event.payload()
+        assert isinstance(data, assistance.RectificationRaised)
+        message = domain.rectification_raised(
+            region_code=data.region_code,
+            responsible_unit=data.responsible_unit,
+            deadline=data.deadline,
+            summary=data.summary,
+        )
+        recipients = [domain.town_office_key(data.region_code)]
+        if len(data.region_code) == 12:
+            recipients.append(domain.village_key(data.region_code))
+        return [
+            Draft(
+                dedup_key=f"rectification.raised:{data.issue_id}:{who}",
+                kind="rectification_raised",
+                recipient=who,
+                region_code=data.region_code,
+                message=message,
+                subject_id=None,
+                ref=data.issue_id,
+            )
+            for who in recipients
+        ]
+
+    async def rectification_closed(self, session: AsyncSession, event: CloudEvent) -> None:
+        """整改到位 makes its pending escalation moot: cancel it (recorded)."""
+        data = event.payload()
+        assert isinstance(data, assistance.RectificationClosed)
+        await cancel_pending(session, ref=data.issue_id, kinds=("rectification_escalated",))
 
     def _office_then_leader(
         self,
@@ -369,6 +403,7 @@ class EventHandlers:
             "backstop.assistance.task.opened.v1": self._draft_task_opened,
             "backstop.assistance.task.overdue.v1": self._draft_task_overdue,
             "backstop.assistance.rectification.overdue.v1": self._draft_rectification_overdue,
+            "backstop.assistance.rectification.raised.v1": self._draft_rectification_raised,
             "backstop.assistance.clue.overdue.v1": self._draft_clue_overdue,
             "backstop.assistance.monitoring.started.v1": self._draft_monitoring_started,
             "backstop.assistance.risk.eliminated.v1": self._draft_risk_eliminated,
@@ -422,6 +457,7 @@ class EventHandlers:
         """Handlers of the events applied one by one."""
         return {
             "backstop.assistance.task.completed.v1": self.task_completed,
+            "backstop.assistance.rectification.closed.v1": self.rectification_closed,
             **{t: self.household_changed for t in HOUSEHOLD_EVENT_TYPES},
         }
 

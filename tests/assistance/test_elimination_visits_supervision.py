@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlmodel import col
 
 from backstop.contracts.assistance import FindingObserved, RectificationOverdue, RiskEliminated
 from backstop.contracts.registry import ContactSnapshot, IncomeSnapshot, MemberSnapshot
+from backstop.db import unit_of_work
 from services.assistance import domain, supervision
+from services.assistance.common import claim_once
+from services.assistance.models import SupervisionIssue, utcnow
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance, backdate_case
 from tests.support import read_topic
 
@@ -319,14 +323,31 @@ async def test_supervision_issue_evidence_overdue_and_accountability(a: Assistan
         )
         == 0
     )
-    [event] = await read_topic(
+    # 限时整改: reminded again after rectification_repeat_days (7) until closed.
+    later = utcnow() + timedelta(days=7, minutes=1)
+    async with unit_of_work(a.runtime.sessions) as session:
+        again = await claim_once(
+            session,
+            SupervisionIssue,
+            "overdue_emitted_at",
+            col(SupervisionIssue.id) == issue_id,
+            at=later,
+            again_after=timedelta(days=7),
+        )
+    assert [i.id for i in again] == [issue_id]
+    events = await read_topic(
         a.settings,
         "assistance.tasks",
         match=lambda e: (
-            e.type.endswith("rectification.overdue.v1") and e.data["issue_id"] == issue_id
+            e.type.startswith("backstop.assistance.rectification.")
+            and e.data["issue_id"] == issue_id
         ),
+        min_count=2,
     )
-    assert isinstance(event.payload(), RectificationOverdue)
+    # 发现问题及时反馈镇村: raised when found, then overdue.
+    assert [e.type.split(".")[-2] for e in events] == ["raised", "overdue"]
+    assert isinstance(events[1].payload(), RectificationOverdue)
+    assert events[1].data["reminder"] == 2  # a week past its deadline: the second round
     r = await a.client.post(
         f"/v1/supervision/issues/{issue_id}/evidence",
         json={
@@ -341,6 +362,7 @@ async def test_supervision_issue_evidence_overdue_and_accountability(a: Assistan
         f"/v1/supervision/issues/{issue_id}/close", json={"verified_by": "督导组"}, headers=a.rw
     )
     assert r.status_code == 200 and r.json()["status"] == "rectified"
+    assert r.json()["days_late"] == 0  # closed before its deadline
     r = await a.client.post(
         "/v1/supervision/accountability",
         json={
@@ -362,3 +384,17 @@ async def test_supervision_issue_evidence_overdue_and_accountability(a: Assistan
     outside = a.headers("assistance:read", "assistance:write", regions=("441882",))
     r = await a.client.post("/v1/supervision/issues", json=issue, headers=outside)
     assert r.status_code == 403
+
+
+def test_lateness_is_kept_when_an_issue_closes_after_its_deadline() -> None:
+    # Seed 四(三): 限时整改到位 — closing late does not erase that it was late.
+    issue = SupervisionIssue(
+        region_code=TOWN, source="inspection", summary="s", responsible_unit="u",
+        deadline=date(2026, 11, 1), found_on=date(2026, 10, 20), reported_by="r",
+    )  # fmt: skip
+    assert supervision.days_late(issue, date(2026, 11, 1)) == 0
+    assert supervision.days_late(issue, date(2026, 11, 4)) == 3  # open, overdue
+    issue.rectified_at = datetime(2026, 11, 6, 2, 0, tzinfo=UTC)  # 10:00 in China
+    assert supervision.days_late(issue, date(2026, 12, 31)) == 5  # kept after closing
+    issue.rectified_at = datetime(2026, 10, 30, tzinfo=UTC)
+    assert supervision.days_late(issue, date(2026, 12, 31)) == 0

@@ -14,7 +14,7 @@ from backstop.db import unit_of_work
 from backstop.events import CloudEvent, make_event
 from backstop.settings import Settings
 from services.notify.app import create
-from services.notify.models import REMINDER_ATTEMPTS, REMINDERS
+from services.notify.models import RECIPIENTS, REMINDER_ATTEMPTS, REMINDERS
 from services.notify.reactions import EventHandlers
 from tests.notify.conftest import fast, send_events
 from tests.support import Stack, read_topic, serve, wait_for
@@ -149,8 +149,6 @@ async def test_overdue_task_goes_to_assignee_then_town_leader_unknown_recipient_
         # With a registered leader, the escalation waits, and completing the task cancels it.
         task2 = str(uuid.uuid4())
         async with unit_of_work(runtime.sessions) as session:
-            from services.notify.models import RECIPIENTS
-
             await session.execute(
                 RECIPIENTS.insert().values(
                     kind="town_leader",
@@ -282,8 +280,15 @@ async def test_overdue_rectifications_and_clues_go_to_the_town_then_its_leader(
                 subject=clue,
             ),
         ]
+        facts = {"issue_id": issue, "region_code": "441881170003", "responsible_unit": "石马镇",
+                 "deadline": date.today() - timedelta(days=3), "summary": "监测户帮扶措施未落实"}  # fmt: skip
+        raised = make_event(
+            "assistance",
+            assistance.RectificationRaised(**facts, found_on=date.today() - timedelta(days=20)),
+            subject=issue,
+        )
         async with unit_of_work(runtime.sessions) as session:
-            await handlers.remind(session, events + events)  # a batch with duplicates
+            await handlers.remind(session, [raised, *events, *events])  # with duplicates
         async with runtime.sessions() as session:
             rows = (
                 await session.execute(
@@ -293,11 +298,46 @@ async def test_overdue_rectifications_and_clues_go_to_the_town_then_its_leader(
                 )
             ).all()
         assert [tuple(r) for r in rows] == [
+            # 发现问题及时反馈镇村: the town and the village are told when it is raised
+            ("rectification_raised", "town:441881170"),
+            ("rectification_raised", "village:441881170003"),
             ("rectification_overdue", "town:441881170"),
             ("rectification_escalated", "town_leader:441881170"),
             ("clue_overdue", "town:441881170"),
             ("clue_escalated", "town_leader:441881170"),
         ]
+        # Reminded again until closed: the next round is a reminder of its own; closing
+        # the issue cancels the escalation still pending.
+        again = make_event(
+            "assistance", assistance.RectificationOverdue(**facts, reminder=2), subject=issue
+        )
+        closed = make_event(
+            "assistance",
+            assistance.RectificationClosed(**facts, rectified_on=date.today(), days_late=3),
+            subject=issue,
+        )
+        waiting = EventHandlers(fast(escalation_delay_s=3600.0))  # escalation still pending
+        async with unit_of_work(runtime.sessions) as session:
+            await session.execute(
+                RECIPIENTS.insert().values(
+                    kind="town_leader", code="441881170", name="镇长", region_code="441881170",
+                    channel="sms", address="13900000000",
+                )
+            )  # fmt: skip
+        async with unit_of_work(runtime.sessions) as session:
+            await waiting.remind(session, [again])
+            await waiting.rectification_closed(session, closed)
+        async with runtime.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(REMINDERS.c.kind, REMINDERS.c.status)
+                    .where(REMINDERS.c.ref == issue, REMINDERS.c.kind != "rectification_raised")
+                    .order_by(REMINDERS.c.seq)
+                )
+            ).all()
+        kinds = [r.kind for r in rows]
+        assert kinds.count("rectification_overdue") == 2
+        assert [r.status for r in rows if r.kind == "rectification_escalated"][-1] == "cancelled"
 
 
 async def test_data_quality_errors_remind_the_town_once_a_day_and_escalate(
