@@ -435,7 +435,7 @@ async def test_a_past_years_per_capita_income_divides_by_that_years_members(
     household_id = await create(registry, household_body())  # 3 members, 2025: 30,000
     added = await registry.client.post(
         f"/v1/households/{household_id}/members",
-        json={"id_number": person_id_number(2026), "name": "陈小妹", "relation": "child"},
+        json={"id_number": person_id_number(2025), "name": "陈小妹", "relation": "child"},
         headers=registry.writer,
     )
     assert added.status_code == 201, added.text
