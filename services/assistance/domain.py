@@ -14,7 +14,12 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
-from backstop.contracts.policy import ALLEVIATED_TYPES, EDGE_TYPES, income_drop_share
+from backstop.contracts.policy import (
+    ALLEVIATED_TYPES,
+    EDGE_TYPES,
+    SPECIAL_HARDSHIP_GROUPS,
+    income_drop_share,
+)
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -466,6 +471,15 @@ CENT = Decimal("0.01")
 
 def money(value: Decimal | float | str) -> Decimal:
     return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def assistance_recipient(monitoring_status: str, special_groups: Iterable[str]) -> bool:
+    """救助对象, whose grants the city and towns share (seed 三(二): 对救助对象补助资金，由
+    市镇两级按比例给予分担): a household under monitoring, or one with a member of the
+    4类特困群体."""
+    return monitoring_status == "monitored" or any(
+        g in SPECIAL_HARDSHIP_GROUPS for g in special_groups
+    )
 
 
 def split_grant(amount: Decimal, city_share: Decimal) -> tuple[Decimal, Decimal]:

@@ -175,6 +175,17 @@ async def grant(
         if replay:
             return replay
         household = await household_in_region(session, body.household_id, principal)
+        members = household.snapshot.get("members", [])
+        groups = [g for m in members for g in m.get("special_groups", [])]
+        # Grants are county acts already (api.py): the override needs only its reason.
+        if body.override_reason is None and not domain.assistance_recipient(
+            household.monitoring_status, groups
+        ):
+            raise invalid(
+                ["body", "household_id"],
+                "not a 救助对象 (neither monitored nor in a special-hardship group): "
+                "the 市镇 split pays it only with the county's override_reason",
+            )
         city = await _pick_fund(session, body.city_fund_id, level="city", town_code=None)
         town = await _pick_fund(
             session, body.town_fund_id, level="town", town_code=household.town_code
@@ -196,6 +207,7 @@ async def grant(
             purpose=body.purpose,
             granted_on=granted_on,
             granted_by=body.granted_by,
+            override_reason=body.override_reason,
         )
         # Always lock funds in id order so two grants never deadlock.
         for fund, part in sorted(((city, city_part), (town, town_part)), key=lambda p: p[0].id):

@@ -262,6 +262,7 @@ class Grant(AssistanceBase, table=True):
     purpose: str
     granted_on: date
     granted_by: str
+    override_reason: str | None = None
     created_at: datetime = _ts()
 
 
@@ -663,6 +664,8 @@ class GrantCreate(Strict):
     granted_on: Occurred | None = None
     city_fund_id: str | None = Field(default=None, max_length=36)
     town_fund_id: str | None = Field(default=None, max_length=36)
+    # The county's reason to pay a household that is not a 救助对象 from the 市镇 split.
+    override_reason: str | None = Field(default=None, min_length=1, max_length=1000)
 
 
 class GrantPublic(BaseModel):
@@ -679,6 +682,7 @@ class GrantPublic(BaseModel):
     purpose: str
     granted_on: date
     granted_by: str
+    override_reason: str | None = None
 
 
 class StatementLine(BaseModel):

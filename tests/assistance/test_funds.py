@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
+from backstop.contracts.registry import MemberSnapshot
 from services.assistance.models import LedgerEntry
 from tests.assistance.conftest import TOWN, Assistance
 from tests.support import read_topic
@@ -42,7 +44,9 @@ async def deposit(a: Assistance, fund_id: str, amount: str) -> None:
 
 async def test_fifty_concurrent_grants_against_a_fund_that_can_pay_ten(a: Assistance) -> None:
     town = "441881199"
-    hid = (await a.household(region_code=town + "001", town_code=town)).household_id
+    hid = (
+        await a.household(region_code=town + "001", town_code=town, monitoring_status="monitored")
+    ).household_id
     city = await make_fund(a, "city", "charity")
     town_fund = await make_fund(a, "town", "town", town)
     await deposit(a, city, "1000.00")  # city pays half of 200: exactly ten grants
@@ -94,7 +98,7 @@ async def test_fifty_concurrent_grants_against_a_fund_that_can_pay_ten(a: Assist
 
 
 async def test_idempotency_key_replays_and_refuses_another_body(a: Assistance) -> None:
-    hid = (await a.household()).household_id
+    hid = (await a.household(monitoring_status="monitored")).household_id
     city = await make_fund(a, "city", "named")
     town_fund = await make_fund(a, "town", "town", TOWN)
     await deposit(a, city, "500.00")
@@ -155,3 +159,39 @@ async def test_policy_is_versioned_and_only_the_county_changes_it(a: Assistance)
         "/v1/policy", json={"changed_by": "x", "policy": {"nope": 1}}, headers=a.rw
     )
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "policy", "nope"]
+
+
+async def test_the_city_town_split_pays_only_assistance_recipients(a: Assistance) -> None:
+    # Seed 三(二): 对救助对象补助资金，由市镇两级按比例给予分担.
+    city = await make_fund(a, "city", "named")
+    town_fund = await make_fund(a, "town", "town", TOWN)
+    await deposit(a, city, "500.00")
+    await deposit(a, town_fund, "500.00")
+    ordinary = (await a.household()).household_id  # a 脱贫户, neither monitored nor 特困
+    body = {"household_id": ordinary, "amount": "100.00", "purpose": "临时救助",
+            "granted_by": "市扶贫办", "city_fund_id": city, "town_fund_id": town_fund}  # fmt: skip
+    r = await a.client.post(
+        "/v1/grants", json=body, headers={**a.rw, "Idempotency-Key": uuid.uuid4().hex}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "household_id"]
+    assert "救助对象" in r.json()["errors"][0]["msg"]
+    # A member of the 4类特困群体 makes the household a 救助对象.
+    hardship = await a.household(
+        members=[
+            MemberSnapshot(person_id=str(uuid.uuid4()), id_hash="1" * 64, relation="head",
+                           sex="female", birth_date=date(1950, 1, 1),
+                           special_groups=["disabled_without_carer"])
+        ]
+    )  # fmt: skip
+    r = await a.client.post(
+        "/v1/grants", json={**body, "household_id": hardship.household_id},
+        headers={**a.rw, "Idempotency-Key": uuid.uuid4().hex},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    # The county may override, with its reason kept on the grant.
+    reason = "县扶贫办会议决定：因火灾临时救助"
+    r = await a.client.post(
+        "/v1/grants", json={**body, "override_reason": reason},
+        headers={**a.rw, "Idempotency-Key": uuid.uuid4().hex},
+    )  # fmt: skip
+    assert r.status_code == 201 and r.json()["override_reason"] == reason
