@@ -54,8 +54,9 @@ async def check_late_deliveries(
         delivered = {
             (r["source"], r["period"])
             for r in await conn.fetch(
-                "SELECT DISTINCT source, period FROM feed_batches"
-                " WHERE (source, period) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                # A batch whose every record was rejected delivered nothing.
+                "SELECT DISTINCT source, period FROM feed_batches WHERE accepted > 0"
+                " AND (source, period) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
                 [c[0] for c in candidates],
                 [str(c[1]) for c in candidates],
             )

@@ -279,8 +279,11 @@ async def deliveries(
         for r in (
             await session.execute(
                 text(
+                    # Delivered means records accepted: a batch of nothing but
+                    # rejected records is counted, not taken for a delivery.
                     "SELECT source, count(*) AS batches, coalesce(sum(accepted), 0) AS accepted,"
-                    " min(received_at) AS first_at, max(received_at) AS last_at"
+                    " min(received_at) FILTER (WHERE accepted > 0) AS first_at,"
+                    " max(received_at) FILTER (WHERE accepted > 0) AS last_at"
                     " FROM feed_batches WHERE period = :p GROUP BY source"
                 ),
                 {"p": str(period)},
@@ -291,8 +294,10 @@ async def deliveries(
     for source in SOURCES:
         due = rules.due_on(source, period)
         row = rows.get(source)
-        delivered = row is not None
-        first_day = row.first_at.astimezone(tz).date() if row is not None else None
+        first_at = row.first_at if row is not None else None
+        last_at = row.last_at if row is not None else None
+        delivered = first_at is not None
+        first_day = first_at.astimezone(tz).date() if first_at is not None else None
         in_time = None if first_day is None else (due is None or first_day <= due)
         status = delivery_status(due=due, delivered=delivered, today=today)
         items.append(
@@ -307,8 +312,8 @@ async def deliveries(
                 on_time=in_time,
                 batches=row.batches if row is not None else 0,
                 records_accepted=int(row.accepted) if row is not None else 0,
-                first_received_at=row.first_at if row is not None else None,
-                last_received_at=row.last_at if row is not None else None,
+                first_received_at=first_at,
+                last_received_at=last_at,
             )
         )
     return DeliveryList(period=str(period), items=items)

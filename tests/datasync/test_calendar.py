@@ -50,6 +50,17 @@ async def test_deliveries_show_delivered_due_and_late(
         today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
         assert (received.accepted, received.department) == (1, "医保局")
         assert (received.due_on, received.on_time) == (due, today <= due)
+        # A batch whose every record is rejected is not a delivery (the late notice still
+        # goes out): 应急管理局 sent only a record with a bad ID number.
+        rejected = {"record_id": "d-bad", "id_number": "4418811990010112", "occurred_on":
+                    f"{PERIOD}-03", "disaster_type": "flood", "loss_amount": 5000,
+                    "housing_damaged": False}  # fmt: skip
+        r = await http.post(
+            "/v1/feeds/disaster/batches",
+            json={"batch_id": unique("cal-bad"), "period": PERIOD, "records": [rejected]},
+            headers=stack.headers("feeds:disaster"),
+        )
+        assert r.status_code == 201 and (r.json()["accepted"], r.json()["rejected"]) == (0, 1)
         got = await http.get(f"/v1/deliveries?period={PERIOD}", headers=stack.headers("feeds:read"))
         assert got.status_code == 200, got.text
         items: dict[str, Any] = {i["source"]: i for i in got.json()["items"]}
@@ -57,7 +68,7 @@ async def test_deliveries_show_delivered_due_and_late(
         med = items["medical"]
         assert med["delivered"] and med["status"] == "delivered" and med["department"] == "医保局"
         assert med["due_on"] == LAST_MONTH.shift(1).first_day.replace(day=5).isoformat()
-        assert items["disaster"]["delivered"] is False
+        assert items["disaster"]["delivered"] is False and items["disaster"]["batches"] == 1
         assert items["disaster"]["status"] in ("due", "late")
         bad = await http.get("/v1/deliveries?period=11-2026", headers=stack.headers("feeds:read"))
         assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "period"]
