@@ -143,7 +143,9 @@ async def open_verification(
     new_factors = [f for f in factors if f not in task.factors]
     if new_factors:  # a later alert adds what it saw to the open task
         task.factors = [*task.factors, *new_factors]
-        task.reason = domain.reason_for(task.factors, level)
+        # The watch wording stays only while nothing above watch has joined.
+        watch_only = level == "watch" and task.origin == "watch"
+        task.reason = domain.reason_for(task.factors, "watch" if watch_only else "at_risk")
     elif new_evidence:  # a new record of a factor already there: a new reason all the same
         task.reason = domain.with_new_evidence(task.reason, factors)[:MAX_REASON]
     task.due_on = min(task.due_on, due)
