@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from backstop.contracts.policy import due_for_monthly_contact
+from backstop.contracts.policy import contact_missing, due_for_monthly_contact
 from backstop.idnumber import mask_phone
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -330,6 +330,55 @@ def monthly_contact_lists(households: Iterable[HouseholdView]) -> list[ContactLi
     for entry in lists.values():
         entry.households.sort(key=lambda h: (h.region_code, h.household_id))
     return sorted(lists.values(), key=lambda c: c.phone)
+
+
+@dataclass
+class Unreachable:
+    """A town's households due a monthly contact that no list can carry: no 重点联系人 of
+    the role the seed asks for, or no contact with a valid phone."""
+
+    town_code: str
+    no_key_contact: list[HouseholdView] = field(default_factory=list)
+    no_phone: list[HouseholdView] = field(default_factory=list)
+
+
+def unreachable_households(households: Iterable[HouseholdView]) -> list[Unreachable]:
+    """Per town, the households the monthly lists would silently skip: reported instead."""
+    towns: dict[str, Unreachable] = {}
+    for h in households:
+        if not due_for_monthly_contact(
+            household_type=h.type, monitoring_status=h.monitoring_status
+        ):
+            continue
+        missing = contact_missing(h.type, h.monitoring_status, [c.role for c in h.contacts])
+        no_phone = not any(normalize_phone(c.phone) for c in h.contacts)
+        if not (missing or no_phone):
+            continue
+        town = towns.setdefault(
+            town_code_of(h.region_code), Unreachable(town_code_of(h.region_code))
+        )
+        (town.no_key_contact if missing else town.no_phone).append(h)
+    return [towns[t] for t in sorted(towns)]
+
+
+def unreachable_message(town: Unreachable, month: str, *, escalated: bool) -> Message:
+    def listed(households: list[HouseholdView]) -> str:
+        return "、".join(household_label(h.household_id, h.household_number) for h in households)
+
+    parts = []
+    if town.no_key_contact:
+        parts.append(
+            f"未落实重点联系人{len(town.no_key_contact)}户（{listed(town.no_key_contact)}）"
+        )
+    if town.no_phone:
+        parts.append(f"联系人无有效电话{len(town.no_phone)}户（{listed(town.no_phone)}）")
+    head = "督办：" if escalated else ""
+    return _msg(
+        f"{head}{month}无法发送联系名单的农户",
+        f"{town.town_code}{month}应走访联系的农户中，"
+        + "；".join(parts)
+        + "。请明确重点联系人并登记有效电话，确保每月至少联系一次。",
+    )
 
 
 def monthly_contacts_message(contact: ContactList, month: str) -> Message:

@@ -9,7 +9,7 @@ was down finds the current window still open when it returns and fires it then, 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -123,7 +123,24 @@ async def _drafts(
             for r in rows
         ]
         month = f"{occurrence.period[:4]}年{int(occurrence.period[5:])}月"
-        return [
+        escalate_at = utcnow() + timedelta(seconds=settings.escalation_delay_s)
+        unreachable = [
+            Draft(
+                dedup_key=f"{occurrence.key}:unreachable:{who}",
+                kind="contacts_escalated" if escalated else "contacts_missing",
+                recipient=who,
+                region_code=town.town_code,
+                message=domain.unreachable_message(town, month, escalated=escalated),
+                ref=occurrence.key,
+                not_before=escalate_at if escalated else None,
+            )
+            for town in domain.unreachable_households(households)
+            for escalated, who in (
+                (False, domain.town_office_key(town.town_code)),
+                (True, domain.town_leader_key(town.town_code)),
+            )
+        ]
+        return unreachable + [
             Draft(
                 dedup_key=f"{occurrence.key}:{contact.phone}",
                 kind="monthly_contacts",

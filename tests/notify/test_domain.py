@@ -169,3 +169,28 @@ def test_internal_callback_addresses() -> None:
     assert domain.internal_address("x", ["::ffff:192.168.1.1"]) == "::ffff:192.168.1.1"
     assert domain.internal_address("x", ["fe80::1%eth0"]) == "fe80::1%eth0"
     assert domain.internal_address("LOCALHOST.", []) == "LOCALHOST."
+
+
+def test_households_no_list_can_carry_are_reported_per_town() -> None:
+    # Seed 三(三)2: 联系人…每月要开展入户走访，或通过电话、短信、微信等方式…加强联系 —
+    # a household with no 重点联系人, or no phone to reach one, is reported, not skipped.
+    def view(hid: str, type_: str, status: str, *contacts: tuple[str, str]) -> domain.HouseholdView:
+        return domain.HouseholdView(
+            household_id=hid, region_code="441881101001", type=type_, monitoring_status=status,
+            contacts=tuple(domain.ContactView(role=r, name="联系人", phone=p) for r, p in contacts),
+        )  # fmt: skip
+
+    towns = domain.unreachable_households(
+        [
+            view("a", "marginal", "none", ("work_team", "13800000001")),  # reachable
+            view("b", "marginal", "none"),  # no contact at all
+            view("c", "ordinary", "monitored", ("village_cadre", "13800000002")),  # wrong role
+            view("d", "marginal", "none", ("village_cadre", "")),  # no phone to text
+            view("e", "ordinary", "none"),  # not due
+        ]
+    )
+    assert len(towns) == 1 and towns[0].town_code == "441881101"
+    assert [h.household_id for h in towns[0].no_key_contact] == ["b", "c"]
+    assert [h.household_id for h in towns[0].no_phone] == ["d"]
+    message = domain.unreachable_message(towns[0], "2026年12月", escalated=True)
+    assert message.title.startswith("督办") and "未落实重点联系人2户" in message.body
