@@ -213,7 +213,10 @@ async def read_topic(
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 for record in records:
-                    event = CloudEvent.from_bytes(record.value)
+                    try:
+                        event = CloudEvent.from_bytes(record.value)
+                    except ValueError:
+                        continue  # another test's poison message on the shared topic
                     if match(event):
                         found.append(event)
     finally:
