@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -83,6 +84,30 @@ def parse_id_number(raw: str, *, today: date | None = None) -> IdNumber:
 def mask_id(value: str) -> str:
     """441881********123X: area code and last four stay, birth date and sequence go."""
     return f"{value[:6]}********{value[14:]}" if len(value) == 18 else "*" * len(value)
+
+
+_PHONE_NOISE = re.compile(r"[\s\-()（）]")
+
+
+def normalize_phone(phone: str) -> str:
+    """A phone number as one string of digits: full-width digits folded, spaces, hyphens
+    and brackets dropped, and a +86 / 0086 country prefix removed. The one rule by which
+    the register checks, notify addresses and assistance recognises a phone."""
+    digits = _PHONE_NOISE.sub("", fold_fullwidth(phone))
+    for prefix in ("+86", "0086"):
+        if digits.startswith(prefix):
+            return digits[len(prefix) :]
+    return digits
+
+
+def valid_phone(phone: str) -> bool:
+    """A mainland mobile number (11 digits, 1[3-9]…) or a landline with area code (0…)."""
+    digits = normalize_phone(phone)
+    if not digits.isascii() or not digits.isdigit():
+        return False
+    if len(digits) == 11 and digits[0] == "1" and digits[1] in "3456789":
+        return True
+    return digits.startswith("0") and 10 <= len(digits) <= 12
 
 
 def mask_phone(phone: str) -> str:

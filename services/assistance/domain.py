@@ -20,6 +20,7 @@ from backstop.contracts.policy import (
     SPECIAL_HARDSHIP_GROUPS,
     income_drop_share,
 )
+from backstop.idnumber import normalize_phone
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -340,8 +341,9 @@ def counts_as_contact(visitor: str, household: ContactDue) -> bool:
     (seed 三(三)2, 四(一)), named as the register names them or by their phone."""
     who = "".join(visitor.split())
     names = {"".join(name.split()) for name, _ in household.contacts}
-    phones = {"".join(ch for ch in p if ch.isdigit()) for p in household.phones}
-    return who in names or (who.isdigit() and who in phones)
+    phones = {normalize_phone(p) for p in household.phones}
+    phone = normalize_phone(who)
+    return who in names or (phone.isdigit() and phone in phones)
 
 
 @dataclass

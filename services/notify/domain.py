@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from backstop.contracts.policy import contact_missing, due_for_monthly_contact
-from backstop.idnumber import mask_phone
+from backstop.idnumber import mask_phone, normalize_phone
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -121,10 +121,6 @@ def county_office_key() -> RecipientKey:
 
 def contact_key(phone: str) -> RecipientKey:
     return RecipientKey("contact", normalize_phone(phone))
-
-
-def normalize_phone(phone: str) -> str:
-    return re.sub(r"[\s\-()]", "", phone)
 
 
 def public_dedup_key(key: str) -> str:

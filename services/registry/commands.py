@@ -19,7 +19,7 @@ from backstop.auth import Level, Principal
 from backstop.contracts import registry as contract
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
-from backstop.idnumber import mask_id
+from backstop.idnumber import mask_id, valid_phone
 from services.registry import domain
 from services.registry.drafts import (
     DraftInvalid,
@@ -577,7 +577,7 @@ async def set_contacts(
 ) -> None:
     """Replace the household's key contacts (重点联系人)."""
     for i, c in enumerate(contacts):
-        if not domain.valid_phone(c.phone):
+        if not valid_phone(c.phone):
             raise problem_of(DraftInvalid([(["contacts", i, "phone"], "not a valid phone number")]))
     async with unit_of_work(sessions) as session:
         view = await load_view(session, household_id, for_update=True)

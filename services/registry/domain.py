@@ -17,7 +17,12 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
-from backstop.idnumber import IdNumber, InvalidIdNumber, parse_id_number, quick_check
+from backstop.idnumber import (
+    IdNumber,
+    InvalidIdNumber,
+    parse_id_number,
+    quick_check,
+)
 
 HouseholdType = Literal["alleviated", "unstable", "marginal", "sudden_hardship", "ordinary"]
 HOUSEHOLD_TYPES: tuple[str, ...] = (
@@ -316,16 +321,6 @@ def eliminate_risk(
 
 
 # --- Key contacts (重点联系人) -----------------------------------------------------------
-
-
-def valid_phone(phone: str) -> bool:
-    """A mainland mobile number (11 digits, 1[3-9]…) or a landline with area code."""
-    digits = phone.replace("-", "").replace(" ", "")
-    if not digits.isdigit():
-        return False
-    if len(digits) == 11 and digits[0] == "1" and digits[1] in "3456789":
-        return True
-    return digits.startswith("0") and 10 <= len(digits) <= 12
 
 
 # --- Regions ----------------------------------------------------------------------------

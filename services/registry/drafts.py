@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.db import SessionFactory
 from backstop.errors import Problem
-from backstop.idnumber import id_hasher
+from backstop.idnumber import id_hasher, valid_phone
 from services.registry import domain
 from services.registry.models import GuaranteeIn, HouseholdCreate
 from services.registry.views import R
@@ -158,7 +158,7 @@ def prepare_body(
             errors.append((["annual_income", exc.field], exc.message))
     contacts = []
     for i, c in enumerate(body["contacts"]):
-        if not domain.valid_phone(c["phone"]):
+        if not valid_phone(c["phone"]):
             errors.append((["contacts", i, "phone"], "not a valid phone number"))
         contacts.append(dict(c))
     guarantees: dict[str, dict[str, Any]] = {}

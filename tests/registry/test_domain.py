@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backstop.idnumber import normalize_phone, valid_phone
 from services.registry import domain
 from services.registry.seed import make_id_number
 
@@ -125,10 +126,13 @@ def test_monitoring_starts_and_ends() -> None:
 
 
 def test_phone_numbers() -> None:
-    assert domain.valid_phone("13812345678")
-    assert domain.valid_phone("0763-2212345")
-    assert not domain.valid_phone("12345")
-    assert not domain.valid_phone("abc")
+    assert valid_phone("13812345678")
+    assert valid_phone("0763-2212345")
+    assert valid_phone("+86 138 1234 5678") and valid_phone("１３８１２３４５６７８")
+    assert not valid_phone("12345")
+    assert not valid_phone("abc")
+    assert normalize_phone("(0763) 221-2345") == "07632212345"
+    assert normalize_phone("0086-13812345678") == "13812345678"
 
 
 def _facts_or_reason(raw: str) -> tuple[str, date, str] | str:
