@@ -27,7 +27,7 @@ from backstop.contracts.registry import (
 from backstop.db import make_engine, make_session_factory, unit_of_work
 from backstop.events import make_event
 from bench.common import percentile, scratch_stack
-from services.quality import handlers
+from services.quality import households, reactions, sweeps
 from services.quality import models as m
 from services.quality.app import build_spec
 from services.quality.config import QualitySettings
@@ -126,7 +126,7 @@ async def timed_sweep(sessions: object, chunk: int) -> tuple[float, int, int]:
             .returning(m.sweeps.c.id)
         )
     started = time.perf_counter()
-    checked = await handlers.run_sweeps(sessions, chunk=chunk)  # type: ignore[arg-type]
+    checked = await sweeps.run_sweeps(sessions, chunk=chunk)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - started
     async with sessions() as session:  # type: ignore[operator]
         opened = await session.scalar(select(m.sweeps.c.opened).where(m.sweeps.c.id == sweep_id))
@@ -142,14 +142,14 @@ async def timed_read(sessions: object, chunk: int) -> float:
             rows = list(
                 await session.execute(
                     text(
-                        f"{handlers.HOUSEHOLD_SELECT} WHERE h.household_id > :c "
+                        f"{households.HOUSEHOLD_SELECT} WHERE h.household_id > :c "
                         "ORDER BY h.household_id LIMIT :n FOR UPDATE OF h"
                     ),
                     {"c": cursor, "n": chunk},
                 )
             )
             for row in rows:
-                handlers.household_of(row)
+                households.household_of(row)
         if len(rows) < chunk:
             return time.perf_counter() - started
         cursor = rows[-1].household_id
@@ -220,7 +220,7 @@ async def run(quick: bool = False) -> dict[str, object]:
     stack = scratch_stack()
     try:
         settings = await stack.create_database("quality")
-        await ensure_topics(settings, {t: TOPICS[t] for t in handlers.CONSUMED_TOPICS})
+        await ensure_topics(settings, {t: TOPICS[t] for t in reactions.CONSUMED_TOPICS})
         engine = make_engine(settings.db_url, 5)
         sessions = make_session_factory(engine)
         started = time.perf_counter()

@@ -16,7 +16,7 @@ from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Principal, require
 from backstop.errors import Problem, invalid
 from backstop.pagination import decode_cursor, encode_cursor
-from services.quality import domain, handlers, reports
+from services.quality import domain, exceptions, reports, sweeps
 from services.quality import models as m
 
 router = APIRouter(prefix="/v1/quality", tags=["quality"])
@@ -136,7 +136,7 @@ async def accept_finding(
 ) -> m.FindingPublic:
     """Accept an open finding as an exception (county level): the data is right as it is.
     It stays accepted through later checks and sweeps, with who accepted it and why."""
-    row = await handlers.accept_exception(
+    row = await exceptions.accept_exception(
         sessions,
         finding_id=finding_id,
         accepted_by=body.accepted_by,
@@ -152,7 +152,7 @@ async def request_sweep(
 ) -> m.SweepPublic:
     """Check every household (or a region's) now (county level). The sweep runs in the
     background; follow it at `GET /v1/quality/sweeps/{id}`."""
-    row = await handlers.request_sweep(
+    row = await sweeps.request_sweep(
         sessions, region_prefix=body.region_prefix, principal=principal
     )
     return m.SweepPublic.model_validate(row)

@@ -16,7 +16,7 @@ from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
 from backstop.events import CloudEvent
 from backstop.settings import Settings
-from services.quality import handlers
+from services.quality import escalation, reactions, sweeps
 from services.quality.api import router
 from services.quality.config import QualitySettings, get_quality_settings
 
@@ -25,16 +25,16 @@ def build_spec(config: QualitySettings) -> ServiceSpec:
     thresholds = config.thresholds()
 
     async def apply(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
-        await handlers.apply_events(session, events, thresholds=thresholds)
+        await reactions.apply_events(session, events, thresholds=thresholds)
 
-    async def sweeps(runtime: Runtime) -> None:
-        await handlers.run_sweeps(runtime.sessions, chunk=config.sweep_chunk, thresholds=thresholds)
+    async def run_sweeps(runtime: Runtime) -> None:
+        await sweeps.run_sweeps(runtime.sessions, chunk=config.sweep_chunk, thresholds=thresholds)
 
-    async def nightly(runtime: Runtime) -> None:
-        await handlers.schedule_nightly(runtime.sessions, hour=config.nightly_hour)
+    async def schedule_nightly(runtime: Runtime) -> None:
+        await sweeps.schedule_nightly(runtime.sessions, hour=config.nightly_hour)
 
     async def escalations(runtime: Runtime) -> None:
-        await handlers.escalate_overdue(runtime.sessions, days=config.escalate_after_days)
+        await escalation.escalate_overdue(runtime.sessions, days=config.escalate_after_days)
 
     return ServiceSpec(
         name="quality",
@@ -44,14 +44,14 @@ def build_spec(config: QualitySettings) -> ServiceSpec:
         consumers=[
             ConsumerSpec(
                 group="quality",
-                topics=handlers.CONSUMED_TOPICS,
+                topics=reactions.CONSUMED_TOPICS,
                 batch_handler=apply,
-                batch_types=handlers.CONSUMED_TYPES,
+                batch_types=reactions.CONSUMED_TYPES,
             )
         ],
         jobs=[
-            ("sweeps", config.sweep_interval_s, sweeps),
-            ("nightly-sweep", 300.0, nightly),
+            ("sweeps", config.sweep_interval_s, run_sweeps),
+            ("nightly-sweep", 300.0, schedule_nightly),
             ("escalations", 300.0, escalations),
         ],
     )

@@ -15,7 +15,7 @@ from backstop.auth import Principal
 from backstop.exports import safe_row
 from services.quality import domain
 from services.quality import models as m
-from services.quality.handlers import COUNTY_TZ
+from services.quality.common import COUNTY_TZ
 
 HEADERS = (
     "序号",

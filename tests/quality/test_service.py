@@ -33,7 +33,7 @@ from backstop.contracts.risk import AssessmentChanged
 from backstop.events import make_event, spec_of
 from backstop.exports import safe_cell
 from backstop.settings import Settings
-from services.quality import handlers
+from services.quality import escalation
 from services.quality import models as m
 from services.quality.app import create
 from services.quality.config import QualitySettings
@@ -358,8 +358,8 @@ async def test_long_open_errors_are_escalated_once_a_day(
     await wait_for(lambda: _has(client, stack, h.household_id, {"ID001"}), message="ID001")
     # Eight days on, at 10:00 county time: the town's error is a week old.
     later = datetime.now(UTC).replace(hour=2) + timedelta(days=8)
-    assert await handlers.escalate_overdue(runtime.sessions, days=7, now=later) >= 1
-    assert await handlers.escalate_overdue(runtime.sessions, days=7, now=later) == 0
+    assert await escalation.escalate_overdue(runtime.sessions, days=7, now=later) >= 1
+    assert await escalation.escalate_overdue(runtime.sessions, days=7, now=later) == 0
     [event] = await read_topic(
         settings, "quality.findings",
         match=lambda e: e.type == "backstop.quality.errors.overdue.v1" and e.subject == TOWN_B,

@@ -1,0 +1,147 @@
+"""A household as the rules read it: one statement loads everything about a chunk of
+households, and `household_of` builds each one's `domain.Household`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from services.quality import domain
+from services.quality.common import dec, dec_or_none
+
+# Everything the rules read about a household, one row each, the parts as JSON text that
+# one orjson.loads turns into plain values (amounts as decimal text). One statement per
+# chunk: PostgreSQL assembles the parts, Python builds no row objects per record.
+HOUSEHOLD_SELECT = """
+SELECT h.household_id, h.region_code, h.town_code, h.snapshot::text AS snapshot,
+  (SELECT json_build_array(r.level, r.factors, (r.assessed_at AT TIME ZONE 'Asia/Shanghai')::date,
+                           r.at_risk_since)
+     FROM quality_risk r WHERE r.household_id = h.household_id)::text AS risk,
+  (SELECT json_agg(json_build_array(r.source, r.record_id, r.id_hash, r.occurred_on,
+                                    r.amount::text, r.detail))
+     FROM quality_records r WHERE r.household_id = h.household_id)::text AS records,
+  (SELECT json_agg(json_build_array(d.kind, d.decided_on, d.method, d.risk_factors)
+                   ORDER BY d.decided_on, d.kind)
+     FROM quality_decisions d WHERE d.household_id = h.household_id)::text AS decisions,
+  (SELECT json_agg(json_build_array(t.kind, t.status, t.opened_on, t.due_on, t.overdue))
+     FROM quality_tasks t WHERE t.household_id = h.household_id)::text AS tasks,
+  (SELECT json_agg(json_build_array(d.id_hash, d.removed_on, d.reason))
+     FROM quality_departed d WHERE d.household_id = h.household_id)::text AS departed,
+  (SELECT json_agg(json_build_array(p.id_hash, q.household_id))
+     FROM quality_persons p JOIN quality_persons q
+       ON q.id_hash = p.id_hash AND q.household_id <> p.household_id
+     WHERE p.household_id = h.household_id)::text AS shared,
+  (SELECT json_agg(json_build_array(x.category, x.start_on, x.end_on, x.amount::text))
+     FROM quality_measures x WHERE x.household_id = h.household_id)::text AS measures,
+  (SELECT json_agg(json_build_array(g.amount::text, g.granted_on))
+     FROM quality_grants g WHERE g.household_id = h.household_id)::text AS grants,
+  (SELECT json_agg(v.visited_on) FROM quality_visits v
+     WHERE v.household_id = h.household_id AND v.visited_on >= current_date - 70)::text AS visits
+FROM quality_households h
+"""
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def household_of(row: Any) -> domain.Household:
+    """A `domain.Household` from one row of `HOUSEHOLD_SELECT`."""
+    s = orjson.loads(row.snapshot)
+    members = tuple(
+        domain.Member(
+            person_id=p["person_id"],
+            id_hash=p["id_hash"],
+            relation=p["relation"],
+            sex=p["sex"],
+            birth_date=date.fromisoformat(p["birth_date"]),
+            special_groups=frozenset(p.get("special_groups") or ()),
+            labor_capacity=p.get("labor_capacity") or "full",
+            schooling=p.get("schooling"),
+            medical_insurance=p.get("medical_insurance", True),
+        )
+        for p in s["members"]
+    )
+    incomes = tuple(
+        domain.Income(
+            year=i["year"],
+            total=dec(i["total"]),
+            per_capita=dec(i["per_capita"]),
+            wage=dec_or_none(i.get("wage")),
+            business=dec_or_none(i.get("business")),
+            transfer=dec_or_none(i.get("transfer")),
+            property_income=dec_or_none(i.get("property")),
+        )
+        for i in s.get("incomes") or ()
+    )
+    records = tuple(
+        domain.FeedRecord(
+            source=source,
+            record_id=record_id,
+            id_hash=id_hash,
+            on=date.fromisoformat(on),
+            amount=Decimal(amount),
+            kind=detail.get("kind"),
+            status=detail.get("status"),
+            enrolled=detail.get("enrolled"),
+            housing_damaged=bool(detail.get("housing_damaged", False)),
+            total_cost=dec_or_none(detail.get("total_cost")),
+            insurance_paid=dec_or_none(detail.get("insurance_paid")),
+            assistance_paid=dec_or_none(detail.get("assistance_paid")),
+        )
+        for source, record_id, id_hash, on, amount, detail in orjson.loads(row.records or "[]")
+    )
+    risk = None
+    if row.risk:
+        level, factors, assessed_on, since = orjson.loads(row.risk)
+        risk = domain.Risk(level, frozenset(factors), date.fromisoformat(assessed_on), _day(since))
+    shared: dict[str, list[str]] = defaultdict(list)
+    for id_hash, other in orjson.loads(row.shared or "[]"):
+        shared[id_hash].append(other)
+    return domain.Household(
+        household_id=row.household_id,
+        region_code=row.region_code,
+        type=s["type"],
+        members=members,
+        policy_enjoying=bool(s.get("policy_enjoying")),
+        monitoring_status=s.get("monitoring_status") or "none",
+        monitoring_since=_day(s.get("monitoring_since")),
+        monitoring_ended_on=_day(s.get("monitoring_ended_on")),
+        elimination_method=s.get("elimination_method"),
+        incomes=incomes,
+        guarantees=s.get("guarantees") or {},
+        guarantees_verified_on={
+            k: date.fromisoformat(v) for k, v in (s.get("guarantees_verified_on") or {}).items()
+        },
+        contact_roles=frozenset(s.get("contact_roles") or ()),
+        records=records,
+        risk=risk,
+        decisions=tuple(
+            domain.Decision(kind, date.fromisoformat(on), method, frozenset(factors))
+            for kind, on, method, factors in orjson.loads(row.decisions or "[]")
+        ),
+        tasks=tuple(
+            domain.Task(kind, status, date.fromisoformat(opened), date.fromisoformat(due), overdue)
+            for kind, status, opened, due, overdue in orjson.loads(row.tasks or "[]")
+        ),
+        departed=tuple(
+            domain.Departed(id_hash, date.fromisoformat(on), reason)
+            for id_hash, on, reason in orjson.loads(row.departed or "[]")
+        ),
+        measures=tuple(
+            domain.AidMeasure(
+                category, date.fromisoformat(start), date.fromisoformat(end), Decimal(amount)
+            )
+            for category, start, end, amount in orjson.loads(row.measures or "[]")
+        ),
+        grants=tuple(
+            domain.Grant(Decimal(amount), date.fromisoformat(on))
+            for amount, on in orjson.loads(row.grants or "[]")
+        ),
+        visits=tuple(date.fromisoformat(on) for on in orjson.loads(row.visits or "[]")),
+        shared_id_hashes={k: tuple(sorted(v)) for k, v in shared.items()},
+    )
