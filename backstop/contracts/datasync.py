@@ -9,6 +9,13 @@ per batch it re-scores once, with fewer, larger events through the outbox, Kafka
 the consumer's inbox. A record matched later (the registry adds the person after the
 batch arrived) leaves in its own event for that household and the original batch.
 
+Corrections (更正) and voids (作废) of a record already received: each record carries its
+`revision` (1 as first received, +1 per correction or void). A correction leaves in
+`records.matched` with the record's new content and revision, in the period of the
+record it corrects; a void in `backstop.datasync.records.voided.v1`. A consumer keeps
+per (source, record_id) only the highest revision it has seen, so a redelivered or
+reordered event never rolls a record back and a corrected record is never counted twice.
+
 `datasync.deliveries` (key = source): `backstop.datasync.batch.received.v1` when a
 batch was applied, and `backstop.datasync.delivery.late.v1` once per source and period
 whose due date passed with no batch (so notify can remind the department).
@@ -28,7 +35,12 @@ DELIVERIES_TOPIC = "datasync.deliveries"
 Source = Literal["medical", "disaster", "civil_affairs", "education"]
 
 
-class MedicalRecordData(BaseModel):
+class RecordRevision(BaseModel):
+    # Additive (v1 stays compatible): 1 as first received, +1 per correction or void.
+    revision: int = Field(default=1, ge=1)
+
+
+class MedicalRecordData(RecordRevision):
     source: Literal["medical"] = "medical"
     record_id: str
     id_hash: str
@@ -39,7 +51,7 @@ class MedicalRecordData(BaseModel):
     out_of_pocket: float
 
 
-class DisasterRecordData(BaseModel):
+class DisasterRecordData(RecordRevision):
     source: Literal["disaster"] = "disaster"
     record_id: str
     id_hash: str
@@ -49,7 +61,7 @@ class DisasterRecordData(BaseModel):
     housing_damaged: bool
 
 
-class CivilAffairsRecordData(BaseModel):
+class CivilAffairsRecordData(RecordRevision):
     source: Literal["civil_affairs"] = "civil_affairs"
     record_id: str
     id_hash: str
@@ -60,7 +72,7 @@ class CivilAffairsRecordData(BaseModel):
     end_on: date | None = None
 
 
-class EducationRecordData(BaseModel):
+class EducationRecordData(RecordRevision):
     source: Literal["education"] = "education"
     record_id: str
     id_hash: str
@@ -87,6 +99,24 @@ class RecordsMatched(BaseModel):
     records: list[FeedRecordData]
 
 
+class VoidedRecord(BaseModel):
+    source: Source
+    record_id: str
+    id_hash: str
+    revision: int = Field(ge=2)
+
+
+@event_type("backstop.datasync.records.voided.v1", topic=TOPIC)
+class RecordsVoided(BaseModel):
+    """Records of one household the department voided (作废): they no longer count."""
+
+    household_id: str
+    source: Source
+    batch_id: str  # the batch that voided them
+    period: str  # the period of the records voided
+    records: list[VoidedRecord]
+
+
 @event_type("backstop.datasync.batch.received.v1", topic=DELIVERIES_TOPIC)
 class BatchReceived(BaseModel):
     source: Source
@@ -102,6 +132,8 @@ class BatchReceived(BaseModel):
     duplicates: int = 0
     department: str | None = None  # e.g. 医保局
     due_on: date | None = None  # None for an unscheduled period (education outside 3/10)
+    corrected: int = 0  # of `accepted`: corrections (更正) of records received before
+    voided: int = 0  # of `accepted`: voids (作废)
 
 
 @event_type("backstop.datasync.delivery.late.v1", topic=DELIVERIES_TOPIC)

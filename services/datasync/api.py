@@ -32,6 +32,7 @@ from services.datasync.models import (
     ProfileList,
     ProfilePublic,
     RawRecordList,
+    RecordHistory,
     UnmatchedList,
 )
 from services.datasync.parsing import FileLayout, Row, json_rows, open_file
@@ -418,6 +419,29 @@ async def get_raw_records(
         limit=limit,
         cursor=cursor,
     )
+
+
+@router.get("/feeds/{source}/records/{record_id}/history", response_model=RecordHistory)
+async def get_record_history(
+    source: str, record_id: str, principal: PrincipalDep, session: SessionDep
+) -> RecordHistory:
+    """Every version of a record, oldest first: as first received, each correction
+    (更正) and the void (作废), each with the batch it came in. Needs feeds:read (or
+    feeds:<source>); a matched record is seen inside the caller's regions, an unmatched
+    one by the sending department and county-level principals. ID numbers are masked and
+    the raw rows left out unless the client has registry:pii."""
+    known_source(source)
+    _may_read(principal, source)
+    history = await queries.record_history(
+        session=session,
+        principal=principal,
+        source=source,
+        record_id=record_id,
+        pii=principal.has("registry:pii"),
+    )
+    if history is None:  # the same answer outside the caller's regions: no region oracle
+        raise Problem(404, f"no record {record_id} from {source}")
+    return history
 
 
 @router.get("/unmatched", response_model=UnmatchedList)

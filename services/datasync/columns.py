@@ -38,6 +38,8 @@ FIELD_NAMES_ZH: dict[str, str] = {
     "fees": "应缴费用",
     "aid_received": "资助金额",
     "enrolled": "是否在校",
+    "correction": "更正标志",
+    "void": "作废标志",
 }
 
 # Error codes (English, stable: docs/department-files.md lists them) and their Chinese.
@@ -61,7 +63,11 @@ CODES_ZH: dict[str, str] = {
     "amounts_disagree": "与按其他列计算的结果不一致",
     "end_before_start": "早于起始日期",
     "end_required": "保障状态为终止时必须填写终止日期",
-    "changed_record": "该记录编号已报送过且内容不同，不予覆盖（更正请用新的记录编号）",
+    "changed_record": "该记录编号已报送过且内容不同，不予覆盖（如需更正，请填更正标志“是”）",
+    "unknown_record": "该记录编号从未报送过，无法更正或作废",
+    "voided_record": "该记录已作废，不能再更正或报送（请用新的记录编号）",
+    "changed_person": "更正不能改变人员：请作废原记录，再用新的记录编号报送",
+    "correction_and_void": "不能同时标为更正和作废",
     "not_an_object": "应为 JSON 对象",
 }
 
@@ -90,6 +96,9 @@ _COMMON: dict[str, tuple[str, ...]] = {
         "身份证件号码",
     ),
     "name": ("name", "姓名", "人员姓名", "参保人姓名", "学生姓名", "户主姓名"),
+    # 更正/作废 of a record sent before under the same record id: yes/no columns
+    "correction": ("correction", "更正", "是否更正", "更正标志", "更正记录"),
+    "void": ("void", "作废", "是否作废", "作废标志", "作废记录"),
 }
 
 FIELD_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {

@@ -675,3 +675,88 @@ def record_id_rule(source: str, column: str | None) -> str:
 def raw_fingerprint(row: Mapping[str, Any]) -> bytes:
     """A stable fingerprint of a record as received (for the batch content hash)."""
     return orjson.dumps({str(k): str(v) for k, v in row.items()}, option=orjson.OPT_SORT_KEYS)
+
+
+# --- corrections (更正) and voids (作废) of records received before ------------------
+
+CORRECTION = "correction"
+VOID = "void"
+
+
+def change_of(row: Mapping[str, Any]) -> str | None:
+    """What a record asks for: `correction` (更正, it replaces the record received before
+    under its record id) or `void` (作废, it removes it), each a yes/no field (true, 是,
+    1); neither set is a new record. Raises FieldError when both are set."""
+    if CORRECTION not in row and VOID not in row:  # the common case, kept cheap
+        return None
+    asked = [
+        name
+        for name in (CORRECTION, VOID)
+        if not _blank(row.get(name)) and boolean(row.get(name), name)
+    ]
+    if len(asked) > 1:
+        raise FieldError(
+            VOID, "a record cannot be both a correction and a void", "correction_and_void"
+        )
+    return asked[0] if asked else None
+
+
+def changed_record_id(row: Mapping[str, Any]) -> str:
+    """The record id a correction or void names. It must be given: a derived id names
+    a record's content, so it cannot name the record whose content is being changed."""
+    record_id = record_id_of(row)
+    if not record_id:
+        raise FieldError("record_id", "is required to correct or void a record", "required")
+    if len(str(row.get("record_id")).strip()) > RECORD_ID_MAX:
+        raise FieldError("record_id", f"must be at most {RECORD_ID_MAX} characters", "too_long")
+    return record_id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """What a correction or void is checked against: the record's current version."""
+
+    revision: int
+    voided: bool
+    id_hash: str
+    content_hash: str
+
+
+def next_revision(
+    change: str,
+    stored: StoredRecord | None,
+    *,
+    record_id: str,
+    id_hash: str | None = None,
+    content_hash: str | None = None,
+) -> int | None:
+    """The revision a correction or void of `record_id` makes (the stored one + 1), or
+    None when it changes nothing (the same correction, or a void of a voided record,
+    sent again). Raises FieldError when it cannot apply: the record was never received,
+    was voided, or the correction names another person."""
+    if stored is None:
+        raise FieldError(
+            "record_id",
+            f"record {record_id} was never received from this department;"
+            f" a {change} needs the record it changes",
+            "unknown_record",
+        )
+    if stored.voided:
+        if change == VOID:
+            return None
+        raise FieldError(
+            "record_id",
+            f"record {record_id} was voided; send the record again under a new record id",
+            "voided_record",
+        )
+    if change == CORRECTION:
+        if id_hash != stored.id_hash:
+            raise FieldError(
+                "id_number",
+                "a correction cannot change the person; void the record and send the"
+                " right one under a new record id",
+                "changed_person",
+            )
+        if content_hash == stored.content_hash:
+            return None
+    return stored.revision + 1

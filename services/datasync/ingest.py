@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import outbox, tracing
-from backstop.contracts.datasync import BatchReceived
+from backstop.contracts.datasync import BatchReceived, RecordsMatched, RecordsVoided
 from backstop.db import SessionFactory, raw_connection, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent, make_event
@@ -34,11 +34,18 @@ from backstop.sheets import SheetProblem
 from services.datasync.columns import CODES_ZH
 from services.datasync.config import DatasyncConfig
 from services.datasync.domain import (
+    CORRECTION,
     DEPARTMENTS,
     SERVICE,
+    VOID,
     Context,
     FieldError,
     Period,
+    StoredRecord,
+    ValidRecord,
+    change_of,
+    changed_record_id,
+    next_revision,
     on_time,
     raw_fingerprint,
     record_id_of,
@@ -77,7 +84,20 @@ class Chunk:
     received: int = 0
     staged: list[tuple[Any, ...]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     last: bool = False
+
+
+class Change(NamedTuple):
+    """A correction (更正, with its validated `record`) or a void (作废, `record` None)
+    of a record received before."""
+
+    idx: int
+    action: str  # CORRECTION or VOID
+    record_id: str
+    record: ValidRecord | None
+    raw: bytes
+    row: int | None
 
 
 class Rejection(NamedTuple):
@@ -149,8 +169,12 @@ class Tally:
     duplicates: int = 0
     rejected: int = 0
     matched: int = 0
+    corrected: int = 0
+    voided: int = 0
     errors: list[RecordError] = field(default_factory=list)
     hasher: Any = field(default_factory=lambda: hashlib.sha256())
+    # (household, period of the record, action, event form) of each matched change
+    changed: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
 
     def reject(self, rejected: Rejection, cap: int) -> None:
         self.rejected += 1
@@ -196,43 +220,56 @@ def prepare_chunk(
         else:
             raw, row, row_number = item
             try:
-                record = validate_record(row, ctx)
+                change = change_of(row)
+                record = None if change == VOID else validate_record(row, ctx)
+                changed_id = None if change is None else changed_record_id(row)
             except FieldError as exc:
                 fingerprints.append(b"\x00" + raw_fingerprint(row))
                 rejected.append(
                     rejection(index, row, row_number, exc, ctx, _raw_json(raw).decode())
                 )
             else:
-                content = record.content_hash.encode()
-                fingerprints.append(b"\x00" + content)
-                if copy_head is not None:
-                    raw_json = _raw_json(raw)
-                    copy_line = b"\t".join(
-                        (
-                            copy_head,
-                            _text(record.record_id),
-                            b"%d" % index,
-                            record.id_number.encode(),
-                            record.id_hash.encode(),
-                            _text(record.name),
-                            # orjson writes no raw control characters: only the
-                            # backslashes of its escapes need doubling.
-                            record.data_json.replace(b"\\", b"\\\\"),
-                            content,
-                            raw_json.replace(b"\\", b"\\\\"),
-                        )
+                if changed_id is not None:  # a correction or void, applied after the chunk
+                    assert change is not None
+                    # The flag is part of the batch's content: a record and its
+                    # correction are not the same batch.
+                    what = record.content_hash if record is not None else changed_id
+                    fingerprints.append(b"\x00" + change.encode() + b"\x00" + what.encode())
+                    chunk.changes.append(
+                        Change(index, change, changed_id, record, _raw_json(raw), row_number)
                     )
-                    staged.append(
-                        (
-                            index,
-                            record.record_id,
-                            record.id_hash,
-                            content,
-                            raw_json,
-                            copy_line,
-                            row_number,
+                else:
+                    assert record is not None
+                    content = record.content_hash.encode()
+                    fingerprints.append(b"\x00" + content)
+                    if copy_head is not None:
+                        raw_json = _raw_json(raw)
+                        copy_line = b"\t".join(
+                            (
+                                copy_head,
+                                _text(record.record_id),
+                                b"%d" % index,
+                                record.id_number.encode(),
+                                record.id_hash.encode(),
+                                _text(record.name),
+                                # orjson writes no raw control characters: only the
+                                # backslashes of its escapes need doubling.
+                                record.data_json.replace(b"\\", b"\\\\"),
+                                content,
+                                raw_json.replace(b"\\", b"\\\\"),
+                            )
                         )
-                    )
+                        staged.append(
+                            (
+                                index,
+                                record.record_id,
+                                record.id_hash,
+                                content,
+                                raw_json,
+                                copy_line,
+                                row_number,
+                            )
+                        )
         if received >= size:
             break
     else:
@@ -353,6 +390,8 @@ async def ingest_batch(
         ("duplicate", tally.duplicates),
         ("rejected", tally.rejected),
         ("matched", tally.matched),
+        ("corrected", tally.corrected),
+        ("voided", tally.voided),
     ):
         FEED_RECORDS.labels(source, outcome).inc(n)
     on_time = summary.get("on_time")
@@ -476,6 +515,10 @@ async def _apply(
             rejected = list(chunk.rejected)
             if chunk.staged:
                 rejected += await _write_records(conn, source, batch_id, chunk, tally, ctx.columns)
+            if chunk.changes:  # after the chunk's new records: a change may name one
+                rejected += await _apply_changes(
+                    conn, source, batch_id, str(period), chunk.changes, tally, ctx.columns
+                )
             if rejected:
                 rejected.sort()
                 for r in rejected:
@@ -489,6 +532,8 @@ async def _apply(
         raise invalid(["body", "records"], "the batch has no records")
 
     await _emit_matched(session, conn, source, batch_id, str(period), batch_id)
+    if tally.changed:
+        await _emit_changes(session, source, batch_id, tally.changed)
     due = config.rules.due_on(source, period)
     in_time = on_time(due, received_at.astimezone(config.tz).date())
     tally.errors.sort(key=lambda e: e.index)
@@ -504,6 +549,8 @@ async def _apply(
         unmatched=tally.accepted - tally.matched,
         errors=tally.errors,
         errors_total=tally.rejected,
+        corrected=tally.corrected,
+        voided=tally.voided,
         on_time=in_time,
         due_on=due,
         **(layout.describe() if layout is not None else {"record_id_rule": "field record_id"}),
@@ -541,6 +588,8 @@ async def _apply(
             duplicates=tally.duplicates,
             department=DEPARTMENTS[source],
             due_on=due,
+            corrected=tally.corrected,
+            voided=tally.voided,
         ),
         subject=f"{source}/{batch_id}",
         correlation_id=correlation_id.get() or batch_id,
@@ -648,17 +697,18 @@ async def _write_records(
         )
         return matched
 
-    existing: dict[str, tuple[str, bytes]] = {}  # record ids applied before, in the database
+    # record id → (batch, content hash, voided) of the records applied before
+    existing: dict[str, tuple[str, bytes, bool]] = {}
     fresh = list(first.values())
     try:
         async with conn.transaction():  # a savepoint inside the batch's transaction
             matched = await copy(fresh)
     except asyncpg.UniqueViolationError:
         existing = {
-            r["record_id"]: (r["batch_id"], r["content_hash"].encode())
+            r["record_id"]: (r["batch_id"], r["content_hash"].encode(), r["voided"])
             for r in await conn.fetch(
-                "SELECT record_id, batch_id, content_hash FROM feed_records"
-                " WHERE source = $1 AND record_id = ANY($2::text[])",
+                "SELECT record_id, batch_id, content_hash, voided_at IS NOT NULL AS voided"
+                " FROM feed_records WHERE source = $1 AND record_id = ANY($2::text[])",
                 source,
                 list(first),
             )
@@ -671,30 +721,205 @@ async def _write_records(
     rejected = []
     leftovers = [row for row in first.values() if row[_ID] in existing] if existing else []
     for index, record_id, _, content, raw, _, row_number in leftovers + repeats:
-        stored_batch, stored_hash = existing.get(record_id) or (
+        stored_batch, stored_hash, voided = existing.get(record_id) or (
             batch_id,
             first[record_id][_CONTENT],
+            False,
         )
-        if stored_hash == content:
+        if voided:
+            problem = FieldError(
+                "record_id",
+                f"record {record_id} was voided; send it under a new record id",
+                "voided_record",
+            )
+        elif stored_hash == content:
             tally.duplicates += 1
             continue
-        where = "this batch" if stored_batch == batch_id else f"batch {stored_batch}"
-        rejected.append(
-            Rejection(
-                index,
-                record_id,
+        else:
+            where = "this batch" if stored_batch == batch_id else f"batch {stored_batch}"
+            problem = FieldError(
                 "record_id",
                 f"record {record_id} was already received in {where} with different"
-                " content; it is not overwritten",
-                raw.decode(),
+                " content; it is not overwritten (send it with correction: true to replace it)",
                 "changed_record",
-                f"记录编号 {record_id}：{CODES_ZH['changed_record']}",
-                row_number,
-                columns.get("record_id"),
-                record_id,
+            )
+        rejected.append(_refused(index, record_id, raw, row_number, columns, problem))
+    return rejected
+
+
+def _refused(
+    index: int,
+    record_id: str,
+    raw: bytes,
+    row_number: int | None,
+    columns: Mapping[str, str],
+    problem: FieldError,
+) -> Rejection:
+    """A valid record refused for what was received before under its record id."""
+    return Rejection(
+        index,
+        record_id,
+        problem.field,
+        problem.message,
+        raw.decode(),
+        problem.code,
+        f"记录编号 {record_id}：{CODES_ZH[problem.code]}",
+        row_number,
+        columns.get(problem.field),
+        record_id if problem.field == "record_id" else None,
+    )
+
+
+_STORED = (
+    "SELECT revision, voided_at IS NOT NULL AS voided, id_hash, content_hash, household_id,"
+    " period FROM feed_records"
+    " WHERE source = $1 AND record_id = $2 FOR UPDATE"
+)
+# The version a first change replaces: copied into the history as the original.
+_KEEP_ORIGINAL = (
+    "INSERT INTO feed_record_versions (source, record_id, revision, action, batch_id, period,"
+    " idx, household_id, data, content_hash, raw, received_at)"
+    " SELECT source, record_id, 1, 'original', batch_id, period, idx, household_id, data,"
+    " content_hash, raw, received_at FROM feed_records"
+    " WHERE source = $1 AND record_id = $2 ON CONFLICT DO NOTHING"
+)
+_KEEP_VERSION = (
+    "INSERT INTO feed_record_versions (source, record_id, revision, action, batch_id, period,"
+    " idx, household_id, data, content_hash, raw)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10, $11::json)"
+)
+_CORRECT = (
+    "UPDATE feed_records SET revision = $3, data = $4::json, content_hash = $5, name = $6"
+    " WHERE source = $1 AND record_id = $2"
+)
+_VOID = (
+    "UPDATE feed_records SET revision = $3, voided_at = now() WHERE source = $1 AND record_id = $2"
+)
+
+
+async def _apply_changes(
+    conn: asyncpg.Connection,
+    source: str,
+    batch_id: str,
+    period: str,
+    changes: list[Change],
+    tally: Tally,
+    columns: Mapping[str, str],
+) -> list[Rejection]:
+    """Apply the chunk's corrections and voids in batch order, each to the record its
+    record id names (locked, so two batches changing one record take turns): the record
+    gets the next revision, and the history keeps the version replaced and the new one.
+    A change of a record never received, or already voided, or a correction naming
+    another person, is rejected with its reason; the same change sent again is a
+    duplicate. Corrections are rare next to new records: one at a time is enough."""
+    rejected = []
+    for change in changes:
+        record = change.record
+        stored = await conn.fetchrow(_STORED, source, change.record_id)
+        try:
+            revision = next_revision(
+                change.action,
+                None
+                if stored is None
+                else StoredRecord(
+                    stored["revision"], stored["voided"], stored["id_hash"], stored["content_hash"]
+                ),
+                record_id=change.record_id,
+                id_hash=record.id_hash if record is not None else None,
+                content_hash=record.content_hash if record is not None else None,
+            )
+        except FieldError as exc:
+            rejected.append(
+                _refused(change.idx, change.record_id, change.raw, change.row, columns, exc)
+            )
+            continue
+        if revision is None:
+            tally.duplicates += 1
+            continue
+        assert stored is not None
+        if stored["revision"] == 1:
+            await conn.execute(_KEEP_ORIGINAL, source, change.record_id)
+        household_id = stored["household_id"]
+        data_json = (
+            None if record is None else orjson.dumps({**record.data, "revision": revision}).decode()
+        )
+        await conn.execute(
+            _KEEP_VERSION,
+            source,
+            change.record_id,
+            revision,
+            change.action,
+            batch_id,
+            period,
+            change.idx,
+            household_id,
+            data_json,
+            record.content_hash if record is not None else None,
+            change.raw.decode(),
+        )
+        if record is not None:
+            await conn.execute(
+                _CORRECT,
+                source,
+                change.record_id,
+                revision,
+                data_json,
+                record.content_hash,
+                record.name,
+            )
+            tally.corrected += 1
+            event_form = {**record.data, "revision": revision}
+        else:
+            await conn.execute(_VOID, source, change.record_id, revision)
+            tally.voided += 1
+            event_form = {
+                "source": source,
+                "record_id": change.record_id,
+                "id_hash": stored["id_hash"],
+                "revision": revision,
+            }
+        tally.accepted += 1
+        if household_id is not None:  # an unmatched one leaves when it is matched
+            tally.matched += 1
+            tally.changed.append((household_id, stored["period"], change.action, event_form))
+    return rejected
+
+
+async def _emit_changes(
+    session: AsyncSession,
+    source: str,
+    batch_id: str,
+    changed: list[tuple[str, str, str, dict[str, Any]]],
+) -> None:
+    """Per household and period of the records changed: one `records.matched` with the
+    corrections (their new content and revision) and one `records.voided` with the
+    voids. A record corrected twice in the batch leaves once, as last corrected."""
+    groups: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for household_id, period, action, form in changed:
+        groups.setdefault((household_id, period, action), {})[form["record_id"]] = form
+    events = []
+    for (household_id, period, action), forms in sorted(groups.items()):
+        common = {
+            "household_id": household_id,
+            "source": source,
+            "batch_id": batch_id,
+            "period": period,
+            "records": list(forms.values()),
+        }
+        payload = (
+            RecordsMatched.model_validate(common)
+            if action == CORRECTION
+            else RecordsVoided.model_validate(common)
+        )
+        events.append(
+            make_event(
+                SERVICE,
+                payload,
+                subject=household_id,
+                correlation_id=correlation_id.get() or batch_id,
             )
         )
-    return rejected
+    await outbox.publish_many(session, events)
 
 
 async def _emit_matched(
@@ -721,7 +946,7 @@ async def _emit_matched(
     cursor = conn.cursor(
         "SELECT household_id, '[' || string_agg(data::text, ',' ORDER BY idx) || ']'"
         " FROM feed_records WHERE source = $1 AND batch_id = $2 AND household_id IS NOT NULL"
-        " GROUP BY household_id ORDER BY household_id",
+        " AND voided_at IS NULL GROUP BY household_id ORDER BY household_id",
         source,
         batch_id,
         prefetch=EVENTS_PER_WRITE,

@@ -151,7 +151,7 @@ async def _match_waiting(
         "UPDATE feed_records f SET household_id = m.household_id, matched_at = now()"
         " FROM (SELECT DISTINCT ON (id_hash) id_hash, household_id FROM person_index"
         "       WHERE id_hash = ANY($1::text[]) ORDER BY id_hash, since DESC) m"
-        " WHERE f.household_id IS NULL AND f.id_hash = m.id_hash"
+        " WHERE f.household_id IS NULL AND f.id_hash = m.id_hash AND f.voided_at IS NULL"
         " RETURNING f.household_id, f.source, f.batch_id, f.period, f.idx, f.data::text AS data",
         id_hashes,
     )

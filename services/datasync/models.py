@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic import Field as PydanticField
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Text, func
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Integer, Text, func, text
 from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -61,7 +61,11 @@ class FeedBatch(DatasyncBase, table=True):
 class FeedRecord(DatasyncBase, table=True):
     """An accepted department record, with the department's raw row (ID number included)
     for audit. `data` is its event form (id_hash, never the ID number). The primary key
-    is the de-duplication key: a record id is applied once per source."""
+    is the de-duplication key: a record id is applied once per source.
+
+    A correction (更正) replaces `data`, `content_hash` and `name` and raises `revision`;
+    a void (作废) sets `voided_at`. `batch_id`, `period`, `idx` and `raw` stay those of
+    the record as first received; every version is in `feed_record_versions`."""
 
     __tablename__ = "feed_records"
     __table_args__ = (
@@ -97,6 +101,35 @@ class FeedRecord(DatasyncBase, table=True):
     matched_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    received_at: datetime | None = _now_column()
+    revision: int = Field(
+        default=1, sa_column=Column(Integer, nullable=False, server_default=text("1"))
+    )
+    voided_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class FeedRecordVersion(DatasyncBase, table=True):
+    """The history of a corrected or voided record, one row per version: the original
+    (copied in when first changed), each correction and the void, each with the batch
+    and raw row it came in. A record never changed has only its `feed_records` row."""
+
+    __tablename__ = "feed_record_versions"
+    __table_args__ = (Index("ix_feed_record_versions_batch", "source", "batch_id", "idx"),)
+
+    source: str = Field(primary_key=True, max_length=20)
+    record_id: str = Field(primary_key=True, max_length=64)
+    revision: int = Field(primary_key=True)
+    action: str = Field(max_length=12)  # original, correction, void
+    batch_id: str = Field(max_length=100)
+    period: str = Field(max_length=7)
+    idx: int
+    household_id: str | None = Field(default=None, max_length=36)
+    # The event form of this version (None for a void) and its content hash.
+    data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    content_hash: str | None = Field(default=None, max_length=64)
+    raw: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     received_at: datetime | None = _now_column()
 
 
@@ -221,6 +254,8 @@ class BatchSummary(BaseModel):
     unmatched: int
     errors: list[RecordError]
     errors_total: int = 0
+    corrected: int = 0  # of `accepted`: corrections (更正) of records received before
+    voided: int = 0  # of `accepted`: voids (作废)
     on_time: bool | None = None
     due_on: date | None = None
     # A file's: totals/footer rows skipped, where the table was found, how record ids
@@ -266,12 +301,35 @@ class UnmatchedList(BaseModel):
 class RawRecord(BaseModel):
     index: int
     record_id: str | None
-    outcome: str  # accepted or rejected
+    outcome: str  # accepted, rejected, or (a later version) corrected or voided
     id_number: str | None
     household_id: str | None
     field: str | None = None
     message: str | None = None
     raw: dict[str, Any] | None
+
+
+class RecordVersionPublic(BaseModel):
+    revision: int
+    action: str  # original, correction, void
+    batch_id: str
+    period: str
+    index: int
+    received_at: datetime
+    data: dict[str, Any] | None  # the event form (id_hash, no ID number); None for a void
+    raw: dict[str, Any] | None  # as the department sent it: only with registry:pii
+
+
+class RecordHistory(BaseModel):
+    """A record's versions, oldest first, and where it stands now."""
+
+    source: str
+    record_id: str
+    household_id: str | None
+    id_number: str  # masked unless the client has registry:pii
+    revision: int
+    voided: bool
+    items: list[RecordVersionPublic]
 
 
 class RawRecordList(BaseModel):

@@ -6,13 +6,20 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, and_, cast, literal, null, or_, select, text, union_all
+from sqlalchemy import Text, and_, case, cast, literal, null, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.auth import Principal
 from backstop.idnumber import mask_id
 from backstop.pagination import decode_cursor, encode_cursor
-from services.datasync.domain import DEPARTMENTS, SOURCES, CalendarRules, Period, delivery_status
+from services.datasync.domain import (
+    DEPARTMENTS,
+    SOURCES,
+    VOID,
+    CalendarRules,
+    Period,
+    delivery_status,
+)
 from services.datasync.models import (
     BatchList,
     BatchPublic,
@@ -20,10 +27,13 @@ from services.datasync.models import (
     DeliveryList,
     ErrorList,
     FeedRecord,
+    FeedRecordVersion,
     HouseholdVersion,
     RawRecord,
     RawRecordList,
     RecordError,
+    RecordHistory,
+    RecordVersionPublic,
     RejectedRecord,
     UnmatchedList,
     UnmatchedRecord,
@@ -115,7 +125,7 @@ async def list_unmatched(
 ) -> UnmatchedList:
     after = decode_cursor(cursor, str, str)
     sources = [s for s in unmatched_sources(principal) if source is None or s == source]
-    clauses = ["household_id IS NULL", "source = ANY(:sources)"]
+    clauses = ["household_id IS NULL", "voided_at IS NULL", "source = ANY(:sources)"]
     params: dict[str, Any] = {"n": limit + 1, "sources": sources}
     if period:
         clauses.append("period = :p")
@@ -199,8 +209,40 @@ async def list_raw_records(
             else and_(records.c.household_id.is_not(None), seen),
         )
     )
+    # The batch's corrections and voids (their records were first received before).
+    versions = FeedRecordVersion.__table__  # type: ignore[attr-defined]
+    changed = (
+        select(
+            versions.c.idx,
+            versions.c.record_id,
+            case((versions.c.action == VOID, "voided"), else_="corrected"),
+            records.c.id_number,
+            versions.c.household_id,
+            null(),
+            null(),
+            cast(versions.c.raw, Text),
+        )
+        .select_from(
+            versions.join(
+                records,
+                and_(
+                    records.c.source == versions.c.source,
+                    records.c.record_id == versions.c.record_id,
+                ),
+            ).outerjoin(households, households.c.household_id == versions.c.household_id)
+        )
+        .where(
+            versions.c.source == source,
+            versions.c.batch_id == batch_id,
+            versions.c.action != "original",
+            versions.c.idx > start,
+            or_(versions.c.household_id.is_(None), seen)
+            if own
+            else and_(versions.c.household_id.is_not(None), seen),
+        )
+    )
     rejected = RejectedRecord.__table__  # type: ignore[attr-defined]
-    parts = [accepted]
+    parts = [accepted, changed]
     if own:
         parts.append(
             select(
@@ -218,7 +260,7 @@ async def list_raw_records(
                 rejected.c.idx > start,
             )
         )
-    both = union_all(*parts).subquery() if len(parts) > 1 else accepted.subquery()
+    both = union_all(*parts).subquery()
     rows = (await session.execute(select(both).order_by(both.c.idx).limit(limit + 1))).all()
     items = [
         RawRecord(
@@ -235,6 +277,70 @@ async def list_raw_records(
     ]
     more = len(rows) > limit
     return RawRecordList(items=items, next_cursor=encode_cursor(items[-1].index) if more else None)
+
+
+async def record_history(
+    *, session: AsyncSession, principal: Principal, source: str, record_id: str, pii: bool
+) -> RecordHistory | None:
+    """A record's versions, oldest first (None when there is no such record, or the
+    caller may not see it: a matched record inside the caller's regions, an unmatched one
+    to the sending department and county-level principals, as `list_raw_records`). The
+    raw rows (ID numbers included) only with registry:pii."""
+    current = (
+        await session.execute(
+            text(
+                "SELECT f.household_id, f.id_number, f.revision, f.voided_at IS NOT NULL AS"
+                " voided, f.batch_id, f.period, f.idx, f.received_at, f.data::text AS data,"
+                " f.raw::text AS raw, h.region_code FROM feed_records f"
+                " LEFT JOIN household_versions h ON h.household_id = f.household_id"
+                " WHERE f.source = :s AND f.record_id = :r"
+            ),
+            {"s": source, "r": record_id},
+        )
+    ).one_or_none()
+    if current is None:
+        return None
+    if current.household_id is None:
+        visible = source in unmatched_sources(principal)
+    elif current.region_code is None:  # a household whose village is not known yet
+        visible = principal.county_level
+    else:
+        visible = principal.can_see(current.region_code)
+    if not visible:
+        return None
+    rows = (
+        await session.execute(
+            text(
+                "SELECT revision, action, batch_id, period, idx, received_at,"
+                " data::text AS data, raw::text AS raw FROM feed_record_versions"
+                " WHERE source = :s AND record_id = :r ORDER BY revision"
+            ),
+            {"s": source, "r": record_id},
+        )
+    ).all()
+    versions = [(r.revision, r.action, r) for r in rows] or [(1, "original", current)]
+    return RecordHistory(
+        source=source,
+        record_id=record_id,
+        household_id=current.household_id,
+        id_number=current.id_number if pii else mask_id(current.id_number),
+        revision=current.revision,
+        voided=current.voided,
+        # A record never changed has no history rows: its one version is the record.
+        items=[
+            RecordVersionPublic(
+                revision=revision,
+                action=action,
+                batch_id=r.batch_id,
+                period=r.period,
+                index=r.idx,
+                received_at=r.received_at,
+                data=orjson.loads(r.data) if r.data else None,
+                raw=orjson.loads(r.raw) if pii else None,
+            )
+            for revision, action, r in versions
+        ],
+    )
 
 
 async def list_errors(
