@@ -17,6 +17,7 @@ procedures, visits, assistance plans, funds and supervision. One module per use 
 - `reports.py`: the quarterly dynamic-monitoring report (季度动态监测): queries, closing, routes.
 - `quarterly.py`: the report's pure part: quarters, the late-data rule, town and county rows.
 - `quarterly_xlsx.py`: the report as the county office's XLSX workbook.
+- `data_quality.py`: the quality service's sweep summaries, for the report's 数据质量 section.
 - `province_warnings.py`: the provincial platform's warnings (省平台预警) in, outcomes back.
 - `province.py`: the platform's pure words: systems, items, levels, its export's rows.
 """

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
+from backstop.contracts.quality import TOPIC as QUALITY_TOPIC
 from backstop.contracts.registry import TOPIC as HOUSEHOLDS_TOPIC
 from backstop.contracts.risk import ALERTS_TOPIC, ASSESSMENTS_TOPIC
 from backstop.events import CloudEvent
@@ -17,6 +18,7 @@ from services.assistance import (
     campaigns,
     clues,
     common,
+    data_quality,
     domain,
     province_warnings,
     reports,
@@ -104,6 +106,11 @@ SPEC = ServiceSpec(
             group="assistance.risk-levels",
             topics=[ASSESSMENTS_TOPIC],
             handlers={"backstop.risk.assessment.changed.v1": on_assessment},
+        ),
+        ConsumerSpec(  # sweep summaries for the quarterly report's 数据质量 section
+            group="assistance.data-quality",
+            topics=[QUALITY_TOPIC],
+            handlers={data_quality.SWEEP_COMPLETED: data_quality.apply_sweep},
         ),
     ],
     max_upload_bytes=province_warnings.MAX_FILE_BYTES,  # the platform's warnings export

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
@@ -817,3 +818,18 @@ class QuarterlyReport(AssistanceBase, table=True):
     closed_by: str = SQLField(max_length=100)
     closed_client: str = SQLField(max_length=100)  # the token's `sub`
     closed_at: datetime = _ts()
+
+
+class DataQualitySweep(AssistanceBase, table=True):
+    """Read model of the quality service's sweep summaries (数据质量核查), for the quarterly
+    report's 数据质量 section: the event's data as it came, one row per sweep."""
+
+    __tablename__ = "data_quality_sweeps"
+    __table_args__ = (
+        Index("ix_data_quality_sweeps_region_finished", "region_prefix", "finished_at"),
+    )
+
+    sweep_id: int = SQLField(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    region_prefix: str = SQLField(max_length=12)  # "" = the whole county
+    finished_at: datetime = _ts()
+    summary: dict[str, Any] = _json()

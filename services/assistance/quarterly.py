@@ -109,6 +109,10 @@ def months_due(quarter: Quarter, today: date) -> list[str]:
 # --------------------------------------------------------------- the report shape
 
 
+# 数据质量: findings by severity (the quality service's words), and what is counted of them.
+SEVERITIES = ("error", "warning", "hint")
+QUALITY_COUNTS = ("open", "accepted", "opened", "closed", "previous_open")
+
 # Task kinds counted, and their key in a town's entry.
 TASK_KINDS = {"verification": "verification_tasks", "review": "review_tasks"}
 
@@ -134,6 +138,7 @@ def empty_town() -> dict[str, Any]:
         **{key: {"opened": 0, "closed": 0, "overdue": 0} for key in TASK_KINDS.values()},
         "contact": {"due": 0, "compliant": 0, "rate": None, "by_month": {}},
         "grants": {"count": 0, "amount": "0.00"},
+        "data_quality": quality_entry((), compared=False),
     }
 
 
@@ -164,10 +169,54 @@ def county_totals(towns: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         _add(total["contact"]["by_month"], town["contact"]["by_month"])
         total["grants"]["count"] += town["grants"]["count"]
         amount += Decimal(town["grants"]["amount"])
+    quality = [t["data_quality"] for t in towns if "data_quality" in t]  # older reports lack it
+    total["data_quality"] = quality_entry(
+        (item for q in quality for item in q["items"]),
+        compared=any(q["previous_open"] is not None for q in quality),
+    )
     total["eliminations"]["reasons"] = reason_list(reasons)
     total["contact"]["rate"] = rate(total["contact"]["compliant"], total["contact"]["due"])
     total["grants"]["amount"] = str(domain.money(amount))
     return total
+
+
+def quality_entry(items: Iterable[Mapping[str, Any]], *, compared: bool) -> dict[str, Any]:
+    """A town's (or the county's) 数据质量 entry from a sweep's counts by category ×
+    severity: findings open (未整改), accepted as exceptions (例外), opened and closed since
+    the sweep before, open ones by severity and by category, and the change in open
+    findings since the sweep before (None when there was none to compare with)."""
+    cells: dict[tuple[str, str], dict[str, int]] = {}
+    for item in items:
+        cell = cells.setdefault(
+            (item["category"], item["severity"]), dict.fromkeys(QUALITY_COUNTS, 0)
+        )
+        for key in QUALITY_COUNTS:
+            cell[key] += item.get(key) or 0
+    entry: dict[str, Any] = {key: sum(c[key] for c in cells.values()) for key in QUALITY_COUNTS}
+    if not compared:
+        entry["previous_open"] = None
+    entry["change"] = (
+        None if entry["previous_open"] is None else entry["open"] - entry["previous_open"]
+    )
+    by_category: Counter[str] = Counter()
+    by_severity = dict.fromkeys(SEVERITIES, 0)
+    for (category, severity), cell in cells.items():
+        by_category[category] += cell["open"]
+        by_severity[severity] = by_severity.get(severity, 0) + cell["open"]
+    entry.update(
+        by_severity=by_severity,
+        by_category=dict(sorted(by_category.items())),
+        items=[
+            {
+                "category": category,
+                "severity": severity,
+                **cell,
+                "previous_open": cell["previous_open"] if compared else None,
+            }
+            for (category, severity), cell in sorted(cells.items())
+        ],
+    )
+    return entry
 
 
 def _add(into: dict[str, int], other: Mapping[str, int]) -> None:

@@ -1,6 +1,7 @@
 """The quarterly report as the county office's XLSX workbook (Chinese headers): one row
-per town and the county total, the reasons for inclusion and elimination, and a sheet
-describing the report."""
+per town and the county total, the reasons for inclusion and elimination, the
+data-quality findings (数据质量) by town, category and severity, and a sheet describing the
+report."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ LEVEL_LABELS = {
     "unassessed": "未评估",
 }
 METHOD_LABELS = {"assisted": "帮扶消除", "natural": "自然消除"}
+SEVERITY_LABELS = {"error": "错误", "warning": "警告", "hint": "提示"}
 
 # (Chinese header, path into a town's entry)
 COLUMNS: list[tuple[str, tuple[str, ...]]] = [
@@ -53,6 +55,13 @@ COLUMNS: list[tuple[str, tuple[str, ...]]] = [
     ("联系达标率", ("contact", "rate")),
     ("救助发放笔数", ("grants", "count")),
     ("救助发放金额（元）", ("grants", "amount")),
+    ("数据质量：未整改问题", ("data_quality", "open")),
+    *[(f"其中{v}", ("data_quality", "by_severity", k)) for k, v in SEVERITY_LABELS.items()],
+    ("已认定例外", ("data_quality", "accepted")),
+    ("较上次核查新发现", ("data_quality", "opened")),
+    ("较上次核查已整改", ("data_quality", "closed")),
+    ("上次核查未整改", ("data_quality", "previous_open")),
+    ("未整改增减", ("data_quality", "change")),
 ]  # fmt: skip
 
 
@@ -67,11 +76,15 @@ def cell_value(entry: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 HEADERS = ["乡镇代码", *[name for name, _ in COLUMNS]]
 REASON_HEADERS = ["乡镇代码", "类别", "原因", "户数"]
+QUALITY_HEADERS = ["乡镇代码", "问题类别", "严重程度", "未整改", "已认定例外", "较上次核查新发现",
+                   "较上次核查已整改", "上次核查未整改"]  # fmt: skip
+QUALITY_KEYS = ("open", "accepted", "opened", "closed", "previous_open")
 
 
 def workbook_bytes(report: Mapping[str, Any]) -> bytes:
     """The report as an XLSX workbook: one row per town and the county total (全县合计),
-    the reasons for inclusion and elimination, and a sheet describing the report."""
+    the reasons for inclusion and elimination, the data-quality findings by category and
+    severity, and a sheet describing the report."""
     wb = Workbook()
     sheet = wb.active
     assert sheet is not None
@@ -100,6 +113,28 @@ def workbook_bytes(report: Mapping[str, Any]) -> bytes:
     for cell in reasons[1]:
         cell.font = Font(bold=True)
 
+    sweep = report.get("data_quality")  # reports closed before the section lack it
+    quality = wb.create_sheet("数据质量")
+    quality.append(safe_row(QUALITY_HEADERS))
+    categories = sweep["categories"] if sweep else {}
+    for code, entry in [
+        *((t["town_code"], t.get("data_quality")) for t in report["towns"]),
+        ("全县合计", report["totals"].get("data_quality")),
+    ]:
+        for item in entry["items"] if entry else ():
+            quality.append(
+                safe_row(
+                    [
+                        code,
+                        categories.get(item["category"], item["category"]),
+                        SEVERITY_LABELS.get(item["severity"], item["severity"]),
+                        *(item[key] for key in QUALITY_KEYS),
+                    ]
+                )
+            )
+    for cell in quality[1]:
+        cell.font = Font(bold=True)
+
     about = wb.create_sheet("说明")
     for row in (
         ("季度", report["quarter"]),
@@ -108,6 +143,13 @@ def workbook_bytes(report: Mapping[str, Any]) -> bytes:
         ("统计时间", report["computed_at"]),
         ("关账人", report.get("closed_by") or ""),
         ("关账时间", report.get("closed_at") or ""),
+        (
+            "数据质量核查",
+            f"本季度最后一次全县核查：{sweep['finished_at']}，核查{sweep['households']}户，"
+            f"规则版本{sweep['ruleset_version']}"
+            if sweep
+            else "本季度无全县数据质量核查",
+        ),
         (
             "迟报数据规则",
             "关账后补录的数据（按其日期属于已关账季度）计入补录时仍未关账的下一季度；"

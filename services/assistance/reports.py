@@ -12,7 +12,10 @@ Per quarter (Asia/Shanghai calendar) and town:
 - contact compliance: households due a monthly contact (the kernel's rule) contacted by their
   重点联系人 or 帮扶责任人 (visit, phone, SMS, WeChat) at least once in every month of the
   quarter that has begun;
-- grants paid: count and amount of the grant transactions in the fund ledger.
+- grants paid: count and amount of the grant transactions in the fund ledger;
+- 数据质量: the findings of the quality service's last county-wide sweep that finished
+  in the quarter (open, accepted, opened and closed since the sweep before, by category
+  and severity, and the change in open findings), from its sweep summaries.
 
 Closing (`POST .../close`, county office only) stores the report as computed; a closed
 quarter is read back from the store and never changes.
@@ -54,7 +57,7 @@ from backstop.contracts.risk import AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent
-from services.assistance import domain
+from services.assistance import data_quality, domain
 from services.assistance.models import (
     Case,
     CaseStep,
@@ -75,6 +78,7 @@ from services.assistance.quarterly import (
     county_totals,
     empty_town,
     months_due,
+    quality_entry,
     rate,
     reason_list,
     reporting_quarter,
@@ -295,11 +299,18 @@ async def compute(
             "amount": str(domain.money(amount)),
         }
 
+    sweep, quality = await data_quality.last_sweep(
+        session, quarter=quarter, sees_town=scope.sees_town
+    )
+    compared = sweep is not None and sweep["previous_sweep_id"] is not None
+    for town_code in quality:
+        towns[town_code]  # a town with findings is in the report
     if scope.town:
         towns[scope.town]  # the asked-for town is always in the report, zeros or not
     entries = []
     for town_code in sorted(towns):
         town = towns[town_code]
+        town["data_quality"] = quality_entry(quality.get(town_code, ()), compared=compared)
         town["contact"]["rate"] = rate(town["contact"]["compliant"], town["contact"]["due"])
         town["contact"]["by_month"] = {m: town["contact"]["by_month"].get(m, 0) for m in months}
         entries.append({"town_code": town_code, **town})
@@ -313,6 +324,7 @@ async def compute(
         "closed_at": None,
         "closed_by": None,
         "late_data_rule": LATE_DATA_RULE,
+        "data_quality": sweep,
         "towns": entries,
         "totals": county_totals(entries),
     }

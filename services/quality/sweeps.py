@@ -12,15 +12,19 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop import outbox
 from backstop.auth import Level, Principal
+from backstop.contracts import quality as quality_contract
 from backstop.db import SessionFactory, unit_of_work
+from backstop.events import make_event
 from services.quality import domain
 from services.quality import models as m
 from services.quality.checks import check_rows, publish_new_errors
-from services.quality.common import COUNTY_TZ, county_today
+from services.quality.common import COUNTY_TZ, SERVICE, county_today
 from services.quality.households import HOUSEHOLD_SELECT
 
 log = logging.getLogger("backstop.quality")
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any finding: "since ever"
 
 
 async def request_sweep(
@@ -114,11 +118,7 @@ async def run_sweeps(
             if sweep.status == "pending":
                 values["status"], values["started_at"] = "running", func.now()
             if len(rows) < chunk:
-                values.update(
-                    status="done",
-                    finished_at=func.now(),
-                    counts=await open_counts(session, sweep.region_prefix),
-                )
+                values.update(await finish(session, sweep, sweep.households + result.households))
             if rows:
                 values["cursor"] = rows[-1].household_id
             await session.execute(update(s).where(s.c.id == sweep.id).values(**values))
@@ -126,18 +126,87 @@ async def run_sweeps(
                 log.info("sweep %s done", sweep.id)
 
 
-async def open_counts(session: AsyncSession, region_prefix: str = "") -> dict[str, dict[str, int]]:
-    """Open findings by town and category: {town_code: {category: n, "error": n}}."""
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for r in await session.execute(
+async def finish(session: AsyncSession, sweep: Any, households: int) -> dict[str, Any]:
+    """A sweep's end: its summary leaves through the outbox (the quarterly report's 数据质量
+    section) in the last chunk's transaction; returns what the sweep's row keeps."""
+    finished_at = datetime.now(UTC)
+    s = m.sweeps.c
+    previous = (
+        await session.execute(
+            select(s.id, s.finished_at)
+            .where(s.status == "done", s.region_prefix == sweep.region_prefix, s.id != sweep.id)
+            .order_by(s.finished_at.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    counts = await sweep_counts(
+        session, sweep.region_prefix, since=previous.finished_at if previous else None
+    )
+    summary = quality_contract.SweepCompleted(
+        sweep_id=sweep.id,
+        trigger=sweep.trigger,
+        region_prefix=sweep.region_prefix,
+        finished_at=finished_at,
+        households=households,
+        ruleset_version=domain.RULESET_VERSION,
+        previous_sweep_id=previous.id if previous else None,
+        previous_finished_at=previous.finished_at if previous else None,
+        categories=domain.CATEGORY_LABELS,
+        counts=counts,
+    )
+    await outbox.publish(session, make_event(SERVICE, summary, subject=f"sweep/{sweep.id}"))
+    return {"status": "done", "finished_at": finished_at, "counts": open_by_town(counts)}
+
+
+async def sweep_counts(
+    session: AsyncSession, region_prefix: str, *, since: datetime | None
+) -> list[quality_contract.SweepCount]:
+    """Findings by town × category × severity: open and accepted now, opened and closed
+    since `since` (the previous sweep's end), and open at `since` (from the findings'
+    history: an open finding is closed or accepted later, never reopened)."""
+    rows = await session.execute(
         text(
-            "SELECT town_code, category, severity, count(*) AS n FROM quality_findings "
-            "WHERE status = 'open' AND region_code LIKE :prefix "
-            "GROUP BY town_code, category, severity"
+            """
+            SELECT town_code, category, severity,
+              count(*) FILTER (WHERE status = 'open') AS open,
+              count(*) FILTER (WHERE status = 'accepted') AS accepted,
+              count(*) FILTER (WHERE opened_at > CAST(:since AS timestamptz)) AS opened,
+              count(*) FILTER (WHERE closed_at > CAST(:since AS timestamptz)) AS closed,
+              count(*) FILTER (
+                WHERE opened_at <= CAST(:since AS timestamptz)
+                  AND (closed_at IS NULL OR closed_at > CAST(:since AS timestamptz))
+                  AND (accepted_at IS NULL OR accepted_at > CAST(:since AS timestamptz))
+              ) AS previous_open
+            FROM quality_findings WHERE region_code LIKE :prefix
+            GROUP BY town_code, category, severity ORDER BY town_code, category, severity
+            """
         ),
-        {"prefix": region_prefix + "%"},
-    ):
-        counts[r.town_code][r.category] += r.n
-        if r.severity == "error":
-            counts[r.town_code]["error"] += r.n
-    return {t: dict(c) for t, c in counts.items()}
+        {"since": since or EPOCH, "prefix": region_prefix + "%"},
+    )
+    return [
+        quality_contract.SweepCount(
+            town_code=r.town_code,
+            category=r.category,
+            severity=r.severity,
+            open=r.open,
+            accepted=r.accepted,
+            opened=r.opened,
+            closed=r.closed,
+            previous_open=r.previous_open if since else None,
+        )
+        for r in rows
+        # Old history alone (closed before the previous sweep) says nothing of this one.
+        if r.open or r.accepted or r.opened or r.closed or (since and r.previous_open)
+    ]
+
+
+def open_by_town(counts: list[quality_contract.SweepCount]) -> dict[str, dict[str, int]]:
+    """Open findings by town and category: {town_code: {category: n, "error": n}} (what the
+    summary compares the findings open now with)."""
+    by_town: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for c in counts:
+        if c.open:
+            by_town[c.town_code][c.category] += c.open
+            if c.severity == "error":
+                by_town[c.town_code]["error"] += c.open
+    return {t: dict(n) for t, n in by_town.items()}

@@ -406,4 +406,4 @@ async def test_xlsx_has_chinese_headers_and_the_county_total(a: Assistance) -> N
         assert "救助发放金额（元）" in rows[0] and "联系达标率" in rows[0]
         assert town in [row[0] for row in rows[1:]]
         assert rows[-1][0] == "全县合计"
-        assert book.sheetnames == ["季度动态监测", "纳入与消除原因", "说明"]
+        assert book.sheetnames == ["季度动态监测", "纳入与消除原因", "数据质量", "说明"]

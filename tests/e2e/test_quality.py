@@ -1,12 +1,14 @@
 """数据质量核查 end to end: registry's API writes the household, the quality service (its
 own process) hears it through Kafka and opens findings; fixing the data closes them; an
-accepted exception stays closed through the next sweep; a town sees only its town."""
+accepted exception stays closed through the next sweep, whose summary reaches the
+quarterly report (assistance); a town sees only its town."""
 
 from __future__ import annotations
 
 import random
-from datetime import date
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -153,3 +155,19 @@ async def test_accepted_exception_survives_a_sweep_and_towns_are_isolated(system
         towns = {t["town_code"]: t for t in summary["towns"]}
         assert towns[TOWN_B]["by_category"]["labour_schooling"] >= 1
         assert towns[TOWN_B]["change"] == 0  # nothing changed since the sweep
+
+    # The sweep's summary reaches assistance: the quarterly report's 数据质量 section.
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    quarter = f"{today.year}Q{(today.month - 1) // 3 + 1}"
+    async with system.client("assistance", "assistance:read", regions=("441881",)) as assistance:
+
+        async def reported() -> Any:
+            report = (await assistance.get(f"/v1/reports/quarterly/{quarter}")).json()
+            sweep = report["data_quality"]
+            return report if sweep and sweep["sweep_id"] >= sweep_id else None
+
+        report = await wait_for(reported, timeout=30, message="数据质量 in the quarterly report")
+        quality = {t["town_code"]: t["data_quality"] for t in report["towns"]}
+        assert quality[TOWN_A]["accepted"] >= 1
+        assert quality[TOWN_B]["by_category"]["labour_schooling"] >= 1
+        assert report["totals"]["data_quality"]["open"] >= quality[TOWN_B]["open"]

@@ -30,7 +30,7 @@ from backstop.contracts.registry import (
     MemberSnapshot,
 )
 from backstop.contracts.risk import AssessmentChanged
-from backstop.events import make_event, spec_of
+from backstop.events import CloudEvent, make_event, spec_of
 from backstop.exports import safe_cell
 from backstop.settings import Settings
 from services.quality import escalation
@@ -346,6 +346,69 @@ async def test_accepted_exception_stays_closed_through_sweeps(
     now = await wait_for(lambda: _has(client, stack, h.household_id, {"ID002"}), message="v2")
     assert "LS004" not in now
     assert "LS004" in await findings(client, stack, h.household_id, status="accepted")
+
+
+async def test_a_sweep_sends_its_summary_with_the_trend(
+    service: tuple[httpx.AsyncClient, Runtime], producer: AIOKafkaProducer, settings: Settings,
+    stack: Stack,
+) -> None:  # fmt: skip
+    """Each sweep's end leaves as one `sweep.completed` event (the quarterly report's 数据质量
+    section): counts by town × category × severity and the change since the sweep before."""
+    client, _ = service
+    town, village = "441881109", "441881109002"
+    elder = household([*couple(), person("parent", "female", date(1950, 1, 1),
+                                         labor_capacity="full")], region=village)  # fmt: skip
+    headless = household([person("other", "male", date(1970, 1, 1))], region=village)
+    for h in (elder, headless):
+        await send(producer, settings, HouseholdCreated(household=h), h.household_id)
+    await wait_for(lambda: _has(client, stack, elder.household_id, {"LS004"}), message="LS004")
+    await wait_for(lambda: _has(client, stack, headless.household_id, {"ID001"}), message="ID001")
+    county = stack.headers("quality:write", "quality:read", regions=["441881"])
+
+    async def sweep() -> CloudEvent:
+        r = await client.post("/v1/quality/sweeps", json={"region_prefix": town}, headers=county)
+        assert r.status_code == 202, r.text
+        sweep_id = r.json()["id"]
+        [event] = await read_topic(
+            settings, "quality.findings",
+            match=lambda e: e.type == "backstop.quality.sweep.completed.v1"
+            and e.data["sweep_id"] == sweep_id,
+        )  # fmt: skip
+        return event
+
+    def cells(event: CloudEvent) -> dict[tuple[str, str], dict[str, Any]]:
+        assert {c["town_code"] for c in event.data["counts"]} == {town}
+        return {(c["category"], c["severity"]): c for c in event.data["counts"]}
+
+    first = await sweep()
+    assert first.data["region_prefix"] == town and first.data["households"] == 2
+    assert first.data["categories"]["identity"] == "身份与家庭结构"
+    assert cells(first)[("identity", "error")] == {
+        "town_code": town, "category": "identity", "severity": "error",
+        "open": 1, "accepted": 0, "opened": 1, "closed": 0, "previous_open": None,
+    }  # fmt: skip
+    assert cells(first)[("labour_schooling", "warning")]["open"] == 1
+    raw = first.to_bytes().decode()
+    assert elder.household_id not in raw and headless.household_id not in raw
+
+    # The head is recorded and the elder's labour accepted as an exception: the next
+    # sweep shows one closed, one accepted, and both down from one open finding.
+    fixed = headless.model_copy(
+        update={"version": 2, "members": [headless.members[0].model_copy(update={"relation": "head"})]}
+    )  # fmt: skip
+    await send(producer, settings, HouseholdUpdated(household=fixed), headless.household_id)
+    await wait_for(lambda: _lacks(client, stack, headless.household_id, {"ID001"}), message="fix")
+    fid = (await findings(client, stack, elder.household_id))["LS004"]["id"]
+    r = await client.post(f"/v1/quality/findings/{fid}/accept",
+                          json={"accepted_by": "张三", "reason": "仍在务农"}, headers=county)  # fmt: skip
+    assert r.status_code == 200, r.text
+
+    second = await sweep()
+    assert second.data["previous_sweep_id"] == first.data["sweep_id"]
+    now = cells(second)
+    identity, labour = now[("identity", "error")], now[("labour_schooling", "warning")]
+    assert (identity["open"], identity["closed"], identity["previous_open"]) == (0, 1, 1)
+    assert (labour["open"], labour["accepted"], labour["previous_open"]) == (0, 1, 1)
 
 
 async def test_long_open_errors_are_escalated_once_a_day(
