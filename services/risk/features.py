@@ -86,9 +86,10 @@ _HOUSEHOLD_COLUMNS = (
 
 
 def _records_json(since: date) -> Any:
-    """The household's records the rules can still look at (two years: the rolling 12
-    months, and the latest civil-affairs and school status before it), as JSON text.
-    Every column here is in ix_risk_records_household_features: an index-only scan."""
+    """The household's live records the rules can still look at (two years: the rolling
+    12 months, and the latest civil-affairs and school status before it), as JSON text.
+    Every column here is in ix_risk_records_household_features (partial: live records):
+    an index-only scan."""
     r = m.records.c
     return (
         select(
@@ -106,7 +107,11 @@ def _records_json(since: date) -> Any:
                 )
             )
         )
-        .where(r.household_id == m.households.c.household_id, r.occurred_on >= since)
+        .where(
+            r.household_id == m.households.c.household_id,
+            r.occurred_on >= since,
+            ~r.voided,  # 作废: a tombstone, counted nowhere (the index's own predicate)
+        )
         .scalar_subquery()
         .cast(Text)
         .label("records")

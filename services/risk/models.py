@@ -2,7 +2,9 @@
 
 - `risk_households`: the read model of registry snapshots (latest version only).
 - `risk_records`: department records, unique by (source, record_id), so a replay never
-  counts a cost twice; a record may arrive before its household is known.
+  counts a cost twice; a record may arrive before its household is known. A correction
+  (更正) replaces the row when its revision is newer; a void (作废) leaves a tombstone
+  (`voided`) that no older version can bring back, and that no sum counts.
 - `risk_current`: each household's latest assessment (what lists and alerts look at).
 - `risk_assessments`: the history, one row per change, with the policy version used.
 - `risk_policies`: policy versions, append-only.
@@ -29,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
@@ -76,7 +79,11 @@ records = Table(
     Column("batch_id", String(100), nullable=False),
     Column("event_id", String(36), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # Covering: a household's records are read by an index-only scan (migration 0003).
+    # datasync's revision of the record (1 as first received, +1 per correction or void)
+    Column("revision", Integer, nullable=False, server_default="1"),
+    Column("voided", Boolean, nullable=False, server_default="false"),
+    # Covering: a household's live records are read by an index-only scan (migrations
+    # 0003, 0005).
     Index(
         "ix_risk_records_household_features",
         "household_id",
@@ -91,6 +98,7 @@ records = Table(
             "status",
             "enrolled",
         ],
+        postgresql_where=text("NOT voided"),
     ),
 )
 

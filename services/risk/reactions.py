@@ -24,11 +24,12 @@ from services.risk.policies import current_policy, parse_policy_text
 from services.risk.scoring import Trigger, score
 
 RECORDS_MATCHED = "backstop.datasync.records.matched.v1"
+RECORDS_VOIDED = "backstop.datasync.records.voided.v1"  # 作废
 REGISTRY_TYPES = frozenset(
     name for name, spec in registered_types().items() if spec.topic == registry_contract.TOPIC
 )
 WARNING_MATCHED = "backstop.assistance.warning.matched.v1"  # 省平台预警, kept as a record
-CONSUMED_TYPES = REGISTRY_TYPES | {RECORDS_MATCHED, WARNING_MATCHED}
+CONSUMED_TYPES = REGISTRY_TYPES | {RECORDS_MATCHED, RECORDS_VOIDED, WARNING_MATCHED}
 
 
 @dataclass
@@ -54,6 +55,8 @@ def _record_row(
         "enrolled": None,
         "batch_id": data.batch_id,
         "event_id": event.id,
+        "revision": rec.revision,
+        "voided": False,
     }
     if isinstance(rec, datasync_contract.MedicalRecordData):
         row.update(occurred_on=rec.settled_on, amount=rec.out_of_pocket)
@@ -83,6 +86,39 @@ def _period_start(period: str) -> date:
         return county_today()
 
 
+def _tombstone(
+    event: CloudEvent, data: datasync_contract.RecordsVoided, gone: datasync_contract.VoidedRecord
+) -> dict[str, Any]:
+    """A voided record's row: only its key, household and revision matter (no rule
+    reads a voided row); it stays so that no older version brings the record back."""
+    return {
+        "source": gone.source,
+        "record_id": gone.record_id,
+        "household_id": data.household_id,
+        "id_hash": gone.id_hash,
+        "occurred_on": _period_start(data.period),
+        "amount": 0.0,
+        "housing_damaged": False,
+        "kind": None,
+        "status": None,
+        "enrolled": None,
+        "batch_id": data.batch_id,
+        "event_id": event.id,
+        "revision": gone.revision,
+        "voided": True,
+    }
+
+
+def _keep_newest(records: dict[tuple[str, str], dict[str, Any]], row: dict[str, Any]) -> None:
+    """Keep `row` unless the batch already holds a version of its record as new: a
+    record sent twice in one batch counts once, as across batches (the first of equal
+    revisions wins, as the table's insert keeps the first)."""
+    key = (row["source"], row["record_id"])
+    held = records.get(key)
+    if held is None or held["revision"] < row["revision"]:
+        records[key] = row
+
+
 def _collect(events: Sequence[CloudEvent]) -> _Batch:
     batch = _Batch()
     for event in events:
@@ -90,10 +126,14 @@ def _collect(events: Sequence[CloudEvent]) -> _Batch:
             data = event.payload()
             assert isinstance(data, datasync_contract.RecordsMatched)
             for rec in data.records:
-                # Same (source, record_id) twice in one batch: the first one wins, as
-                # it would across batches.
-                batch.records.setdefault((rec.source, rec.record_id), _record_row(event, data, rec))
+                _keep_newest(batch.records, _record_row(event, data, rec))
             household_id = data.household_id
+        elif event.type == RECORDS_VOIDED:
+            voided = event.payload()
+            assert isinstance(voided, datasync_contract.RecordsVoided)
+            for gone in voided.records:
+                _keep_newest(batch.records, _tombstone(event, voided, gone))
+            household_id = voided.household_id
         elif event.type == WARNING_MATCHED:
             warning = event.payload()
             assert isinstance(warning, assistance_contract.PlatformWarningMatched)
@@ -113,6 +153,8 @@ def _collect(events: Sequence[CloudEvent]) -> _Batch:
                     "enrolled": None,
                     "batch_id": warning.task_id,
                     "event_id": event.id,
+                    "revision": 1,
+                    "voided": False,
                 },
             )
         elif event.type in REGISTRY_TYPES:
@@ -156,8 +198,8 @@ def _snapshot_row(event: CloudEvent, s: registry_contract.HouseholdSnapshot) -> 
 
 async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
     """The consumer's batch handler: keep the newest household snapshots and every
-    department record (once per (source, record_id)), then re-score the households
-    they touch. A record for a household not yet known is kept and counts as soon as
+    department record (once per (source, record_id), at its newest revision: corrections
+    replace, voids remove), then re-score the households they touch. A record for a household not yet known is kept and counts as soon as
     its snapshot arrives."""
     batch = _collect(events)
     if not batch.triggers:
@@ -216,19 +258,29 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
     )
 
 
-# Keeps the batch's records, locks the known households among `ids` in id order and
-# reads the current policy, in one round trip.
+# Keeps the batch's records (a newer revision replaces the stored one), locks the known
+# households among `ids` in id order and reads the current policy, in one round trip.
 _KEEP_RECORDS_AND_LOCK = text(
     """
     WITH kept AS (
         INSERT INTO risk_records (source, record_id, household_id, id_hash, occurred_on,
                                   amount, housing_damaged, kind, status, enrolled, batch_id,
-                                  event_id)
+                                  event_id, revision, voided)
         SELECT * FROM json_to_recordset(CAST(:records AS json)) AS r(
             source varchar, record_id varchar, household_id varchar, id_hash varchar,
             occurred_on date, amount float8, housing_damaged bool, kind varchar,
-            status varchar, enrolled bool, batch_id varchar, event_id varchar)
-        ON CONFLICT (source, record_id) DO NOTHING
+            status varchar, enrolled bool, batch_id varchar, event_id varchar,
+            revision int, voided bool)
+        ON CONFLICT (source, record_id) DO UPDATE SET
+            household_id = EXCLUDED.household_id, id_hash = EXCLUDED.id_hash,
+            occurred_on = EXCLUDED.occurred_on, amount = EXCLUDED.amount,
+            housing_damaged = EXCLUDED.housing_damaged, kind = EXCLUDED.kind,
+            status = EXCLUDED.status, enrolled = EXCLUDED.enrolled,
+            batch_id = EXCLUDED.batch_id, event_id = EXCLUDED.event_id,
+            revision = EXCLUDED.revision, voided = EXCLUDED.voided, received_at = now()
+        -- Only a newer version (a correction, a void) replaces a record: a replayed or
+        -- late older one changes nothing, so no record is ever counted twice or rolled back.
+        WHERE risk_records.revision < EXCLUDED.revision
     ), locked AS MATERIALIZED (
         SELECT household_id FROM risk_households
         WHERE household_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))
@@ -245,8 +297,9 @@ _KEEP_RECORDS_AND_LOCK = text(
 async def _keep_records_and_lock(
     session: AsyncSession, *, ids: Sequence[str], records: Sequence[dict[str, Any]]
 ) -> tuple[list[str], int, Policy]:
-    """Insert `records` (a record already kept is left as it is), lock the households
-    among `ids` that exist, in id order; return their ids and the current policy."""
+    """Insert `records` (a record already kept is replaced only by a newer revision),
+    lock the households among `ids` that exist, in id order; return their ids and the
+    current policy."""
     row = (
         await session.execute(
             _KEEP_RECORDS_AND_LOCK, {"records": json_param(records), "ids": json_param(list(ids))}
