@@ -32,6 +32,19 @@ class MemberSnapshot(BaseModel):
     labor_capacity: Literal["full", "partial", "none"] = "full"
     schooling: str | None = None  # e.g. "primary", "junior", "out_of_school", "none"
     medical_insurance: bool = True
+    # From the national monitoring system's export; None where not known.
+    # 劳动技能: skilled, ordinary, weak, lost (丧失劳动力), none (无劳动力).
+    labor_skill: str | None = None
+    health_status: str | None = (
+        None  # 健康状况: healthy, chronic_illness, serious_illness, disabled
+    )
+    work_status: str | None = (
+        None  # 务工状况: in_town … out_of_province, abroad, other, not_working
+    )
+    work_months: int | None = None  # 务工时间（月）
+    critical_illness_insurance: bool | None = None  # 大病保险
+    supplementary_insurance: bool | None = None  # 商业补充医疗保险
+    pension_insurance: bool | None = None  # 基本养老保险 (城乡居民 or 职工)
 
 
 class IncomeSnapshot(BaseModel):
@@ -62,6 +75,7 @@ class HouseholdSnapshot(BaseModel):
     town_code: str  # first 9 digits
     type: HouseholdType
     policy_enjoying: bool = False
+    exit_year: int | None = None  # 脱贫年度
     monitoring_status: MonitoringStatus = "none"
     monitoring_since: date | None = None
     monitoring_ended_on: date | None = None

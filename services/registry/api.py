@@ -17,14 +17,15 @@ from backstop.auth import Principal, require
 from backstop.errors import Problem, invalid
 from backstop.idnumber import InvalidIdNumber, parse_id_number
 from backstop.settings import Settings
+from backstop.sheets import SheetProblem, file_format
 from services.registry import bulk_import, commands, domain, queries, views
 from services.registry.county import county_code
 from services.registry.import_file import (
     HouseholdRows,
-    ImportFileError,
     RowError,
+    VillageNames,
     iter_households,
-    iter_rows,
+    open_export,
 )
 from services.registry.models import (
     AnnualIncome,
@@ -55,8 +56,6 @@ READ = "registry:read"
 WRITE = "registry:write"
 PII = "registry:pii"
 MAX_UPLOAD_BYTES = int(os.environ.get("BACKSTOP_REGISTRY_MAX_UPLOAD_MB", "100")) * 1024 * 1024
-CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}
-XLSX_TYPES = {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
 def _settings(request: Request) -> Settings:
@@ -347,22 +346,14 @@ async def list_regions(
 # --- Bulk import ----------------------------------------------------------------------------
 
 
-def _kind(upload: UploadFile) -> str:
-    content_type = (upload.content_type or "").split(";")[0].strip().lower()
-    name = (upload.filename or "").lower()
-    if content_type in XLSX_TYPES or (
-        content_type in ("application/octet-stream", "") and name.endswith(".xlsx")
-    ):
-        return "xlsx"
-    if content_type in CSV_TYPES or (
-        content_type in ("application/octet-stream", "") and name.endswith(".csv")
-    ):
-        return "csv"
-    raise Problem(
-        415,
-        f"file: {content_type or 'unknown type'} is not CSV or XLSX",
-        errors=[{"loc": ["body", "file"], "msg": "upload a CSV (text/csv) or XLSX file"}],
-    )
+def _file_format(upload: UploadFile) -> str:
+    """csv, xlsx or xls from the file's first bytes and name (415 for anything else)."""
+    head = upload.file.read(8)
+    upload.file.seek(0)
+    try:
+        return file_format(head, upload.filename, upload.content_type)
+    except SheetProblem as exc:
+        raise exc.problem() from None
 
 
 async def _upload(request: Request) -> UploadFile:
@@ -413,30 +404,46 @@ def _too_large() -> Problem:
 async def import_households(
     request: Request, sessions: SessionsDep, principal: Principal = require(WRITE)
 ) -> ImportSummary:
-    """Import a register export (CSV or XLSX, one row per person, Chinese or English
-    headers). Idempotent by household number; bad rows are reported, good ones kept.
+    """Import a register export (CSV, XLSX or XLS, one row per person): the national
+    monitoring system's export as counties download it (title rows and merged headers
+    are fine; docs/national-export.md lists the columns read), or Chinese or English
+    headers. A household already registered under its household number is brought up to
+    date, each changed household in one history entry (`household.imported`); bad rows
+    are reported with their row and column, good ones kept. A file that cannot be read,
+    or has no header row with the required columns, is a 4xx before anything is written.
     Households outside the token's regions are rejected row by row."""
     upload = await _upload(request)
-    kind = _kind(upload)
-
-    def scoped() -> Iterator[HouseholdRows]:
-        for item in iter_households(iter_rows(upload.file, kind)):
-            if item.body is not None and not principal.can_see(item.body["region_code"]):
-                item.error = RowError(
-                    item.first_row,
-                    item.household_number,
-                    "region_code",
-                    "outside this client's regions",
-                )
-                item.body = None
-            yield item
-
     try:
-        report = await bulk_import.import_households(
-            sessions, scoped(), actor=principal.sub, pii_key=_settings(request).pii_key
-        )
-    except ImportFileError as exc:
-        raise invalid(["body", "file", exc.field], str(exc)) from None
+        fmt = _file_format(upload)
+        try:
+            export = open_export(upload.file, fmt)
+        except SheetProblem as exc:
+            raise exc.problem() from None
+        async with sessions() as session:
+            villages = VillageNames(await queries.region_rows(session))
+
+        def scoped() -> Iterator[HouseholdRows]:
+            for item in iter_households(export.rows, villages):
+                if item.body is not None and not principal.can_see(item.body["region_code"]):
+                    item.error = RowError(
+                        item.first_row,
+                        item.household_number,
+                        "region_code",
+                        "outside this client's regions",
+                    )
+                    item.body = None
+                yield item
+
+        try:
+            report = await bulk_import.import_households(
+                sessions,
+                scoped(),
+                actor=principal.sub,
+                pii_key=_settings(request).pii_key,
+                columns=frozenset(export.table.fields.values()),
+            )
+        except SheetProblem as exc:  # the file breaks off further down (earlier chunks stay)
+            raise exc.problem() from None
     finally:
         await upload.close()
     return ImportSummary(
@@ -444,9 +451,10 @@ async def import_households(
         households=report.households,
         created=report.created,
         existing=report.existing,
+        updated=report.updated,
         rejected=report.rejected,
         errors=[
-            ImportError_(row=r, household_number=n, field=f, message=m)
+            ImportError_(row=r, household_number=n, field=f, message=m, column=export.column(f))
             for r, n, f, m in report.errors
         ],
         errors_truncated=report.rejected > len(report.errors),

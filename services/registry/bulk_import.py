@@ -1,16 +1,19 @@
 """Bulk import: the households read from a register export (import_file.py) are checked
 (drafts.py) and registered (registering.py) a chunk per transaction, committed in file
-order, with a report naming each rejected row and field."""
+order, with a report naming each rejected row and field. Households already registered
+are brought up to date with what the export says (reimport.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.db import SessionFactory, unit_of_work
 from services.registry.drafts import (
@@ -27,6 +30,7 @@ from services.registry.registering import (
     BulkResult,
     insert_households,
 )
+from services.registry.reimport import update_households
 
 
 @dataclass
@@ -34,7 +38,8 @@ class ImportReport:
     rows: int = 0
     households: int = 0
     created: int = 0
-    existing: int = 0
+    existing: int = 0  # registered, and the export changes nothing
+    updated: int = 0  # registered, and brought up to date
     rejected: int = 0
     # (row, household number, field, message)
     errors: list[tuple[int, str | None, str, str]] = field(default_factory=list)
@@ -86,10 +91,14 @@ async def import_households(
     actor: str,
     pii_key: str,
     chunk_size: int = 1000,
+    columns: Collection[str] | None = None,
 ) -> ImportReport:
     """Register households from an import, `chunk_size` per transaction, committed in file
-    order. Idempotent by household number: one already registered is left unchanged. A
-    bad household is reported with its row and field and the good ones go in.
+    order. Idempotent by household number: one already registered is brought up to date
+    with what the export's `columns` (import_file's canonical names) say, each changed
+    household in one history entry, and left as it is when nothing differs (or when
+    `columns` is None). A bad household is reported with its row and field and the good
+    ones go in.
 
     Reading and checking run on the event loop, giving way every few households, while
     earlier chunks are written: Python prepares one chunk while PostgreSQL inserts the
@@ -125,6 +134,8 @@ async def import_households(
                         result = await insert_households(
                             session, prepared, actor=actor, people_written=this.people_in.set
                         )
+                        if columns is not None and result.existing:
+                            await _bring_up_to_date(session, prepared, result, columns, actor)
                         if previous is not None and not await _succeeded(previous):
                             raise _EarlierChunkFailed
                         return result
@@ -140,6 +151,7 @@ async def import_households(
     def written(households: list[_Staged], result: BulkResult) -> None:
         report.created += len(result.created)
         report.existing += len(result.existing)
+        report.updated += len(result.updated)
         writing.append([])
         for index, loc, msg, _ in result.rejected:
             first_row, number, _ = households[index]
@@ -204,6 +216,25 @@ async def import_households(
             report.errors += writing[k]
     del report.errors[MAX_REPORTED_ERRORS:]
     return report
+
+
+async def _bring_up_to_date(
+    session: AsyncSession,
+    prepared: list[PreparedHousehold],
+    result: BulkResult,
+    columns: Collection[str],
+    actor: str,
+) -> None:
+    """The chunk's households that were already registered, updated from the export;
+    `result` then counts them as updated, unchanged (existing) or rejected."""
+    known = set(result.existing)
+    staged = [(i, p) for i, p in enumerate(prepared) if p.household["household_number"] in known]
+    outcome = await update_households(session, staged, columns=columns, actor=actor)
+    touched = {prepared[i].household["household_number"] for i, *_ in outcome.rejected}
+    changed = outcome.changed
+    result.updated = [n for n in result.existing if n in changed]
+    result.existing = [n for n in result.existing if n not in changed and n not in touched]
+    result.rejected.extend(outcome.rejected)
 
 
 _freezes = 0

@@ -120,7 +120,7 @@ async def update_household(
             code = await _village_or_422(session, patch.region_code, ["body", "region_code"])
             _require(can_see, code)
             values |= {"region_code": code, "town_code": domain.town_of(code)}
-        for name in ("type", "policy_enjoying", "household_number"):
+        for name in ("type", "policy_enjoying", "household_number", "exit_year"):
             if name in fields and getattr(patch, name) is not None:
                 values[name] = getattr(patch, name)
         if (

@@ -38,6 +38,31 @@ MONITORING_STATUSES: tuple[str, ...] = ("none", "monitored", "eliminated")
 ELIMINATION_METHODS: tuple[str, ...] = ("assisted", "natural")  # 帮扶消除 / 自然消除
 RELATIONS: tuple[str, ...] = ("head", "spouse", "child", "parent", "other")
 LABOR_CAPACITIES: tuple[str, ...] = ("full", "partial", "none")
+# 劳动技能 as the national monitoring system records it: skill and capacity in one field.
+# The register keeps it beside labor_capacity (劳动能力), which it implies.
+LABOR_SKILL_CAPACITY: dict[str, str] = {
+    "skilled": "full",  # 技能劳动力
+    "ordinary": "full",  # 普通劳动力
+    "weak": "partial",  # 弱劳动力或半劳动力
+    "lost": "none",  # 丧失劳动力 (a working-age person who lost it: illness, disability)
+    "none": "none",  # 无劳动力 (children, students, the old)
+}
+HEALTH_STATUSES: tuple[str, ...] = (
+    "healthy",  # 健康
+    "chronic_illness",  # 长期慢性病
+    "serious_illness",  # 患有大病
+    "disabled",  # 残疾
+)
+# 务工状况 / 务工所在地: where a member works, or not at all.
+WORK_STATUSES: tuple[str, ...] = (
+    "in_town",  # 乡（镇）内务工
+    "in_county",  # 乡（镇）外县内务工
+    "in_province",  # 县外省内务工
+    "out_of_province",  # 省外务工
+    "abroad",  # 境外务工
+    "other",  # 其他
+    "not_working",  # 未务工
+)
 SCHOOLING: tuple[str, ...] = (
     "preschool",
     "primary",

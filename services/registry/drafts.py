@@ -20,7 +20,7 @@ from backstop.db import SessionFactory
 from backstop.errors import Problem
 from backstop.idnumber import id_hasher, valid_phone
 from services.registry import domain
-from services.registry.models import GuaranteeIn, HouseholdCreate
+from services.registry.models import NATIONAL_MEMBER_FIELDS, GuaranteeIn, HouseholdCreate
 from services.registry.views import R
 
 Loc = list[str | int]
@@ -181,6 +181,7 @@ def prepare_body(
         "town_code": domain.town_of(region),
         "type": body["type"],
         "policy_enjoying": body["policy_enjoying"],
+        "exit_year": body.get("exit_year"),
         # A household registered as one of the monitored types is monitored from today.
         "monitoring_status": "monitored" if monitored else "none",
         "monitoring_since": today if monitored else None,
@@ -216,6 +217,7 @@ def member_row(
         "labor_capacity": m["labor_capacity"] or "full",
         "schooling": m["schooling"],
         "medical_insurance": True if m["medical_insurance"] is None else m["medical_insurance"],
+        **{k: m.get(k) for k in NATIONAL_MEMBER_FIELDS},
         "removed_reason": None,
     }
 

@@ -38,6 +38,19 @@ HouseholdType = Literal["alleviated", "unstable", "marginal", "sudden_hardship",
 MonitoringStatus = Literal["none", "monitored", "eliminated"]
 Relation = Literal["head", "spouse", "child", "parent", "other"]
 LaborCapacity = Literal["full", "partial", "none"]
+# 劳动技能, 健康状况, 务工状况 (services/registry/domain.py has the Chinese terms).
+LaborSkill = Literal["skilled", "ordinary", "weak", "lost", "none"]
+HealthStatus = Literal["healthy", "chronic_illness", "serious_illness", "disabled"]
+WorkStatus = Literal[
+    "in_town", "in_county", "in_province", "out_of_province", "abroad", "other", "not_working"
+]
+# A member's facts from the national system's export (null: not known), in the person
+# table, the API and every snapshot: 劳动技能, 健康状况, 务工状况, 务工时间（月）, and
+# 大病保险, 商业补充医疗保险, 基本养老保险 (城乡居民 or 职工).
+NATIONAL_MEMBER_FIELDS: tuple[str, ...] = (
+    "labor_skill", "health_status", "work_status", "work_months",
+    "critical_illness_insurance", "supplementary_insurance", "pension_insurance",
+)  # fmt: skip
 Schooling = Literal[
     "preschool", "primary", "junior", "senior", "vocational", "college", "out_of_school", "none"
 ]
@@ -91,6 +104,7 @@ class Household(RegistryBase, table=True):
     elimination_method: str | None = TField(default=None, sa_column=Column(String(10)))
     elimination_reason: str | None = TField(default=None, sa_column=Column(String(500)))
     monitoring_case_id: str | None = TField(default=None, sa_column=Column(String(64)))
+    exit_year: int | None = TField(default=None, sa_column=Column(SmallInteger))  # 脱贫年度
     # {item: {"status": ..., "verified_on": "YYYY-MM-DD" | null}}
     guarantees: dict[str, Any] = TField(
         default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
@@ -129,6 +143,13 @@ class Person(RegistryBase, table=True):
     labor_capacity: str = TField(default="full", sa_column=Column(String(10), nullable=False))
     schooling: str | None = TField(default=None, sa_column=Column(String(20)))
     medical_insurance: bool = TField(default=True, sa_column=Column(Boolean, nullable=False))
+    labor_skill: str | None = TField(default=None, sa_column=Column(String(10)))
+    health_status: str | None = TField(default=None, sa_column=Column(String(20)))
+    work_status: str | None = TField(default=None, sa_column=Column(String(20)))
+    work_months: int | None = TField(default=None, sa_column=Column(SmallInteger))
+    critical_illness_insurance: bool | None = TField(default=None, sa_column=Column(Boolean))
+    supplementary_insurance: bool | None = TField(default=None, sa_column=Column(Boolean))
+    pension_insurance: bool | None = TField(default=None, sa_column=Column(Boolean))
     removed_reason: str | None = TField(default=None, sa_column=Column(String(200)))
 
 
@@ -249,6 +270,13 @@ class MemberCreate(RequestModel):
     labor_capacity: LaborCapacity = "full"
     schooling: Schooling | None = None
     medical_insurance: bool = True
+    labor_skill: LaborSkill | None = None
+    health_status: HealthStatus | None = None
+    work_status: WorkStatus | None = None
+    work_months: int | None = Field(default=None, ge=0, le=12)
+    critical_illness_insurance: bool | None = None  # 大病保险
+    supplementary_insurance: bool | None = None  # 商业补充医疗保险
+    pension_insurance: bool | None = None  # 城乡居民 (or 职工) 基本养老保险
 
 
 class GuaranteeIn(RequestModel):
@@ -279,6 +307,7 @@ class HouseholdCreate(RequestModel):
     type: HouseholdType
     policy_enjoying: bool = False
     household_number: HouseholdNumber | None = Field(default=None, min_length=1, max_length=40)
+    exit_year: int | None = Field(default=None, ge=2013, le=2100)  # 脱贫年度
     annual_income: AnnualIncome | None = None
     members: list[MemberCreate] = Field(min_length=1, max_length=MAX_MEMBERS)
     guarantees: dict[GuaranteeItem, GuaranteeStatus | GuaranteeIn] = Field(default_factory=dict)
@@ -292,6 +321,7 @@ class HouseholdPatch(RequestModel):
     type: HouseholdType | None = None
     policy_enjoying: bool | None = None
     household_number: HouseholdNumber | None = Field(default=None, min_length=1, max_length=40)
+    exit_year: int | None = Field(default=None, ge=2013, le=2100)
     guarantees: dict[GuaranteeItem, GuaranteeStatus | GuaranteeIn] | None = None
     # A status correction (e.g. pushed by the provincial platform).
     monitoring_status: MonitoringStatus | None = None
@@ -308,6 +338,13 @@ class MemberPatch(RequestModel):
     labor_capacity: LaborCapacity | None = None
     schooling: Schooling | None = None
     medical_insurance: bool | None = None
+    labor_skill: LaborSkill | None = None
+    health_status: HealthStatus | None = None
+    work_status: WorkStatus | None = None
+    work_months: int | None = Field(default=None, ge=0, le=12)
+    critical_illness_insurance: bool | None = None
+    supplementary_insurance: bool | None = None
+    pension_insurance: bool | None = None
 
 
 class MemberMove(RequestModel):
@@ -332,6 +369,13 @@ class MemberPublic(BaseModel):
     labor_capacity: str
     schooling: str | None
     medical_insurance: bool
+    labor_skill: str | None = None
+    health_status: str | None = None
+    work_status: str | None = None
+    work_months: int | None = None
+    critical_illness_insurance: bool | None = None
+    supplementary_insurance: bool | None = None
+    pension_insurance: bool | None = None
 
 
 class IncomePublic(BaseModel):
@@ -367,6 +411,7 @@ class HouseholdPublic(BaseModel):
     town_code: str
     type: HouseholdType
     policy_enjoying: bool
+    exit_year: int | None = None  # 脱贫年度
     monitoring_status: MonitoringStatus
     monitoring: MonitoringPublic
     annual_income: IncomePublic | None  # the latest year
@@ -430,13 +475,16 @@ class ImportError_(BaseModel):
     household_number: str | None
     field: str
     message: str
+    column: str | None = None  # the field's header as the file writes it
 
 
 class ImportSummary(BaseModel):
     rows: int
     households: int
     created: int
-    existing: int  # already registered under the same household number: left unchanged
+    existing: int  # already registered under the same household number, nothing changed
+    # Already registered and changed by this file (a newer export): each one history entry.
+    updated: int = 0
     rejected: int
     errors: list[ImportError_]
     errors_truncated: bool = False

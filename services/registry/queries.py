@@ -16,6 +16,7 @@ from backstop.idnumber import mask_id, mask_phone
 from backstop.pagination import decode_cursor, encode_cursor
 from services.registry import domain
 from services.registry.models import (
+    NATIONAL_MEMBER_FIELDS,
     ContactPublic,
     GuaranteeIn,
     HistoryPublic,
@@ -60,6 +61,7 @@ def to_public(view: HouseholdView, *, pii: bool) -> HouseholdPublic:
         town_code=h["town_code"],
         type=h["type"],
         policy_enjoying=h["policy_enjoying"],
+        exit_year=h.get("exit_year"),
         monitoring_status=h["monitoring_status"],
         monitoring=MonitoringPublic(
             status=h["monitoring_status"],
@@ -84,6 +86,7 @@ def to_public(view: HouseholdView, *, pii: bool) -> HouseholdPublic:
                 labor_capacity=m["labor_capacity"],
                 schooling=m["schooling"],
                 medical_insurance=m["medical_insurance"],
+                **{k: m.get(k) for k in NATIONAL_MEMBER_FIELDS},
             )
             for m in view.members
         ],
@@ -209,3 +212,9 @@ async def history(
         for r in rows[:limit]
     ]
     return items, next_cursor
+
+
+async def region_rows(session: AsyncSession) -> list[tuple[str, str, str, str]]:
+    """(code, name, level, parent code) of every town and village of the county."""
+    rows = await session.execute(select(R.c.code, R.c.name, R.c.level, R.c.parent_code))
+    return [(r[0], r[1], r[2], r[3]) for r in rows]

@@ -25,6 +25,7 @@ from backstop.events import CloudEvent
 from backstop.idnumber import mask_id
 from backstop.logs import correlation_id
 from services.registry.drafts import Loc, PreparedHousehold, new_ids
+from services.registry.models import NATIONAL_MEMBER_FIELDS
 from services.registry.views import SERVICE, HouseholdView, P, member_order, snapshot_data
 
 # A unique index refused a row: through SQLAlchemy, or from COPY on the driver connection.
@@ -36,6 +37,7 @@ RACE_RETRIES = 3
 class BulkResult:
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)  # by a newer export (reimport.py)
     # (index in the input, location, message, status)
     rejected: list[tuple[int, Loc, str, int]] = field(default_factory=list)
 
@@ -43,11 +45,12 @@ class BulkResult:
 _HOUSEHOLD_COLUMNS = (
     "id", "household_number", "region_code", "town_code", "type", "policy_enjoying",
     "monitoring_status", "monitoring_since", "monitoring_ended_on", "elimination_method",
-    "elimination_reason", "monitoring_case_id", "guarantees", "version",
+    "elimination_reason", "monitoring_case_id", "exit_year", "guarantees", "version",
 )  # fmt: skip
 _PERSON_COLUMNS = (
     "id", "household_id", "id_number", "id_hash", "name", "relation", "sex", "birth_date",
     "special_groups", "labor_capacity", "schooling", "medical_insurance", "removed_reason",
+    *NATIONAL_MEMBER_FIELDS,
 )  # fmt: skip
 _INCOME_COLUMNS = (
     "household_id", "year", "total", "wage", "business", "transfer", "property", "household_size",

@@ -27,6 +27,7 @@ from backstop.logs import correlation_id
 from backstop.settings import get_settings
 from services.registry import domain
 from services.registry.models import (
+    NATIONAL_MEMBER_FIELDS,
     contact_table,
     history_table,
     household_table,
@@ -176,6 +177,7 @@ def snapshot_data(view: HouseholdView) -> dict[str, Any]:
         "town_code": h["town_code"],
         "type": h["type"],
         "policy_enjoying": h["policy_enjoying"],
+        "exit_year": h.get("exit_year"),
         "monitoring_status": h["monitoring_status"],
         "monitoring_since": _iso(h["monitoring_since"]),
         "monitoring_ended_on": _iso(h["monitoring_ended_on"]),
@@ -191,6 +193,7 @@ def snapshot_data(view: HouseholdView) -> dict[str, Any]:
                 "labor_capacity": m["labor_capacity"],
                 "schooling": m["schooling"],
                 "medical_insurance": m["medical_insurance"],
+                **{k: m.get(k) for k in NATIONAL_MEMBER_FIELDS},
             }
             for m in view.members
         ],

@@ -103,6 +103,13 @@ _member = st.fixed_dictionaries(
         "labor_capacity": st.sampled_from(["full", "partial", "none"]),
         "schooling": st.sampled_from([None, "primary", "out_of_school", "none"]),
         "medical_insurance": st.booleans(),
+        "labor_skill": st.sampled_from([None, "skilled", "lost", "none"]),
+        "health_status": st.sampled_from([None, "healthy", "disabled"]),
+        "work_status": st.sampled_from([None, "in_county", "not_working"]),
+        "work_months": st.sampled_from([None, 0, 12]),
+        "critical_illness_insurance": st.sampled_from([None, True, False]),
+        "supplementary_insurance": st.sampled_from([None, True]),
+        "pension_insurance": st.sampled_from([None, False]),
     }
 )
 _amount = st.sampled_from([None, 0.0, 8000.5, float("inf")])
@@ -155,6 +162,11 @@ _MUTATIONS = [
     _set("members", 0, "relation", "boss"), _set("members", 0, "special_groups", ["cold"]),
     _set("members", 0, "labor_capacity", "some"), _set("members", 0, "schooling", "phd"),
     _set("members", 0, "medical_insurance", "yes"),
+    _set("members", 0, "labor_skill", "full"), _set("members", 0, "health_status", "ill"),
+    _set("members", 0, "work_status", "省外务工"), _set("members", 0, "work_months", 13),
+    _set("members", 0, "work_months", -1), _set("members", 0, "work_months", 6.0),
+    _set("members", 0, "pension_insurance", "是"), _set("exit_year", 2012),
+    _set("exit_year", 2101), _set("exit_year", "2019"),
     _set("annual_income", "year", None), _set("annual_income", "year", 1999),
     _set("annual_income", "year", 2101), _set("annual_income", "total", -1.0),
     _set("annual_income", "wage", float("nan")), _set("annual_income", "property", 5),
@@ -176,6 +188,7 @@ def _bodies(draw: st.DrawFn) -> dict[str, Any]:
         "region_code": "441881001001",
         "type": draw(st.sampled_from(["alleviated", "marginal", "sudden_hardship"])),
         "policy_enjoying": draw(st.booleans()),
+        "exit_year": draw(st.sampled_from([None, 2016, 2020])),
         "members": draw(st.lists(_member, min_size=1, max_size=4)),
     }
     if draw(st.booleans()):
@@ -205,9 +218,11 @@ def test_fast_shape_check_knows_every_constraint() -> None:
     known = (MinLen, MaxLen, Ge, Le, BeforeValidator)
     fields = {
         HouseholdCreate: {"region_code", "type", "policy_enjoying", "household_number",
-                          "annual_income", "members", "guarantees", "contacts"},
+                          "exit_year", "annual_income", "members", "guarantees", "contacts"},
         MemberCreate: {"id_number", "name", "relation", "special_groups", "labor_capacity",
-                       "schooling", "medical_insurance"},
+                       "schooling", "medical_insurance", "labor_skill", "health_status",
+                       "work_status", "work_months", "critical_illness_insurance",
+                       "supplementary_insurance", "pension_insurance"},
         AnnualIncome: {"year", "total", "wage", "business", "transfer", "property"},
         ContactIn: {"role", "name", "phone", "unit"},
     }  # fmt: skip

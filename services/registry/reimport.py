@@ -1,0 +1,246 @@
+"""A newer export of households already registered (by household number): what it says
+differently is applied to the register, each household's changes in one history entry
+(`household.imported`) and one HouseholdUpdated event, through `views.record_change`. A
+household the export leaves as it is gets no entry.
+
+Only what the file holds is compared: a column the export does not have (say, 劳动技能 in
+an older layout) leaves the register's value alone. New members join the household (a
+person removed earlier comes back with the same person id); a registered member missing
+from the export is kept, since a removal needs its reason (death, marriage out: `DELETE
+/v1/households/{id}/members/{person_id}`). Contacts and guarantees are not changed here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backstop.contracts import registry as contract
+from backstop.idnumber import mask_id
+from services.registry import domain
+from services.registry.drafts import Loc, PreparedHousehold
+from services.registry.models import NATIONAL_MEMBER_FIELDS
+from services.registry.views import H, HouseholdView, P, load_views, member_order, record_change
+from services.registry.views import write_income as replace_income
+
+# Draft field -> the export columns (import_file's canonical names) that give it; a field
+# is compared only when one of them is in the file.
+HOUSEHOLD_SOURCES: dict[str, tuple[str, ...]] = {
+    "type": ("type", "monitoring_type"),
+    "policy_enjoying": ("policy_enjoying",),
+    "region_code": ("region_code", "village_name"),
+    "exit_year": ("exit_year",),
+}
+MEMBER_SOURCES: dict[str, tuple[str, ...]] = {
+    "name": ("name",),
+    "relation": ("relation",),
+    "special_groups": ("special_groups",),
+    "labor_capacity": ("labor_capacity", "labor_skill"),
+    "schooling": ("schooling", "dropout"),
+    "medical_insurance": ("medical_insurance", "resident_medical", "employee_medical"),
+    "labor_skill": ("labor_skill",),
+    "health_status": ("health_status",),
+    "work_status": ("work_status",),
+    "work_months": ("work_months",),
+    "critical_illness_insurance": ("critical_illness_insurance",),
+    "supplementary_insurance": ("supplementary_insurance",),
+    "pension_insurance": ("resident_pension", "employee_pension"),
+}
+INCOME_SOURCES = ("income_total", "wage", "business", "transfer", "property")
+assert set(MEMBER_SOURCES) >= set(NATIONAL_MEMBER_FIELDS)
+
+
+@dataclass
+class UpdateResult:
+    changed: set[str] = field(default_factory=set)  # household numbers
+    unchanged: int = 0
+    # (index in the input, location, message, status)
+    rejected: list[tuple[int, Loc, str, int]] = field(default_factory=list)
+
+
+def compared_fields(columns: Collection[str], sources: dict[str, tuple[str, ...]]) -> list[str]:
+    """The fields an export with these canonical columns says something about."""
+    return [f for f, given_by in sources.items() if any(c in columns for c in given_by)]
+
+
+def _comparable(value: Any) -> Any:
+    return sorted(value) if isinstance(value, list | tuple) else value
+
+
+def household_changes(
+    view: HouseholdView, new: PreparedHousehold, columns: Collection[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(column values, history changes) of the household row itself."""
+    values: dict[str, Any] = {}
+    changes: dict[str, Any] = {}
+    for name in compared_fields(columns, HOUSEHOLD_SOURCES):
+        before, after = view.household.get(name), new.household[name]
+        if before != after:
+            values[name] = after
+            changes[name] = {"from": before, "to": after}
+    if "region_code" in values:
+        values["town_code"] = domain.town_of(values["region_code"])
+    return values, changes
+
+
+def member_changes(
+    current: dict[str, Any], new: dict[str, Any], fields: Sequence[str]
+) -> dict[str, Any]:
+    """{field: {from, to}} of one registered member against the export's row."""
+    return {
+        name: {"from": _comparable(current.get(name)), "to": _comparable(new[name])}
+        for name in fields
+        if _comparable(current.get(name)) != _comparable(new[name])
+    }
+
+
+def _event_field(key: str) -> str:
+    """The event's name of a history key: members.<person id>.<field> → members.<field>."""
+    if key == "members.joined":
+        return "members"
+    if key.startswith("members."):
+        return "members." + key.rsplit(".", 1)[1]
+    return "incomes" if key.startswith("income.") else key
+
+
+async def update_households(
+    session: AsyncSession,
+    staged: Sequence[tuple[int, PreparedHousehold]],
+    *,
+    columns: Collection[str],
+    actor: str,
+) -> UpdateResult:
+    """Apply an export's version of registered households (index in the caller's input,
+    prepared rows) in the caller's transaction. A household whose new members are in
+    another household, or whose export leaves it with no or two heads, is rejected."""
+    result = UpdateResult()
+    if not staged:
+        return result
+    numbers = [p.household["household_number"] for _, p in staged]
+    ids = dict(
+        (
+            await session.execute(
+                select(H.c.household_number, H.c.id).where(H.c.household_number.in_(numbers))
+            )
+        ).all()
+    )
+    views = {v.household["household_number"]: v for v in (
+        await load_views(session, sorted(ids.values()), for_update=True)
+    ).values()}  # fmt: skip
+    member_fields = compared_fields(columns, MEMBER_SOURCES)
+    with_income = any(c in columns for c in INCOME_SOURCES)
+    for index, new in staged:
+        view = views.get(new.household["household_number"])
+        if view is None:  # renumbered meanwhile: nothing of ours to change
+            result.unchanged += 1
+            continue
+        outcome = await _update_one(session, view, new, columns, member_fields, with_income, actor)
+        if outcome is None:
+            result.unchanged += 1
+        elif isinstance(outcome, tuple):
+            loc, message, status = outcome
+            result.rejected.append((index, loc, message, status))
+        else:
+            result.changed.add(new.household["household_number"])
+    return result
+
+
+async def _update_one(
+    session: AsyncSession,
+    view: HouseholdView,
+    new: PreparedHousehold,
+    columns: Collection[str],
+    member_fields: list[str],
+    with_income: bool,
+    actor: str,
+) -> bool | tuple[Loc, str, int] | None:
+    """True when changed, None when unchanged, (location, message, status) when refused."""
+    values, changes = household_changes(view, new, columns)
+    registered = {m["id_number"]: m for m in view.members}
+    member_updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    joining: list[tuple[int, dict[str, Any]]] = []
+    for i, m in enumerate(new.members):
+        current = registered.get(m["id_number"])
+        if current is None:
+            joining.append((i, m))
+            continue
+        found = member_changes(current, m, member_fields)
+        if found:
+            member_updates.append((current, found))
+            for name, change in found.items():
+                changes[f"members.{current['id']}.{name}"] = change
+    relations = {m["id"]: m["relation"] for m in view.members}
+    for current, found in member_updates:
+        if "relation" in found:
+            relations[current["id"]] = found["relation"]["to"]
+    try:
+        domain.check_relations([*relations.values(), *(m["relation"] for _, m in joining)])
+    except domain.RuleViolation as exc:
+        return (["members"], f"{exc.message} once this export is applied", 422)
+    returning: dict[str, uuid.UUID] = {}
+    if joining:
+        rows = await session.execute(
+            select(P.c.id_number, P.c.id, P.c.household_id)
+            .where(P.c.id_number.in_([m["id_number"] for _, m in joining]))
+            .with_for_update()
+        )
+        for id_number, person_id, household_id in rows:
+            if household_id is not None:
+                i = next(i for i, m in joining if m["id_number"] == id_number)
+                return (["members", i, "id_number"], "this person is in another household", 409)
+            returning[id_number] = person_id
+    income = new.incomes[0] if with_income and new.incomes else None
+    current_income = (
+        next((i for i in view.incomes if i["year"] == income["year"]), None) if income else None
+    )
+    income_changed = income is not None and (
+        current_income is None
+        or any(current_income[k] != income[k] for k in ("total", *domain.INCOME_PARTS))
+    )
+    if not (changes or joining or income_changed):
+        return None
+    for current, found in member_updates:
+        row = {name: change["to"] for name, change in found.items()}
+        await session.execute(update(P).where(P.c.id == current["id"]).values(**row))
+        current.update(row)
+    household_id = view.household["id"]
+    for _, m in joining:
+        row = {**m, "household_id": household_id, "special_groups": list(m["special_groups"])}
+        if m["id_number"] in returning:  # removed earlier: the same person comes back
+            row["id"] = returning[m["id_number"]]
+            fields = {k: v for k, v in row.items() if k not in ("id", "id_number")}
+            await session.execute(update(P).where(P.c.id == row["id"]).values(**fields))
+        else:
+            row["id"] = uuid.UUID(str(row["id"]))
+            await session.execute(insert(P).values(**row))
+        view.members.append(row)
+    if joining:
+        view.members.sort(key=member_order)
+        changes["members.joined"] = [
+            {"person_id": str(r["id"]), "id_number": mask_id(r["id_number"])}
+            for r in view.members
+            if r["id_number"] in {m["id_number"] for _, m in joining}
+        ]
+    if income is not None and income_changed:
+        amounts = {k: income[k] for k in ("total", *domain.INCOME_PARTS)}
+        await replace_income(session, view, domain.Income(year=income["year"], **amounts))
+        changes[f"income.{income['year']}"] = domain.income_change(
+            current_income["total"] if current_income else None, income["total"]
+        )
+    changed_fields = sorted({_event_field(k) for k in changes})
+    await record_change(
+        session,
+        view,
+        values,
+        actor=actor,
+        action="household.imported",
+        changes=changes,
+        event=lambda snap: contract.HouseholdUpdated(
+            household=snap, changed_by=actor, changed_fields=changed_fields
+        ),
+    )
+    return True
