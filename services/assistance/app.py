@@ -22,6 +22,7 @@ from services.assistance import (
     domain,
     province_warnings,
     reports,
+    returns,
     supervision,
     tasks,
 )
@@ -35,6 +36,11 @@ HOUSEHOLD_TYPES = (
     "backstop.registry.member.moved.v1",
     "backstop.registry.monitoring.changed.v1",
 )
+
+
+async def on_household(session: AsyncSession, event: CloudEvent) -> None:
+    await returns.record_changes(session, event)  # against the read model before it moves on
+    await common.apply_household(session, event)
 
 
 async def on_assessment(session: AsyncSession, event: CloudEvent) -> None:
@@ -87,7 +93,14 @@ SPEC = ServiceSpec(
         "Verification tasks (入户核实), the identification procedure, visits, assistance plan"
         "s, funds and supervision."
     ),
-    routers=[router, clues.router, campaigns.router, reports.router, province_warnings.router],
+    routers=[
+        router,
+        clues.router,
+        campaigns.router,
+        reports.router,
+        province_warnings.router,
+        returns.router,
+    ],
     consumers=[
         ConsumerSpec(
             group="assistance.alerts",
@@ -100,7 +113,7 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             group="assistance.households",
             topics=[HOUSEHOLDS_TOPIC],
-            handlers={t: common.apply_household for t in HOUSEHOLD_TYPES},
+            handlers={t: on_household for t in HOUSEHOLD_TYPES},
         ),
         ConsumerSpec(  # risk levels for the quarterly report (季度动态监测); watch checks
             group="assistance.risk-levels",

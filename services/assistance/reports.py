@@ -110,6 +110,12 @@ class Scope:
     def sees_town(self, town_code: str) -> bool:
         return self.principal.can_see(town_code) and (self.town is None or town_code == self.town)
 
+    def sees_region(self, region_code: str) -> bool:
+        """A village's row in the report's scope (rows of a stored county-wide return)."""
+        return self.principal.can_see(region_code) and (
+            self.town is None or region_code.startswith(self.town)
+        )
+
 
 async def closed_quarters(session: AsyncSession) -> dict[Quarter, datetime]:
     rows = await session.execute(
@@ -118,7 +124,7 @@ async def closed_quarters(session: AsyncSession) -> dict[Quarter, datetime]:
     return {Quarter.parse(q): at for q, at in rows.all()}
 
 
-def _dated_window(
+def dated_window(
     quarter: Quarter, closed: Mapping[Quarter, datetime], own: Any, recorded: Any
 ) -> Any:
     """Facts dated in the quarter, plus the earlier ones recorded after the previous
@@ -130,10 +136,39 @@ def _dated_window(
     return or_(in_quarter, and_(own < quarter.start, recorded > previous_closed))
 
 
-def _counts_here(
+def counts_here(
     quarter: Quarter, own: date, recorded_at: datetime, closed: Mapping[Quarter, datetime]
 ) -> bool:
     return reporting_quarter(Quarter.of(own), recorded_at, closed) == quarter
+
+
+async def approved_cases(
+    session: AsyncSession, *, quarter: Quarter, scope: Scope, closed: Mapping[Quarter, datetime]
+) -> list[Case]:
+    """Identifications and eliminations approved at 县级确认 that count in the quarter
+    (dated by the decision, under the late-data rule), oldest decision first."""
+    approved_at = (
+        select(col(CaseStep.case_id), func.max(col(CaseStep.recorded_at)).label("recorded_at"))
+        .where(col(CaseStep.step) == "county_approval", col(CaseStep.passed))
+        .group_by(col(CaseStep.case_id))
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Case, approved_at.c.recorded_at)
+        .join(approved_at, approved_at.c.case_id == col(Case.id))
+        .where(
+            col(Case.status) == "approved",
+            scope.where(col(Case.region_code)),
+            dated_window(quarter, closed, col(Case.decided_on), approved_at.c.recorded_at),
+        )
+        .order_by(col(Case.decided_on), col(Case.id))
+    )
+    return [
+        case
+        for case, recorded_at in rows.all()
+        if case.decided_on is not None
+        and counts_here(quarter, case.decided_on, recorded_at, closed)
+    ]
 
 
 async def compute(
@@ -175,27 +210,8 @@ async def compute(
             h[key][value] = h[key].get(value, 0) + n
 
     # Inclusions and eliminations: approved at 县级确认, dated by the decision.
-    approved_at = (
-        select(col(CaseStep.case_id), func.max(col(CaseStep.recorded_at)).label("recorded_at"))
-        .where(col(CaseStep.step) == "county_approval", col(CaseStep.passed))
-        .group_by(col(CaseStep.case_id))
-        .subquery()
-    )
-    decided_on = col(Case.decided_on)
-    cases = await session.execute(
-        select(Case, approved_at.c.recorded_at)
-        .join(approved_at, approved_at.c.case_id == col(Case.id))
-        .where(
-            col(Case.status) == "approved",
-            scope.where(col(Case.region_code)),
-            _dated_window(quarter, closed, decided_on, approved_at.c.recorded_at),
-        )
-    )
     reasons: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
-    for case, recorded_at in cases.all():
-        assert case.decided_on is not None
-        if not _counts_here(quarter, case.decided_on, recorded_at, closed):
-            continue
+    for case in await approved_cases(session, quarter=quarter, scope=scope, closed=closed):
         town = towns[domain.town_of(case.region_code)]
         if case.kind == "identification":
             inc = town["inclusions"]
@@ -282,13 +298,13 @@ async def compute(
             col(LedgerEntry.kind) == "grant",
             col(LedgerEntry.account).startswith("grants:"),
             scope.where(col(Grant.region_code)),
-            _dated_window(quarter, closed, col(LedgerEntry.posted_on), col(LedgerEntry.posted_at)),
+            dated_window(quarter, closed, col(LedgerEntry.posted_on), col(LedgerEntry.posted_at)),
         )
     )
     paid: dict[str, Decimal] = defaultdict(Decimal)
     transactions: dict[str, set[str]] = defaultdict(set)
     for txn_id, amount, posted_on, posted_at, region_code in ledger.all():
-        if not _counts_here(quarter, posted_on, posted_at, closed):
+        if not counts_here(quarter, posted_on, posted_at, closed):
             continue
         town_code = domain.town_of(region_code)
         paid[town_code] += amount
@@ -397,6 +413,13 @@ async def close_quarter(
             )
             if stored is None:
                 raise already
+            # The provincial return (returns.py) is frozen with the quarter, in this
+            # transaction; that module builds on this one, hence the import here.
+            from services.assistance.returns import freeze_return
+
+            await freeze_return(
+                session, quarter=quarter, closed_at=closed_at, closed_by=closed_by, today=today
+            )
     except DBAPIError:
         # Two closes at once: under REPEATABLE READ the later one fails to serialize.
         async with sessions() as session:
@@ -443,7 +466,7 @@ def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
 # ------------------------------------------------------------------------ routes
 
 
-def _quarter(text: str, today: date) -> Quarter:
+def parse_quarter(text: str, today: date) -> Quarter:
     try:
         quarter = Quarter.parse(text)
     except ValueError as exc:
@@ -453,7 +476,7 @@ def _quarter(text: str, today: date) -> Quarter:
     return quarter
 
 
-def _scope(principal: Principal, town: str | None) -> Scope:
+def town_scope(principal: Principal, town: str | None) -> Scope:
     if town and not (principal.can_see(town) or any(p.startswith(town) for p in principal.regions)):
         raise Problem(403, f"town {town} is outside this client's regions")
     return Scope(principal, town)
@@ -475,18 +498,24 @@ async def get_quarterly_report(
     if quarter.endswith(".xlsx"):
         quarter, format = quarter.removesuffix(".xlsx"), "xlsx"
     report = await quarterly_report(
-        session, quarter=_quarter(quarter, domain.today()), scope=_scope(principal, town)
+        session, quarter=parse_quarter(quarter, domain.today()), scope=town_scope(principal, town)
     )
     if format != "xlsx":
         return report
     data = await asyncio.to_thread(workbook_bytes, report)
-    name = f"季度动态监测_{report['quarter']}.xlsx"
+    return xlsx_download(
+        data, f"quarterly-{report['quarter']}", f"季度动态监测_{report['quarter']}"
+    )
+
+
+def xlsx_download(data: bytes, name: str, chinese_name: str) -> StreamingResponse:
+    """A workbook as an attachment: an ASCII file name, and the Chinese one (RFC 6266)."""
     return StreamingResponse(
         _chunks(data),
         media_type=XLSX,
         headers={
-            "Content-Disposition": f'attachment; filename="quarterly-{report["quarter"]}.xlsx"; '
-            f"filename*=UTF-8''{quote(name)}",
+            "Content-Disposition": f'attachment; filename="{name}.xlsx"; '
+            f"filename*=UTF-8''{quote(chinese_name + '.xlsx')}",
             "Content-Length": str(len(data)),
         },
     )
@@ -516,7 +545,7 @@ async def post_close(
     closed_by = (body.closed_by if body else None) or principal.sub
     report = await close_quarter(
         sessions,
-        quarter=_quarter(quarter, domain.today()),
+        quarter=parse_quarter(quarter, domain.today()),
         closed_by=closed_by,
         principal=principal,
     )
