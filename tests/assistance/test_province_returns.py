@@ -166,15 +166,15 @@ async def test_bad_quarters_and_scopes_are_problems(a: Assistance) -> None:
 
 async def test_a_closed_quarter_is_frozen_and_late_facts_count_next(a: Assistance) -> None:
     town = "441881183"
-    q, next_q = Quarter(2023, 3), Quarter(2023, 4)  # quarters no other test closes
-    in_q = date(2023, 9, 20)
+    q, next_q = Quarter(2022, 2), Quarter(2022, 3)  # quarters no other test closes
+    in_q = date(2022, 6, 20)
     h = await a.household(region_code=town + "001", town_code=town, type="alleviated")
     late = await a.household(region_code=town + "002", town_code=town, type="alleviated")
     h2 = await update(
         a,
         h,
         guarantees={"housing": "prominent_issue"},
-        guarantees_verified_on={"housing": date(2023, 8, 10)},
+        guarantees_verified_on={"housing": date(2022, 5, 10)},
     )
     await approved_identification(a, h.household_id, h.region_code, in_q)
     before = await get_return(a, q, town=town)
@@ -196,7 +196,7 @@ async def test_a_closed_quarter_is_frozen_and_late_facts_count_next(a: Assistanc
         a,
         h2,
         guarantees={"housing": "ok"},
-        guarantees_verified_on={"housing": date(2023, 9, 1)},
+        guarantees_verified_on={"housing": date(2022, 6, 1)},
     )
     case_id = await approved_identification(a, late.household_id, late.region_code, in_q)
     await a.household(region_code=town + "003", town_code=town, type="marginal")
