@@ -24,7 +24,7 @@ whose due date passed with no batch (so notify can remind the department).
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -115,6 +115,16 @@ class RecordsVoided(BaseModel):
     batch_id: str  # the batch that voided them
     period: str  # the period of the records voided
     records: list[VoidedRecord]
+
+
+def keep_newest(rows: dict[tuple[str, str], dict[str, Any]], row: dict[str, Any]) -> None:
+    """The consumers' rule for the records of one batch of events: keep `row` (with its
+    `source`, `record_id` and `revision`) unless `rows` holds a version of that record as
+    new; of equal revisions the first stays, as a table's insert keeps the first."""
+    key = (row["source"], row["record_id"])
+    held = rows.get(key)
+    if held is None or held["revision"] < row["revision"]:
+        rows[key] = row
 
 
 @event_type("backstop.datasync.batch.received.v1", topic=DELIVERIES_TOPIC)

@@ -23,7 +23,8 @@ SELECT h.household_id, h.region_code, h.town_code, h.snapshot::text AS snapshot,
      FROM quality_risk r WHERE r.household_id = h.household_id)::text AS risk,
   (SELECT json_agg(json_build_array(r.source, r.record_id, r.id_hash, r.occurred_on,
                                     r.amount::text, r.detail))
-     FROM quality_records r WHERE r.household_id = h.household_id)::text AS records,
+     FROM quality_records r
+     WHERE r.household_id = h.household_id AND NOT r.voided)::text AS records,
   (SELECT json_agg(json_build_array(d.kind, d.decided_on, d.method, d.risk_factors)
                    ORDER BY d.decided_on, d.kind)
      FROM quality_decisions d WHERE d.household_id = h.household_id)::text AS decisions,

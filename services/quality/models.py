@@ -6,7 +6,8 @@ another service's database):
 - `quality_persons`: which household lists which person (`id_hash`), to find one person
   registered in two households;
 - `quality_departed`: members removed from a household, with the date and reason;
-- `quality_records`: department records matched to a household, by (source, record_id);
+- `quality_records`: department records matched to a household, by (source, record_id),
+  at their newest revision (corrections replace, voids leave a skipped tombstone);
 - `quality_risk`: the latest risk assessment, and since when the household is at risk;
 - `quality_decisions`, `quality_tasks`: assistance's monitoring decisions and tasks;
 - `quality_measures`, `quality_grants`, `quality_visits`: assistance's plans' measures,
@@ -95,6 +96,10 @@ records = Table(
     Column("amount", Numeric(14, 2), nullable=False),
     # Source-specific fields, amounts as exact decimal strings.
     Column("detail", JSONB, nullable=False),
+    # datasync's revision: a correction (更正) replaces the row only when newer; a void
+    # (作废) leaves a tombstone the rules skip and no older version can undo.
+    Column("revision", Integer, nullable=False, server_default="1"),
+    Column("voided", Boolean, nullable=False, server_default="false"),
     Index("ix_quality_records_household", "household_id"),
 )
 

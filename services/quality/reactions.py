@@ -27,6 +27,7 @@ REGISTRY_TYPES = frozenset(
     name for name, spec in registered_types().items() if spec.topic == registry_contract.TOPIC
 )
 RECORDS_MATCHED = "backstop.datasync.records.matched.v1"
+RECORDS_VOIDED = "backstop.datasync.records.voided.v1"  # 作废
 ASSESSMENT_CHANGED = "backstop.risk.assessment.changed.v1"
 TASK_OPENED = "backstop.assistance.task.opened.v1"
 TASK_COMPLETED = "backstop.assistance.task.completed.v1"
@@ -38,6 +39,7 @@ GRANT_PAID = "backstop.assistance.grant.paid.v1"
 VISIT_RECORDED = "backstop.assistance.visit.recorded.v1"
 CONSUMED_TYPES = REGISTRY_TYPES | {
     RECORDS_MATCHED,
+    RECORDS_VOIDED,
     ASSESSMENT_CHANGED,
     TASK_OPENED,
     TASK_COMPLETED,
@@ -116,6 +118,25 @@ def _record_row(data: datasync_contract.RecordsMatched, rec: Any, today: date) -
         "occurred_on": on,
         "amount": dec(amount).quantize(domain.CENT),
         "detail": detail,
+        "revision": rec.revision,
+        "voided": False,
+    }
+
+
+def _tombstone(
+    data: datasync_contract.RecordsVoided, gone: datasync_contract.VoidedRecord, today: date
+) -> dict[str, Any]:
+    """A voided record: the rules skip it; it stays so no older version comes back."""
+    return {
+        "source": gone.source,
+        "record_id": gone.record_id,
+        "household_id": data.household_id,
+        "id_hash": gone.id_hash,
+        "occurred_on": _period_start(data.period, today),
+        "amount": dec(0).quantize(domain.CENT),
+        "detail": {},
+        "revision": gone.revision,
+        "voided": True,
     }
 
 
@@ -138,9 +159,11 @@ def _collect(events: Sequence[CloudEvent], today: date) -> _Batch:
             batch.touched.add(s.household_id)
         elif isinstance(payload, datasync_contract.RecordsMatched):
             for rec in payload.records:
-                batch.records.setdefault(
-                    (rec.source, rec.record_id), _record_row(payload, rec, today)
-                )
+                datasync_contract.keep_newest(batch.records, _record_row(payload, rec, today))
+            batch.touched.add(payload.household_id)
+        elif isinstance(payload, datasync_contract.RecordsVoided):
+            for gone in payload.records:
+                datasync_contract.keep_newest(batch.records, _tombstone(payload, gone, today))
             batch.touched.add(payload.household_id)
         elif isinstance(payload, risk_contract.AssessmentChanged):
             at = payload.assessed_at
@@ -234,7 +257,14 @@ async def apply_events(
         stmt = pg_insert(m.departed).on_conflict_do_nothing()
         await session.execute(stmt, list(batch.departed.values()))
     if batch.records:
-        stmt = pg_insert(m.records).on_conflict_do_nothing()
+        stmt = pg_insert(m.records)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[m.records.c.source, m.records.c.record_id],
+            set_={c.name: stmt.excluded[c.name] for c in m.records.c if not c.primary_key},
+            # Only a newer version (a correction, a void) replaces a record: a replayed or
+            # late older one changes nothing, so no record is counted twice or rolled back.
+            where=m.records.c.revision < stmt.excluded.revision,
+        )
         await session.execute(stmt, list(batch.records.values()))
     for row in batch.risks:  # in order: each one moves `at_risk_since` along
         await _keep_risk(session, row)

@@ -109,16 +109,6 @@ def _tombstone(
     }
 
 
-def _keep_newest(records: dict[tuple[str, str], dict[str, Any]], row: dict[str, Any]) -> None:
-    """Keep `row` unless the batch already holds a version of its record as new: a
-    record sent twice in one batch counts once, as across batches (the first of equal
-    revisions wins, as the table's insert keeps the first)."""
-    key = (row["source"], row["record_id"])
-    held = records.get(key)
-    if held is None or held["revision"] < row["revision"]:
-        records[key] = row
-
-
 def _collect(events: Sequence[CloudEvent]) -> _Batch:
     batch = _Batch()
     for event in events:
@@ -126,13 +116,13 @@ def _collect(events: Sequence[CloudEvent]) -> _Batch:
             data = event.payload()
             assert isinstance(data, datasync_contract.RecordsMatched)
             for rec in data.records:
-                _keep_newest(batch.records, _record_row(event, data, rec))
+                datasync_contract.keep_newest(batch.records, _record_row(event, data, rec))
             household_id = data.household_id
         elif event.type == RECORDS_VOIDED:
             voided = event.payload()
             assert isinstance(voided, datasync_contract.RecordsVoided)
             for gone in voided.records:
-                _keep_newest(batch.records, _tombstone(event, voided, gone))
+                datasync_contract.keep_newest(batch.records, _tombstone(event, voided, gone))
             household_id = voided.household_id
         elif event.type == WARNING_MATCHED:
             warning = event.payload()
