@@ -197,3 +197,37 @@ class PlatformWarningMatched(BaseModel):
     level: Literal["possible_issue", "prominent_issue"]
     warned_on: date
     task_id: str
+
+
+@event_type("backstop.assistance.monthly_report.overdue.v1", topic=TASKS_TOPIC)
+class MonthlyReportOverdue(BaseModel):
+    """A town's 月汇报 (seed 四(一)) not signed off by its due date; keyed by the town code.
+    Sent again every `monthly_report_repeat_days` until signed (`reminder` counts them);
+    the town leader hears of each round `escalate_after_days` after the town office."""
+
+    report_id: str
+    town_code: str
+    period: str  # the month, "2026-11"
+    due_on: date
+    days_late: int
+    reminder: int = 1
+    escalate_after_days: int = 3
+
+
+@event_type("backstop.assistance.monthly_report.signed.v1", topic=TASKS_TOPIC)
+class MonthlyReportSigned(BaseModel):
+    """A town signed off its 月汇报 (late by `days_late`), with its headline counts; keyed
+    by the town code. A pending escalation of the report is moot."""
+
+    report_id: str
+    town_code: str
+    period: str
+    signed_off_by: str
+    signed_on: date
+    days_late: int
+    due: int  # households due a contact
+    contacted: int
+    not_reached: int
+    problems_found: int
+    problems_passed_on: int
+    signals: dict[str, int] = Field(default_factory=dict)  # visit-quality signals by kind

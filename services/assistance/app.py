@@ -20,6 +20,7 @@ from services.assistance import (
     common,
     data_quality,
     domain,
+    monthly_reports,
     province_warnings,
     reports,
     returns,
@@ -78,6 +79,10 @@ async def unaccepted_clues_job(runtime: Runtime) -> None:
     await clues.emit_overdue_clues(runtime.sessions)
 
 
+async def late_monthly_reports_job(runtime: Runtime) -> None:
+    await monthly_reports.emit_late_reports(runtime.sessions)
+
+
 async def campaign_chunks_job(runtime: Runtime) -> None:
     await campaigns.continue_campaigns(runtime.sessions)
 
@@ -100,6 +105,7 @@ SPEC = ServiceSpec(
         reports.router,
         province_warnings.router,
         returns.router,
+        monthly_reports.router,
     ],
     consumers=[
         ConsumerSpec(
@@ -131,6 +137,7 @@ SPEC = ServiceSpec(
         ("overdue-tasks", 60.0, overdue_tasks_job),
         ("overdue-rectifications", 300.0, overdue_rectifications_job),
         ("unaccepted-clues", 300.0, unaccepted_clues_job),
+        ("late-monthly-reports", 300.0, late_monthly_reports_job),
         ("campaign-chunks", 2.0, campaign_chunks_job),
         ("task-gauges", 60.0, task_gauges_job),
         ("rematch-province-warnings", 300.0, rematch_warnings_job),

@@ -25,6 +25,7 @@ from backstop.logs import correlation_id
 from backstop.pagination import decode_cursor, encode_cursor
 from services.assistance import domain
 from services.assistance.models import (
+    AssistanceBase,
     Case,
     Clue,
     Household,
@@ -236,7 +237,7 @@ async def publish_finding(
     await outbox.publish(session, make_assistance_event(finding, household_id))
 
 
-Claimable = TypeVar("Claimable", Task, SupervisionIssue, Clue)
+Claimable = TypeVar("Claimable", bound=AssistanceBase)  # a table with `id`
 
 
 async def claim_once(

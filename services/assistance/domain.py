@@ -64,6 +64,13 @@ class AssistancePolicy(BaseModel):
     city_share_by_town: dict[str, Decimal] = Field(default_factory=dict)
     # 线索: the town accepts a clue within this time or it is escalated through notify.
     clue_accept_hours: int = Field(default=48, ge=1)
+    # 月汇报 (seed 四(一)): the town signs the month's report within so many days after the
+    # month; a missing one is reminded every `repeat` days, its leader told `escalate` days on.
+    monthly_report_due_days: int = Field(default=5, ge=0, le=60)
+    monthly_report_repeat_days: int = Field(default=7, ge=1, le=90)
+    monthly_report_escalate_days: int = Field(default=3, ge=0, le=60)
+    # A visit-quality signal: more visits than this logged by one person on one day.
+    visits_per_day_limit: int = Field(default=20, ge=1, le=500)
 
     def income_line(self, year: int) -> float:
         """The monitoring line for `year` (the latest line set for that year or before)."""

@@ -222,6 +222,17 @@ def clue_overdue(
     )
 
 
+def monthly_report_overdue(
+    *, town_code: str, period: str, due_on: date, days_late: int, escalated: bool
+) -> Message:
+    head = "督办：月汇报逾期未报" if escalated else "月汇报逾期未报"
+    month = f"{period[:4]}年{int(period[5:])}月"
+    return _msg(
+        head,
+        f"{town_code}{month}的月汇报（月走访、月汇报）应于{due_on:%Y年%m月%d日}前签字上报，已逾期{days_late}天，请尽快审核签报。",
+    )
+
+
 def monitoring_started(
     *, household: str, region_code: str, monitoring_type: str, risk_factors: Sequence[str]
 ) -> Message:

@@ -182,9 +182,11 @@ class EventHandlers:
         ref: str,
         subject_id: str | None,
         message: Callable[[bool], Message],
+        escalate_after: timedelta | None = None,
     ) -> list[Draft]:
         """Overdue work of an office: the office now (the town's, or the county's for
-        county-level work) and, for a town, its leader after the escalation delay."""
+        county-level work) and, for a town, its leader after the escalation delay (or
+        `escalate_after`, when the event names its own)."""
         town = len(region_code) >= 9
         drafts = [
             Draft(
@@ -209,10 +211,38 @@ class EventHandlers:
                     message=message(True),
                     subject_id=subject_id,
                     ref=ref,
-                    not_before=self._escalate_at(utcnow()),
+                    not_before=utcnow() + escalate_after
+                    if escalate_after is not None
+                    else self._escalate_at(utcnow()),
                 )
             )
         return drafts
+
+    def _draft_monthly_report_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
+        """月汇报 not signed: the town office, then its leader after the policy's days."""
+        data = event.payload()
+        assert isinstance(data, assistance.MonthlyReportOverdue)
+        return self._office_then_leader(
+            "monthly_report",
+            episode=f"{data.town_code}:{data.period}:{data.reminder}",
+            region_code=data.town_code,
+            ref=data.report_id,
+            subject_id=None,
+            message=lambda escalated: domain.monthly_report_overdue(
+                town_code=data.town_code,
+                period=data.period,
+                due_on=data.due_on,
+                days_late=data.days_late,
+                escalated=escalated,
+            ),
+            escalate_after=timedelta(days=data.escalate_after_days),
+        )
+
+    async def monthly_report_signed(self, session: AsyncSession, event: CloudEvent) -> None:
+        """A signed 月汇报 makes its pending escalation moot: cancel it (recorded)."""
+        data = event.payload()
+        assert isinstance(data, assistance.MonthlyReportSigned)
+        await cancel_pending(session, ref=data.report_id, kinds=("monthly_report_escalated",))
 
     def _draft_clue_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
         data = event.payload()
@@ -405,6 +435,7 @@ class EventHandlers:
             "backstop.assistance.rectification.overdue.v1": self._draft_rectification_overdue,
             "backstop.assistance.rectification.raised.v1": self._draft_rectification_raised,
             "backstop.assistance.clue.overdue.v1": self._draft_clue_overdue,
+            "backstop.assistance.monthly_report.overdue.v1": self._draft_monthly_report_overdue,
             "backstop.assistance.monitoring.started.v1": self._draft_monitoring_started,
             "backstop.assistance.risk.eliminated.v1": self._draft_risk_eliminated,
             "backstop.datasync.delivery.late.v1": self._draft_delivery_late,
@@ -458,6 +489,7 @@ class EventHandlers:
         return {
             "backstop.assistance.task.completed.v1": self.task_completed,
             "backstop.assistance.rectification.closed.v1": self.rectification_closed,
+            "backstop.assistance.monthly_report.signed.v1": self.monthly_report_signed,
             **{t: self.household_changed for t in HOUSEHOLD_EVENT_TYPES},
         }
 
