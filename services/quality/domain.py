@@ -20,7 +20,7 @@ from typing import Any, Literal
 from backstop.contracts.policy import contact_missing, due_for_monthly_contact, income_drop_share
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
-RULESET_VERSION = "2026.12.1"
+RULESET_VERSION = "2026.12.2"
 
 Severity = Literal["error", "warning", "hint"]
 Category = Literal[
@@ -72,6 +72,10 @@ STAGE_AGES: dict[str, tuple[int, int]] = {
     "out_of_school": (6, 17),
 }
 DISABILITY_GROUPS = frozenset({"disability", "disabled_without_carer", "severe_mental_disorder"})
+# 健康状况 values that explain a working-age member without labour capacity.
+ILL_OR_DISABLED = frozenset({"chronic_illness", "serious_illness", "disabled"})
+# 务工状况 values of someone who works (in the town, the county, the province, outside).
+WORKING = frozenset({"in_town", "in_county", "in_province", "out_of_province", "abroad"})
 MONITORED_TYPES = frozenset({"unstable", "marginal", "sudden_hardship"})
 CENT = Decimal("0.01")
 YUAN = Decimal("1")  # arithmetic rules allow one yuan of rounding
@@ -125,6 +129,12 @@ class Member:
     labor_capacity: str = "full"
     schooling: str | None = None
     medical_insurance: bool = True
+    # From the national system's export (registry); None where not known.
+    labor_skill: str | None = None  # 劳动技能: skilled, ordinary, weak, lost, none
+    health_status: str | None = None  # 健康状况: healthy, chronic_illness, ...
+    work_status: str | None = None  # 务工状况: in_town … abroad, other, not_working
+    work_months: int | None = None  # 务工时间（月）
+    pension_insurance: bool | None = None  # 基本养老保险
 
 
 @dataclass(slots=True)
@@ -837,7 +847,52 @@ def idle_working_age(f: Facts) -> Evidence | None:
             if 16 <= f.age(m) < 60
             and m.labor_capacity == "none"
             and not m.special_groups
+            and m.health_status not in ILL_OR_DISABLED
             and m.schooling not in IN_SCHOOL
+        ],
+    )
+
+
+@rule(
+    "LS012", "labour_schooling", "warning", "Healthy working-age member registered as lost labour",
+    "劳动年龄成员（{persons}）健康状况为健康，劳动技能却登记为丧失劳动力",
+    "核实健康状况与劳动技能，二者择一更正",
+)  # fmt: skip
+def healthy_lost_labour(f: Facts) -> Evidence | None:
+    # 劳动年龄健康人口丧失劳动力, one of the national system's consistency checks.
+    return _people(
+        f,
+        [
+            m
+            for m in f.h.members
+            if 16 <= f.age(m) < 60 and m.health_status == "healthy" and m.labor_skill == "lost"
+        ],
+    )
+
+
+@rule(
+    "LS013", "labour_schooling", "warning", "Member without labour capacity registered as working",
+    "成员（{persons}）登记为无劳动能力，却有务工情况", "核实务工状况或劳动能力并更正",
+)  # fmt: skip
+def working_without_capacity(f: Facts) -> Evidence | None:
+    return _people(
+        f, [m for m in f.h.members if m.labor_capacity == "none" and m.work_status in WORKING]
+    )
+
+
+@rule(
+    "LS014", "labour_schooling", "hint", "Work status and months of work disagree",
+    "成员（{persons}）务工状况与务工时间不一致（有务工无时间，或未务工有时间）",
+    "核实务工状况与务工时间（月）",
+)  # fmt: skip
+def work_months_disagree(f: Facts) -> Evidence | None:
+    return _people(
+        f,
+        [
+            m
+            for m in f.h.members
+            if (m.work_status in WORKING and m.work_months == 0)
+            or (m.work_status == "not_working" and (m.work_months or 0) > 0)
         ],
     )
 
@@ -991,6 +1046,21 @@ def basic_needs_unassessed(f: Facts) -> Evidence | None:
         "items": "、".join(GUARANTEE_LABELS[i] for i in items),
         "level": "可能存在问题" if f.h.risk.level == "watch" else "无风险",
     }
+
+
+@rule(
+    "GU015", "guarantees", "hint", "Adult without basic pension insurance",
+    "16周岁以上非在校成员（{persons}）未参加城乡居民基本养老保险", "动员参保（困难群体代缴），参保后更新登记",
+)  # fmt: skip
+def no_pension_insurance(f: Facts) -> Evidence | None:
+    return _people(
+        f,
+        [
+            m
+            for m in f.h.members
+            if m.pension_insurance is False and f.age(m) >= 16 and m.schooling not in IN_SCHOOL
+        ],
+    )
 
 
 # --- income (收入) ----------------------------------------------------------------------

@@ -64,6 +64,11 @@ def household_of(row: Any) -> domain.Household:
             labor_capacity=p.get("labor_capacity") or "full",
             schooling=p.get("schooling"),
             medical_insurance=p.get("medical_insurance", True),
+            labor_skill=p.get("labor_skill"),
+            health_status=p.get("health_status"),
+            work_status=p.get("work_status"),
+            work_months=p.get("work_months"),
+            pension_insurance=p.get("pension_insurance"),
         )
         for p in s["members"]
     )

@@ -188,6 +188,27 @@ async def test_findings_open_on_an_event_and_close_when_fixed(
     assert not {"ID003", "LS001"} & now.keys()
 
 
+async def test_the_national_export_fields_reach_the_rules(
+    service: tuple[httpx.AsyncClient, Runtime], producer: AIOKafkaProducer, settings: Settings,
+    stack: Stack,
+) -> None:  # fmt: skip
+    """劳动技能, 健康状况 and 养老保险 from registry's snapshot: a healthy 45-year-old whose
+    劳动技能 is 丧失劳动力 (LS012) and who has no pension insurance (GU015)."""
+    client, _ = service
+    head, spouse = couple()
+    spouse = spouse.model_copy(
+        update={"health_status": "healthy", "labor_skill": "lost", "labor_capacity": "none",
+                "pension_insurance": False}
+    )  # fmt: skip
+    h = household([head, spouse])
+    await send(producer, settings, HouseholdCreated(household=h), h.household_id)
+    found = await wait_for(
+        lambda: _has(client, stack, h.household_id, {"LS012", "GU015"}), message="findings"
+    )
+    assert found["LS012"]["evidence"]["person_ids"] == [spouse.person_id]
+    assert found["GU015"]["evidence"]["person_ids"] == [spouse.person_id]
+
+
 async def _has(client: httpx.AsyncClient, stack: Stack, hid: str, codes: set[str]) -> Any:
     found = await findings(client, stack, hid)
     return found if codes <= found.keys() else None
