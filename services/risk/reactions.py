@@ -189,8 +189,8 @@ def _snapshot_row(event: CloudEvent, s: registry_contract.HouseholdSnapshot) -> 
 async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
     """The consumer's batch handler: keep the newest household snapshots and every
     department record (once per (source, record_id), at its newest revision: corrections
-    replace, voids remove), then re-score the households they touch. A record for a household not yet known is kept and counts as soon as
-    its snapshot arrives."""
+    replace, voids remove), then re-score the households they touch. A record for a
+    household not yet known is kept and counts as soon as its snapshot arrives."""
     batch = _collect(events)
     if not batch.triggers:
         return
