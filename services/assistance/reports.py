@@ -17,8 +17,9 @@ Per quarter (Asia/Shanghai calendar) and town:
   in the quarter (open, accepted, opened and closed since the sweep before, by category
   and severity, and the change in open findings), from its sweep summaries.
 
-Closing (`POST .../close`, county office only) stores the report as computed; a closed
-quarter is read back from the store and never changes.
+Closing (`POST .../close`, county office only) stores the report as computed, and the
+provincial return with it (`returns.py`); a closed quarter is read back from the store and
+never changes.
 
 The late-data rule. Every dated fact has its own date (decision date, ledger posting date)
 and the moment it was recorded. It counts in its own quarter unless that quarter had

@@ -613,6 +613,7 @@ class ReturnDiff(BaseModel):
                             "changed": [
                                 {
                                     "household_id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+                                    "household_number": "4418810010010002",
                                     "fields": {
                                         "measures_in_force": {"before": 0, "after": 2},
                                         "per_capita": {"before": 5100.0, "after": 6900.0},
