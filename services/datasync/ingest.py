@@ -665,8 +665,9 @@ async def _write_records(
     """COPY the chunk's new records into `feed_records`, matched as they land.
 
     A record id already applied (earlier batch, earlier chunk or earlier in this chunk)
-    with the same content is a duplicate; with other content it is rejected, never an
-    overwrite. New records are the common case, so the chunk is first copied as it is
+    with the same content (or that of an earlier version of a corrected record) is a
+    duplicate; with other content it is rejected, never an overwrite (a correction says
+    so with its flag); a voided record is rejected. New records are the common case, so the chunk is first copied as it is
     under a savepoint; only when the primary key refuses it are the applied ids looked
     up and the COPY repeated without them. (A COPY that meets a record id another open
     transaction is inserting waits for it, so a concurrent batch is seen once committed.)
@@ -697,18 +698,27 @@ async def _write_records(
         )
         return matched
 
-    # record id → (batch, content hash, voided) of the records applied before
-    existing: dict[str, tuple[str, bytes, bool]] = {}
+    # record id → (batch, content hashes of its versions, voided) of the records applied
+    # before: a corrected record's earlier versions too, so a department sending its
+    # original file again changes nothing (the correction stands).
+    existing: dict[str, tuple[str, set[bytes], bool]] = {}
     fresh = list(first.values())
     try:
         async with conn.transaction():  # a savepoint inside the batch's transaction
             matched = await copy(fresh)
     except asyncpg.UniqueViolationError:
         existing = {
-            r["record_id"]: (r["batch_id"], r["content_hash"].encode(), r["voided"])
+            r["record_id"]: (
+                r["batch_id"],
+                {r["content_hash"].encode(), *(h.encode() for h in r["earlier"])},
+                r["voided"],
+            )
             for r in await conn.fetch(
-                "SELECT record_id, batch_id, content_hash, voided_at IS NOT NULL AS voided"
-                " FROM feed_records WHERE source = $1 AND record_id = ANY($2::text[])",
+                "SELECT record_id, batch_id, content_hash, voided_at IS NOT NULL AS voided,"
+                " CASE WHEN revision = 1 THEN '{}'::text[] ELSE ARRAY("
+                "   SELECT v.content_hash FROM feed_record_versions v WHERE v.source = f.source"
+                "   AND v.record_id = f.record_id AND v.content_hash IS NOT NULL) END AS earlier"
+                " FROM feed_records f WHERE source = $1 AND record_id = ANY($2::text[])",
                 source,
                 list(first),
             )
@@ -721,9 +731,9 @@ async def _write_records(
     rejected = []
     leftovers = [row for row in first.values() if row[_ID] in existing] if existing else []
     for index, record_id, _, content, raw, _, row_number in leftovers + repeats:
-        stored_batch, stored_hash, voided = existing.get(record_id) or (
+        stored_batch, versions, voided = existing.get(record_id) or (
             batch_id,
-            first[record_id][_CONTENT],
+            {first[record_id][_CONTENT]},
             False,
         )
         if voided:
@@ -732,7 +742,7 @@ async def _write_records(
                 f"record {record_id} was voided; send it under a new record id",
                 "voided_record",
             )
-        elif stored_hash == content:
+        elif content in versions:
             tally.duplicates += 1
             continue
         else:

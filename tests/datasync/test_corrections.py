@@ -62,6 +62,9 @@ async def test_a_record_corrected_then_voided_keeps_every_version(
         # The same correction again (another batch) changes nothing.
         again = await http.post("/v1/feeds/medical/batches", json=batch(corrected), headers=yibao)
         assert (again.json()["duplicates"], again.json()["corrected"]) == (1, 0)
+        # The original file sent again, unflagged: nothing changes, the correction stands.
+        resent = await http.post("/v1/feeds/medical/batches", json=batch(original), headers=yibao)
+        assert (resent.json()["duplicates"], resent.json()["rejected"]) == (1, 0)
 
         void = {"record_id": rid, "void": "是"}
         voiding = batch(void)
