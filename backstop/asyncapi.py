@@ -48,6 +48,9 @@ KEYS: dict[str, str] = {
     " (delivery late)",
 }
 HOUSEHOLD_KEY = "The household id (UUID as text): one household's events stay in order."
+# Events of a person not in the register (records.unmatched, unregistered.flagged).
+_PERSON_KEY = " A person not in the register: the person's `id_hash` (no household yet)."
+KEYS |= {t: HOUSEHOLD_KEY + _PERSON_KEY for t in ("datasync.records", "risk.assessments")}
 
 DLQ_HEADERS = {
     "error": "`<exception type>: <message>` (at most 2,000 bytes)",

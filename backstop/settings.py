@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, alias="BACKSTOP_JWT_ISSUER")
     jwt_audience: str | None = Field(default=None, alias="BACKSTOP_JWT_AUDIENCE")
     pii_key: str = Field(default=DEV_PII_KEY, alias="BACKSTOP_PII_KEY")
+    # The county served (the same variable registry's regions follow): the region of what
+    # belongs to no village yet, e.g. a check of a person not in the register.
+    county_code: str = Field(default="441881", pattern=r"^[0-9]{6}$", alias="BACKSTOP_COUNTY_CODE")
     # Encrypts secrets at rest (backstop.crypto): Fernet keys, comma-separated, the first
     # encrypts and all decrypt (rotation).
     secrets_key: str = Field(default=DEV_SECRETS_KEY, alias="BACKSTOP_SECRETS_KEY")

@@ -152,3 +152,19 @@ class DeliveryLate(BaseModel):
     period: str
     due_on: date
     department: str  # e.g. 医保局
+
+
+@event_type("backstop.datasync.records.unmatched.v1", topic=TOPIC)
+class RecordsUnmatched(BaseModel):
+    """Accepted records of a person not (yet) in the register, one event per person and
+    batch; key and subject = `id_hash` (there is no household). No ID number, no name:
+    who the person is stays in datasync (`GET /v1/unmatched?id_hash=`, registry:pii).
+    risk keeps them to find 因病、因灾、因学 costs over the warning line (seed 二(一)).
+    When the registry later adds the person, the records leave again as
+    `records.matched` for the household."""
+
+    id_hash: str
+    source: Source
+    batch_id: str
+    period: str
+    records: list[FeedRecordData]

@@ -67,3 +67,18 @@ class AlertRenewed(AlertData):
     home check (入户核实)."""
 
     new_evidence: list[str]
+
+
+@event_type("backstop.risk.unregistered.flagged.v1", topic=ASSESSMENTS_TOPIC)
+class UnregisteredFlagged(BaseModel):
+    """A person not in the register whose 12-month medical, disaster or school costs
+    reached the warning line (seed 二(一): 因病、因灾、因学支出达到监测预警线…符合条件的，
+    及时纳入建档立卡范围). Sent once, and again only with new evidence (`new_evidence`:
+    the factor codes with records not sent before). Key and subject = `id_hash`; no
+    name, no ID number. Internal (`risk.assessments`), never on the public alerts topic."""
+
+    id_hash: str
+    factors: list[FactorData]
+    new_evidence: list[str]
+    assessed_at: datetime
+    policy_version: int

@@ -13,6 +13,7 @@ procedures, visits, assistance plans, funds and supervision. One module per use 
 - `funds.py`: funds, deposits, grants split city/town, ledger and statements.
 - `supervision.py`: supervision issues (督查), rectification evidence, accountability.
 - `clues.py`: clues (线索) from households, the public, cadres and inspections.
+- `enrolment.py`: 纳入建档立卡核查, checks of people not in the register, to the register.
 - `campaigns.py`: review campaigns (回头看) generating review tasks.
 - `reports.py`: the quarterly dynamic-monitoring report (季度动态监测): queries, closing, routes.
 - `quarterly.py`: the report's pure part: quarters, the late-data rule, town and county rows.

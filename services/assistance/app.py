@@ -20,6 +20,7 @@ from services.assistance import (
     common,
     data_quality,
     domain,
+    enrolment,
     monthly_reports,
     province_warnings,
     reports,
@@ -42,6 +43,7 @@ HOUSEHOLD_TYPES = (
 async def on_household(session: AsyncSession, event: CloudEvent) -> None:
     await returns.record_changes(session, event)  # against the read model before it moves on
     await common.apply_household(session, event)
+    await enrolment.link_household(session, event)  # the checks of people it now holds
 
 
 async def on_assessment(session: AsyncSession, event: CloudEvent) -> None:
@@ -106,6 +108,7 @@ SPEC = ServiceSpec(
         province_warnings.router,
         returns.router,
         monthly_reports.router,
+        enrolment.router,
     ],
     consumers=[
         ConsumerSpec(
@@ -124,7 +127,11 @@ SPEC = ServiceSpec(
         ConsumerSpec(  # risk levels for the quarterly report (季度动态监测); watch checks
             group="assistance.risk-levels",
             topics=[ASSESSMENTS_TOPIC],
-            handlers={"backstop.risk.assessment.changed.v1": on_assessment},
+            handlers={
+                "backstop.risk.assessment.changed.v1": on_assessment,
+                # 纳入建档立卡核查 of a person not in the register
+                "backstop.risk.unregistered.flagged.v1": enrolment.on_unregistered_flagged,
+            },
         ),
         ConsumerSpec(  # sweep summaries for the quarterly report's 数据质量 section
             group="assistance.data-quality",

@@ -29,7 +29,7 @@ from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.idnumber import InvalidIdNumber, id_hash, mask_id, parse_id_number
 from backstop.requests import Phone, fold
-from services.assistance import common, domain, tasks
+from services.assistance import common, domain, enrolment, tasks
 from services.assistance.models import Clue, Household, Strict, utcnow
 
 router = APIRouter(prefix="/v1", tags=["clues"])
@@ -133,16 +133,6 @@ def clue_public(clue: Clue, principal: Principal) -> CluePublic:
     )
 
 
-async def _household_of_person(session: AsyncSession, person_hash: str) -> Household | None:
-    return (
-        await session.execute(
-            select(Household)
-            .where(col(Household.snapshot)["members"].contains([{"id_hash": person_hash}]))
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-
-
 async def _village_known(session: AsyncSession, village_code: str) -> bool:
     # Villages known to assistance are those of the households in its read model.
     found = await session.scalar(
@@ -188,7 +178,7 @@ async def file_clue(
             if not await _village_known(session, body.village_code):
                 raise invalid(["body", "village_code"], "unknown village")
             if person_hash:
-                found = await _household_of_person(session, person_hash)
+                found = await common.household_of_person(session, person_hash)
                 # One registered elsewhere is not named: the clue stays with the village.
                 household = found if found and principal.can_see(found.region_code) else None
         region_code = household.region_code if household else body.village_code
@@ -250,7 +240,7 @@ async def record_outcome(
             raise Problem(409, f"clue {clue.id} already has its outcome")
         if clue.status == "received":
             raise Problem(409, f"clue {clue.id} must be accepted by the town first")
-        if clue.task_id is not None:
+        if clue.task_id is not None or await enrolment.clue_has_check(session, clue.id):
             raise Problem(409, "this clue's outcome comes from its verification task")
         clue.status, clue.closed_at = "closed", utcnow()
         clue.outcome, clue.outcome_notes, clue.outcome_by = (

@@ -28,6 +28,7 @@ from services.assistance.models import (
     AssistanceBase,
     Case,
     Clue,
+    EnrolmentCheck,
     Household,
     PolicyVersion,
     SupervisionIssue,
@@ -127,6 +128,17 @@ async def get_household(session: AsyncSession, household_id: str) -> Household |
     return await session.get(Household, household_id)
 
 
+async def household_of_person(session: AsyncSession, person_hash: str) -> Household | None:
+    """The household in the read model that holds the person (by id_hash), if any."""
+    return (
+        await session.execute(
+            select(Household)
+            .where(col(Household.snapshot)["members"].contains([{"id_hash": person_hash}]))
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
 async def household_in_region(
     session: AsyncSession, household_id: str, principal: Principal
 ) -> Household:
@@ -141,7 +153,7 @@ async def household_in_region(
     return household
 
 
-Regional = TypeVar("Regional", Task, Case, Clue, SupervisionIssue)
+Regional = TypeVar("Regional", Task, Case, Clue, SupervisionIssue, EnrolmentCheck)
 
 
 async def locked(
@@ -179,7 +191,7 @@ def narrowed(
     return query
 
 
-Opened = TypeVar("Opened", Task, Case)
+Opened = TypeVar("Opened", Task, Case, EnrolmentCheck)
 
 
 async def opened_page(

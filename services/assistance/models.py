@@ -833,3 +833,54 @@ class DataQualitySweep(AssistanceBase, table=True):
     region_prefix: str = SQLField(max_length=12)  # "" = the whole county
     finished_at: datetime = _ts()
     summary: dict[str, Any] = _json()
+
+
+# An open check, or a confirmed one whose household is not registered yet, per person.
+ACTIVE_ENROLMENT_CHECK = "status = 'open' OR (outcome = 'confirmed' AND household_id IS NULL)"
+
+
+class EnrolmentCheck(AssistanceBase, table=True):
+    """纳入建档立卡核查: the home check of a person not in the register, opened by risk's
+    flag (因病、因灾、因学 costs over the warning line) or from a clue. Not a row of
+    `tasks`: those belong to a household (`task.*` events are keyed by it). The person is
+    known here only by `id_hash`; their identity stays with datasync (`/v1/unmatched`)
+    or on the clue. `household_id` is set once the registry adds the person."""
+
+    __tablename__ = "enrolment_checks"
+    __table_args__ = (
+        Index(
+            "uq_enrolment_checks_active",
+            "id_hash",
+            unique=True,
+            postgresql_where=text(ACTIVE_ENROLMENT_CHECK),
+        ),
+        CheckConstraint(
+            "status IN ('open', 'done', 'cancelled')", name="ck_enrolment_checks_status"
+        ),
+    )
+
+    id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    kind: str = SQLField(default="enrolment_check", max_length=20)
+    id_hash: str = SQLField(max_length=64)
+    region_code: str = SQLField(max_length=12, index=True)
+    status: str = SQLField(default="open", max_length=10)
+    assignee_type: str = SQLField(max_length=10)  # county | town
+    assignee_code: str = SQLField(max_length=20)
+    due_on: date
+    reason: str
+    factors: list[str] = _json(list)
+    evidence: list[str] = _json(list)  # "medical:<record id>", "clue:<clue id>"
+    origin: str = SQLField(max_length=20)  # department | clue
+    origin_ref: str | None = SQLField(default=None, max_length=64)
+    clue_id: str | None = SQLField(default=None, max_length=36, index=True)
+    opened_at: datetime = _ts()
+    assigned_by: str | None = None
+    assigned_at: datetime | None = _ts(nullable=True)
+    completed_at: datetime | None = _ts(nullable=True)
+    outcome: str | None = SQLField(default=None, max_length=20)
+    verified_by: str | None = None
+    notes: str | None = None
+    checklist: dict[str, Any] = _json()  # 一达标、两不愁、三保障 and 饮水安全, as observed
+    household_id: str | None = SQLField(default=None, max_length=36)
+    linked_at: datetime | None = _ts(nullable=True)
+    case_id: str | None = SQLField(default=None, max_length=36)

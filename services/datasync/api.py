@@ -451,6 +451,7 @@ async def list_unmatched(
     principal: PrincipalDep,
     source: str | None = None,
     period: str | None = None,
+    id_hash: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
     limit: Limit = 100,
     cursor: str | None = None,
 ) -> UnmatchedList:
@@ -477,6 +478,7 @@ async def list_unmatched(
         limit=limit,
         cursor=cursor,
         pii=principal.has("registry:pii"),
+        id_hash=id_hash,
     )
 
 

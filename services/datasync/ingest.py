@@ -54,6 +54,7 @@ from services.datasync.domain import (
 from services.datasync.matching import MATCHING_LOCK, RECORDS_MATCHED
 from services.datasync.models import BatchSummary, RecordError
 from services.datasync.parsing import FileLayout, Row
+from services.datasync.unmatched import emit_unmatched
 
 log = logging.getLogger("backstop.datasync")
 
@@ -534,6 +535,9 @@ async def _apply(
     await _emit_matched(session, conn, source, batch_id, str(period), batch_id)
     if tally.changed:
         await _emit_changes(session, source, batch_id, tally.changed)
+    await emit_unmatched(
+        session, conn, source=source, batch_id=batch_id, period=str(period), correlation=batch_id
+    )
     due = config.rules.due_on(source, period)
     in_time = on_time(due, received_at.astimezone(config.tz).date())
     tally.errors.sort(key=lambda e: e.index)

@@ -291,6 +291,7 @@ class UnmatchedRecord(BaseModel):
     id_number: str  # masked unless the client has registry:pii
     name: str | None
     received_at: datetime
+    id_hash: str | None = None  # the person's reference in events and enrolment checks
 
 
 class UnmatchedList(BaseModel):

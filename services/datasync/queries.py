@@ -122,11 +122,15 @@ async def list_unmatched(
     limit: int,
     cursor: str | None,
     pii: bool,
+    id_hash: str | None = None,
 ) -> UnmatchedList:
     after = decode_cursor(cursor, str, str)
     sources = [s for s in unmatched_sources(principal) if source is None or s == source]
     clauses = ["household_id IS NULL", "voided_at IS NULL", "source = ANY(:sources)"]
     params: dict[str, Any] = {"n": limit + 1, "sources": sources}
+    if id_hash:  # one person's records: an enrolment check's reference (纳入建档立卡核查)
+        clauses.append("id_hash = :h")
+        params["h"] = id_hash
     if period:
         clauses.append("period = :p")
         params["p"] = period
@@ -136,7 +140,8 @@ async def list_unmatched(
     rows = (
         await session.execute(
             text(
-                "SELECT source, record_id, batch_id, period, id_number, name, received_at"
+                "SELECT source, record_id, batch_id, period, id_number, id_hash, name,"
+                " received_at"
                 f" FROM feed_records WHERE {' AND '.join(clauses)}"
                 " ORDER BY source, record_id LIMIT :n"
             ),
@@ -152,6 +157,7 @@ async def list_unmatched(
             id_number=r.id_number if pii else mask_id(r.id_number),
             name=r.name if pii else _mask_name(r.name),
             received_at=r.received_at,
+            id_hash=r.id_hash,
         )
         for r in rows[:limit]
     ]

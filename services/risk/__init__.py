@@ -8,5 +8,6 @@ Modules:
 - features.py: a household's features read back from the read model (locks in id order).
 - scoring.py: assess locked households and write what changed, with assessment and alert events.
 - reactions.py: what risk does on registry snapshots and datasync records (the batch handler).
+- unregistered.py: people not in the register: their costs, flagged at the warning line.
 - policies.py: policy versions, the re-score job onto a new one, and the what-if.
 """

@@ -14,7 +14,7 @@ from backstop.bus import ConsumerSpec
 from backstop.contracts import assistance, datasync, registry
 from backstop.metrics import set_from_query
 from backstop.settings import Settings
-from services.risk import policies, reactions
+from services.risk import policies, reactions, unregistered
 from services.risk.api import router
 
 
@@ -46,6 +46,7 @@ SPEC = ServiceSpec(
             topics=[registry.TOPIC, datasync.TOPIC, assistance.TASKS_TOPIC],  # + 省平台预警
             batch_handler=reactions.apply_events,
             batch_types=reactions.CONSUMED_TYPES,
+            handlers={unregistered.RECORDS_UNMATCHED: unregistered.on_records_unmatched},
             # Safe: a batch locks its households before reading them (reactions.py).
             partitions_at_once=3,
         )

@@ -887,3 +887,34 @@ def new_evidence(previous_factors: Sequence[Mapping[str, Any]], current: Assessm
         if f.code not in before
         or (f.code in EVIDENCE_FACTORS and not set(f.sources) <= before[f.code])
     ]
+
+
+# --- people not in the register (未建档立卡人员) --------------------------------------
+
+
+def unregistered_factors(
+    records: Iterable[FeedRecord], policy: Policy, as_of: date
+) -> list[Factor]:
+    """因病、因灾、因学 for a person not in the register (seed 二(一): 支出达到监测预警线
+    的名单下发各镇，及时入户核实…符合条件的，及时纳入建档立卡范围): the household rules
+    over the person's own records of the 12 months ending `as_of`. No income is on
+    record for an unknown person, so the line is `rigid_amount_without_income`, as for a
+    registered household without one."""
+    features = build_features(
+        household_id="",
+        region_code="",
+        as_of=as_of,
+        members=(),
+        incomes=(),
+        guarantees={},
+        records=records,
+    )
+    return [f for rule in (illness, disaster, education) if (f := rule(features, policy))]
+
+
+def unflagged_evidence(factors: Sequence[Factor], flagged: Iterable[str]) -> list[str]:
+    """The codes of `factors` that count a record not among the `flagged` ones (the
+    records the person was last flagged with): a person is flagged once, and again only
+    on new evidence."""
+    seen = set(flagged)
+    return [f.code for f in factors if not set(f.sources) <= seen]

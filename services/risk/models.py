@@ -9,6 +9,8 @@
 - `risk_assessments`: the history, one row per change, with the policy version used.
 - `risk_policies`: policy versions, append-only.
 - `risk_rescore_jobs`: the re-score after a new policy version, with its cursor.
+- `risk_unregistered_records` / `risk_unregistered_people`: rigid costs of people not in
+  the register, and what each was last flagged with (unregistered.py).
 """
 
 from __future__ import annotations
@@ -166,6 +168,31 @@ rescore_jobs = Table(
     Column("updated_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     Index("ix_risk_rescore_jobs_status", "status", "id"),
+)
+
+# People not in the register (unregistered.py): their rigid costs, kept apart from the
+# households' records, and what each was last flagged with.
+unregistered_records = Table(
+    "risk_unregistered_records",
+    metadata,
+    Column("source", String(20), primary_key=True),
+    Column("record_id", String(100), primary_key=True),
+    Column("id_hash", String(64), nullable=False, index=True),
+    Column("occurred_on", Date, nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("batch_id", String(100), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+unregistered_people = Table(
+    "risk_unregistered_people",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("flagged_sources", JSONB, nullable=False),  # record refs last flagged with
+    Column("factors", JSONB, nullable=False),
+    Column("policy_version", Integer, nullable=False),
+    Column("flagged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from backstop.contracts.datasync import TOPIC, RecordsMatched
+from backstop.contracts.datasync import TOPIC, RecordsMatched, RecordsUnmatched
 from backstop.db import unit_of_work
 from backstop.idnumber import id_hash
 from backstop.settings import Settings
@@ -58,9 +58,22 @@ async def test_records_matched_per_household_and_waiting_ones_matched_later(
         assert r.status_code == 201, r.text
         assert (r.json()["matched"], r.json()["unmatched"]) == (3, 1)
 
-        events = await read_topic(settings, TOPIC, match=lambda e: e.data.get("batch_id") == batch)
-        assert len(events) == 1
-        event = events[0]
+        events = await read_topic(
+            settings, TOPIC, min_count=2, match=lambda e: e.data.get("batch_id") == batch
+        )
+        assert sorted(e.type for e in events) == [
+            "backstop.datasync.records.matched.v1",
+            "backstop.datasync.records.unmatched.v1",
+        ]
+        (event,) = [e for e in events if e.type == "backstop.datasync.records.matched.v1"]
+        # p3, in no household: the person's records under the id_hash (未建档立卡人员), for
+        # risk's warning line; no ID number, no name.
+        (waiting,) = [e for e in events if e.type == "backstop.datasync.records.unmatched.v1"]
+        unmatched_payload = waiting.payload()
+        assert isinstance(unmatched_payload, RecordsUnmatched)
+        assert waiting.subject == unmatched_payload.id_hash == id_hash(p3, settings.pii_key)
+        assert [rec.record_id for rec in unmatched_payload.records] == [records[3]["record_id"]]
+        assert p3 not in waiting.to_bytes().decode() and "张三" not in waiting.to_bytes().decode()
         assert event.subject == h1
         payload = event.payload()
         assert isinstance(payload, RecordsMatched)
@@ -80,6 +93,20 @@ async def test_records_matched_per_household_and_waiting_ones_matched_later(
         mine = [i for i in listed.json()["items"] if i["batch_id"] == batch]
         assert [i["record_id"] for i in mine] == [records[3]["record_id"]]
         assert mine[0]["id_number"] == f"{p3[:6]}********{p3[14:]}"
+        # One person's records by the reference an enrolment check carries.
+        person = await http.get(
+            "/v1/unmatched",
+            params={"id_hash": unmatched_payload.id_hash},
+            headers=stack.headers("feeds:read", "registry:pii"),
+        )
+        assert [(i["record_id"], i["id_number"]) for i in person.json()["items"]] == [
+            (records[3]["record_id"], p3)
+        ]
+        bad = await http.get(
+            "/v1/unmatched", params={"id_hash": "nope"}, headers=stack.headers("feeds:read")
+        )
+        assert bad.status_code == 422
+        assert bad.headers["content-type"].startswith("application/problem+json")
 
         # The registry adds p3 to another household: the waiting record follows.
         await produce(settings, [household_event(settings, h2, [p3])])
