@@ -42,6 +42,7 @@ async def emit_unmatched(
     cursor = conn.cursor(
         "SELECT id_hash, '[' || string_agg(data::text, ',' ORDER BY idx) || ']'"
         " FROM feed_records WHERE source = $1 AND batch_id = $2 AND household_id IS NULL"
+        " AND voided_at IS NULL"
         " GROUP BY id_hash ORDER BY id_hash",
         source,
         batch_id,
