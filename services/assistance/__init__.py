@@ -21,6 +21,8 @@ procedures, visits, assistance plans, funds and supervision. One module per use 
 - `data_quality.py`: the quality service's sweep summaries, for the report's 数据质量 section.
 - `province_warnings.py`: the provincial platform's warnings (省平台预警) in, outcomes back.
 - `province.py`: the platform's pure words: systems, items, levels, its export's rows.
+- `monthly_reports.py`: 月汇报, each town's monthly report: facts, sign-off, late job, routes.
+- `monthly.py`: the monthly report's pure part: counts per town and person, visit signals.
 - `returns.py`: the quarterly return to the province (季度动态监测上报): facts, freezing, routes.
 - `province_return.py`: the return's pure part: guarantee and income changes, counts, diff.
 - `province_return_xlsx.py`: the return as the county office's XLSX workbook.

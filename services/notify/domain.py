@@ -229,7 +229,7 @@ def monthly_report_overdue(
     month = f"{period[:4]}年{int(period[5:])}月"
     return _msg(
         head,
-        f"{town_code}{month}的月汇报（月走访、月汇报）应于{due_on:%Y年%m月%d日}前签字上报，已逾期{days_late}天，请尽快审核签报。",
+        f"乡镇{town_code}的{month}月汇报（月走访、月汇报）应于{due_on:%Y年%m月%d日}前签字上报，已逾期{days_late}天，请尽快审核签报。",
     )
 
 
