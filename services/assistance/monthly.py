@@ -325,6 +325,17 @@ class MonthlyTownReport(BaseModel):
         }
     )
 
+    def headline(self) -> dict[str, int]:
+        """The counts a town's line in the overview and the signed event carry."""
+        return {
+            "days_late": self.days_late,
+            "due": self.contact.due,
+            "contacted": self.contact.contacted,
+            "not_reached": self.contact.not_reached,
+            "problems_found": self.problems.found,
+            "problems_passed_on": self.problems.passed_on,
+        }
+
     def counts(self) -> SignalCounts:
         s = self.signals
         return SignalCounts(

@@ -288,20 +288,14 @@ async def sign_off(
         )
         if report_id is None:  # signed by another request meanwhile
             raise Problem(409, f"the {period} report of town {town_code} is already signed off")
-        counts = report.counts()
         signed = MonthlyReportSigned(
             report_id=report_id,
             town_code=town_code,
             period=str(period),
             signed_off_by=signed_off_by,
             signed_on=today,
-            days_late=report.days_late,
-            due=report.contact.due,
-            contacted=report.contact.contacted,
-            not_reached=report.contact.not_reached,
-            problems_found=report.problems.found,
-            problems_passed_on=report.problems.passed_on,
-            signals=counts.model_dump(),
+            signals=report.counts().model_dump(),
+            **report.headline(),
         )
         await outbox.publish(session, make_assistance_event(signed, town_code))
     return report
@@ -470,13 +464,8 @@ async def get_overview(
             due_on=r.due_on,
             signed_off_by=r.signed_off_by,
             signed_off_at=r.signed_off_at,
-            days_late=r.days_late,
-            due=r.contact.due,
-            contacted=r.contact.contacted,
-            not_reached=r.contact.not_reached,
-            problems_found=r.problems.found,
-            problems_passed_on=r.problems.passed_on,
             signals=r.counts(),
+            **r.headline(),
         )
         for r in reports.values()
         if principal.can_see(r.town_code)
