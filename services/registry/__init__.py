@@ -13,8 +13,9 @@ Modules:
 - commands.py: create, update, members, income and contacts, each in its unit of work.
 - reactions.py: what registry does on assistance's monitoring decisions and findings.
 - queries.py: reads for the API (lists, people by ID number, regions, history).
-- import_file.py: reading a register export (CSV/XLSX) into households' rows.
+- import_file.py: reading a register export (the national system's, CSV/XLSX/XLS) into households' rows.
 - bulk_import.py: an import checked and written chunk by chunk, with its error report.
+- reimport.py: households already registered brought up to date from a newer export.
 - county.py: the county this registry serves, its towns and villages.
 - seed.py: the demo county's generated households, and a register export for benchmarks.
 """

@@ -394,7 +394,16 @@ def _too_large() -> Problem:
                     "schema": {
                         "type": "object",
                         "required": ["file"],
-                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "properties": {
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "the national system's household-member export"
+                                " (XLSX, XLS or CSV) as downloaded: 户编号, 证件号码, 姓名,"
+                                " 与户主关系, 乡/村 or 行政区划代码, 劳动技能, 健康状况, 务工状况 …;"
+                                " title rows and merged headers are fine",
+                            }
+                        },
                     }
                 }
             }

@@ -456,7 +456,7 @@ def _bool(value: str, name: str) -> bool | None:
 def _any(r: dict[str, str], *names: str) -> bool | None:
     """True when any of the yes/no columns says yes, False when those given all say no,
     None when none is given (not known)."""
-    said = [b for n in names if (b := _bool(r.get(n, ""), n)) is not None]
+    said = [_bool(value, n) for n in names if (value := r.get(n))]
     return any(said) if said else None
 
 
@@ -466,6 +466,8 @@ def _number(value: str) -> float | None:
 
 def _whole(value: str, name: str, unit: str) -> int | None:
     """A whole number as written: 6, 6.0, 6个月, 2019年."""
+    if not value:
+        return None
     text = value.replace(unit, "").replace("个", "").strip()
     if not text:
         return None
@@ -480,7 +482,7 @@ def _whole(value: str, name: str, unit: str) -> int | None:
 
 def _schooling(r: dict[str, str]) -> str | None:
     """在校生状况 as a stage; a 是 in 是否…失学辍学 makes it out_of_school."""
-    if _bool(r.get("dropout", ""), "dropout"):
+    if (dropout := r.get("dropout")) and _bool(dropout, "dropout"):
         return "out_of_school"
     value = r.get("schooling", "")
     if not value or value in SCHOOLING:
