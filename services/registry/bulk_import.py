@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -92,13 +92,14 @@ async def import_households(
     pii_key: str,
     chunk_size: int = 1000,
     columns: Collection[str] | None = None,
+    can_see: Callable[[str], bool] = lambda region: True,
 ) -> ImportReport:
     """Register households from an import, `chunk_size` per transaction, committed in file
     order. Idempotent by household number: one already registered is brought up to date
     with what the export's `columns` (import_file's canonical names) say, each changed
     household in one history entry, and left as it is when nothing differs (or when
-    `columns` is None). A bad household is reported with its row and field and the good
-    ones go in.
+    `columns` is None); one registered outside the caller's regions (`can_see`) is
+    rejected. A bad household is reported with its row and field and the good ones go in.
 
     Reading and checking run on the event loop, giving way every few households, while
     earlier chunks are written: Python prepares one chunk while PostgreSQL inserts the
@@ -135,7 +136,9 @@ async def import_households(
                             session, prepared, actor=actor, people_written=this.people_in.set
                         )
                         if columns is not None and result.existing:
-                            await _bring_up_to_date(session, prepared, result, columns, actor)
+                            await _bring_up_to_date(
+                                session, prepared, result, columns, actor, can_see
+                            )
                         if previous is not None and not await _succeeded(previous):
                             raise _EarlierChunkFailed
                         return result
@@ -224,12 +227,15 @@ async def _bring_up_to_date(
     result: BulkResult,
     columns: Collection[str],
     actor: str,
+    can_see: Callable[[str], bool],
 ) -> None:
     """The chunk's households that were already registered, updated from the export;
     `result` then counts them as updated, unchanged (existing) or rejected."""
     known = set(result.existing)
     staged = [(i, p) for i, p in enumerate(prepared) if p.household["household_number"] in known]
-    outcome = await update_households(session, staged, columns=columns, actor=actor)
+    outcome = await update_households(
+        session, staged, columns=columns, actor=actor, can_see=can_see
+    )
     touched = {prepared[i].household["household_number"] for i, *_ in outcome.rejected}
     changed = outcome.changed
     result.updated = [n for n in result.existing if n in changed]

@@ -12,7 +12,7 @@ from the export is kept, since a removal needs its reason (death, marriage out: 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,10 +113,12 @@ async def update_households(
     *,
     columns: Collection[str],
     actor: str,
+    can_see: Callable[[str], bool] = lambda region: True,
 ) -> UpdateResult:
     """Apply an export's version of registered households (index in the caller's input,
-    prepared rows) in the caller's transaction. A household whose new members are in
-    another household, or whose export leaves it with no or two heads, is rejected."""
+    prepared rows) in the caller's transaction. A household registered outside the
+    caller's regions (`can_see`), one whose new members are in another household, or one
+    the export leaves with no or two heads, is rejected."""
     result = UpdateResult()
     if not staged:
         return result
@@ -137,6 +139,10 @@ async def update_households(
         view = views.get(new.household["household_number"])
         if view is None:  # renumbered meanwhile: nothing of ours to change
             result.unchanged += 1
+            continue
+        if not can_see(view.region_code):
+            message = "already registered, outside this client's regions"
+            result.rejected.append((index, ["household_number"], message, 409))
             continue
         outcome = await _update_one(session, view, new, columns, member_fields, with_income, actor)
         if outcome is None:

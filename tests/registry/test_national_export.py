@@ -69,11 +69,13 @@ def export(people: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
-async def upload(registry: Registry, content: bytes) -> dict[str, Any]:
+async def upload(
+    registry: Registry, content: bytes, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     response = await registry.client.post(
         "/v1/households/import",
         files={"file": ("家庭成员信息.xlsx", content, XLSX)},
-        headers=registry.writer,
+        headers=headers or registry.writer,
     )
     assert response.status_code == 200, response.text
     return dict(response.json())
@@ -206,6 +208,26 @@ async def test_a_newer_export_adds_a_member_and_a_bad_one_names_row_and_column(
     assert entry["action"] == "household.imported"
     assert [j["id_number"][:6] for j in entry["changes"]["members.joined"]] == ["441881"]
     assert baby not in str(entry["changes"])
+
+
+async def test_a_newer_export_cannot_reach_a_household_outside_the_callers_regions(
+    registry: Registry,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    head = person_id_number(1961)
+    people = [
+        person(户编号=f"{tag}01", 户类型="脱贫户", 姓名="周一", 证件号码=head, 与户主关系="户主")
+    ]
+    assert (await upload(registry, export(people)))["created"] == 1
+    # A 沙口镇 client's file claims the 英城街道 household is in its town, and changes it.
+    moved = [people[0] | {"乡(镇)": "沙口镇", "行政村": "园山村", "健康状况": "残疾"}]
+    town = registry.headers("registry:read", "registry:write", regions=("441881101",))
+    summary = await upload(registry, export(moved), headers=town)
+    assert (summary["updated"], summary["rejected"]) == (0, 1), summary
+    assert summary["errors"][0]["field"] == "household_number"
+    household = await household_of(registry, head)
+    assert household["region_code"] == "441881001001" and household["version"] == 1
+    assert household["members"][0]["health_status"] == "healthy"
 
 
 async def test_a_file_without_the_required_columns_is_a_4xx_naming_them(
