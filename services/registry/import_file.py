@@ -314,11 +314,12 @@ class Export:
     def column(self, field_name: str) -> str | None:
         """The header, as the file writes it, of the column a draft's field was read
         from (`members.labor_skill` → 劳动技能); None when no column gave it."""
-        name = field_name.rsplit(".", 1)[-1]
         written = {f: self.table.headers[i] for i, f in self.table.fields.items()}
-        for source in _SOURCES.get(name, (name,)):
-            if source in written:
-                return written[source]
+        parts = field_name.split(".")
+        for name in (parts[-1], parts[0]):  # labor_skill; annual_income(.total)
+            for source in _SOURCES.get(name, (name,)):
+                if source in written:
+                    return written[source]
         return None
 
 
@@ -366,8 +367,8 @@ def _records(table: Table) -> Iterator[tuple[int, dict[str, str]]]:
     last = max(indexes)
     text = table.format == "csv"
     for n, values in table.rows:
-        if len(values) <= last:
-            values = [*values, *([None] * (last + 1 - len(values)))]
+        if len(values) <= last:  # a short row: the cells it lacks are empty
+            values = [*values, *([""] * (last + 1 - len(values)))]
         cells = pick(values)
         record = dict(zip(names, map(str.strip, cells) if text else map(_cell, cells), strict=True))
         raw_id = cells[id_at]

@@ -146,6 +146,20 @@ def test_a_csv_with_a_title_row_and_place_names() -> None:
     assert household.body["type"] == "alleviated" and household.rows == 2
 
 
+def test_a_short_csv_row_has_empty_cells_and_errors_name_their_column() -> None:
+    text = (
+        "户编号,行政区划代码,姓名,证件号码,与户主关系,家庭纯收入,健康状况\n"
+        f"H1,441881001001,甲,{HEAD},户主\n"
+        f"H2,441881001001,乙,{CHILD},户主,-5\n"
+    )
+    export = import_file.open_export(io.BytesIO(text.encode()), "csv")
+    first, second = iter_households(export.rows)
+    assert first.body is not None and first.body["members"][0]["health_status"] is None
+    assert second.error is not None and second.error.field == "annual_income.year"
+    assert export.column(second.error.field) == "家庭纯收入"
+    assert export.column("labor_capacity") is None
+
+
 def test_an_id_number_excel_made_a_number_names_its_row() -> None:
     book = Workbook()
     sheet = book.active
