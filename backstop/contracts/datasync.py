@@ -167,4 +167,5 @@ class RecordsUnmatched(BaseModel):
     source: Source
     batch_id: str
     period: str
-    records: list[FeedRecordData]
+    records: list[FeedRecordData]  # new ones, or corrections (更正) at their new revision
+    voided: list[VoidedRecord] = Field(default_factory=list)  # 作废

@@ -183,6 +183,9 @@ unregistered_records = Table(
     Column("batch_id", String(100), nullable=False),
     Column("event_id", String(36), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The newest revision seen (更正 replaces, 作废 leaves a tombstone), as risk_records.
+    Column("revision", Integer, nullable=False, server_default="1"),
+    Column("voided", Boolean, nullable=False, server_default="false"),
 )
 
 unregistered_people = Table(

@@ -31,6 +31,8 @@ from services.risk.scoring import SERVICE
 
 log = logging.getLogger("backstop.risk")
 
+RIGID_SOURCES = ("medical", "disaster", "education")  # 因病、因灾、因学
+_CHANGED = ("id_hash", "occurred_on", "amount", "batch_id", "event_id", "revision", "voided")
 RECORDS_UNMATCHED: str = datasync_contract.RecordsUnmatched.__event_type__  # type: ignore[attr-defined]
 
 
@@ -44,9 +46,9 @@ def _cost_row(
     elif isinstance(rec, datasync_contract.DisasterRecordData):
         on, amount = rec.occurred_on, rec.loss_amount
     elif isinstance(rec, datasync_contract.EducationRecordData):
-        # Education records carry no date: the feed's period dates them.
-        year, month = data.period.split("-")[:2]
-        on, amount = date(int(year), int(month), 1), rec.out_of_pocket
+        on, amount = _period_start(data.period), rec.out_of_pocket  # no date of its own
+    elif isinstance(rec, datasync_contract.VoidedRecord) and rec.source in RIGID_SOURCES:
+        on, amount = _period_start(data.period), 0.0  # a tombstone: no sum reads it
     else:
         return None
     return {
@@ -57,7 +59,14 @@ def _cost_row(
         "amount": amount,
         "batch_id": data.batch_id,
         "event_id": event.id,
+        "revision": rec.revision,
+        "voided": isinstance(rec, datasync_contract.VoidedRecord),
     }
+
+
+def _period_start(period: str) -> date:
+    year, month = period.split("-")[:2]
+    return date(int(year), int(month), 1)
 
 
 async def on_records_unmatched(session: AsyncSession, event: CloudEvent) -> None:
@@ -65,11 +74,25 @@ async def on_records_unmatched(session: AsyncSession, event: CloudEvent) -> None
     the 12-month costs reach a warning line with a record not flagged before."""
     data = event.payload()
     assert isinstance(data, datasync_contract.RecordsUnmatched)
-    rows = [r for rec in data.records if (r := _cost_row(event, data, rec)) is not None]
-    if not rows:
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in [*data.records, *data.voided]:
+        if (row := _cost_row(event, data, rec)) is not None:
+            datasync_contract.keep_newest(newest, row)
+    if not newest:
         return
     table, people = m.unregistered_records, m.unregistered_people
-    await session.execute(pg_insert(table).on_conflict_do_nothing(), rows)
+    stmt = pg_insert(table)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.source, table.c.record_id],
+            set_={c: stmt.excluded[c] for c in _CHANGED} | {"received_at": text("now()")},
+            # Only a newer revision replaces a record; a voided one stays a tombstone.
+            where=table.c.revision < stmt.excluded.revision,
+        ),
+        list(newest.values()),
+    )
+    if not data.records:
+        return  # voids alone bring no new evidence
     # One decision per person at a time (the events of a person share a partition; this
     # also holds for a replay beside a live consumer).
     await session.execute(
@@ -79,7 +102,9 @@ async def on_records_unmatched(session: AsyncSession, event: CloudEvent) -> None
     kept = (
         await session.execute(
             table.select().where(
-                table.c.id_hash == data.id_hash, table.c.occurred_on >= window_start(as_of)
+                table.c.id_hash == data.id_hash,
+                table.c.occurred_on >= window_start(as_of),
+                table.c.voided.is_(False),
             )
         )
     ).all()
