@@ -123,16 +123,9 @@ async def update_households(
     if not staged:
         return result
     numbers = [p.household["household_number"] for _, p in staged]
-    ids = dict(
-        (
-            await session.execute(
-                select(H.c.household_number, H.c.id).where(H.c.household_number.in_(numbers))
-            )
-        ).all()
-    )
-    views = {v.household["household_number"]: v for v in (
-        await load_views(session, sorted(ids.values()), for_update=True)
-    ).values()}  # fmt: skip
+    found = await session.execute(select(H.c.id).where(H.c.household_number.in_(numbers)))
+    loaded = await load_views(session, sorted(found.scalars()), for_update=True)
+    views = {v.household["household_number"]: v for v in loaded.values()}
     member_fields = compared_fields(columns, MEMBER_SOURCES)
     with_income = any(c in columns for c in INCOME_SOURCES)
     for index, new in staged:
