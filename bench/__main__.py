@@ -18,7 +18,10 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-MODULES = ("outbox", "registry", "datasync", "risk", "notify", "quality", "e2e", "http", "scaling")
+MODULES = (
+    "outbox", "registry", "datasync", "risk", "notify", "quality", "monthly", "e2e", "http",
+    "scaling",
+)  # fmt: skip
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

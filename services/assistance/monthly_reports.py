@@ -119,38 +119,38 @@ async def gather(session: AsyncSession, *, period: Period, where: Where) -> dict
             )
         ).all()
     )
-    visits = [
-        (
-            v.region_code[:9],
-            VisitFact(
-                visit_id=v.id,
-                household_id=v.household_id,
-                visitor=v.visitor,
-                visited_on=v.visited_on,
-                channel=v.channel,
-                findings=v.findings,
-                problems=problems_of(v.guarantees),
-            ),
+    rows = await session.execute(
+        # Columns, not entities: a town's month is thousands of visits.
+        select(
+            col(Visit.region_code),
+            col(Visit.id),
+            col(Visit.household_id),
+            col(Visit.visitor),
+            col(Visit.visited_on),
+            col(Visit.channel),
+            col(Visit.findings),
+            col(Visit.guarantees),
+        ).where(
+            where(col(Visit.region_code)),
+            col(Visit.visited_on) >= start,
+            col(Visit.visited_on) < end,
         )
-        for v in (
-            await session.execute(
-                select(Visit).where(
-                    where(col(Visit.region_code)),
-                    col(Visit.visited_on) >= start,
-                    col(Visit.visited_on) < end,
-                )
-            )
-        ).scalars()
-    ]
+    )
+    visits = [
+        (region[:9], VisitFact(visit_id, household_id, visitor, day, channel, findings,
+                               problems_of(guarantees)))
+        for region, visit_id, household_id, visitor, day, channel, findings, guarantees
+        in rows.tuples()
+    ]  # fmt: skip
     tasks: dict[str, list[date | None]] = defaultdict(list)
     with_problems = sorted({v.household_id for _, v in visits if v.problems})
     if with_problems:
-        rows = await session.execute(
+        closings = await session.execute(
             select(col(Task.household_id), col(Task.completed_at)).where(
                 col(Task.household_id).in_(with_problems)
             )
         )
-        for household_id, completed_at in rows.tuples():
+        for household_id, completed_at in closings.tuples():
             tasks[household_id].append(_day(completed_at))
     measures = await session.execute(
         select(col(Measure.id), col(Measure.household_id), col(Plan.region_code))
