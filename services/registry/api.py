@@ -451,6 +451,7 @@ async def import_households(
                 pii_key=_settings(request).pii_key,
                 columns=frozenset(export.table.fields.values()),
                 can_see=principal.can_see,
+                create=not export.households_only,
             )
         except SheetProblem as exc:  # the file breaks off further down (earlier chunks stay)
             raise exc.problem() from None

@@ -93,13 +93,16 @@ async def import_households(
     chunk_size: int = 1000,
     columns: Collection[str] | None = None,
     can_see: Callable[[str], bool] = lambda region: True,
+    create: bool = True,
 ) -> ImportReport:
     """Register households from an import, `chunk_size` per transaction, committed in file
     order. Idempotent by household number: one already registered is brought up to date
     with what the export's `columns` (import_file's canonical names) say, each changed
     household in one history entry, and left as it is when nothing differs (or when
     `columns` is None); one registered outside the caller's regions (`can_see`) is
-    rejected. A bad household is reported with its row and field and the good ones go in.
+    rejected. Without `create` (the household export) nothing new is registered: a
+    household not registered yet is rejected. A bad household is reported with its row
+    and field and the good ones go in.
 
     Reading and checking run on the event loop, giving way every few households, while
     earlier chunks are written: Python prepares one chunk while PostgreSQL inserts the
@@ -132,12 +135,16 @@ async def import_households(
             for attempt in range(RACE_RETRIES):
                 try:
                     async with unit_of_work(sessions) as session:
-                        result = await insert_households(
-                            session, prepared, actor=actor, people_written=this.people_in.set
-                        )
+                        if create:
+                            result = await insert_households(
+                                session, prepared, actor=actor, people_written=this.people_in.set
+                            )
+                        else:
+                            numbers = [p.household["household_number"] for p in prepared]
+                            result = BulkResult(existing=numbers)
                         if columns is not None and result.existing:
                             await _bring_up_to_date(
-                                session, prepared, result, columns, actor, can_see
+                                session, prepared, result, columns, actor, can_see, create
                             )
                         if previous is not None and not await _succeeded(previous):
                             raise _EarlierChunkFailed
@@ -228,13 +235,14 @@ async def _bring_up_to_date(
     columns: Collection[str],
     actor: str,
     can_see: Callable[[str], bool],
+    create: bool,
 ) -> None:
     """The chunk's households that were already registered, updated from the export;
     `result` then counts them as updated, unchanged (existing) or rejected."""
     known = set(result.existing)
     staged = [(i, p) for i, p in enumerate(prepared) if p.household["household_number"] in known]
     outcome = await update_households(
-        session, staged, columns=columns, actor=actor, can_see=can_see
+        session, staged, columns=columns, actor=actor, can_see=can_see, unknown_is_error=not create
     )
     touched = {prepared[i].household["household_number"] for i, *_ in outcome.rejected}
     changed = outcome.changed

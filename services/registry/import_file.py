@@ -10,7 +10,7 @@ docs/national-export.md lists the columns read and those still ignored."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import IO, Any, get_args
@@ -44,6 +44,9 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "household_number": ("household_number", "household_no", "户编号", "户号", "家庭编号"),
     "id_number": ("id_number", "身份证号", "身份证号码", "证件号码", "公民身份号码"),
     "name": ("name", "姓名"),
+    # The household export (户信息): one row a household, named by its head.
+    "head_id_number": ("head_id_number", "户主证件号码", "户主身份证号", "户主身份证号码"),
+    "head_name": ("head_name", "户主姓名"),
     "relation": ("relation", "与户主关系"),
     "region_code": ("region_code", "village_code", "行政区划代码", "村代码", "所属村代码"),
     # The national export names the place instead: 省, 市, 县 (this county), 乡, 村.
@@ -298,9 +301,18 @@ def _match(text: str) -> str | None:
 
 
 def _missing(fields: set[str]) -> list[str]:
-    """The required columns a header lacks: the village by code or by name (村)."""
-    have = fields | ({"region_code"} if "village_name" in fields else set())
+    """The required columns a header lacks: the village by code or by name (村); in the
+    household export, the head's ID number and name for the member's."""
+    have = set(fields)
+    if "village_name" in have:
+        have.add("region_code")
+    if _household_layout(have):
+        have |= {"id_number", "relation"} | ({"name"} if "head_name" in have else set())
     return [c for c in REQUIRED if c not in have]
+
+
+def _household_layout(fields: Collection[str]) -> bool:
+    return "head_id_number" in fields and "id_number" not in fields
 
 
 @dataclass
@@ -310,6 +322,9 @@ class Export:
 
     table: Table
     rows: Iterator[tuple[int, dict[str, str]]]
+    # The household export (one row a household, its head's 户主证件号码): it updates
+    # registered households and creates none (their members come from the member export).
+    households_only: bool = False
 
     def column(self, field_name: str) -> str | None:
         """The header, as the file writes it, of the column a draft's field was read
@@ -328,7 +343,15 @@ def open_export(binary: IO[bytes], fmt: str) -> Export:
     Raises `backstop.sheets.SheetProblem` (a 4xx) when the file cannot be read or no
     header row holds the required columns, before any row is read."""
     table = open_table(binary, fmt, _match, _missing, limits=Limits())
-    return Export(table, _records(table))
+    households_only = _household_layout(table.fields.values())
+    if households_only:  # the head is the household's one member row
+        heads = {"head_id_number": "id_number", "head_name": "name"}
+        kept = set(table.fields.values())
+        table.header.fields = {
+            i: heads[f] if f in heads and heads[f] not in kept else f
+            for i, f in table.fields.items()
+        }
+    return Export(table, _records(table, households_only), households_only)
 
 
 def iter_rows(binary: IO[bytes], kind: str) -> Iterator[tuple[int, dict[str, str]]]:
@@ -358,7 +381,7 @@ def _id_cell(value: Any) -> str:
         return _LOST_DIGITS + exc.message
 
 
-def _records(table: Table) -> Iterator[tuple[int, dict[str, str]]]:
+def _records(table: Table, heads: bool) -> Iterator[tuple[int, dict[str, str]]]:
     mapping = table.fields
     indexes = list(mapping)
     names = [mapping[i] for i in indexes]
@@ -375,6 +398,8 @@ def _records(table: Table) -> Iterator[tuple[int, dict[str, str]]]:
         if raw_id is not None and (type(raw_id) is not str or raw_id[:1] in ("'", "‘")):
             record["id_number"] = _id_cell(raw_id)
         if any(record.values()):
+            if heads:
+                record["relation"] = "户主"
             yield n, record
 
 

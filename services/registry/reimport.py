@@ -114,11 +114,13 @@ async def update_households(
     columns: Collection[str],
     actor: str,
     can_see: Callable[[str], bool] = lambda region: True,
+    unknown_is_error: bool = False,
 ) -> UpdateResult:
     """Apply an export's version of registered households (index in the caller's input,
     prepared rows) in the caller's transaction. A household registered outside the
     caller's regions (`can_see`), one whose new members are in another household, or one
-    the export leaves with no or two heads, is rejected."""
+    the export leaves with no or two heads, is rejected; so is one not registered, when
+    `unknown_is_error` (the household export, which names the head only)."""
     result = UpdateResult()
     if not staged:
         return result
@@ -130,6 +132,10 @@ async def update_households(
     with_income = any(c in columns for c in INCOME_SOURCES)
     for index, new in staged:
         view = views.get(new.household["household_number"])
+        if view is None and unknown_is_error:
+            message = "not registered: import the national system's member export first"
+            result.rejected.append((index, ["household_number"], message, 404))
+            continue
         if view is None:  # renumbered meanwhile: nothing of ours to change
             result.unchanged += 1
             continue

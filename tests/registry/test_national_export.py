@@ -230,6 +230,50 @@ async def test_a_newer_export_cannot_reach_a_household_outside_the_callers_regio
     assert household["members"][0]["health_status"] == "healthy"
 
 
+async def test_the_household_export_updates_registered_households_and_creates_none(
+    registry: Registry,
+) -> None:
+    """户信息: one row a household, named by 户主姓名 and 户主证件号码, with its income."""
+    tag = uuid.uuid4().hex[:8]
+    head, wife = person_id_number(1972), person_id_number(1974)
+    people = [
+        person(户编号=f"{tag}01", 户类型="脱贫户", 脱贫年度=2018, 姓名="孙一", 证件号码=head,
+               与户主关系="户主"),
+        person(户编号=f"{tag}01", 户类型="脱贫户", 脱贫年度=2018, 姓名="钱二", 证件号码=wife,
+               与户主关系="配偶"),
+    ]  # fmt: skip
+    assert (await upload(registry, export(people)))["created"] == 1
+    household = await household_of(registry, head)
+    before = await history(registry, household["id"])
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["英德市防止返贫监测 家庭基本信息"])
+    sheet.append(["序号", "县(市、区、旗)", "乡(镇)", "行政村", "户编号", "户主姓名", "户主证件号码",
+                  "家庭人口数", "户类型", "脱贫年度", "收入年度", "家庭纯收入（元）",
+                  "工资性收入（元）", "人均纯收入（元）"])  # fmt: skip
+    sheet.append([1, "英德市", "英城街道", "城中社区", f"{tag}01", "孙一", head, 2, "脱贫户", 2018,
+                  2025, 24000, 20000, 12000])  # fmt: skip
+    sheet.append([2, "英德市", "英城街道", "城中社区", f"{tag}09", "周九", person_id_number(1960),
+                  1, "脱贫户", 2019, 2025, 9000, 0, 9000])  # fmt: skip
+    buffer = io.BytesIO()
+    book.save(buffer)
+    summary = await upload(registry, buffer.getvalue())
+    assert (summary["created"], summary["updated"], summary["rejected"]) == (0, 1, 1), summary
+    assert [(e["row"], e["field"]) for e in summary["errors"]] == [(4, "household_number")]
+    assert "member export" in summary["errors"][0]["message"]
+
+    now = await household_of(registry, head)
+    assert len(now["members"]) == 2  # the household export names the head only
+    assert (now["annual_income"]["total"], now["annual_income"]["per_capita"]) == (24000, 12000)
+    [entry] = [e for e in await history(registry, household["id"]) if e not in before]
+    assert entry["action"] == "household.imported"
+    assert entry["changes"] == {"income.2025": {"from": None, "to": "24000.00"}}
+    again = await upload(registry, buffer.getvalue())
+    assert (again["existing"], again["updated"]) == (1, 0), again
+
+
 async def test_a_file_without_the_required_columns_is_a_4xx_naming_them(
     registry: Registry,
 ) -> None:
