@@ -139,14 +139,10 @@ async def timed_read(sessions: object, chunk: int) -> float:
     cursor = ""
     while True:
         async with unit_of_work(sessions) as session:  # type: ignore[arg-type]
-            rows = list(
-                await session.execute(
-                    text(
-                        f"{households.HOUSEHOLD_SELECT} WHERE h.household_id > :c "
-                        "ORDER BY h.household_id LIMIT :n FOR UPDATE OF h"
-                    ),
-                    {"c": cursor, "n": chunk},
-                )
+            rows = await households.load(
+                session,
+                "WHERE h.household_id > :c ORDER BY h.household_id LIMIT :n FOR UPDATE OF h",
+                {"c": cursor, "n": chunk},
             )
             for row in rows:
                 households.household_of(row)

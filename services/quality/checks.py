@@ -8,8 +8,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,10 +18,18 @@ from backstop import outbox
 from backstop.contracts import quality as quality_contract
 from backstop.events import make_event
 from backstop.logs import correlation_id
-from services.quality import domain
+from services.quality import domain, households
 from services.quality import models as m
 from services.quality.common import SERVICE, any_of, ids_param
-from services.quality.households import HOUSEHOLD_SELECT, household_of
+
+
+class Live(NamedTuple):
+    """A household's open or accepted finding of one rule, as a check compares it."""
+
+    id: int
+    status: str
+    message: str
+    region_code: str
 
 
 @dataclass
@@ -58,14 +67,10 @@ async def recheck(
     """Run the catalogue over `ids` (locking them) and move their findings along."""
     if not ids:
         return CheckResult()
-    rows = list(
-        await session.execute(
-            text(
-                f"{HOUSEHOLD_SELECT} WHERE {any_of('h.household_id')} "
-                "ORDER BY h.household_id FOR UPDATE OF h"
-            ),
-            ids_param(ids),
-        )
+    rows = await households.load(
+        session,
+        f"WHERE {any_of('h.household_id')} ORDER BY h.household_id FOR UPDATE OF h",
+        ids_param(ids),
     )
     return await check_rows(session, rows, today=today, thresholds=thresholds)
 
@@ -81,17 +86,21 @@ async def check_rows(
     changed: new findings, messages that moved, findings closed, findings that follow a
     household to another village."""
     limits = thresholds or domain.Thresholds()
-    loaded = [(row, household_of(row)) for row in rows]
+    loaded = [(row, households.household_of(row)) for row in rows]
     ids = [r.household_id for r in rows]
-    live: dict[str, dict[str, Any]] = defaultdict(dict)
-    for f in await session.execute(
+    # The live findings as one JSON text: a sweep's chunk has thousands, and one
+    # orjson.loads is much cheaper than as many result rows.
+    live: dict[str, dict[str, Live]] = defaultdict(dict)
+    found = await session.scalar(
         text(
-            "SELECT id, household_id, rule_code, status, message, region_code FROM "
-            f"quality_findings WHERE status IN ('open', 'accepted') AND {any_of('household_id')}"
+            "SELECT json_agg(json_build_array(household_id, rule_code, id, status, message, "
+            "region_code))::text FROM quality_findings "
+            f"WHERE status IN ('open', 'accepted') AND {any_of('household_id')}"
         ),
         ids_param(ids),
-    ):
-        live[f.household_id][f.rule_code] = f
+    )
+    for household_id, rule_code, *rest in orjson.loads(found) if found else ():
+        live[household_id][rule_code] = Live(*rest)
     now = datetime.now(UTC)
     new: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []

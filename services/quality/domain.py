@@ -223,7 +223,7 @@ class Departed:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Household:
     household_id: str
     region_code: str

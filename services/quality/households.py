@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.quality import domain
 from services.quality.common import dec, dec_or_none
@@ -46,68 +48,95 @@ FROM quality_households h
 """
 
 
+NO_GROUPS: frozenset[str] = frozenset()
+
+
+async def load(session: AsyncSession, where: str, params: dict[str, Any]) -> list[Any]:
+    """Rows of `HOUSEHOLD_SELECT` for `where` (its filter, order, limit and lock). JIT off
+    in the transaction: the correlated subqueries' estimated cost makes PostgreSQL compile
+    the plan for every chunk, which took a third of the statement's time (EXPLAIN ANALYZE
+    of a 2000-household chunk: 330 ms with JIT, 160-210 ms without)."""
+    await session.execute(text("SET LOCAL jit = off"))
+    return list(await session.execute(text(f"{HOUSEHOLD_SELECT} {where}"), params))
+
+
 def _day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
 def household_of(row: Any) -> domain.Household:
-    """A `domain.Household` from one row of `HOUSEHOLD_SELECT`."""
+    """A `domain.Household` from one row of `HOUSEHOLD_SELECT`. Built by the million in a
+    sweep, so positionally (in the dataclasses' field order) and skipping absent parts."""
     s = orjson.loads(row.snapshot)
+    day = date.fromisoformat
     members = tuple(
-        domain.Member(
-            person_id=p["person_id"],
-            id_hash=p["id_hash"],
-            relation=p["relation"],
-            sex=p["sex"],
-            birth_date=date.fromisoformat(p["birth_date"]),
-            special_groups=frozenset(p.get("special_groups") or ()),
-            labor_capacity=p.get("labor_capacity") or "full",
-            schooling=p.get("schooling"),
-            medical_insurance=p.get("medical_insurance", True),
-            labor_skill=p.get("labor_skill"),
-            health_status=p.get("health_status"),
-            work_status=p.get("work_status"),
-            work_months=p.get("work_months"),
-            pension_insurance=p.get("pension_insurance"),
-        )
-        for p in s["members"]
+        [
+            domain.Member(
+                p["person_id"],
+                p["id_hash"],
+                p["relation"],
+                p["sex"],
+                day(p["birth_date"]),
+                frozenset(groups) if (groups := p.get("special_groups")) else NO_GROUPS,
+                p.get("labor_capacity") or "full",
+                p.get("schooling"),
+                p.get("medical_insurance", True),
+                p.get("labor_skill"),
+                p.get("health_status"),
+                p.get("work_status"),
+                p.get("work_months"),
+                p.get("pension_insurance"),
+            )
+            for p in s["members"]
+        ]
     )
     incomes = tuple(
-        domain.Income(
-            year=i["year"],
-            total=dec(i["total"]),
-            per_capita=dec(i["per_capita"]),
-            wage=dec_or_none(i.get("wage")),
-            business=dec_or_none(i.get("business")),
-            transfer=dec_or_none(i.get("transfer")),
-            property_income=dec_or_none(i.get("property")),
-        )
-        for i in s.get("incomes") or ()
+        [
+            domain.Income(
+                i["year"],
+                dec(i["total"]),
+                dec(i["per_capita"]),
+                dec_or_none(i.get("wage")),
+                dec_or_none(i.get("business")),
+                dec_or_none(i.get("transfer")),
+                dec_or_none(i.get("property")),
+            )
+            for i in s.get("incomes") or ()
+        ]
     )
-    records = tuple(
-        domain.FeedRecord(
-            source=source,
-            record_id=record_id,
-            id_hash=id_hash,
-            on=date.fromisoformat(on),
-            amount=Decimal(amount),
-            kind=detail.get("kind"),
-            status=detail.get("status"),
-            enrolled=detail.get("enrolled"),
-            housing_damaged=bool(detail.get("housing_damaged", False)),
-            total_cost=dec_or_none(detail.get("total_cost")),
-            insurance_paid=dec_or_none(detail.get("insurance_paid")),
-            assistance_paid=dec_or_none(detail.get("assistance_paid")),
+    records = (
+        tuple(
+            [
+                domain.FeedRecord(
+                    source,
+                    record_id,
+                    id_hash,
+                    day(on),
+                    Decimal(amount),
+                    detail.get("kind"),
+                    detail.get("status"),
+                    detail.get("enrolled"),
+                    bool(detail.get("housing_damaged", False)),
+                    dec_or_none(detail.get("total_cost")),
+                    dec_or_none(detail.get("insurance_paid")),
+                    dec_or_none(detail.get("assistance_paid")),
+                )
+                for source, record_id, id_hash, on, amount, detail in orjson.loads(row.records)
+            ]
         )
-        for source, record_id, id_hash, on, amount, detail in orjson.loads(row.records or "[]")
+        if row.records
+        else ()
     )
     risk = None
     if row.risk:
         level, factors, assessed_on, since = orjson.loads(row.risk)
-        risk = domain.Risk(level, frozenset(factors), date.fromisoformat(assessed_on), _day(since))
+        risk = domain.Risk(level, frozenset(factors), day(assessed_on), _day(since))
     shared: dict[str, list[str]] = defaultdict(list)
-    for id_hash, other in orjson.loads(row.shared or "[]"):
-        shared[id_hash].append(other)
+    if row.shared:
+        for id_hash, other in orjson.loads(row.shared):
+            shared[id_hash].append(other)
+    verified = s.get("guarantees_verified_on")
+    roles = s.get("contact_roles")
     return domain.Household(
         household_id=row.household_id,
         region_code=row.region_code,
@@ -120,34 +149,47 @@ def household_of(row: Any) -> domain.Household:
         elimination_method=s.get("elimination_method"),
         incomes=incomes,
         guarantees=s.get("guarantees") or {},
-        guarantees_verified_on={
-            k: date.fromisoformat(v) for k, v in (s.get("guarantees_verified_on") or {}).items()
-        },
-        contact_roles=frozenset(s.get("contact_roles") or ()),
+        guarantees_verified_on={k: day(v) for k, v in verified.items()} if verified else {},
+        contact_roles=frozenset(roles) if roles else NO_GROUPS,
         records=records,
         risk=risk,
         decisions=tuple(
-            domain.Decision(kind, date.fromisoformat(on), method, frozenset(factors))
-            for kind, on, method, factors in orjson.loads(row.decisions or "[]")
-        ),
+            [
+                domain.Decision(kind, day(on), method, frozenset(factors))
+                for kind, on, method, factors in orjson.loads(row.decisions)
+            ]
+        )
+        if row.decisions
+        else (),
         tasks=tuple(
-            domain.Task(kind, status, date.fromisoformat(opened), date.fromisoformat(due), overdue)
-            for kind, status, opened, due, overdue in orjson.loads(row.tasks or "[]")
-        ),
+            [
+                domain.Task(kind, status, day(opened), day(due), overdue)
+                for kind, status, opened, due, overdue in orjson.loads(row.tasks)
+            ]
+        )
+        if row.tasks
+        else (),
         departed=tuple(
-            domain.Departed(id_hash, date.fromisoformat(on), reason)
-            for id_hash, on, reason in orjson.loads(row.departed or "[]")
-        ),
+            [
+                domain.Departed(id_hash, day(on), reason)
+                for id_hash, on, reason in orjson.loads(row.departed)
+            ]
+        )
+        if row.departed
+        else (),
         measures=tuple(
-            domain.AidMeasure(
-                category, date.fromisoformat(start), date.fromisoformat(end), Decimal(amount)
-            )
-            for category, start, end, amount in orjson.loads(row.measures or "[]")
-        ),
+            [
+                domain.AidMeasure(category, day(start), day(end), Decimal(amount))
+                for category, start, end, amount in orjson.loads(row.measures)
+            ]
+        )
+        if row.measures
+        else (),
         grants=tuple(
-            domain.Grant(Decimal(amount), date.fromisoformat(on))
-            for amount, on in orjson.loads(row.grants or "[]")
-        ),
-        visits=tuple(date.fromisoformat(on) for on in orjson.loads(row.visits or "[]")),
+            [domain.Grant(Decimal(amount), day(on)) for amount, on in orjson.loads(row.grants)]
+        )
+        if row.grants
+        else (),
+        visits=tuple([day(on) for on in orjson.loads(row.visits)]) if row.visits else (),
         shared_id_hashes={k: tuple(sorted(v)) for k, v in shared.items()},
     )

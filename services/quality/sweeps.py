@@ -17,11 +17,10 @@ from backstop.auth import Level, Principal
 from backstop.contracts import quality as quality_contract
 from backstop.db import SessionFactory, unit_of_work
 from backstop.events import make_event
-from services.quality import domain
+from services.quality import domain, households
 from services.quality import models as m
 from services.quality.checks import check_rows, publish_new_errors
 from services.quality.common import COUNTY_TZ, SERVICE, county_today
-from services.quality.households import HOUSEHOLD_SELECT
 
 log = logging.getLogger("backstop.quality")
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any finding: "since ever"
@@ -97,15 +96,11 @@ async def run_sweeps(
             ).one_or_none()
             if sweep is None:
                 return checked
-            rows = list(
-                await session.execute(
-                    text(
-                        f"{HOUSEHOLD_SELECT} WHERE h.household_id > :cursor "
-                        "AND h.region_code LIKE :prefix "
-                        "ORDER BY h.household_id LIMIT :n FOR UPDATE OF h"
-                    ),
-                    {"cursor": sweep.cursor, "prefix": sweep.region_prefix + "%", "n": chunk},
-                )
+            rows = await households.load(
+                session,
+                "WHERE h.household_id > :cursor AND h.region_code LIKE :prefix "
+                "ORDER BY h.household_id LIMIT :n FOR UPDATE OF h",
+                {"cursor": sweep.cursor, "prefix": sweep.region_prefix + "%", "n": chunk},
             )
             result = await check_rows(session, rows, today=county_today(), thresholds=thresholds)
             checked += result.households
