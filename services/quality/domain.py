@@ -527,12 +527,7 @@ def young_married_head(f: Facts) -> Evidence | None:
     "子女（{persons}）比户主（{head_age}岁）年长", "核对与户主关系（可能为父母或其他）",
 )  # fmt: skip
 def child_older_than_head(f: Facts) -> Evidence | None:
-    head = f.head
-    if head is None:
-        return None
-    older = [m for m in f.h.members if m.relation == "child" and m.birth_date < head.birth_date]
-    found = _people(f, older)
-    return {**found, "head_age": f.age(head)} if found else None
+    return _generation(f, "child", wrong_side=True)
 
 
 @rule(
@@ -540,19 +535,7 @@ def child_older_than_head(f: Facts) -> Evidence | None:
     "子女（{persons}）与户主年龄相差不足{gap}岁", "核对与户主关系或出生日期",
 )  # fmt: skip
 def child_close_to_head(f: Facts) -> Evidence | None:
-    head = f.head
-    if head is None:
-        return None
-    gap = f.t.min_generation_gap
-    close = [
-        m
-        for m in f.h.members
-        if m.relation == "child"
-        and m.birth_date >= head.birth_date
-        and age_on(head.birth_date, m.birth_date) < gap
-    ]
-    found = _people(f, close)
-    return {**found, "gap": gap} if found else None
+    return _generation(f, "child", wrong_side=False)
 
 
 @rule(
@@ -560,12 +543,7 @@ def child_close_to_head(f: Facts) -> Evidence | None:
     "父母（{persons}）比户主（{head_age}岁）年轻", "核对与户主关系（可能为子女或其他）",
 )  # fmt: skip
 def parent_younger_than_head(f: Facts) -> Evidence | None:
-    head = f.head
-    if head is None:
-        return None
-    young = [m for m in f.h.members if m.relation == "parent" and m.birth_date > head.birth_date]
-    found = _people(f, young)
-    return {**found, "head_age": f.age(head)} if found else None
+    return _generation(f, "parent", wrong_side=True)
 
 
 @rule(
@@ -573,19 +551,35 @@ def parent_younger_than_head(f: Facts) -> Evidence | None:
     "父母（{persons}）与户主年龄相差不足{gap}岁", "核对与户主关系或出生日期",
 )  # fmt: skip
 def parent_close_to_head(f: Facts) -> Evidence | None:
+    return _generation(f, "parent", wrong_side=False)
+
+
+def _generation(f: Facts, relation: str, *, wrong_side: bool) -> Evidence | None:
+    """ID007–ID010: a child is born after the head and a parent before, at least the
+    configured generation gap apart. `wrong_side` finds those born on the wrong side of
+    the head (evidence with the head's age); otherwise those on the right side but too
+    close (with the gap)."""
     head = f.head
     if head is None:
         return None
     gap = f.t.min_generation_gap
-    close = [
-        m
-        for m in f.h.members
-        if m.relation == "parent"
-        and m.birth_date <= head.birth_date
-        and age_on(m.birth_date, head.birth_date) < gap
-    ]
-    found = _people(f, close)
-    return {**found, "gap": gap} if found else None
+    hits = []
+    for m in f.h.members:
+        if m.relation != relation:
+            continue
+        elder, younger = (
+            (m.birth_date, head.birth_date)
+            if relation == "parent"
+            else (head.birth_date, m.birth_date)
+        )
+        on_wrong_side = younger < elder
+        too_close = not on_wrong_side and age_on(elder, younger) < gap
+        if on_wrong_side if wrong_side else too_close:
+            hits.append(m)
+    found = _people(f, hits)
+    if not found:
+        return None
+    return {**found, "head_age": f.age(head)} if wrong_side else {**found, "gap": gap}
 
 
 @rule(

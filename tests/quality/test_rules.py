@@ -369,6 +369,15 @@ def test_every_message_fills_from_its_evidence(code: str) -> None:
     assert "h-" not in str(finding.evidence.get("persons", ""))  # people by relation and age
 
 
+def test_a_generation_on_the_wrong_side_is_not_also_too_close() -> None:
+    """ID007–ID010 share one helper: a child older than the head (or a parent younger) is
+    that error alone, not also the too-close warning."""
+    older_child = codes(member(BASE, "p-child", birth_date=date(1970, 1, 1)))
+    assert "ID007" in older_child and "ID008" not in older_child
+    younger_parent = codes(member(BASE, "p-parent", birth_date=date(1980, 1, 1)))
+    assert "ID009" in younger_parent and "ID010" not in younger_parent
+
+
 def test_amounts_are_exact_decimals() -> None:
     # 0.1 + 0.2 parts against a 0.3 total add up exactly (no float drift).
     h = income(BASE, total=D("0.3"), per_capita=D("0.07"), wage=D("0.1"), business=D("0.2"),
