@@ -107,18 +107,21 @@ async def record_changes(session: AsyncSession, event: CloudEvent) -> None:
     payload = event.payload()
     assert isinstance(payload, HouseholdEvent)
     after = payload.household
+    parts = ("guarantees", "guarantees_verified_on", "incomes")  # not the members
     stored = (
         await session.execute(
-            select(col(Household.version), col(Household.snapshot))
+            select(col(Household.version), *(Household.snapshot[p] for p in parts))
             .where(col(Household.household_id) == after.household_id)
             .with_for_update()
         )
     ).one_or_none()
-    if stored is None or after.version <= stored.version:
+    if stored is None or after.version <= stored[0]:
         return
     heard_on = event.time.astimezone(domain.CHINA).date()
     changes = province_return.snapshot_changes(
-        stored.snapshot, after.model_dump(mode="json"), on=heard_on
+        dict(zip(parts, stored[1:], strict=True)),
+        after.model_dump(mode="json", include=set(parts)),
+        on=heard_on,
     )
     session.add_all(
         HouseholdChange(
