@@ -28,8 +28,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Column, DateTime, Index, func, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Column, DateTime, Index, String, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field as SQLField
 from sqlmodel import col
@@ -38,7 +38,7 @@ from backstop.app import SessionDep
 from backstop.auth import Principal, require
 from backstop.contracts.registry import HouseholdEvent
 from backstop.events import CloudEvent
-from services.assistance import domain, province_return, reports
+from services.assistance import domain, province_return
 from services.assistance.models import (
     AssistanceBase,
     Case,
@@ -51,6 +51,7 @@ from services.assistance.models import (
 from services.assistance.province_return_xlsx import workbook_bytes
 from services.assistance.quarterly import Quarter
 from services.assistance.reports import (
+    XLSX,
     Scope,
     approved_cases,
     closed_quarters,
@@ -117,11 +118,11 @@ async def record_changes(session: AsyncSession, event: CloudEvent) -> None:
     ).one_or_none()
     if stored is None or after.version <= stored[0]:
         return
-    heard_on = event.time.astimezone(domain.CHINA).date()
+    registry_day = event.time.astimezone(domain.CHINA).date()  # the day registry recorded it
     changes = province_return.snapshot_changes(
         dict(zip(parts, stored[1:], strict=True)),
         after.model_dump(mode="json", include=set(parts)),
-        on=heard_on,
+        on=registry_day,
     )
     session.add_all(
         HouseholdChange(
@@ -251,47 +252,28 @@ async def _monitored(
     """The households under monitoring now: their risk factors (of the latest approved
     identification), open guarantee issues, newest income and measures in force in the
     quarter."""
-    households = list(
-        (
-            await session.execute(
-                select(Household).where(
-                    scope.where(col(Household.region_code)),
-                    col(Household.monitoring_status) == "monitored",
-                )
-            )
-        ).scalars()
+    monitored = (
+        scope.where(col(Household.region_code)),
+        col(Household.monitoring_status) == "monitored",
     )
-    ids = [h.household_id for h in households]
-    factors: dict[str, list[str]] = {}
-    if ids:
-        latest = await session.execute(
-            select(col(Case.household_id), col(Case.risk_factors))
-            .where(
-                col(Case.household_id).in_(ids),
-                col(Case.kind) == "identification",
-                col(Case.status) == "approved",
-            )
-            .order_by(col(Case.household_id), col(Case.decided_on).desc(), col(Case.id).desc())
-            .distinct(col(Case.household_id))
-        )
-        factors = {h: list(f) for h, f in latest.all()}
-    in_force = (
-        dict(
-            (
-                await session.execute(
-                    select(col(Measure.household_id), func.count())
-                    .where(
-                        col(Measure.household_id).in_(ids),
-                        col(Measure.start_on) < quarter.end,
-                        col(Measure.end_on) >= quarter.start,
-                    )
-                    .group_by(col(Measure.household_id))
-                )
-            ).all()
-        )
-        if ids
-        else {}
+    households = list((await session.execute(select(Household).where(*monitored))).scalars())
+    latest = await session.execute(
+        select(col(Case.household_id), col(Case.risk_factors))
+        .join(Household, col(Household.household_id) == col(Case.household_id))
+        .where(*monitored, col(Case.kind) == "identification", col(Case.status) == "approved")
+        .order_by(col(Case.household_id), col(Case.decided_on).desc(), col(Case.id).desc())
+        .distinct(col(Case.household_id))
     )
+    factors: dict[str, list[str]] = {h: list(f) for h, f in latest.all()}
+    measures = await session.execute(
+        select(col(Measure.household_id), func.count())
+        .join(Household, col(Household.household_id) == col(Measure.household_id))
+        .where(
+            *monitored, col(Measure.start_on) < quarter.end, col(Measure.end_on) >= quarter.start
+        )
+        .group_by(col(Measure.household_id))
+    )
+    in_force: dict[str, int] = {h: n for h, n in measures.all()}
     rows = []
     for h in households:
         snap = h.snapshot
@@ -310,7 +292,7 @@ async def _monitored(
                 },
                 "income_year": int(newest["year"]) if newest else None,
                 "per_capita": float(newest["per_capita"]) if newest else None,
-                "measures_in_force": int(in_force.get(h.household_id, 0)),
+                "measures_in_force": in_force.get(h.household_id, 0),
             }
         )
     return rows
@@ -322,14 +304,13 @@ async def _add_household_numbers(
     """Each row's 户编号 (registry's household number), by which the county finds the
     household in the national system."""
     ids = sorted({r["household_id"] for rows in sections.values() for r in rows})
-    numbers: dict[str, str | None] = {}
-    if ids:
-        result = await session.execute(
-            select(
-                col(Household.household_id), Household.snapshot["household_number"].astext
-            ).where(col(Household.household_id).in_(ids))
+    result = await session.execute(
+        select(col(Household.household_id), Household.snapshot["household_number"].astext).where(
+            # one array parameter, however many households (an IN list has one each)
+            col(Household.household_id) == any_(bindparam("ids", ids, type_=ARRAY(String)))
         )
-        numbers = {household_id: number for household_id, number in result.all()}
+    )
+    numbers: dict[str, str | None] = {household_id: number for household_id, number in result.all()}
     for rows in sections.values():
         for row in rows:
             row["household_number"] = numbers.get(row["household_id"])
@@ -645,7 +626,7 @@ _TOWN = Annotated[str | None, Query(pattern=r"^\d{9}$", description="9-digit tow
 @router.get(
     "/returns/{quarter}",
     response_model=ProvinceReturnPublic,
-    responses={200: {"content": {reports.XLSX: {}}, "description": "JSON, or XLSX for `.xlsx`"}},
+    responses={200: {"content": {XLSX: {}}, "description": "JSON, or XLSX for `.xlsx`"}},
 )
 async def get_return(
     quarter: str,
