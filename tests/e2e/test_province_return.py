@@ -198,13 +198,12 @@ async def test_the_return_agrees_with_the_quarters_events(system: System) -> Non
 
         ret = await wait_for(complete, timeout=60, interval=0.5, message="registry's changes")
         s = ret["sections"]
-        assert ids(s["entered"], "case_id") & {entering_case, late_case} == expected_entered
-        assert {r["case_id"] for r in s["eliminated"] if r["household_id"] in mine} == {
-            e.data["case_id"] for e in eliminated
-        }
+        # This system is this test's alone: its town holds only these households.
+        assert ids(s["entered"], "case_id") == expected_entered
+        assert ids(s["eliminated"], "case_id") == {e.data["case_id"] for e in eliminated}
         [gone] = [r for r in s["eliminated"] if r["household_id"] == entering]
         assert (gone["method"], gone["reason"]) == ("natural", "外出务工收入稳定")
-        assert ids(s["measures"], "measure_id") & expected_measures == expected_measures
+        assert ids(s["measures"], "measure_id") == expected_measures
         [housing] = [g for g in s["guarantee_changes"] if g["household_id"] == steady]
         [guarantee_event] = [e for e in updates if _changed(e, "guarantees")]
         assert housing["after"] == guarantee_event.data["household"]["guarantees"]["housing"]
