@@ -20,7 +20,7 @@ from typing import Any, Literal
 from backstop.contracts.policy import contact_missing, due_for_monthly_contact, income_drop_share
 from backstop.monitoring_line import DEFAULT_MONITORING_LINES
 
-RULESET_VERSION = "2026.12.2"
+RULESET_VERSION = "2026.12.3"
 
 Severity = Literal["error", "warning", "hint"]
 Category = Literal[
@@ -135,6 +135,7 @@ class Member:
     work_status: str | None = None  # 务工状况: in_town … abroad, other, not_working
     work_months: int | None = None  # 务工时间（月）
     pension_insurance: bool | None = None  # 基本养老保险
+    critical_illness_insurance: bool | None = None  # 大病保险
 
 
 @dataclass(slots=True)
@@ -1054,6 +1055,18 @@ def no_pension_insurance(f: Facts) -> Evidence | None:
             for m in f.h.members
             if m.pension_insurance is False and f.age(m) >= 16 and m.schooling not in IN_SCHOOL
         ],
+    )
+
+
+@rule(
+    "GU016", "guarantees", "hint", "Insured member registered without critical illness insurance",
+    "成员（{persons}）参加了基本医疗保险，大病保险却登记为未参加", "城乡居民大病保险随基本医保参保，更正为已参加",
+)  # fmt: skip
+def insured_without_critical_illness(f: Facts) -> Evidence | None:
+    # 城乡居民大病保险 covers everyone enrolled in 城乡居民基本医疗保险.
+    return _people(
+        f,
+        [m for m in f.h.members if m.medical_insurance and m.critical_illness_insurance is False],
     )
 
 

@@ -86,6 +86,7 @@ def household_of(row: Any) -> domain.Household:
                 p.get("work_status"),
                 p.get("work_months"),
                 p.get("pension_insurance"),
+                p.get("critical_illness_insurance"),
             )
             for p in s["members"]
         ]

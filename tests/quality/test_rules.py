@@ -210,6 +210,8 @@ CASES: list[tuple[str, Change, Change]] = [
      lambda h: factors(guarantees(h, food="prominent_issue"), "other", level="at_risk")),
     ("GU015", lambda h: member(h, "p-spouse", pension_insurance=False),
      lambda h: member(h, "p-child", pension_insurance=False)),
+    ("GU016", lambda h: member(h, "p-head", critical_illness_insurance=False),
+     lambda h: member(h, "p-head", critical_illness_insurance=False, medical_insurance=False)),
     # income
     ("IN001", lambda h: replace(h, incomes=(INCOME_2024,)), lambda h: h),
     ("IN002", lambda h: income(h, wage=D("30000")), lambda h: income(h, wage=D("40000.50"))),

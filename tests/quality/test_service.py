@@ -198,15 +198,17 @@ async def test_the_national_export_fields_reach_the_rules(
     head, spouse = couple()
     spouse = spouse.model_copy(
         update={"health_status": "healthy", "labor_skill": "lost", "labor_capacity": "none",
-                "pension_insurance": False}
+                "pension_insurance": False, "critical_illness_insurance": False}
     )  # fmt: skip
     h = household([head, spouse])
     await send(producer, settings, HouseholdCreated(household=h), h.household_id)
     found = await wait_for(
-        lambda: _has(client, stack, h.household_id, {"LS012", "GU015"}), message="findings"
+        lambda: _has(client, stack, h.household_id, {"LS012", "GU015", "GU016"}),
+        message="findings",
     )
     assert found["LS012"]["evidence"]["person_ids"] == [spouse.person_id]
     assert found["GU015"]["evidence"]["person_ids"] == [spouse.person_id]
+    assert found["GU016"]["evidence"]["person_ids"] == [spouse.person_id]
 
 
 async def _has(client: httpx.AsyncClient, stack: Stack, hid: str, codes: set[str]) -> Any:
