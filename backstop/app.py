@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -20,7 +23,7 @@ from backstop.asgi import RequestMiddleware
 from backstop.asyncapi import document as asyncapi_document
 from backstop.auth import ADMIN_SCOPES
 from backstop.bus import Consumer, ConsumerSpec, kafka_ping
-from backstop.db import SessionFactory, make_engine, make_session_factory, ping
+from backstop.db import SessionFactory, make_engine, make_session_factory, ping, read_connection
 from backstop.errors import PROBLEM_JSON, install_error_handlers
 from backstop.logs import configure_logging
 from backstop.metrics import SERVICE_READY, install_metrics
@@ -148,6 +151,12 @@ async def get_sessions(request: Request) -> SessionFactory:
     return sessions
 
 
+def reading(request: Request) -> AbstractAsyncContextManager[asyncpg.Connection]:
+    """`backstop.db.read_connection` on the service's engine, for a hot GET route that takes
+    the Request (one dependency fewer to resolve per request than RuntimeDep)."""
+    return read_connection(request.app.state.runtime.engine)
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
@@ -171,6 +180,11 @@ def create_app(
         runtime = Runtime(spec, settings)
         app.state.runtime = runtime
         await runtime.start(relay=background, consumers=background, jobs=background)
+        # What start-up built (modules, models, routes: ~150k objects) leaves the garbage
+        # collector's generations: every full collection walked it all, a pause of the
+        # event loop of 100-200 ms that made the p99 of every route.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 from sqlalchemy import ColumnElement, false, or_, true
 
 from backstop.errors import Problem
@@ -160,10 +161,39 @@ def issue_token(
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
+# Tokens verified already, until their `exp`: a client sends one token with every request,
+# and checking its signature and claims again was 15 % of a GET's CPU. What makes a token
+# valid only gets truer with time (nbf, iat, the lifetime bound) except `exp`, which a
+# hit checks. Keyed by the token and the settings that judged it (another secret, another
+# verdict); refusals are not kept.
+_VERIFIED: dict[tuple[str, str, str | None, str | None, int], tuple[Principal, float]] = {}
+_VERIFIED_MAX = 10_000
+
+
 def decode_token(settings: Settings, token: str) -> Principal:
     """The principal of a valid token. `exp` must be a number no further ahead than
     BACKSTOP_JWT_MAX_LIFETIME; `iss`/`aud` must match when configured; every region
     prefix must be `*` or digits of a region code."""
+    key = (
+        token,
+        settings.jwt_secret,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.jwt_max_lifetime_s,
+    )
+    hit = _VERIFIED.get(key)
+    if hit is not None:
+        if hit[1] > time.time():
+            return hit[0]
+        del _VERIFIED[key]  # expired: the full check below says so
+    principal, exp = _verify(settings, token)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        del _VERIFIED[next(iter(_VERIFIED))]  # the oldest
+    _VERIFIED[key] = (principal, exp)
+    return principal
+
+
+def _verify(settings: Settings, token: str) -> tuple[Principal, float]:
     required = ["exp", "sub"]
     required += [c for c, v in (("iss", settings.jwt_issuer), ("aud", settings.jwt_audience)) if v]
     try:
@@ -198,18 +228,16 @@ def decode_token(settings: Settings, token: str) -> Principal:
             "invalid token: regions must be a non-empty list of region-code prefixes"
             ' (2 to 12 digits, or "*")'
         )
-    return Principal(
+    principal = Principal(
         sub=str(claims["sub"]),
         scopes=frozenset(str(claims.get("scope", "")).split()),
         regions=tuple(regions),
     )
+    return principal, float(exp)
 
 
 def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="backstop"'})
-
-
-_bearer = HTTPBearer(auto_error=False)
 
 
 def _settings_of(request: Request) -> Settings:
@@ -217,29 +245,36 @@ def _settings_of(request: Request) -> Settings:
     return settings if isinstance(settings, Settings) else get_settings()
 
 
-async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("missing bearer token")
-    return decode_token(_settings_of(request), credentials.credentials)
+class _Bearer(SecurityBase):
+    """The principal of a request's bearer token, holding every one of `scopes` (401
+    without a valid token, 403 without a scope): one dependency, where HTTPBearer, the
+    token and the scope check were three that FastAPI resolved on every request. OpenAPI
+    shows it as HTTPBearer, as before."""
+
+    def __init__(self, scopes: tuple[str, ...] = ()) -> None:
+        self.model = HTTPBearerModel()
+        self.scheme_name = "HTTPBearer"
+        self.scopes = scopes
+
+    async def __call__(self, request: Request) -> Principal:
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        if not token or scheme.lower() != "bearer":
+            raise _unauthorized("missing bearer token")
+        principal = decode_token(_settings_of(request), token)
+        missing = [s for s in self.scopes if not principal.has(s)]
+        if missing:
+            raise Problem(403, f"missing scope: {' '.join(missing)}")
+        return principal
 
 
+current_principal = _Bearer()
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
 def require(*scopes: str) -> Any:
     """A dependency that needs every one of `scopes`:
     `principal: Principal = require("risk:read")` in a route signature."""
-
-    async def check(principal: PrincipalDep) -> Principal:
-        missing = [s for s in scopes if not principal.has(s)]
-        if missing:
-            raise Problem(403, f"missing scope: {' '.join(missing)}")
-        return principal
-
-    return Depends(check)
+    return Depends(_Bearer(scopes))
 
 
 def main(argv: list[str] | None = None) -> None:

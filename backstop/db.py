@@ -15,20 +15,25 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     # No pre-ping (a round trip on every checkout). A connection that died with its server
     # fails where it is used: SQLAlchemy then invalidates it and every pooled connection
     # older than it, the request answers 503 (is_transient) and the next one reconnects.
     # hide_parameters: an error's text never carries the statement's values (names,
     # phone numbers, ID numbers) into a log line.
+    # A fixed pool, no overflow: an overflow connection is closed when it comes back, so
+    # more requests at once than the pool held meant a new connection (and its type
+    # introspection and prepared statements) for every few requests. Now they wait their
+    # turn for one of `pool_size`, which are kept.
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         pool_recycle=1800,
         hide_parameters=True,
     )
@@ -69,6 +74,25 @@ async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
         # statement: open it now, a bare BEGIN instead of a statement through SQLAlchemy.
         await raw.dbapi_connection._start_transaction()  # type: ignore[union-attr]
     return driver
+
+
+@asynccontextmanager
+async def read_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled asyncpg connection outside any transaction, for the reads of hot GET
+    routes: one round trip per statement (a session adds BEGIN and ROLLBACK), no ORM
+    session and no SQLAlchemy Connection around it (a checkout costs a third); asyncpg
+    prepares each statement text once per connection. Run no transaction on it."""
+    pooled = await engine.raw_connection()
+    try:
+        yield pooled.driver_connection
+    except BaseException as exc:
+        if is_transient(exc):
+            # What SQLAlchemy does on its own statements: the connection is not reused,
+            # the next checkout opens a fresh one.
+            await greenlet_spawn(pooled.invalidate, exc if isinstance(exc, Exception) else None)
+        raise
+    finally:
+        await greenlet_spawn(pooled.close)
 
 
 async def ping(engine: AsyncEngine) -> None:

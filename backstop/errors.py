@@ -82,11 +82,13 @@ def invalid(loc: list[str | int] | str, msg: str, status: int = 422) -> Problem:
 
 
 class OrjsonResponse(JSONResponse):
-    """JSON serialised once, by orjson (the routes with a response model are serialised
-    by pydantic-core in FastAPI itself)."""
+    """JSON serialised once, by orjson, from plain values: problems, and the hot routes
+    that return one instead of a model to validate (a model-returning route is serialised
+    by pydantic-core in FastAPI itself). Dates and times as pydantic writes them (UTC
+    as `Z`)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return orjson.dumps(content, option=orjson.OPT_UTC_Z)
 
 
 def problem_response(problem: Problem) -> JSONResponse:

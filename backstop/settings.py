@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     pg_port: int = Field(default=5432, alias="PGPORT")
     pg_user: str = Field(default="backstop", alias="PGUSER")
     pg_password: str = Field(default="backstop", alias="PGPASSWORD")
-    db_pool_size: int = Field(default=10, alias="BACKSTOP_DB_POOL_SIZE")
+    # The most connections a process holds (kept open once opened; no overflow).
+    db_pool_size: int = Field(default=20, alias="BACKSTOP_DB_POOL_SIZE")
 
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
     # Only tests set a prefix, to isolate one run's topics from another's on a shared broker.

@@ -451,7 +451,6 @@ async def run(
             "BACKSTOP_TOPIC_PREFIX": stack.prefix,
             "BACKSTOP_LOG_JSON": "false",
             "BACKSTOP_LOG_LEVEL": "WARNING",
-            "BACKSTOP_DB_POOL_SIZE": "16",
         }
         db = {
             "registry": reg_settings,

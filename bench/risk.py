@@ -126,7 +126,7 @@ async def run(quick: bool = False, keep_backlog: bool = False) -> dict[str, obje
     rng = random.Random(5)
     stack = scratch_stack()
     settings = await stack.create_database("risk")
-    settings = settings.model_copy(update={"db_pool_size": 5})
+    settings = settings.model_copy(update={"db_pool_size": 10})
     feed_settings = await stack.create_database("benchfeed", migrate=False)
     await ensure_topics(settings, {t: TOPICS[t] for t in (RECORDS_TOPIC, "registry.households")})
     await ensure_topics(settings, {t: TOPICS[t] for t in ("risk.assessments", ALERTS_TOPIC)})

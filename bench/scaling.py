@@ -63,7 +63,7 @@ def _start_workers(settings: Settings, workers: int) -> list[subprocess.Popen[by
         "BACKSTOP_ROLE": "worker",
         "DATABASE_URL": settings.db_url,
         "BACKSTOP_TOPIC_PREFIX": settings.topic_prefix,
-        "BACKSTOP_DB_POOL_SIZE": "5",
+        "BACKSTOP_DB_POOL_SIZE": "10",
         "BACKSTOP_LOG_JSON": "false",
         "BACKSTOP_LOG_LEVEL": "WARNING",
     }

@@ -81,7 +81,7 @@ class Stack:
             "BACKSTOP_LOG_JSON": False,
             "BACKSTOP_CONSUMER_RETRY_BACKOFF": 0.05,
             "BACKSTOP_OUTBOX_POLL_INTERVAL": 0.1,
-            "BACKSTOP_DB_POOL_SIZE": 5,
+            "BACKSTOP_DB_POOL_SIZE": 10,
         }
         values.update(overrides)
         return Settings(**values)

@@ -12,9 +12,9 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime
 from starlette.datastructures import UploadFile
 
-from backstop.app import SessionDep, SessionsDep
+from backstop.app import SessionDep, SessionsDep, reading
 from backstop.auth import Principal, require
-from backstop.errors import Problem, invalid
+from backstop.errors import OrjsonResponse, Problem, invalid
 from backstop.idnumber import InvalidIdNumber, parse_id_number
 from backstop.settings import Settings
 from backstop.sheets import SheetProblem, file_format
@@ -63,14 +63,6 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-async def _visible_view(
-    session: Any, household_id: uuid.UUID, principal: Principal
-) -> views.HouseholdView:
-    view = await views.load_view(session, household_id)
-    principal.require_visible(view.region_code, views.household_not_found(household_id))
-    return view
-
-
 # --- Households --------------------------------------------------------------------------
 
 
@@ -90,9 +82,12 @@ async def create_household(
     return HouseholdCreated(id=household_id, version=1)
 
 
+# The two reads the provincial platform polls: on a read connection (no transaction, no
+# ORM session) and answered as plain values serialised once by orjson; the response
+# models document them.
 @router.get("/households", response_model=HouseholdPage)
 async def list_households(
-    session: SessionDep,
+    request: Request,
     principal: Principal = require(READ),
     region: Annotated[str | None, Query(pattern=r"^\d{1,12}$")] = None,
     type: HouseholdTypeLit | None = None,
@@ -101,34 +96,38 @@ async def list_households(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     updated_since: AwareDatetime | None = None,
-) -> HouseholdPage:
+) -> Response:
     """Households by region prefix, type, monitoring status and special group, within the
     token's regions; `next_cursor` fetches the next page. `updated_since` (with a time
     zone) gives the province an incremental sync: the households changed since then, oldest
     change first."""
-    views, next_cursor = await queries.list_households(
-        session,
-        visible=None if principal.all_regions else list(principal.regions),
-        region=region,
-        type=type,
-        monitoring=monitoring,
-        special_group=special_group,
-        limit=limit,
-        cursor=cursor,
-        updated_since=updated_since,
-    )
+    async with reading(request) as pg:
+        found, next_cursor = await queries.list_households(
+            pg,
+            visible=None if principal.all_regions else list(principal.regions),
+            region=region,
+            type=type,
+            monitoring=monitoring,
+            special_group=special_group,
+            limit=limit,
+            cursor=cursor,
+            updated_since=updated_since,
+        )
     pii = principal.has(PII)
-    return HouseholdPage(
-        items=[queries.to_public(v, pii=pii) for v in views], next_cursor=next_cursor
+    return OrjsonResponse(
+        {"items": [queries.to_public(v, pii=pii) for v in found], "next_cursor": next_cursor}
     )
 
 
 @router.get("/households/{household_id}", response_model=HouseholdPublic)
 async def get_household(
-    household_id: uuid.UUID, session: SessionDep, principal: Principal = require(READ)
-) -> HouseholdPublic:
-    view = await _visible_view(session, household_id, principal)
-    return queries.to_public(view, pii=principal.has(PII))
+    household_id: uuid.UUID, request: Request, principal: Principal = require(READ)
+) -> Response:
+    async with reading(request) as pg:
+        view = (await views.fetch_views(pg, [household_id])).get(household_id)
+    if view is None or not principal.can_see(view.region_code):
+        raise views.household_not_found(household_id)  # alike: no region oracle
+    return OrjsonResponse(queries.to_public(view, pii=principal.has(PII)))
 
 
 @router.patch("/households/{household_id}", status_code=204)

@@ -5,118 +5,118 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, tuple_
+import asyncpg
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.contracts.policy import contact_missing
 from backstop.idnumber import mask_id, mask_phone
 from backstop.pagination import decode_cursor, encode_cursor
 from services.registry import domain
-from services.registry.models import (
-    NATIONAL_MEMBER_FIELDS,
-    ContactPublic,
-    GuaranteeIn,
-    HistoryPublic,
-    HouseholdPublic,
-    IncomePublic,
-    MemberPublic,
-    MonitoringPublic,
-    RegionPublic,
-)
+from services.registry.models import NATIONAL_MEMBER_FIELDS, HistoryPublic, RegionPublic
 from services.registry.views import (
     HIST,
     H,
     HouseholdView,
     P,
     R,
+    fetch_views,
     guarantees_of,
-    load_views,
     year_size,
 )
 
 
-def to_public(view: HouseholdView, *, pii: bool) -> HouseholdPublic:
-    """The household as the API shows it; ID numbers masked unless `pii`."""
+def to_public(view: HouseholdView, *, pii: bool) -> dict[str, Any]:
+    """The household as the API shows it (the JSON of `HouseholdPublic`, built as plain
+    values: the GET routes serialise it once, with orjson, instead of validating a model
+    of it again); ID numbers masked unless `pii`."""
     h = view.household
     size = len(view.members)
     incomes = [
-        IncomePublic(
-            year=i["year"],
-            total=i["total"],
-            wage=i["wage"],
-            business=i["business"],
-            transfer=i["transfer"],
-            property=i["property"],
-            per_capita=domain.per_capita(i["total"], year_size(i, size)),
-        )
+        {
+            "year": i["year"],
+            "total": float(i["total"]),
+            "wage": _float(i["wage"]),
+            "business": _float(i["business"]),
+            "transfer": _float(i["transfer"]),
+            "property": _float(i["property"]),
+            "per_capita": float(domain.per_capita(i["total"], year_size(i, size))),
+        }
         for i in view.incomes
     ]
-    return HouseholdPublic(
-        id=view.id,
-        household_number=h["household_number"],
-        region_code=h["region_code"],
-        town_code=h["town_code"],
-        type=h["type"],
-        policy_enjoying=h["policy_enjoying"],
-        exit_year=h.get("exit_year"),
-        monitoring_status=h["monitoring_status"],
-        monitoring=MonitoringPublic(
-            status=h["monitoring_status"],
-            since=h["monitoring_since"],
-            ended_on=h["monitoring_ended_on"],
-            elimination_method=h["elimination_method"],
-            elimination_reason=h["elimination_reason"],
-            case_id=h["monitoring_case_id"],
-        ),
-        annual_income=incomes[0] if incomes else None,
-        incomes=incomes,
-        members=[
-            MemberPublic(
-                person_id=str(m["id"]),
-                id_number=m["id_number"] if pii else mask_id(m["id_number"]),
-                name=m["name"],
-                relation=m["relation"],
-                sex=m["sex"],
-                birth_date=m["birth_date"] if pii else None,
-                birth_year=m["birth_date"].year,
-                special_groups=list(m["special_groups"] or []),
-                labor_capacity=m["labor_capacity"],
-                schooling=m["schooling"],
-                medical_insurance=m["medical_insurance"],
+    return {
+        "id": view.id,
+        "household_number": h["household_number"],
+        "region_code": h["region_code"],
+        "town_code": h["town_code"],
+        "type": h["type"],
+        "policy_enjoying": h["policy_enjoying"],
+        "exit_year": h.get("exit_year"),
+        "monitoring_status": h["monitoring_status"],
+        "monitoring": {
+            "status": h["monitoring_status"],
+            "since": h["monitoring_since"],
+            "ended_on": h["monitoring_ended_on"],
+            "elimination_method": h["elimination_method"],
+            "elimination_reason": h["elimination_reason"],
+            "case_id": h["monitoring_case_id"],
+        },
+        "annual_income": incomes[0] if incomes else None,
+        "incomes": incomes,
+        "members": [
+            {
+                "person_id": str(m["id"]),
+                "id_number": m["id_number"] if pii else mask_id(m["id_number"]),
+                "name": m["name"],
+                "relation": m["relation"],
+                "sex": m["sex"],
+                "birth_date": m["birth_date"] if pii else None,
+                "birth_year": m["birth_date"].year,
+                "special_groups": list(m["special_groups"] or []),
+                "labor_capacity": m["labor_capacity"],
+                "schooling": m["schooling"],
+                "medical_insurance": m["medical_insurance"],
                 **{k: m.get(k) for k in NATIONAL_MEMBER_FIELDS},
-            )
+            }
             for m in view.members
         ],
-        guarantees={k: GuaranteeIn(**v) for k, v in guarantees_of(view).items()},
-        contacts=[
-            ContactPublic(
-                role=c["role"],
-                name=c["name"],
-                phone=c["phone"] if pii else mask_phone(c["phone"]),
-                unit=c.get("unit"),
-            )
+        "guarantees": {
+            k: {
+                "status": v["status"],
+                "verified_on": date.fromisoformat(v["verified_on"])
+                if v.get("verified_on")
+                else None,
+            }
+            for k, v in guarantees_of(view).items()
+        },
+        "contacts": [
+            {
+                "role": c["role"],
+                "name": c["name"],
+                "phone": c["phone"] if pii else mask_phone(c["phone"]),
+                "unit": c.get("unit"),
+            }
             for c in view.contacts
         ],
-        contact_missing=contact_missing(
+        "contact_missing": contact_missing(
             h["type"], h["monitoring_status"], [c["role"] for c in view.contacts]
         ),
-        version=h["version"],
-        created_at=h["created_at"],
-        updated_at=h["updated_at"],
-    )
+        "version": h["version"],
+        "created_at": h["created_at"],
+        "updated_at": h["updated_at"],
+    }
 
 
-def _prefix(column: Any, prefixes: Sequence[str]) -> ColumnElement[bool]:
-    if not prefixes:
-        return false()
-    return or_(*[column.like(f"{p}%") for p in prefixes])
+def _float(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
 
 
 async def list_households(
-    session: AsyncSession,
+    pg: asyncpg.Connection,
     *,
     visible: Sequence[str] | None,  # the token's region prefixes; None = all
     region: str | None,
@@ -127,38 +127,52 @@ async def list_households(
     cursor: str | None,
     updated_since: datetime | None = None,
 ) -> tuple[list[HouseholdView], str | None]:
-    """Households matching the filters, ordered by id, one page after `cursor`. With
-    `updated_since`: those changed at or after it, oldest change first (an incremental
-    sync: the next sync passes the last `updated_at` it saw)."""
-    conditions: list[ColumnElement[bool]] = []
+    """Households matching the filters, ordered by id, one page after `cursor`, on a read
+    connection. With `updated_since`: those changed at or after it, oldest change first
+    (an incremental sync: the next sync passes the last `updated_at` it saw)."""
+    conditions: list[str] = []
+    params: list[Any] = []
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    # Region prefixes are digits (checked on the token and the query), so LIKE needs no
+    # escaping.
     if visible is not None:
-        conditions.append(_prefix(H.c.region_code, visible))
+        conditions.append(f"h.region_code LIKE ANY({param([f'{p}%' for p in visible])}::text[])")
     if region:
-        conditions.append(H.c.region_code.like(f"{region}%"))
+        conditions.append(f"h.region_code LIKE {param(f'{region}%')}")
     if type:
-        conditions.append(H.c.type == type)
+        conditions.append(f"h.type = {param(type)}")
     if monitoring:
-        conditions.append(H.c.monitoring_status == monitoring)
+        conditions.append(f"h.monitoring_status = {param(monitoring)}")
     if special_group:
         conditions.append(
-            exists().where(P.c.household_id == H.c.id, P.c.special_groups.contains([special_group]))
+            "EXISTS (SELECT 1 FROM person p WHERE p.household_id = h.id"
+            f" AND p.special_groups @> ARRAY[{param(special_group)}]::varchar[])"
         )
     if updated_since is not None:
-        conditions.append(H.c.updated_at >= updated_since)
+        conditions.append(f"h.updated_at >= {param(updated_since)}")
         since = decode_cursor(cursor, datetime.fromisoformat, uuid.UUID)
         if since is not None:
-            conditions.append(tuple_(H.c.updated_at, H.c.id) > tuple_(*since))
-        query = select(H.c.updated_at, H.c.id).order_by(H.c.updated_at, H.c.id)
+            conditions.append(f"(h.updated_at, h.id) > ({param(since[0])}, {param(since[1])})")
+        columns = order = "h.updated_at, h.id"
     else:
         after = decode_cursor(cursor, uuid.UUID)
         if after is not None:
-            conditions.append(H.c.id > after[0])
-        query = select(H.c.id).order_by(H.c.id)
-    rows = list((await session.execute(query.where(and_(*conditions)).limit(limit + 1))).all())
+            conditions.append(f"h.id > {param(after[0])}")
+        columns = order = "h.id"
+    where = " AND ".join(conditions) or "true"
+    rows = await pg.fetch(
+        f"SELECT {columns} FROM household h WHERE {where} ORDER BY {order}"
+        f" LIMIT {param(limit + 1)}",
+        *params,
+    )
     # Each row is its sort key, the household id last.
     next_cursor = encode_cursor(*rows[limit - 1]) if len(rows) > limit else None
     ids = [r[-1] for r in rows[:limit]]
-    views = await load_views(session, ids)
+    views = await fetch_views(pg, ids)
     return [views[i] for i in ids if i in views], next_cursor
 
 

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from backstop.contracts.registry import TOPIC
+from services.registry.models import HouseholdPage, HouseholdPublic
 from tests.registry.conftest import (
     OTHER_TOWN_VILLAGE,
     VILLAGE,
@@ -457,3 +458,35 @@ async def test_a_past_years_per_capita_income_divides_by_that_years_members(
     )
     incomes = event.data["household"]["incomes"]
     assert {i["year"]: i["per_capita"] for i in incomes} == {2026: 10000, 2025: 10000}
+
+
+async def test_the_reads_answer_exactly_what_their_response_models_document(
+    registry: Registry,
+) -> None:
+    """GET /v1/households/{id} and the list are built as plain values and serialised by
+    orjson: each answer is its response model's JSON, field for field, masked or not."""
+    household_id = await create(registry, household_body(region=VILLAGE_2))
+    patched = await registry.client.patch(
+        f"/v1/households/{household_id}",
+        json={"guarantees": {"housing": {"status": "possible_issue", "verified_on": "2026-11-01"},
+                             "drinking_water": "ok"}},
+        headers=registry.writer,
+    )  # fmt: skip
+    assert patched.status_code == 204, patched.text
+    contacts = await registry.client.put(
+        f"/v1/households/{household_id}/contacts",
+        json={"contacts": [{"role": "assistance_officer", "name": "黄干部", "phone": "13800001111"}]},
+        headers=registry.writer,
+    )  # fmt: skip
+    assert contacts.status_code == 204, contacts.text
+    for headers in (registry.reader, registry.headers("registry:read", "registry:pii")):
+        got = (await registry.client.get(f"/v1/households/{household_id}", headers=headers)).json()
+        assert HouseholdPublic.model_validate(got).model_dump(mode="json") == got
+        assert got["contacts"][0]["name"] == "黄干部" and got["guarantees"]["drinking_water"]
+        page = (
+            await registry.client.get(
+                "/v1/households", params={"region": VILLAGE_2, "limit": 500}, headers=headers
+            )
+        ).json()
+        assert HouseholdPage.model_validate(page).model_dump(mode="json") == page
+        assert got in page["items"]

@@ -105,3 +105,19 @@ def test_a_principals_level_is_that_of_its_shortest_prefix(
         with pytest.raises(Problem) as caught:
             principal.require_level(Level.COUNTY, "县级确认")
         assert caught.value.status == 403 and "county-level" in str(caught.value.detail)
+
+
+def test_a_verified_token_is_kept_only_until_it_expires() -> None:
+    exp = int(time.time()) + 1
+    raw = token(exp=exp)
+    assert decode_token(SETTINGS, raw).sub == "t"
+    assert decode_token(SETTINGS, raw).sub == "t"  # from the verified tokens
+    time.sleep(max(0.0, exp - time.time()) + 0.05)
+    assert "expired" in refused(SETTINGS, raw)
+
+
+def test_a_token_verified_under_one_secret_is_not_taken_under_another() -> None:
+    raw = token()
+    assert decode_token(SETTINGS, raw).sub == "t"
+    other = SETTINGS.model_copy(update={"jwt_secret": "another-secret-of-enough-length-0123456"})
+    assert "signature" in refused(other, raw).lower()
