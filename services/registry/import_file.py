@@ -93,16 +93,23 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "contact_phone": ("contact_phone", "联系人电话", "联系电话"),
 }
 _LOOKUP = {header_key(h): canon for canon, hs in HEADERS.items() for h in hs}
-# Where a field of the draft comes from when it is read from other columns.
-_SOURCES: dict[str, tuple[str, ...]] = {
+# Where a draft's field comes from: the export columns (canonical names) that give it,
+# best first. A field not listed comes from the column of its own name.
+SOURCES: dict[str, tuple[str, ...]] = {
     "region_code": ("region_code", "village_name", "town_name"),
     "type": ("monitoring_type", "type"),
     "labor_capacity": ("labor_capacity", "labor_skill"),
     "medical_insurance": ("medical_insurance", "resident_medical", "employee_medical"),
     "pension_insurance": ("resident_pension", "employee_pension"),
     "schooling": ("schooling", "dropout"),
-    "annual_income": ("income_total", "income_year"),
+    "annual_income": ("income_total", "wage", "business", "transfer", "property", "income_year"),
 }
+
+
+def sources(field_name: str) -> tuple[str, ...]:
+    """The export columns that give a draft's field."""
+    return SOURCES.get(field_name, (field_name,))
+
 
 RELATIONS = {
     "户主": "head",
@@ -332,7 +339,7 @@ class Export:
         written = {f: self.table.headers[i] for i, f in self.table.fields.items()}
         parts = field_name.split(".")
         for name in (parts[-1], parts[0]):  # labor_skill; annual_income(.total)
-            for source in _SOURCES.get(name, (name,)):
+            for source in sources(name):
                 if source in written:
                     return written[source]
         return None

@@ -23,35 +23,17 @@ from backstop.contracts import registry as contract
 from backstop.idnumber import mask_id
 from services.registry import domain
 from services.registry.drafts import Loc, PreparedHousehold
+from services.registry.import_file import sources
 from services.registry.models import NATIONAL_MEMBER_FIELDS
 from services.registry.views import H, HouseholdView, P, load_views, member_order, record_change
 from services.registry.views import write_income as replace_income
 
-# Draft field -> the export columns (import_file's canonical names) that give it; a field
-# is compared only when one of them is in the file.
-HOUSEHOLD_SOURCES: dict[str, tuple[str, ...]] = {
-    "type": ("type", "monitoring_type"),
-    "policy_enjoying": ("policy_enjoying",),
-    "region_code": ("region_code", "village_name"),
-    "exit_year": ("exit_year",),
-}
-MEMBER_SOURCES: dict[str, tuple[str, ...]] = {
-    "name": ("name",),
-    "relation": ("relation",),
-    "special_groups": ("special_groups",),
-    "labor_capacity": ("labor_capacity", "labor_skill"),
-    "schooling": ("schooling", "dropout"),
-    "medical_insurance": ("medical_insurance", "resident_medical", "employee_medical"),
-    "labor_skill": ("labor_skill",),
-    "health_status": ("health_status",),
-    "work_status": ("work_status",),
-    "work_months": ("work_months",),
-    "critical_illness_insurance": ("critical_illness_insurance",),
-    "supplementary_insurance": ("supplementary_insurance",),
-    "pension_insurance": ("resident_pension", "employee_pension"),
-}
-INCOME_SOURCES = ("income_total", "wage", "business", "transfer", "property")
-assert set(MEMBER_SOURCES) >= set(NATIONAL_MEMBER_FIELDS)
+# The fields a re-import compares, when the file has a column that gives them.
+HOUSEHOLD_FIELDS = ("type", "policy_enjoying", "region_code", "exit_year")
+MEMBER_FIELDS = (
+    "name", "relation", "special_groups", "labor_capacity", "schooling", "medical_insurance",
+    *NATIONAL_MEMBER_FIELDS,
+)  # fmt: skip
 
 
 @dataclass
@@ -62,9 +44,9 @@ class UpdateResult:
     rejected: list[tuple[int, Loc, str, int]] = field(default_factory=list)
 
 
-def compared_fields(columns: Collection[str], sources: dict[str, tuple[str, ...]]) -> list[str]:
+def compared_fields(columns: Collection[str], fields: Sequence[str]) -> list[str]:
     """The fields an export with these canonical columns says something about."""
-    return [f for f, given_by in sources.items() if any(c in columns for c in given_by)]
+    return [f for f in fields if any(c in columns for c in sources(f))]
 
 
 def _comparable(value: Any) -> Any:
@@ -77,7 +59,7 @@ def household_changes(
     """(column values, history changes) of the household row itself."""
     values: dict[str, Any] = {}
     changes: dict[str, Any] = {}
-    for name in compared_fields(columns, HOUSEHOLD_SOURCES):
+    for name in compared_fields(columns, HOUSEHOLD_FIELDS):
         before, after = view.household.get(name), new.household[name]
         if before != after:
             values[name] = after
@@ -128,8 +110,8 @@ async def update_households(
     found = await session.execute(select(H.c.id).where(H.c.household_number.in_(numbers)))
     loaded = await load_views(session, sorted(found.scalars()), for_update=True)
     views = {v.household["household_number"]: v for v in loaded.values()}
-    member_fields = compared_fields(columns, MEMBER_SOURCES)
-    with_income = any(c in columns for c in INCOME_SOURCES)
+    member_fields = compared_fields(columns, MEMBER_FIELDS)
+    with_income = bool(compared_fields(columns, ["annual_income"]))
     for index, new in staged:
         view = views.get(new.household["household_number"])
         if view is None and unknown_is_error:
