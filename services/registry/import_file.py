@@ -376,16 +376,20 @@ def _cell(value: Any) -> str:
     return str(value).strip()
 
 
-# An ID number cell that Excel turned into a number: kept as this marker and the reason,
-# so the row's error says how to export the column again.
-_LOST_DIGITS = "\x00lost:"
+# An ID number cell that Excel turned into a number: kept as this marker, so the row's
+# error says how to export the column again (without repeating what is left of it).
+_LOST_DIGITS = "\x00lost"
+LOST_DIGITS_MESSAGE = (
+    "Excel stored the ID number as a number and lost its last digits: format the column as"
+    " Text (or export it with a leading ') and export the file again"
+)
 
 
 def _id_cell(value: Any) -> str:
     try:
         return excel_id_text(value) if value is not None else ""
-    except CellProblem as exc:
-        return _LOST_DIGITS + exc.message
+    except CellProblem:
+        return _LOST_DIGITS
 
 
 def _records(table: Table, heads: bool) -> Iterator[tuple[int, dict[str, str]]]:
@@ -538,8 +542,8 @@ def _work_status(value: str) -> str | None:
 
 def _member(r: dict[str, str]) -> dict[str, Any]:
     raw_id = r.get("id_number", "")
-    if raw_id.startswith(_LOST_DIGITS):
-        raise ValueError(f"id_number: {raw_id[len(_LOST_DIGITS) :]}")
+    if raw_id == _LOST_DIGITS:
+        raise ValueError(f"id_number: {LOST_DIGITS_MESSAGE}")
     groups = r.get("special_groups", "")
     capacity_text = r.get("labor_capacity", "")
     skill_text = r.get("labor_skill", "")
