@@ -101,6 +101,7 @@ class CheckPublic(BaseModel):
     origin: str
     clue_id: str | None
     opened_at: datetime
+    opened_by: str | None
     assigned_by: str | None
     assigned_at: datetime | None
     outcome: str | None
@@ -137,6 +138,7 @@ def check_public(check: EnrolmentCheck) -> CheckPublic:
         origin=check.origin,
         clue_id=check.clue_id,
         opened_at=check.opened_at,
+        opened_by=check.opened_by,
         assigned_by=check.assigned_by,
         assigned_at=check.assigned_at,
         outcome=check.outcome,
@@ -185,10 +187,13 @@ async def _open(
     reason: str,
     origin: str,
     origin_ref: str,
+    opened_by: str,
     clue_id: str | None = None,
+    new_factors: list[str] | None = None,
 ) -> tuple[EnrolmentCheck, bool]:
-    """Open the person's check, or join the active one (the partial unique index keeps
-    it to one under concurrency and redelivery). Returns (check, opened)."""
+    """Open the person's check, or join the active one with `new_factors` (default: all
+    of `factors`); the partial unique index keeps it to one under concurrency and
+    redelivery. Returns (check, opened)."""
     policy = await common.load_policy(session)
     inserted = await session.scalar(
         insert(EnrolmentCheck)
@@ -206,6 +211,7 @@ async def _open(
             evidence=evidence,
             origin=origin,
             origin_ref=origin_ref,
+            opened_by=opened_by,
             clue_id=clue_id,
             opened_at=utcnow(),
             checklist={},
@@ -219,7 +225,7 @@ async def _open(
         return check, True
     check = await _active_check(session, person)
     assert check is not None
-    _join(check, factors, evidence)
+    _join(check, factors if new_factors is None else new_factors, evidence)
     return check, False
 
 
@@ -232,7 +238,6 @@ async def on_unregistered_flagged(session: AsyncSession, event: CloudEvent) -> N
     if await common.household_of_person(session, flag.id_hash) is not None:
         log.info("flagged person is in the register now; no enrolment check")
         return
-    codes = [f.code for f in flag.factors if f.code in flag.new_evidence]
     evidence = list(dict.fromkeys(s for f in flag.factors for s in f.sources))
     county = get_settings().county_code
     check, opened = await _open(
@@ -240,11 +245,13 @@ async def on_unregistered_flagged(session: AsyncSession, event: CloudEvent) -> N
         person=flag.id_hash,
         region_code=county,
         assignee=("county", county),
-        factors=codes,
+        factors=[f.code for f in flag.factors],
+        new_factors=flag.new_evidence,
         evidence=evidence,
         reason=f"{KIND_LABEL}：" + "；".join(f.evidence for f in flag.factors),
         origin="department",
         origin_ref=event.id,
+        opened_by="risk",
     )
     log.info("enrolment check %s %s", check.id, "opened" if opened else "joined")
 
@@ -279,6 +286,7 @@ async def open_from_clue(
             reason=f"{KIND_LABEL}：" + domain.clue_reason(clue.source, clue.summary),
             origin="clue",
             origin_ref=clue.id,
+            opened_by=body.opened_by,
             clue_id=clue.id,
         )
         if check.clue_id is None:

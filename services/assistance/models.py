@@ -874,6 +874,7 @@ class EnrolmentCheck(AssistanceBase, table=True):
     origin_ref: str | None = SQLField(default=None, max_length=64)
     clue_id: str | None = SQLField(default=None, max_length=36, index=True)
     opened_at: datetime = _ts()
+    opened_by: str | None = None  # "risk" for a department case, else who turned the clue
     assigned_by: str | None = None
     assigned_at: datetime | None = _ts(nullable=True)
     completed_at: datetime | None = _ts(nullable=True)
