@@ -51,6 +51,7 @@ HOUSEHOLD_KEY = "The household id (UUID as text): one household's events stay in
 # Events of a person not in the register (records.unmatched, unregistered.flagged).
 _PERSON_KEY = " A person not in the register: the person's `id_hash` (no household yet)."
 KEYS |= {t: HOUSEHOLD_KEY + _PERSON_KEY for t in ("datasync.records", "risk.assessments")}
+KEYS["assistance.tasks"] = HOUSEHOLD_KEY + " A check of a person not in the register: its id."
 
 DLQ_HEADERS = {
     "error": "`<exception type>: <message>` (at most 2,000 bytes)",

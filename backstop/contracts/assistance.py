@@ -231,3 +231,19 @@ class MonthlyReportSigned(BaseModel):
     problems_found: int
     problems_passed_on: int
     signals: dict[str, int] = Field(default_factory=dict)  # visit-quality signals by kind
+
+
+@event_type("backstop.assistance.enrolment_check.opened.v1", topic=TASKS_TOPIC)
+class EnrolmentCheckOpened(BaseModel):
+    """纳入建档立卡核查 of a person not in the register, opened or handed down to a town
+    (下发各镇): its assignee — the county office until it hands the check down, then the
+    town — is to be reminded. Keyed by the check id (there is no household yet); no name,
+    no ID number, no id_hash."""
+
+    check_id: str
+    region_code: str
+    assignee_type: Literal["county", "town"]
+    assignee_code: str
+    due_on: date
+    reason: str
+    factors: list[str] = Field(default_factory=list)

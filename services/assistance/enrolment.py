@@ -31,8 +31,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from backstop import outbox
 from backstop.app import RuntimeDep, SessionDep
 from backstop.auth import Level, Principal, require
+from backstop.contracts.assistance import EnrolmentCheckOpened
 from backstop.contracts.registry import HouseholdEvent
 from backstop.contracts.risk import UnregisteredFlagged
 from backstop.db import SessionFactory, unit_of_work
@@ -222,11 +224,26 @@ async def _open(
     if inserted is not None:
         check = await session.get(EnrolmentCheck, inserted)
         assert check is not None
+        await _publish_opened(session, check)
         return check, True
     check = await _active_check(session, person)
     assert check is not None
     _join(check, factors if new_factors is None else new_factors, evidence)
     return check, False
+
+
+async def _publish_opened(session: AsyncSession, check: EnrolmentCheck) -> None:
+    """enrolment_check.opened, so notify reminds its assignee (keyed by the check)."""
+    opened = EnrolmentCheckOpened(
+        check_id=check.id,
+        region_code=check.region_code,
+        assignee_type="county" if check.assignee_type == "county" else "town",
+        assignee_code=check.assignee_code,
+        due_on=check.due_on,
+        reason=check.reason,
+        factors=check.factors,
+    )
+    await outbox.publish(session, common.make_assistance_event(opened, check.id))
 
 
 async def on_unregistered_flagged(session: AsyncSession, event: CloudEvent) -> None:
@@ -310,6 +327,7 @@ async def assign_check(
         check.region_code = body.town_code
         check.assignee_type, check.assignee_code = "town", body.town_code
         check.assigned_by, check.assigned_at = body.assigned_by, utcnow()
+        await _publish_opened(session, check)
     return check
 
 

@@ -222,6 +222,20 @@ def clue_overdue(
     )
 
 
+def enrolment_check_opened(*, region_code: str, reason: str, due_on: date, county: bool) -> Message:
+    """纳入建档立卡核查: the county hands the case down to a town (下发各镇); the town checks at
+    home and, where the person qualifies, registers the household."""
+    todo = (
+        "请下发所在乡镇入户核实"
+        if county
+        else "请入户核实“一达标、两不愁、三保障”情况，符合条件的及时纳入建档立卡范围"
+    )
+    return _msg(
+        "新的纳入建档立卡核查任务",
+        f"未建档立卡人员（{region_code}）：{reason}。{todo}，请于{due_on:%Y年%m月%d日}前完成并录入结果。",
+    )
+
+
 def monthly_report_overdue(
     *, town_code: str, period: str, due_on: date, days_late: int, escalated: bool
 ) -> Message:

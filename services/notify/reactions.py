@@ -218,6 +218,27 @@ class EventHandlers:
             )
         return drafts
 
+    def _draft_enrolment_check_opened(self, event: CloudEvent, known: Known) -> list[Draft]:
+        """纳入建档立卡核查: the county office, then the town it is handed down to."""
+        data = event.payload()
+        assert isinstance(data, assistance.EnrolmentCheckOpened)
+        county = data.assignee_type == "county"
+        who = domain.county_office_key() if county else domain.town_office_key(data.assignee_code)
+        message = domain.enrolment_check_opened(
+            region_code=data.region_code, reason=data.reason, due_on=data.due_on, county=county
+        )
+        return [
+            Draft(
+                dedup_key=f"enrolment_check.opened:{data.check_id}:{who}",
+                kind="enrolment_check_opened",
+                recipient=who,
+                region_code=data.region_code,
+                message=message,
+                subject_id=None,
+                ref=data.check_id,
+            )
+        ]
+
     def _draft_monthly_report_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
         """月汇报 not signed: the town office, then its leader after the policy's days."""
         data = event.payload()
@@ -436,6 +457,7 @@ class EventHandlers:
             "backstop.assistance.rectification.raised.v1": self._draft_rectification_raised,
             "backstop.assistance.clue.overdue.v1": self._draft_clue_overdue,
             "backstop.assistance.monthly_report.overdue.v1": self._draft_monthly_report_overdue,
+            "backstop.assistance.enrolment_check.opened.v1": self._draft_enrolment_check_opened,
             "backstop.assistance.monitoring.started.v1": self._draft_monitoring_started,
             "backstop.assistance.risk.eliminated.v1": self._draft_risk_eliminated,
             "backstop.datasync.delivery.late.v1": self._draft_delivery_late,

@@ -73,6 +73,7 @@ async def test_an_unregistered_person_over_the_line_to_the_register(system: Syst
         system.client("assistance", *county, regions=(VILLAGE,)) as village,
         system.client("registry", "registry:write", "registry:read") as registry,
         system.client("risk", "risk:read") as risk,
+        system.client("notify", "notify:read") as reminders,
     ):
         # 1. 医保局's bill for a person in no household, over the line (10,000 without an
         #    income on record): a check at the county, which only the county sees.
@@ -122,6 +123,14 @@ async def test_an_unregistered_person_over_the_line_to_the_register(system: Syst
         assert r.json()["assignee"] == {"type": "town", "code": TOWN}
         assert (await town.get(f"/v1/enrolment-checks/{check['id']}")).status_code == 200
         assert (await other_town.get(f"/v1/enrolment-checks/{check['id']}")).status_code == 404
+        # notify reminded the county office when it opened, the town when handed down.
+        for recipient in ("county_office:county", f"town:{TOWN}"):
+            await poll(
+                reminders,
+                "/v1/reminders",
+                lambda b: any(i["ref"] == check["id"] for i in b["items"]),
+                recipient=recipient,
+            )
 
         # 4. The town reads who the person is from datasync (the county's data office,
         #    registry:pii) and checks at home: a village cannot complete, an empty
