@@ -22,11 +22,11 @@ import orjson
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import outbox, tracing
+from backstop import outbox
 from backstop.contracts.datasync import BatchReceived, RecordsMatched, RecordsVoided
 from backstop.db import SessionFactory, raw_connection, unit_of_work
 from backstop.errors import Problem, invalid
-from backstop.events import CloudEvent, make_event
+from backstop.events import make_event
 from backstop.idnumber import mask_id
 from backstop.logs import correlation_id
 from backstop.settings import Settings
@@ -51,7 +51,7 @@ from services.datasync.domain import (
     record_id_of,
     validate_record,
 )
-from services.datasync.matching import MATCHING_LOCK, RECORDS_MATCHED
+from services.datasync.matching import MATCHING_LOCK, publish_batch_records
 from services.datasync.models import BatchSummary, RecordError
 from services.datasync.parsing import FileLayout, Row
 from services.datasync.unmatched import emit_unmatched
@@ -68,7 +68,6 @@ FEED_RECORDS = Counter(
     "Department feed records applied, by source and outcome.",
     ["source", "outcome"],
 )
-EVENTS_PER_WRITE = 1000
 # Records parsed between two yields to the event loop (~1 ms of work): the database's
 # answers are read at most that late while the next chunk is being parsed.
 PARSE_SLICE = 100
@@ -532,7 +531,9 @@ async def _apply(
     if tally.received == 0:
         raise invalid(["body", "records"], "the batch has no records")
 
-    await _emit_matched(session, conn, source, batch_id, str(period), batch_id)
+    await publish_batch_records(
+        session, conn, source=source, batch_id=batch_id, period=str(period), correlation=batch_id
+    )
     if tally.changed:
         await _emit_changes(session, source, batch_id, tally.changed)
     await emit_unmatched(
@@ -934,53 +935,3 @@ async def _emit_changes(
             )
         )
     await outbox.publish_many(session, events)
-
-
-async def _emit_matched(
-    session: AsyncSession,
-    conn: asyncpg.Connection,
-    source: str,
-    batch_id: str,
-    period: str,
-    correlation: str,
-) -> int:
-    """One `records.matched` per household for the records this batch matched.
-
-    The records are the `data` column, written from validated records, so they already
-    have the contract's shape (tests check `event.payload()`); they go into the events as
-    the JSON text PostgreSQL aggregates, not parsed and validated again one by one: a
-    batch can hold 200k."""
-    template = CloudEvent(
-        source=f"/backstop/{SERVICE}",
-        type=RECORDS_MATCHED,
-        correlationid=correlation_id.get() or correlation,
-        traceparent=tracing.current_traceparent(),
-    )
-    emitted = 0
-    cursor = conn.cursor(
-        "SELECT household_id, '[' || string_agg(data::text, ',' ORDER BY idx) || ']'"
-        " FROM feed_records WHERE source = $1 AND batch_id = $2 AND household_id IS NOT NULL"
-        " AND voided_at IS NULL GROUP BY household_id ORDER BY household_id",
-        source,
-        batch_id,
-        prefetch=EVENTS_PER_WRITE,
-    )
-    pending: list[tuple[str, dict[str, Any]]] = []
-    async for household_id, records in cursor:
-        pending.append(
-            (
-                household_id,
-                {
-                    "household_id": household_id,
-                    "source": source,
-                    "batch_id": batch_id,
-                    "period": period,
-                    "records": orjson.Fragment(records),
-                },
-            )
-        )
-        if len(pending) >= EVENTS_PER_WRITE:
-            emitted += await outbox.publish_bulk(session, template, pending)
-            pending = []
-    emitted += await outbox.publish_bulk(session, template, pending)
-    return emitted

@@ -169,14 +169,14 @@ async def test_a_person_indexed_while_a_batch_is_in_flight_is_matched(
     settings = datasync_settings
     person, household_id = make_id_number(), str(uuid.uuid4())
     written, resume = asyncio.Event(), asyncio.Event()
-    emit = ingest._emit_matched
+    emit = ingest.publish_batch_records
 
     async def paused_emit(*args: Any, **kwargs: Any) -> int:
         written.set()
         await resume.wait()
         return await emit(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "_emit_matched", paused_emit)
+    monkeypatch.setattr(ingest, "publish_batch_records", paused_emit)
     async with serve(create, settings, background=False) as (http, runtime):
         record = medical(id_number=person)
         posting = asyncio.ensure_future(
