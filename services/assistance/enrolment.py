@@ -353,7 +353,7 @@ async def complete_check(
         if check.outcome == "confirmed" and check.household_id is not None:
             household = await session.get(Household, check.household_id)
             if household is not None:
-                await _enter_procedure(session, check, household)
+                await _confirmed_household(session, check, household)
         if check.clue_id is not None:
             await _close_clue(session, check)
     return check
@@ -370,12 +370,27 @@ async def _close_clue(session: AsyncSession, check: EnrolmentCheck) -> None:
         )
 
 
-async def _enter_procedure(
+async def _confirmed_household(
     session: AsyncSession, check: EnrolmentCheck, household: Household
 ) -> None:
-    """认定程序 for the newly registered household: the identification case a confirmed
-    verification opens (民主评议 → 公示 → 乡镇审核 → 县级确认 follow on it). A household
-    already monitored, or with a case in progress, keeps what it has."""
+    """A confirmed check meets its household: what the home check saw goes to registry as
+    a verification's finding, and the household enters 认定程序 — the identification case
+    a confirmed verification opens (民主评议 → 公示 → 乡镇审核 → 县级确认 follow on it). A
+    household already monitored, or with a case in progress, keeps what it has."""
+    assert check.verified_by is not None and check.completed_at is not None
+    observed = CheckComplete.model_validate(
+        {"outcome": "confirmed", "verified_by": check.verified_by, **check.checklist}
+    )
+    await common.publish_finding(
+        session,
+        observed,
+        household_id=household.household_id,
+        region_code=household.region_code,
+        observed_by=check.verified_by,
+        observed_on=check.completed_at.astimezone(domain.CHINA).date(),
+        origin="verification",
+        notes=check.notes,
+    )
     if household.monitoring_status == "monitored":
         return
     in_progress = await session.scalar(
@@ -388,14 +403,14 @@ async def _enter_procedure(
     if in_progress is not None:
         check.case_id = in_progress
         return
-    requested = (check.checklist or {}).get("monitoring_type")
     case = Case(
         kind="identification",
         household_id=household.household_id,
         region_code=household.region_code,
-        monitoring_type=requested or domain.monitoring_type_for(household.type, check.factors),
+        monitoring_type=observed.monitoring_type
+        or domain.monitoring_type_for(household.type, check.factors),
         risk_factors=list(check.factors),
-        opened_by=check.verified_by or "enrolment",
+        opened_by=check.verified_by,
     )
     session.add(case)
     await session.flush()
@@ -438,7 +453,7 @@ async def link_household(session: AsyncSession, event: CloudEvent) -> None:
         if check.status == "open":
             check.assignee_type, check.assignee_code = "town", domain.town_of(snapshot.region_code)
         if check.outcome == "confirmed":
-            await _enter_procedure(session, check, household)
+            await _confirmed_household(session, check, household)
         log.info("enrolment check %s linked to household %s", check.id, snapshot.household_id)
 
 

@@ -70,8 +70,9 @@ def _period_start(period: str) -> date:
 
 
 async def on_records_unmatched(session: AsyncSession, event: CloudEvent) -> None:
-    """Keep the person's costs (once per (source, record_id)), then flag the person when
-    the 12-month costs reach a warning line with a record not flagged before."""
+    """Keep the person's costs (per (source, record_id), at the newest revision: a
+    correction replaces, a void leaves a tombstone), then flag the person when the
+    12-month costs reach a warning line with a record not flagged before."""
     data = event.payload()
     assert isinstance(data, datasync_contract.RecordsUnmatched)
     newest: dict[tuple[str, str], dict[str, Any]] = {}

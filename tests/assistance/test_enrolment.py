@@ -9,11 +9,12 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
+from backstop.contracts.assistance import FINDINGS_TOPIC, FindingObserved
 from backstop.contracts.registry import MemberSnapshot
 from backstop.contracts.risk import FactorData, UnregisteredFlagged
 from backstop.events import CloudEvent, make_event
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance
-from tests.support import checklist, wait_for
+from tests.support import checklist, read_topic, wait_for
 
 COUNTY = "441881"
 
@@ -82,6 +83,13 @@ async def test_one_check_per_person_joined_by_new_evidence_and_linked_while_open
     assert case_id and r.json()["next_step"] is None
     case = (await a.client.get(f"/v1/cases/{case_id}", headers=town)).json()
     assert case["kind"] == "identification" and case["monitoring_type"] == "sudden_hardship"
+    # What the home check saw goes to registry as the household's finding.
+    (finding,) = await read_topic(
+        a.settings, FINDINGS_TOPIC, match=lambda e: e.subject == snapshot.household_id
+    )
+    observed = finding.payload()
+    assert isinstance(observed, FindingObserved) and observed.origin == "verification"
+    assert observed.income is not None and observed.income.total == 6000
     r = await a.client.post(f"/v1/enrolment-checks/{check['id']}/complete", json=done, headers=town)
     assert r.status_code == 409, r.text
 
