@@ -23,7 +23,7 @@ from backstop.asgi import RequestMiddleware
 from backstop.asyncapi import document as asyncapi_document
 from backstop.auth import ADMIN_SCOPES
 from backstop.bus import Consumer, ConsumerSpec, kafka_ping
-from backstop.db import SessionFactory, make_engine, make_session_factory, ping, read_connection
+from backstop.db import SessionFactory, driver_connection, make_engine, make_session_factory, ping
 from backstop.errors import PROBLEM_JSON, install_error_handlers
 from backstop.logs import configure_logging
 from backstop.metrics import SERVICE_READY, install_metrics
@@ -152,9 +152,9 @@ async def get_sessions(request: Request) -> SessionFactory:
 
 
 def reading(request: Request) -> AbstractAsyncContextManager[asyncpg.Connection]:
-    """`backstop.db.read_connection` on the service's engine, for a hot GET route that takes
-    the Request (one dependency fewer to resolve per request than RuntimeDep)."""
-    return read_connection(request.app.state.runtime.engine)
+    """`backstop.db.driver_connection` on the service's engine, for a hot GET route that
+    takes the Request (one dependency fewer to resolve per request than RuntimeDep)."""
+    return driver_connection(request.app.state.runtime.engine)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -77,11 +77,12 @@ async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
 
 
 @asynccontextmanager
-async def read_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled asyncpg connection outside any transaction, for the reads of hot GET
-    routes: one round trip per statement (a session adds BEGIN and ROLLBACK), no ORM
-    session and no SQLAlchemy Connection around it (a checkout costs a third); asyncpg
-    prepares each statement text once per connection. Run no transaction on it."""
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled asyncpg connection outside any transaction, for the hot paths whose work is
+    one statement (a GET's read, a write whose inserts are chained in one statement, which
+    commits on its own): one round trip (a session adds BEGIN and COMMIT or ROLLBACK), no
+    ORM session and no SQLAlchemy Connection around it (a checkout costs a third); asyncpg
+    prepares each statement text once per connection. Open no transaction on it."""
     pooled = await engine.raw_connection()
     try:
         yield pooled.driver_connection

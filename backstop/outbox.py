@@ -18,7 +18,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import metrics, tracing
@@ -110,21 +110,47 @@ async def publish_bulk(
 
 
 _COLUMNS = ["event_id", "topic", "key", "event_type", "correlation_id", "value"]
+_INSERT_SQL = f"INSERT INTO outbox ({', '.join(_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6)"
+
+
+def chained_insert(
+    events: Sequence[CloudEvent], *, first_param: int, max_message_bytes: int
+) -> tuple[str, list[list[Any]]]:
+    """The outbox INSERT of `events`, for a caller that writes its rows and their events in
+    one statement (its inserts chained as data-modifying CTEs, no explicit transaction):
+    the SQL, whose parameters are numbered from `first_param`, and those parameters (one
+    array per column). An event the broker would refuse raises EventTooLarge."""
+    pick = itemgetter(*_COLUMNS)
+    rows = [pick(outbox_row(e, None)) for e in events]
+    _check_sizes(max_message_bytes, rows)
+    n = first_param
+    sql = (
+        f"INSERT INTO outbox ({', '.join(_COLUMNS)}) SELECT * FROM unnest(${n}::text[],"
+        f" ${n + 1}::text[], ${n + 2}::text[], ${n + 3}::text[], ${n + 4}::text[],"
+        f" ${n + 5}::bytea[])"
+    )
+    return sql, [list(column) for column in zip(*rows, strict=True)]
+
+
+def max_message_bytes(sessions: SessionFactory) -> int:
+    """The broker's message size limit the runtime gave its sessions."""
+    info = sessions.kw.get("info") or {}
+    return int(info.get(MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES))
 
 
 async def _write(session: AsyncSession, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    _check_sizes(session, rows)
+    _check_sizes(int(session.info.get(MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES)), rows)
+    connection = await raw_connection(session)
     if len(rows) < COPY_FROM:
-        await session.execute(insert(outbox), [dict(zip(columns, r, strict=True)) for r in rows])
+        # On the driver: one prepared statement, one round trip for the rows.
+        await connection.executemany(_INSERT_SQL, rows)
     else:
-        connection = await raw_connection(session)
         await connection.copy_records_to_table(outbox.name, records=rows, columns=columns)
     wake()
 
 
-def _check_sizes(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
+def _check_sizes(limit: int, rows: list[tuple[Any, ...]]) -> None:
     """Refuse (EventTooLarge) a row the broker would refuse; rows are in _COLUMNS order."""
-    limit = int(session.info.get(MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES))
     margin = limit - 1024  # below this no key and headers make a row too large
     # Only the few rows near the limit are measured exactly (datasync writes thousands).
     for _, _, key, event_type, correlation, value in [

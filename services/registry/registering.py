@@ -12,6 +12,7 @@ from functools import cache
 from operator import itemgetter
 from typing import Any, overload
 
+import asyncpg
 import orjson
 from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import update
@@ -58,28 +59,75 @@ _INCOME_COLUMNS = (
 _CONTACT_COLUMNS = ("household_id", "role", "name", "phone", "unit")
 _HISTORY_COLUMNS = ("household_id", "person_id", "actor", "action", "changes", "version")
 # Row dicts to COPY records, at C speed (guarantees and version follow the household's).
+_KNOWN_SQL = """
+WITH people AS (
+  SELECT id_number, id, household_id FROM person WHERE id_number = ANY($2::text[]) FOR UPDATE
+)
+SELECT true, household_number, NULL::uuid, NULL::uuid
+  FROM household WHERE household_number = ANY($1::text[])
+UNION ALL SELECT false, id_number, id, household_id FROM people
+"""
 _household_values = itemgetter(*_HOUSEHOLD_COLUMNS[:-2])
 _person_values = itemgetter(*_PERSON_COLUMNS)
 _income_values = itemgetter(*_INCOME_COLUMNS)
 
 
-# Below this many rows, plain INSERTs (one prepared statement per table, cached by the
-# connection): COPY costs a catalogue query and its own protocol round trips, which only
-# pay off for an import's thousands of rows.
+# Below this many rows, one statement writes every table: each table's rows as one JSON
+# array that PostgreSQL turns into rows of the table's type (json_populate_recordset), the
+# inserts chained as data-modifying CTEs. One round trip for the five tables; COPY costs a
+# catalogue query and its own round trips per table, which only pay off for an import's
+# thousands of rows.
 COPY_FROM = 100
+_JSONB_COLUMNS = frozenset({"guarantees", "changes"})  # already JSON text in the rows
 
 
-async def _copy(pg: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    if len(rows) >= COPY_FROM:
-        await pg.copy_records_to_table(table, records=rows, columns=list(columns))
-    elif rows:
-        await pg.executemany(_insert_sql(table, tuple(columns)), rows)
+async def _write(pg: Any, tables: list[tuple[str, Sequence[str], list[tuple[Any, ...]]]]) -> None:
+    """Insert `(table, columns, rows)` in order (parents first)."""
+    tables = [t for t in tables if t[2]]
+    if any(len(rows) >= COPY_FROM for _, _, rows in tables):
+        for table, columns, rows in tables:
+            if len(rows) >= COPY_FROM:
+                await pg.copy_records_to_table(table, records=rows, columns=list(columns))
+            else:
+                await pg.executemany(_insert_sql(table, tuple(columns)), rows)
+        return
+    if not tables:
+        return
+    await pg.execute(
+        _chained_insert(tuple((table, tuple(columns)) for table, columns, _ in tables)),
+        *[_json_rows(columns, rows) for _, columns, rows in tables],
+    )
 
 
 @cache
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     params = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({params})"
+
+
+@cache
+def _chained_insert(tables: tuple[tuple[str, tuple[str, ...]], ...], last: str = "") -> str:
+    """One statement inserting each table's rows from its JSON parameter, then `last`."""
+    inserts = [
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)}"
+        f" FROM json_populate_recordset(NULL::{table}, ${n}::json)"
+        for n, (table, columns) in enumerate(tables, start=1)
+    ] + ([last] if last else [])
+    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(inserts[:-1]))
+    return f"WITH {ctes} {inserts[-1]}" if ctes else inserts[-1]
+
+
+def _json_rows(columns: Sequence[str], rows: list[tuple[Any, ...]]) -> str:
+    jsonb = [i for i, c in enumerate(columns) if c in _JSONB_COLUMNS]
+    objects = []
+    for row in rows:
+        values = list(row)
+        for i in jsonb:
+            if values[i] is not None:
+                values[i] = orjson.Fragment(values[i])
+        objects.append(dict(zip(columns, values, strict=True)))
+    # Decimals (money) as their exact text: PostgreSQL reads a numeric from it.
+    return orjson.dumps(objects, default=str).decode()
 
 
 async def insert_households(
@@ -100,23 +148,14 @@ async def insert_households(
     result = BulkResult()
     pg = await raw_connection(session)
     numbers = [p.household["household_number"] for p in prepared if p.household["household_number"]]
-    known_numbers: set[str] = set()
-    if numbers:
-        rows = await pg.fetch(
-            "SELECT household_number FROM household WHERE household_number = ANY($1::text[])",
-            numbers,
-        )
-        known_numbers = {r[0] for r in rows}
     id_numbers = [m["id_number"] for p in prepared for m in p.members]
-    registered: dict[str, tuple[uuid.UUID, uuid.UUID | None]] = {}
-    if id_numbers:
-        # Lock the rows of people already known, so a concurrent move cannot interleave.
-        found = await pg.fetch(
-            "SELECT id_number, id, household_id FROM person WHERE id_number = ANY($1::text[])"
-            " FOR UPDATE",
-            id_numbers,
-        )
-        registered = {r[0]: (r[1], r[2]) for r in found}
+    # In one round trip: the numbers already taken, and the people already known, their
+    # rows locked so a concurrent move cannot interleave.
+    found = await pg.fetch(_KNOWN_SQL, numbers, id_numbers)
+    known_numbers = {r[1] for r in found if r[0]}
+    registered: dict[str, tuple[uuid.UUID, uuid.UUID | None]] = {
+        r[1]: (r[2], r[3]) for r in found if not r[0]
+    }
     accepted: list[PreparedHousehold] = []
     seen_numbers: set[str] = set()
     seen_people: set[str] = set()
@@ -163,66 +202,95 @@ async def insert_households(
         if people_written is not None:
             people_written()
         return result
-    await _copy(
-        pg,
-        "household",
-        _HOUSEHOLD_COLUMNS,
-        [
-            (*_household_values(h), orjson.dumps(h["guarantees"]).decode(), h["version"])
-            for h in (p.household for p in accepted)
-        ],
-    )
     returning_ids = {m["id"] for m in returning}
-    await _copy(
-        pg,
-        "person",
-        _PERSON_COLUMNS,
-        [
-            _person_values(m)
-            for p in accepted
-            for m in p.members
-            if not returning_ids or m["id"] not in returning_ids
-        ],
-    )
-    for m in returning:
-        values = {k: v for k, v in m.items() if k not in ("id", "id_number")}
-        await session.execute(update(P).where(P.c.id == m["id"]).values(**values))
-    if people_written is not None:
-        people_written()
-    await _copy(
-        pg, "income", _INCOME_COLUMNS, [_income_values(i) for p in accepted for i in p.incomes]
-    )
-    await _copy(
-        pg,
-        "contact",
-        _CONTACT_COLUMNS,
-        [tuple(c.get(k) for k in _CONTACT_COLUMNS) for p in accepted for c in p.contacts],
-    )
-    await _copy(
-        pg,
-        "history",
-        _HISTORY_COLUMNS,
-        [
-            (
-                p.household["id"],
-                None,
-                actor,
-                "household.created",
-                orjson.dumps(
-                    {
-                        "type": p.household["type"],
-                        "region_code": p.household["region_code"],
-                        "members": [mask_id(m["id_number"]) for m in p.members],
-                    }
-                ).decode(),
-                1,
-            )
-            for p in accepted
-        ],
-    )
+    tables = _tables(accepted, actor, returning_ids)
+    if not returning and people_written is None:
+        await _write(pg, tables)  # a registration through the API: one statement
+    else:
+        await _write(pg, tables[:2])
+        for m in returning:
+            values = {k: v for k, v in m.items() if k not in ("id", "id_number")}
+            await session.execute(update(P).where(P.c.id == m["id"]).values(**values))
+        if people_written is not None:
+            people_written()
+        await _write(pg, tables[2:])
     result.created.extend(str(p.household["id"]) for p in accepted)
     await outbox.publish_many(session, _CreatedEvents(accepted, actor))
     return result
+
+
+def _tables(
+    accepted: Sequence[PreparedHousehold], actor: str, returning_ids: set[Any]
+) -> list[tuple[str, Sequence[str], list[tuple[Any, ...]]]]:
+    """The rows of `accepted` households per table, parents first: household, person (but
+    the `returning_ids`, updated instead), income, contact, history."""
+    return [
+        (
+            "household",
+            _HOUSEHOLD_COLUMNS,
+            [
+                (*_household_values(h), orjson.dumps(h["guarantees"]).decode(), h["version"])
+                for h in (p.household for p in accepted)
+            ],
+        ),
+        (
+            "person",
+            _PERSON_COLUMNS,
+            [
+                _person_values(m)
+                for p in accepted
+                for m in p.members
+                if not returning_ids or m["id"] not in returning_ids
+            ],
+        ),
+        ("income", _INCOME_COLUMNS, [_income_values(i) for p in accepted for i in p.incomes]),
+        (
+            "contact",
+            _CONTACT_COLUMNS,
+            [tuple(c.get(k) for k in _CONTACT_COLUMNS) for p in accepted for c in p.contacts],
+        ),
+        (
+            "history",
+            _HISTORY_COLUMNS,
+            [
+                (
+                    p.household["id"],
+                    None,
+                    actor,
+                    "household.created",
+                    orjson.dumps(
+                        {
+                            "type": p.household["type"],
+                            "region_code": p.household["region_code"],
+                            "members": [mask_id(m["id_number"]) for m in p.members],
+                        }
+                    ).decode(),
+                    1,
+                )
+                for p in accepted
+            ],
+        ),
+    ]
+
+
+async def register_new(
+    pg: asyncpg.Connection, p: PreparedHousehold, *, actor: str, max_message_bytes: int
+) -> None:
+    """Register one household whose people and number are all new, as one statement on a
+    connection outside any transaction: its rows, history entry and HouseholdCreated
+    outbox row commit together, in one round trip. A unique index refuses it (nothing
+    written) when a member or the number is registered already, removed people included:
+    then `insert_households` decides, in a transaction, what the answer is."""
+    tables = [t for t in _tables([p], actor, set()) if t[2]]
+    outbox_sql, outbox_arrays = outbox.chained_insert(
+        [created_event(p, actor)], first_param=len(tables) + 1, max_message_bytes=max_message_bytes
+    )
+    await pg.execute(
+        _chained_insert(tuple((t, tuple(c)) for t, c, _ in tables), outbox_sql),
+        *[_json_rows(columns, rows) for _, columns, rows in tables],
+        *outbox_arrays,
+    )
+    outbox.wake()
 
 
 class _CreatedEvents(Sequence[CloudEvent]):

@@ -102,7 +102,7 @@ async def fetch_views(
     pg: asyncpg.Connection, ids: Sequence[uuid.UUID], *, for_update: bool = False
 ) -> dict[uuid.UUID, HouseholdView]:
     """`load_views` on a driver connection: a transaction's, or a read connection
-    (`backstop.db.read_connection`) for the GET routes."""
+    (`backstop.db.driver_connection`) for the GET routes."""
     if not ids:
         return {}
     rows = await pg.fetch(_LOAD_FOR_UPDATE if for_update else _LOAD_SQL, list(ids))

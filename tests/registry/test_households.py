@@ -490,3 +490,29 @@ async def test_the_reads_answer_exactly_what_their_response_models_document(
         ).json()
         assert HouseholdPage.model_validate(page).model_dump(mode="json") == page
         assert got in page["items"]
+
+
+async def test_a_removed_person_registered_again_keeps_their_person_id(registry: Registry) -> None:
+    """A registration of new people is one statement; one of a person the register knows
+    (here removed from their household) is refused by the unique index and goes the careful
+    way, which takes the person back instead of answering 409."""
+    first = household_body()
+    household_id = await create(registry, first)
+    child = first["members"][2]
+    got = await registry.client.get(f"/v1/households/{household_id}", headers=registry.reader)
+    person_id = got.json()["members"][2]["person_id"]
+    removed = await registry.client.delete(
+        f"/v1/households/{household_id}/members/{person_id}",
+        params={"reason": "moved_out"},
+        headers=registry.writer,
+    )
+    assert removed.status_code == 204, removed.text
+    second = household_body()
+    second["members"][2] = child
+    new_id = await create(registry, second)
+    located = await registry.client.get(
+        f"/v1/persons/{child['id_number']}", headers=registry.reader
+    )
+    assert located.json() == {"household_id": new_id, "person_id": person_id}
+    again = await registry.client.post("/v1/households", json=second, headers=registry.writer)
+    assert again.status_code == 409, again.text
