@@ -6,12 +6,16 @@ partition batch), re-scores the households they touch, and publishes
 re-score that follows a policy change, resuming at its cursor after a crash.
 """
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI
 from prometheus_client import Gauge
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.app import Runtime, ServiceSpec, create_app
 from backstop.bus import ConsumerSpec
 from backstop.contracts import assistance, datasync, registry
+from backstop.events import CloudEvent
 from backstop.metrics import set_from_query
 from backstop.settings import Settings
 from services.risk import policies, reactions, unregistered
@@ -20,6 +24,15 @@ from services.risk.api import router
 
 async def rescore_job(runtime: Runtime) -> None:
     await policies.run_rescore(runtime.sessions)
+
+
+async def apply_batch(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+    """Households' events (reactions.py), then people not in the register (unregistered.py),
+    each in bulk, in the batch's one transaction."""
+    await reactions.apply_events(session, events)
+    unmatched = [e for e in events if e.type == unregistered.RECORDS_UNMATCHED]
+    if unmatched:
+        await unregistered.apply_unmatched(session, unmatched)
 
 
 HOUSEHOLDS_BY_LEVEL = Gauge(
@@ -44,9 +57,8 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             group="risk",
             topics=[registry.TOPIC, datasync.TOPIC, assistance.TASKS_TOPIC],  # + 省平台预警
-            batch_handler=reactions.apply_events,
-            batch_types=reactions.CONSUMED_TYPES,
-            handlers={unregistered.RECORDS_UNMATCHED: unregistered.on_records_unmatched},
+            batch_handler=apply_batch,
+            batch_types=reactions.CONSUMED_TYPES | {unregistered.RECORDS_UNMATCHED},
             # Safe: a batch locks its households before reading them (reactions.py).
             partitions_at_once=3,
         )

@@ -7,6 +7,7 @@ assistance turns it into a 纳入建档立卡核查 check. Nothing here commits.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -69,16 +70,21 @@ def _period_start(period: str) -> date:
     return date(int(year), int(month), 1)
 
 
-async def on_records_unmatched(session: AsyncSession, event: CloudEvent) -> None:
-    """Keep the person's costs (per (source, record_id), at the newest revision: a
-    correction replaces, a void leaves a tombstone), then flag the person when the
+async def apply_unmatched(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+    """The consumer's batch of `records.unmatched`, in a handful of statements whatever
+    its size: keep the people's costs (per (source, record_id), at the newest revision:
+    a correction replaces, a void leaves a tombstone), then flag each person whose
     12-month costs reach a warning line with a record not flagged before."""
-    data = event.payload()
-    assert isinstance(data, datasync_contract.RecordsUnmatched)
     newest: dict[tuple[str, str], dict[str, Any]] = {}
-    for rec in [*data.records, *data.voided]:
-        if (row := _cost_row(event, data, rec)) is not None:
-            datasync_contract.keep_newest(newest, row)
+    correlations: dict[str, str | None] = {}  # people with new records → their chain
+    for event in events:
+        data = event.payload()
+        assert isinstance(data, datasync_contract.RecordsUnmatched)
+        for rec in [*data.records, *data.voided]:
+            if (row := _cost_row(event, data, rec)) is not None:
+                datasync_contract.keep_newest(newest, row)
+                if not row["voided"]:  # voids alone bring no new evidence
+                    correlations[data.id_hash] = event.correlationid
     if not newest:
         return
     table, people = m.unregistered_records, m.unregistered_people
@@ -92,72 +98,80 @@ async def on_records_unmatched(session: AsyncSession, event: CloudEvent) -> None
         ),
         list(newest.values()),
     )
-    if not data.records:
-        return  # voids alone bring no new evidence
-    # One decision per person at a time (the events of a person share a partition; this
-    # also holds for a replay beside a live consumer).
+    if not correlations:
+        return
+    persons = sorted(correlations)
+    # One decision per person at a time: a person's events share a partition, and this
+    # also holds for a replay beside a live consumer (locks taken in one order).
     await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:h, 0))"), {"h": data.id_hash}
+        text(
+            "SELECT pg_advisory_xact_lock(hashtextextended(h, 0))"
+            " FROM unnest(CAST(:hs AS text[])) AS h ORDER BY h"
+        ),
+        {"hs": persons},
     )
     as_of = county_today()
-    kept = (
-        await session.execute(
-            table.select().where(
-                table.c.id_hash == data.id_hash,
-                table.c.occurred_on >= window_start(as_of),
-                table.c.voided.is_(False),
-            )
+    records: dict[str, list[FeedRecord]] = {}
+    for r in await session.execute(
+        table.select().where(
+            table.c.id_hash.in_(persons),
+            table.c.occurred_on >= window_start(as_of),
+            table.c.voided.is_(False),
         )
-    ).all()
-    version, policy = await current_policy(session)
-    factors = unregistered_factors(
-        [FeedRecord(r.source, r.record_id, r.occurred_on, r.amount, r.id_hash) for r in kept],
-        policy,
-        as_of,
-    )
-    if not factors:
-        return
-    flagged = await session.scalar(
+    ):
+        records.setdefault(r.id_hash, []).append(
+            FeedRecord(r.source, r.record_id, r.occurred_on, r.amount, r.id_hash)
+        )
+    known = await session.execute(
         people.select()
-        .with_only_columns(people.c.flagged_sources)
-        .where(people.c.id_hash == data.id_hash)
+        .with_only_columns(people.c.id_hash, people.c.flagged_sources)
+        .where(people.c.id_hash.in_(persons))
     )
-    new = unflagged_evidence(factors, flagged or ())
-    if not new:
-        return
-    sources = sorted({s for f in factors for s in f.sources})
-    factor_data = [
-        FactorData(code=f.code, points=f.points, evidence=f.evidence, sources=list(f.sources))
-        for f in factors
-    ]
-    stmt = pg_insert(people).values(
-        id_hash=data.id_hash,
-        flagged_sources=sources,
-        factors=[f.model_dump() for f in factor_data],
-        policy_version=version,
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[people.c.id_hash],
-            set_={
-                "flagged_sources": stmt.excluded.flagged_sources,
-                "factors": stmt.excluded.factors,
-                "policy_version": stmt.excluded.policy_version,
-                "flagged_at": text("now()"),
-            },
+    flagged: dict[str, list[str]] = dict(known.tuples().all())
+    version, policy = await current_policy(session)
+    now = datetime.now(UTC)
+    rows, flags = [], []
+    for person in persons:
+        factors = unregistered_factors(records.get(person, ()), policy, as_of)
+        new = unflagged_evidence(factors, flagged.get(person) or ())
+        if not new:
+            continue
+        factor_data = [
+            FactorData(code=f.code, points=f.points, evidence=f.evidence, sources=list(f.sources))
+            for f in factors
+        ]
+        rows.append(
+            {
+                "id_hash": person,
+                "flagged_sources": sorted({s for f in factors for s in f.sources}),
+                "factors": [f.model_dump() for f in factor_data],
+                "policy_version": version,
+            }
         )
-    )
-    flagged_event = make_event(
-        SERVICE,
-        UnregisteredFlagged(
-            id_hash=data.id_hash,
+        payload = UnregisteredFlagged(
+            id_hash=person,
             factors=factor_data,
             new_evidence=new,
-            assessed_at=datetime.now(UTC),
+            assessed_at=now,
             policy_version=version,
+        )
+        flags.append(
+            make_event(SERVICE, payload, subject=person, correlation_id=correlations[person])
+        )
+    if not rows:
+        return
+    upsert = pg_insert(people)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[people.c.id_hash],
+            set_={
+                "flagged_sources": upsert.excluded.flagged_sources,
+                "factors": upsert.excluded.factors,
+                "policy_version": upsert.excluded.policy_version,
+                "flagged_at": text("now()"),
+            },
         ),
-        subject=data.id_hash,
-        correlation_id=event.correlationid,
+        rows,
     )
-    await outbox.publish(session, flagged_event)
-    log.info("person not in the register flagged: %s", ", ".join(new))
+    await outbox.publish_many(session, flags)
+    log.info("%d people not in the register flagged", len(flags))

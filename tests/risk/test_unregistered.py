@@ -93,3 +93,28 @@ async def test_flagged_at_the_line_once_then_on_new_evidence_corrections_and_voi
     await unmatched(producer, settings, person, [bill("u1", 6000, person)])  # older: ignored
     await unmatched(producer, settings, person, [bill("u5", 200, person)])
     assert len(await flags(settings, person, 2)) == 2
+
+
+async def test_many_people_in_one_go_each_flagged_once(
+    settings: Settings, service: object, producer: AIOKafkaProducer
+) -> None:
+    """Events of 40 people back to back (the consumer takes them in batches, however they
+    fall): each reaches the line with the second bill and is flagged exactly once."""
+    people = [uuid.uuid4().hex * 2 for _ in range(40)]
+    for person in people:
+        await unmatched(producer, settings, person, [bill(f"a-{person[:8]}", 6000, person)])
+    for person in people:
+        b = bill(f"b-{person[:8]}", 5000, person)
+        await unmatched(producer, settings, person, [b, bill(f"a-{person[:8]}", 6000, person)])
+    events = await read_topic(
+        settings,
+        ASSESSMENTS_TOPIC,
+        min_count=len(people) + 1,
+        timeout=20,
+        match=lambda e: e.type == FLAGGED and e.subject in people,
+    )
+    assert sorted(e.subject or "" for e in events) == sorted(people)
+    for event in events:
+        payload = event.payload()
+        assert isinstance(payload, UnregisteredFlagged)
+        assert "11,000" in payload.factors[0].evidence
