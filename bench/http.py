@@ -23,6 +23,7 @@ import asyncio
 import collections
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,7 @@ class Load:
     requests: int
     non_2xx: int
     errors: int
+    wrk_cores: float  # the load generator's CPU over the run, in cores
 
 
 def run_wrk(
@@ -147,6 +149,8 @@ def run_wrk(
 ) -> Load:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
     try:
         out = subprocess.run(
             [wrk_binary(), "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency",
@@ -155,6 +159,8 @@ def run_wrk(
         ).stdout  # fmt: skip
     finally:
         os.unlink(script.name)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     percentiles = {
         m[0]: _ms(m[1], m[2])
         for m in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -169,6 +175,7 @@ def run_wrk(
         requests=int(total[1]) if total else 0,
         non_2xx=int(non_2xx[1]) if non_2xx else 0,
         errors=sum(int(g) for g in errors.groups()) if errors else 0,
+        wrk_cores=wrk_cpu / (time.perf_counter() - started),
     )
 
 
@@ -214,7 +221,7 @@ def profile(pid: int, seconds: float, load: Callable[[], Load]) -> list[str]:
         raw = Path(f.name)
     spy = subprocess.Popen(
         [py_spy, "record", "-p", str(pid), "-d", f"{seconds:.0f}", "-r", "200",
-         "--format", "raw", "-o", str(raw), "--nonblocking"],
+         "--format", "raw", "-o", str(raw)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.5)
@@ -232,7 +239,7 @@ def profile(pid: int, seconds: float, load: Callable[[], Load]) -> list[str]:
         frames = [_short(f) for f in stack.split(";")]
         total += n
         in_loop = any("asyncio/runners" in f for f in frames)
-        threads["event loop" if in_loop else "other threads (the threadpool)"] += n
+        threads["event loop" if in_loop else "other threads"] += n
         if frames:
             own[frames[-1]] += n
         for frame in set(frames):
@@ -383,14 +390,32 @@ class Route:
     auth: str
     used: int = 0  # lines sent so far: a POST body is sent once (a resend would be a 409)
 
-    def drive(self, server: Server, seconds: float) -> tuple[Load, float]:
-        """wrk against `server` for `seconds`; the load and the server's CPU µs per request."""
+    def drive(self, server: Server, seconds: float) -> tuple[Load, float, float]:
+        """wrk against `server` for `seconds`: the load, the server's CPU µs per request
+        and the cores the server kept busy."""
         cpu = server.cpu_seconds()
+        started = time.perf_counter()
         load = run_wrk(
             server.base, self.method, self.lines, self.auth, self.connections, seconds, self.used
         )
+        used = server.cpu_seconds() - cpu
         self.used += load.requests + self.connections
-        return load, (server.cpu_seconds() - cpu) / max(load.requests, 1) * 1e6
+        return load, used / max(load.requests, 1) * 1e6, used / (time.perf_counter() - started)
+
+
+def limited_by(server_cores: float, load: Load) -> str:
+    """What bounds a run, from where the CPU went: the service process (one process uses
+    at most one core), the load generator, or neither of them (then PostgreSQL, or the
+    cores going to other processes: the load average says which is likelier)."""
+    if server_cores >= 0.85:
+        return f"CPU of the service process ({server_cores:.2f} cores busy)"
+    if load.wrk_cores >= 0.85:
+        return f"the load generator (wrk {load.wrk_cores:.2f} cores busy)"
+    return (
+        f"not the service's CPU ({server_cores:.2f} cores) nor wrk's ({load.wrk_cores:.2f}):"
+        f" PostgreSQL, or cores taken by other processes (load average"
+        f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
 
 
 async def run(
@@ -473,8 +498,8 @@ async def run(
             # Warm both up (connections, caches), then bare and the route back to back.
             bare_route.drive(servers["bare"], 2)
             route.drive(server, 2)
-            baseline, bare_cpu = bare_route.drive(servers["bare"], seconds)
-            load, cpu = route.drive(server, seconds)
+            baseline, bare_cpu, _ = bare_route.drive(servers["bare"], seconds)
+            load, cpu, cores = route.drive(server, seconds)
             figures = {
                 "req_per_s": round(load.requests_per_s),
                 "p50_ms": round(load.p50_ms, 2),
@@ -492,6 +517,8 @@ async def run(
                 "connections": route.connections,
                 "non_2xx": load.non_2xx,
                 "socket_errors": load.errors,
+                "limited_by": limited_by(cores, load),
+                "load_average": round(os.getloadavg()[0], 1),
             }
             results[route.name] = figures
             print(f"{route.name}: {figures}", flush=True)

@@ -28,6 +28,7 @@ from backstop.contracts.risk import ALERTS_TOPIC
 from backstop.db import make_session_factory, unit_of_work
 from backstop.events import CloudEvent, make_event
 from backstop.outbox import OutboxRelay, outbox_row, publish_many
+from backstop.settings import Settings
 from backstop.tables import inbox, kernel_metadata
 from bench.common import percentile, scratch_stack
 from services.risk import models as m
@@ -119,6 +120,15 @@ def records_event(hid: str, amount: float, rng: random.Random, batch: str) -> Cl
     )
 
 
+async def ensure_risk_topics(settings: Settings) -> None:
+    """Every topic the risk consumer subscribes to (a missing one stops its group) and
+    those it publishes to."""
+    consumed = {t for c in SPEC.consumers for t in c.topics}
+    await ensure_topics(
+        settings, {t: TOPICS[t] for t in consumed | {"risk.assessments", ALERTS_TOPIC}}
+    )
+
+
 async def run(quick: bool = False, keep_backlog: bool = False) -> dict[str, object]:
     n_households = 30_000 if quick else 300_000
     n_events = 20_000 if quick else 200_000
@@ -128,8 +138,7 @@ async def run(quick: bool = False, keep_backlog: bool = False) -> dict[str, obje
     settings = await stack.create_database("risk")
     settings = settings.model_copy(update={"db_pool_size": 10})
     feed_settings = await stack.create_database("benchfeed", migrate=False)
-    await ensure_topics(settings, {t: TOPICS[t] for t in (RECORDS_TOPIC, "registry.households")})
-    await ensure_topics(settings, {t: TOPICS[t] for t in ("risk.assessments", ALERTS_TOPIC)})
+    await ensure_risk_topics(settings)
     engine = create_async_engine(settings.db_url, pool_size=5)
     sessions = make_session_factory(engine)
     feed_engine = create_async_engine(feed_settings.db_url, pool_size=2)

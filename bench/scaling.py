@@ -21,15 +21,14 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import backstop.contracts  # noqa: F401 - registers event types
-from backstop.bus import TOPICS, ensure_topics, make_producer
+from backstop.bus import TOPICS, make_producer
 from backstop.contracts.datasync import TOPIC as RECORDS_TOPIC
-from backstop.contracts.risk import ALERTS_TOPIC
 from backstop.db import make_session_factory, unit_of_work
 from backstop.outbox import OutboxRelay
 from backstop.settings import Settings
 from backstop.tables import inbox
 from bench.common import scratch_stack
-from bench.risk import HOUSEHOLD_SQL, household_id, records_event
+from bench.risk import HOUSEHOLD_SQL, ensure_risk_topics, household_id, records_event
 from services.risk import models as m
 from services.risk import policies
 from tests.support import ROOT, free_port, wait_for
@@ -110,8 +109,7 @@ async def run(quick: bool = False) -> dict[str, object]:
     n_events = 10_000 if quick else 50_000
     stack = scratch_stack()
     settings = await stack.create_database("risk")
-    await ensure_topics(settings, {t: TOPICS[t] for t in (RECORDS_TOPIC, "registry.households")})
-    await ensure_topics(settings, {t: TOPICS[t] for t in ("risk.assessments", ALERTS_TOPIC)})
+    await ensure_risk_topics(settings)
     engine = create_async_engine(settings.db_url, pool_size=3)
     sessions = make_session_factory(engine)
     result: dict[str, object] = {
