@@ -48,9 +48,13 @@ KEYS: dict[str, str] = {
     " (delivery late)",
 }
 HOUSEHOLD_KEY = "The household id (UUID as text): one household's events stay in order."
-# Events of a person not in the register (records.unmatched, unregistered.flagged).
-_PERSON_KEY = " A person not in the register: the person's `id_hash` (no household yet)."
-KEYS |= {t: HOUSEHOLD_KEY + _PERSON_KEY for t in ("datasync.records", "risk.assessments")}
+# Events of people not in the register (records.unmatched, unregistered.flagged).
+KEYS["datasync.records"] = HOUSEHOLD_KEY + (
+    " Records of people in no household (records.unmatched): `<source>:<batch_id>:<chunk>`."
+)
+KEYS["risk.assessments"] = HOUSEHOLD_KEY + (
+    " A person not in the register (unregistered.flagged): the person's `id_hash`."
+)
 KEYS["assistance.tasks"] = HOUSEHOLD_KEY + " A check of a person not in the register: its id."
 
 DLQ_HEADERS = {

@@ -154,18 +154,28 @@ class DeliveryLate(BaseModel):
     department: str  # e.g. 医保局
 
 
+class UnmatchedPerson(BaseModel):
+    id_hash: str
+    records: list[FeedRecordData] = Field(default_factory=list)  # new, or corrected (更正)
+    voided: list[VoidedRecord] = Field(default_factory=list)  # 作废
+
+
 @event_type("backstop.datasync.records.unmatched.v1", topic=TOPIC)
 class RecordsUnmatched(BaseModel):
-    """Accepted records of a person not (yet) in the register, one event per person and
-    batch; key and subject = `id_hash` (there is no household). No ID number, no name:
-    who the person is stays in datasync (`GET /v1/unmatched?id_hash=`, registry:pii).
-    risk keeps them to find 因病、因灾、因学 costs over the warning line (seed 二(一)).
-    When the registry later adds the person, the records leave again as
+    """Accepted records of people not (yet) in the register, by person (`id_hash`): a
+    batch's new records, or later its corrections and voids of such records. Many people
+    an event (up to `UNMATCHED_PER_EVENT`, and well under the broker's message limit), so
+    a monthly file of mostly unregistered people is a few hundred events, not one per
+    person; key and subject = `<source>:<batch_id>:<chunk>` (there is no household). No ID
+    number, no name: who a person is stays in datasync (`GET /v1/unmatched?id_hash=`,
+    registry:pii). risk keeps them to find 因病、因灾、因学 costs over the warning line
+    (seed 二(一)). When the registry later adds the person, the records leave again as
     `records.matched` for the household."""
 
-    id_hash: str
     source: Source
     batch_id: str
     period: str
-    records: list[FeedRecordData]  # new ones, or corrections (更正) at their new revision
-    voided: list[VoidedRecord] = Field(default_factory=list)  # 作废
+    people: list[UnmatchedPerson]
+
+
+UNMATCHED_PER_EVENT = 1000  # people

@@ -11,7 +11,7 @@ Department feeds (医保局, 应急管理局, 民政局, 教育局): batches, va
 - `preview.py`: a file read and checked as an upload would be, nothing stored.
 - `ingest.py`: applying a batch: validate, de-duplicate, store by COPY, match, emit; corrections and voids.
 - `matching.py`: the id_hash index from registry snapshots; matching waiting records.
-- `unmatched.py`: records.unmatched, per person not in the register (纳入建档立卡核查).
+- `unmatched.py`: records.unmatched, records of people not in the register (纳入建档立卡核查).
 - `deliveries.py`: the late-delivery job (delivery.late).
 - `queries.py`: the read side (batches, errors, records, unmatched, deliveries).
 - `models.py`: tables and response schemas.

@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import outbox, tracing
-from backstop.contracts.datasync import RecordsMatched, RecordsUnmatched
+from backstop.contracts.datasync import RecordsMatched
 from backstop.contracts.registry import HouseholdEvent
 from backstop.db import raw_connection
 from backstop.events import CloudEvent
@@ -26,7 +26,6 @@ from services.datasync.domain import SERVICE
 log = logging.getLogger("backstop.datasync")
 
 RECORDS_MATCHED: str = RecordsMatched.__event_type__  # type: ignore[attr-defined]
-RECORDS_UNMATCHED: str = RecordsUnmatched.__event_type__  # type: ignore[attr-defined]
 EVENTS_PER_WRITE = 1000
 # Batches match records against the id_hash index under this advisory lock, shared; the
 # index is updated under it, exclusive. Without it a person indexed while a batch was in
@@ -188,38 +187,33 @@ async def publish_batch_records(
     batch_id: str,
     period: str,
     correlation: str,
-    unmatched: bool = False,
 ) -> int:
-    """The records this batch stored, one event per household (`records.matched`) or,
-    with `unmatched`, per person in no household (`records.unmatched`, key = id_hash).
+    """One `records.matched` per household for the records this batch matched.
 
     The records are the `data` column, written from validated records, so they already
     have the contract's shape (tests check `event.payload()`); they go into the events as
     the JSON text PostgreSQL aggregates, not parsed and validated again one by one: a
     batch can hold 200k."""
-    key, event_type = (
-        ("id_hash", RECORDS_UNMATCHED) if unmatched else ("household_id", RECORDS_MATCHED)
-    )
     template = CloudEvent(
         source=f"/backstop/{SERVICE}",
-        type=event_type,
+        type=RECORDS_MATCHED,
         correlationid=correlation_id.get() or correlation,
         traceparent=tracing.current_traceparent(),
     )
     emitted = 0
     cursor = conn.cursor(
-        f"SELECT {key}, '[' || string_agg(data::text, ',' ORDER BY idx) || ']'"
-        " FROM feed_records WHERE source = $1 AND batch_id = $2"
-        f" AND household_id IS {'' if unmatched else 'NOT '}NULL AND voided_at IS NULL"
-        f" GROUP BY {key} ORDER BY {key}",
+        "SELECT household_id, '[' || string_agg(data::text, ',' ORDER BY idx) || ']'"
+        " FROM feed_records WHERE source = $1 AND batch_id = $2 AND household_id IS NOT NULL"
+        " AND voided_at IS NULL GROUP BY household_id ORDER BY household_id",
         source,
         batch_id,
         prefetch=EVENTS_PER_WRITE,
     )
     head = {"source": source, "batch_id": batch_id, "period": period}
     pending: list[tuple[str, dict[str, Any]]] = []
-    async for subject, records in cursor:
-        pending.append((subject, {key: subject, **head, "records": orjson.Fragment(records)}))
+    async for household_id, records in cursor:
+        data = {"household_id": household_id, **head, "records": orjson.Fragment(records)}
+        pending.append((household_id, data))
         if len(pending) >= EVENTS_PER_WRITE:
             emitted += await outbox.publish_bulk(session, template, pending)
             pending = []

@@ -1,6 +1,8 @@
-"""Records of people not in the register (未建档立卡人员): one `records.unmatched` per
-person per batch, so risk can find those over the warning line (seed 二(一)). Who the
-person is stays here: the event carries the `id_hash`, never the ID number or the name."""
+"""Records of people not in the register (未建档立卡人员) on `datasync.records`, so risk
+can find those over the warning line (seed 二(一)): a batch's new records of people in no
+household, and its corrections (更正) and voids (作废) of such records, by person, many
+people an event. Who a person is stays here: events carry the `id_hash`, never the ID
+number or the name."""
 
 from __future__ import annotations
 
@@ -11,10 +13,33 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import outbox, tracing
+from backstop.contracts.datasync import UNMATCHED_PER_EVENT, RecordsUnmatched
 from backstop.events import CloudEvent
 from backstop.logs import correlation_id
 from services.datasync.domain import CORRECTION, SERVICE, VOID
-from services.datasync.matching import RECORDS_UNMATCHED, publish_batch_records
+
+RECORDS_UNMATCHED: str = RecordsUnmatched.__event_type__  # type: ignore[attr-defined]
+# Text of the people in one event: far below the broker's message limit (1 MB default).
+MAX_EVENT_TEXT = 256 * 1024
+
+# One person's new records of the batch, as the contract's `UnmatchedPerson` JSON (the
+# id_hash is hex: nothing to escape).
+_NEW = (
+    'SELECT \'{"id_hash":"\' || id_hash || \'","records":[\''
+    " || string_agg(data::text, ',' ORDER BY idx) || ']}'"
+    " FROM feed_records WHERE source = $1 AND batch_id = $2 AND household_id IS NULL"
+    " AND voided_at IS NULL GROUP BY id_hash ORDER BY id_hash"
+)
+# The batch's corrections and voids of records still in no household, each record as
+# last changed.
+_CHANGED = (
+    "SELECT DISTINCT ON (v.record_id) f.id_hash, f.period, v.record_id, v.revision,"
+    " v.action, v.data::text AS data"
+    " FROM feed_record_versions v JOIN feed_records f"
+    " ON f.source = v.source AND f.record_id = v.record_id"
+    " WHERE v.source = $1 AND v.batch_id = $2 AND v.action = ANY($3::text[])"
+    " AND f.household_id IS NULL ORDER BY v.record_id, v.revision DESC"
+)
 
 
 async def emit_unmatched(
@@ -26,64 +51,58 @@ async def emit_unmatched(
     period: str,
     correlation: str,
 ) -> int:
-    """One `records.unmatched` per person for the records of this batch that matched no
-    household (key = id_hash), then one per person and period for the batch's changes to
-    such records."""
-    emitted = await publish_batch_records(
-        session,
-        conn,
-        source=source,
-        batch_id=batch_id,
-        period=period,
-        correlation=correlation,
-        unmatched=True,
-    )
-    changes = await _changes(conn, source=source, batch_id=batch_id)
-    if not changes:
-        return emitted
+    """`records.unmatched` for this batch: its new records of people in no household,
+    then its changes to such records (per period of the records changed). Streamed: a
+    chunk of people leaves as soon as it is full."""
     template = CloudEvent(
         source=f"/backstop/{SERVICE}",
         type=RECORDS_UNMATCHED,
         correlationid=correlation_id.get() or correlation,
         traceparent=tracing.current_traceparent(),
     )
-    return emitted + await outbox.publish_bulk(session, template, changes)
+    emitted = 0
+
+    async def publish(chunk_period: str, people: list[str]) -> None:
+        nonlocal emitted
+        data: dict[str, Any] = {"source": source, "batch_id": batch_id, "period": chunk_period}
+        data["people"] = [orjson.Fragment(p) for p in people]
+        subject = f"{source}:{batch_id}:{emitted}"
+        emitted += await outbox.publish_bulk(session, template, [(subject, data)])
+
+    people: list[str] = []
+    size = 0
+    async for (person,) in conn.cursor(_NEW, source, batch_id, prefetch=UNMATCHED_PER_EVENT):
+        if people and (len(people) >= UNMATCHED_PER_EVENT or size + len(person) > MAX_EVENT_TEXT):
+            await publish(period, people)
+            people, size = [], 0
+        people.append(person)
+        size += len(person)
+    if people:
+        await publish(period, people)
+    changed = await conn.fetch(_CHANGED, source, batch_id, [CORRECTION, VOID])
+    for changed_period, changed_people in sorted(_changes(changed, source).items()):
+        for start in range(0, len(changed_people), UNMATCHED_PER_EVENT):
+            await publish(changed_period, changed_people[start : start + UNMATCHED_PER_EVENT])
+    return emitted
 
 
-async def _changes(
-    conn: asyncpg.Connection, *, source: str, batch_id: str
-) -> list[tuple[str, dict[str, Any]]]:
-    """The corrections (更正) and voids (作废) this batch made to records of people still
-    in no household, per person and period of the records: corrections in `records` at
-    their new revision, voids in `voided`, so the person's sums never count a corrected
-    record twice nor a voided one at all. A record changed twice leaves as last changed."""
-    rows = await conn.fetch(
-        "SELECT DISTINCT ON (v.record_id) f.id_hash, f.period, v.record_id, v.revision,"
-        " v.action, v.data::text AS data"
-        " FROM feed_record_versions v JOIN feed_records f"
-        " ON f.source = v.source AND f.record_id = v.record_id"
-        " WHERE v.source = $1 AND v.batch_id = $2 AND v.action = ANY($3::text[])"
-        " AND f.household_id IS NULL ORDER BY v.record_id, v.revision DESC",
-        source,
-        batch_id,
-        [CORRECTION, VOID],
-    )
-    groups: dict[tuple[str, str], dict[str, list[Any]]] = {}
+def _changes(rows: list[asyncpg.Record], source: str) -> dict[str, list[str]]:
+    """Corrections (更正, in `records` at their new revision) and voids (作废, in `voided`)
+    per period and person, so the person's sums never count a corrected record twice nor
+    a voided one at all."""
+    by_person: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
-        group = groups.setdefault((r["id_hash"], r["period"]), {"records": [], "voided": []})
+        person = by_person.setdefault(
+            (r["period"], r["id_hash"]), {"id_hash": r["id_hash"], "records": [], "voided": []}
+        )
         if r["action"] == VOID:
-            group["voided"].append(
-                {
-                    "source": source,
-                    "record_id": r["record_id"],
-                    "id_hash": r["id_hash"],
-                    "revision": r["revision"],
-                }
-            )
+            person["voided"].append(
+                {"source": source, "record_id": r["record_id"], "id_hash": r["id_hash"],
+                 "revision": r["revision"]}
+            )  # fmt: skip
         else:
-            group["records"].append(orjson.Fragment(r["data"]))
-    head = {"source": source, "batch_id": batch_id}
-    return [
-        (person, {"id_hash": person, **head, "period": period, **group})
-        for (person, period), group in sorted(groups.items())
-    ]
+            person["records"].append(orjson.Fragment(r["data"]))
+    out: dict[str, list[str]] = {}
+    for (changed_period, _), person in sorted(by_person.items()):
+        out.setdefault(changed_period, []).append(orjson.dumps(person).decode())
+    return out

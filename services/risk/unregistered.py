@@ -38,7 +38,7 @@ RECORDS_UNMATCHED: str = datasync_contract.RecordsUnmatched.__event_type__  # ty
 
 
 def _cost_row(
-    event: CloudEvent, data: datasync_contract.RecordsUnmatched, rec: Any
+    event: CloudEvent, data: datasync_contract.RecordsUnmatched, person: str, rec: Any
 ) -> dict[str, Any] | None:
     """A medical, disaster or school cost as kept; other records (civil affairs) count
     for no warning line of a person and are not kept."""
@@ -55,7 +55,7 @@ def _cost_row(
     return {
         "source": rec.source,
         "record_id": rec.record_id,
-        "id_hash": data.id_hash,
+        "id_hash": person,
         "occurred_on": on,
         "amount": amount,
         "batch_id": data.batch_id,
@@ -80,11 +80,12 @@ async def apply_unmatched(session: AsyncSession, events: Sequence[CloudEvent]) -
     for event in events:
         data = event.payload()
         assert isinstance(data, datasync_contract.RecordsUnmatched)
-        for rec in [*data.records, *data.voided]:
-            if (row := _cost_row(event, data, rec)) is not None:
-                datasync_contract.keep_newest(newest, row)
-                if not row["voided"]:  # voids alone bring no new evidence
-                    correlations[data.id_hash] = event.correlationid
+        for seen in data.people:
+            for rec in [*seen.records, *seen.voided]:
+                if (row := _cost_row(event, data, seen.id_hash, rec)) is not None:
+                    datasync_contract.keep_newest(newest, row)
+                    if not row["voided"]:  # voids alone bring no new evidence
+                        correlations[seen.id_hash] = event.correlationid
     if not newest:
         return
     table, people = m.unregistered_records, m.unregistered_people
@@ -96,7 +97,8 @@ async def apply_unmatched(session: AsyncSession, events: Sequence[CloudEvent]) -
             # Only a newer revision replaces a record; a voided one stays a tombstone.
             where=table.c.revision < stmt.excluded.revision,
         ),
-        list(newest.values()),
+        # In key order: two batches upserting the same records never deadlock.
+        [newest[key] for key in sorted(newest)],
     )
     if not correlations:
         return

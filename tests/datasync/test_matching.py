@@ -71,8 +71,9 @@ async def test_records_matched_per_household_and_waiting_ones_matched_later(
         (waiting,) = [e for e in events if e.type == "backstop.datasync.records.unmatched.v1"]
         unmatched_payload = waiting.payload()
         assert isinstance(unmatched_payload, RecordsUnmatched)
-        assert waiting.subject == unmatched_payload.id_hash == id_hash(p3, settings.pii_key)
-        assert [rec.record_id for rec in unmatched_payload.records] == [records[3]["record_id"]]
+        (p3_records,) = unmatched_payload.people
+        assert p3_records.id_hash == id_hash(p3, settings.pii_key)
+        assert [rec.record_id for rec in p3_records.records] == [records[3]["record_id"]]
         assert p3 not in waiting.to_bytes().decode() and "张三" not in waiting.to_bytes().decode()
         assert event.subject == h1
         payload = event.payload()
@@ -96,12 +97,15 @@ async def test_records_matched_per_household_and_waiting_ones_matched_later(
         # One person's records by the reference an enrolment check carries.
         person = await http.get(
             "/v1/unmatched",
-            params={"id_hash": unmatched_payload.id_hash},
+            params={"id_hash": p3_records.id_hash},
             headers=stack.headers("feeds:read", "registry:pii"),
         )
-        assert [(i["record_id"], i["id_number"]) for i in person.json()["items"]] == [
-            (records[3]["record_id"], p3)
-        ]
+        assert [
+            (i["record_id"], i["id_number"])
+            for i in person.json()["items"]
+            if i["batch_id"] == batch
+        ] == [(records[3]["record_id"], p3)]
+        assert {i["id_hash"] for i in person.json()["items"]} == {p3_records.id_hash}
         bad = await http.get(
             "/v1/unmatched", params={"id_hash": "nope"}, headers=stack.headers("feeds:read")
         )

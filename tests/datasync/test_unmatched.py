@@ -5,11 +5,12 @@ Kafka; no ID number, no name in any event."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
 
-from backstop.contracts.datasync import TOPIC, RecordsUnmatched
+from backstop.contracts.datasync import TOPIC, UNMATCHED_PER_EVENT, RecordsUnmatched
 from backstop.idnumber import id_hash
 from backstop.settings import Settings
 from services.datasync.app import create
@@ -46,24 +47,63 @@ async def test_records_corrections_and_voids_of_a_person_in_no_household(
         events = await read_topic(
             settings,
             TOPIC,
-            min_count=4,
+            min_count=3,
             match=lambda e: e.type == UNMATCHED and e.data.get("batch_id") in batches,
         )
-    assert len(events) == 4
-    mine = [e for e in events if e.subject == person_hash]
-    payloads = [p for e in mine if isinstance(p := e.payload(), RecordsUnmatched)]
-    assert [p.batch_id for p in payloads] == batches
+    events.sort(key=lambda e: batches.index(e.data["batch_id"]))  # keyed apart: any order
+    payloads = [p for e in events if isinstance(p := e.payload(), RecordsUnmatched)]
+    assert [p.batch_id for p in payloads] == batches  # one event a batch: few people
+    assert [e.subject for e in events] == [f"medical:{b}:0" for b in batches]
     new, corrected, voided = payloads
-    assert [(r.record_id, r.revision) for r in new.records] == [
+    assert {p.id_hash for p in new.people} == {
+        person_hash,
+        id_hash(other["id_number"], settings.pii_key),
+    }
+    (mine,) = [p for p in new.people if p.id_hash == person_hash]
+    assert [(r.record_id, r.revision) for r in mine.records] == [
         (first["record_id"], 1),
         (second["record_id"], 1),
     ]
-    assert [(r.record_id, r.revision) for r in corrected.records] == [(second["record_id"], 2)]
-    assert corrected.records[0].out_of_pocket == 250.0 and corrected.voided == []
-    assert voided.records == []
-    assert [(v.record_id, v.revision, v.id_hash) for v in voided.voided] == [
+    (mine,) = corrected.people
+    assert [(r.record_id, r.revision) for r in mine.records] == [(second["record_id"], 2)]
+    assert mine.id_hash == person_hash and mine.voided == []
+    assert mine.records[0].out_of_pocket == 250.0  # type: ignore[union-attr]
+    (mine,) = voided.people
+    assert mine.records == []
+    assert [(v.record_id, v.revision, v.id_hash) for v in mine.voided] == [
         (first["record_id"], 2, person_hash)
     ]
     for event in events:
         raw = event.to_bytes().decode()
         assert person not in raw and other["id_number"] not in raw and "张三" not in raw
+
+
+async def test_many_people_share_an_event(datasync_settings: Settings, stack: Stack) -> None:
+    """At most UNMATCHED_PER_EVENT people and about 256 KB an event: 1,001 people in no
+    household are two events."""
+    settings = datasync_settings
+    body = {
+        "batch_id": unique("many"),
+        "period": PERIOD,
+        # Birth dates of their own: make_id_number has 1,000 numbers a date.
+        "records": [
+            medical(id_number=make_id_number(date(1991 + i % 2, 1, 1)))
+            for i in range(UNMATCHED_PER_EVENT + 1)
+        ],
+    }
+    async with serve(create, settings) as (http, _):
+        r = await http.post(
+            "/v1/feeds/medical/batches", json=body, headers=stack.headers("feeds:medical")
+        )
+        assert r.status_code == 201 and r.json()["unmatched"] == UNMATCHED_PER_EVENT + 1
+        events = await read_topic(
+            settings,
+            TOPIC,
+            min_count=2,
+            match=lambda e: e.type == UNMATCHED and e.data.get("batch_id") == body["batch_id"],
+        )
+    sizes = [len(e.data["people"]) for e in events]
+    people = {id_hash(r["id_number"], settings.pii_key) for r in body["records"]}
+    assert sum(sizes) == len(people) and max(sizes) <= UNMATCHED_PER_EVENT
+    assert {p["id_hash"] for e in events for p in e.data["people"]} == people
+    assert all(len(e.to_bytes()) < 300 * 1024 for e in events)  # well under 1 MB

@@ -183,7 +183,9 @@ async def test_an_unregistered_person_over_the_line_to_the_register(system: Syst
         system.settings("datasync"),
         "datasync.records",
         min_count=2,
-        match=lambda e: e.type == UNMATCHED and e.subject == person_hash,
+        match=lambda e: (
+            e.type == UNMATCHED and any(p["id_hash"] == person_hash for p in e.data["people"])
+        ),
     )
     events += await read_topic(
         system.settings("risk"),

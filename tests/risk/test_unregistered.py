@@ -10,7 +10,12 @@ from datetime import date, timedelta
 
 from aiokafka import AIOKafkaProducer
 
-from backstop.contracts.datasync import MedicalRecordData, RecordsUnmatched, VoidedRecord
+from backstop.contracts.datasync import (
+    MedicalRecordData,
+    RecordsUnmatched,
+    UnmatchedPerson,
+    VoidedRecord,
+)
 from backstop.contracts.risk import ASSESSMENTS_TOPIC, UnregisteredFlagged
 from backstop.events import CloudEvent, make_event
 from backstop.settings import Settings
@@ -38,10 +43,13 @@ async def unmatched(
     records: list[MedicalRecordData],
     voided: list[VoidedRecord] | None = None,
 ) -> CloudEvent:
+    batch_id = f"yb-{uuid.uuid4().hex[:8]}"
     payload = RecordsUnmatched(
-        id_hash=person, source="medical", batch_id=f"yb-{uuid.uuid4().hex[:8]}",
-        period=SETTLED.strftime("%Y-%m"), records=records, voided=voided or [],
+        source="medical", batch_id=batch_id, period=SETTLED.strftime("%Y-%m"),
+        people=[UnmatchedPerson(id_hash=person, records=records, voided=voided or [])],
     )  # fmt: skip
+    # A person's events on one partition, as datasync's chunks of one batch are not: the
+    # order of the steps below is the test's.
     event = make_event("datasync", payload, subject=person)
     return await base.send(producer, settings, "datasync.records", event)
 
@@ -95,17 +103,29 @@ async def test_flagged_at_the_line_once_then_on_new_evidence_corrections_and_voi
     assert len(await flags(settings, person, 2)) == 2
 
 
-async def test_many_people_in_one_go_each_flagged_once(
+async def test_many_people_in_one_event_each_flagged_once(
     settings: Settings, service: object, producer: AIOKafkaProducer
 ) -> None:
-    """Events of 40 people back to back (the consumer takes them in batches, however they
-    fall): each reaches the line with the second bill and is flagged exactly once."""
+    """Two batches of 40 people, as datasync sends them (many people an event): each
+    reaches the line with the second bill and is flagged exactly once."""
     people = [uuid.uuid4().hex * 2 for _ in range(40)]
-    for person in people:
-        await unmatched(producer, settings, person, [bill(f"a-{person[:8]}", 6000, person)])
-    for person in people:
-        b = bill(f"b-{person[:8]}", 5000, person)
-        await unmatched(producer, settings, person, [b, bill(f"a-{person[:8]}", 6000, person)])
+    period = SETTLED.strftime("%Y-%m")
+    for second in (False, True):
+        payload = RecordsUnmatched(
+            source="medical",
+            batch_id=f"yb-{uuid.uuid4().hex[:8]}",
+            period=period,
+            people=[
+                UnmatchedPerson(
+                    id_hash=p,
+                    records=[bill(f"a-{p[:8]}", 6000, p)]
+                    + ([bill(f"b-{p[:8]}", 5000, p)] if second else []),
+                )
+                for p in people
+            ],
+        )
+        event = make_event("datasync", payload, subject=f"medical:{payload.batch_id}:0")
+        await base.send(producer, settings, "datasync.records", event)
     events = await read_topic(
         settings,
         ASSESSMENTS_TOPIC,
@@ -115,6 +135,6 @@ async def test_many_people_in_one_go_each_flagged_once(
     )
     assert sorted(e.subject or "" for e in events) == sorted(people)
     for event in events:
-        payload = event.payload()
-        assert isinstance(payload, UnregisteredFlagged)
-        assert "11,000" in payload.factors[0].evidence
+        flag = event.payload()
+        assert isinstance(flag, UnregisteredFlagged)
+        assert "11,000" in flag.factors[0].evidence
