@@ -247,3 +247,14 @@ class EnrolmentCheckOpened(BaseModel):
     due_on: date
     reason: str
     factors: list[str] = Field(default_factory=list)
+
+
+@event_type("backstop.assistance.enrolment_check.overdue.v1", topic=TASKS_TOPIC)
+class EnrolmentCheckOverdue(BaseModel):
+    """A 纳入建档立卡核查 still open past its due date, once per due date: its office (the
+    county's until handed down, then the town's) is reminded. Keyed by the check id."""
+
+    check_id: str
+    region_code: str
+    due_on: date
+    days_overdue: int

@@ -81,6 +81,10 @@ async def unaccepted_clues_job(runtime: Runtime) -> None:
     await clues.emit_overdue_clues(runtime.sessions)
 
 
+async def overdue_enrolment_checks_job(runtime: Runtime) -> None:
+    await enrolment.emit_overdue_checks(runtime.sessions)
+
+
 async def late_monthly_reports_job(runtime: Runtime) -> None:
     await monthly_reports.emit_late_reports(runtime.sessions)
 
@@ -144,6 +148,7 @@ SPEC = ServiceSpec(
         ("overdue-tasks", 60.0, overdue_tasks_job),
         ("overdue-rectifications", 300.0, overdue_rectifications_job),
         ("unaccepted-clues", 300.0, unaccepted_clues_job),
+        ("overdue-enrolment-checks", 300.0, overdue_enrolment_checks_job),
         ("late-monthly-reports", 300.0, late_monthly_reports_job),
         ("campaign-chunks", 2.0, campaign_chunks_job),
         ("task-gauges", 60.0, task_gauges_job),

@@ -34,7 +34,7 @@ from sqlmodel import col
 from backstop import outbox
 from backstop.app import RuntimeDep, SessionDep
 from backstop.auth import Level, Principal, require
-from backstop.contracts.assistance import EnrolmentCheckOpened
+from backstop.contracts.assistance import EnrolmentCheckOpened, EnrolmentCheckOverdue
 from backstop.contracts.registry import HouseholdEvent
 from backstop.contracts.risk import UnregisteredFlagged
 from backstop.db import SessionFactory, unit_of_work
@@ -327,6 +327,9 @@ async def assign_check(
         check.region_code = body.town_code
         check.assignee_type, check.assignee_code = "town", body.town_code
         check.assigned_by, check.assigned_at = body.assigned_by, utcnow()
+        # The town's time counts from the handover, as the insurer's does (集中交由).
+        check.due_on = domain.due_on(domain.today(), await common.load_policy(session))
+        check.overdue_emitted_at = None
         await _publish_opened(session, check)
     return check
 
@@ -455,6 +458,36 @@ async def link_household(session: AsyncSession, event: CloudEvent) -> None:
         if check.outcome == "confirmed":
             await _confirmed_household(session, check, household)
         log.info("enrolment check %s linked to household %s", check.id, snapshot.household_id)
+
+
+async def emit_overdue_checks(sessions: SessionFactory, *, on: date | None = None) -> int:
+    """enrolment_check.overdue once per open check past its due date (safe with
+    replicas: the rows are claimed, as the tasks' overdue job claims them)."""
+    on = on or domain.today()
+    async with unit_of_work(sessions) as session:
+        checks = await common.claim_once(
+            session,
+            EnrolmentCheck,
+            "overdue_emitted_at",
+            col(EnrolmentCheck.status) == "open",
+            col(EnrolmentCheck.due_on) < on,
+        )
+        await outbox.publish_many(
+            session,
+            [
+                common.make_assistance_event(
+                    EnrolmentCheckOverdue(
+                        check_id=c.id,
+                        region_code=c.region_code,
+                        due_on=c.due_on,
+                        days_overdue=domain.days_overdue(c.due_on, on),
+                    ),
+                    c.id,
+                )
+                for c in checks
+            ],
+        )
+    return len(checks)
 
 
 async def clue_has_check(session: AsyncSession, clue_id: str) -> bool:

@@ -885,3 +885,4 @@ class EnrolmentCheck(AssistanceBase, table=True):
     household_id: str | None = SQLField(default=None, max_length=36)
     linked_at: datetime | None = _ts(nullable=True)
     case_id: str | None = SQLField(default=None, max_length=36)
+    overdue_emitted_at: datetime | None = _ts(nullable=True)

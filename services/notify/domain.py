@@ -236,6 +236,14 @@ def enrolment_check_opened(*, region_code: str, reason: str, due_on: date, count
     )
 
 
+def enrolment_check_overdue(*, region_code: str, due_on: date, days_overdue: int) -> Message:
+    return _msg(
+        "纳入建档立卡核查已逾期",
+        f"{region_code}的纳入建档立卡核查任务已逾期{days_overdue}天（期限{due_on:%Y年%m月%d日}），"
+        "请立即入户核实并录入结果。",
+    )
+
+
 def monthly_report_overdue(
     *, town_code: str, period: str, due_on: date, days_late: int, escalated: bool
 ) -> Message:

@@ -239,6 +239,29 @@ class EventHandlers:
             )
         ]
 
+    def _draft_enrolment_check_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
+        """Its office (the county's until handed down, then the town's), once per due date.
+        No escalation: no event would cancel it when the check is done."""
+        data = event.payload()
+        assert isinstance(data, assistance.EnrolmentCheckOverdue)
+        town = len(data.region_code) >= 9
+        who = domain.town_office_key(data.region_code) if town else domain.county_office_key()
+        return [
+            Draft(
+                dedup_key=f"enrolment_check.overdue:{data.check_id}:{data.due_on}",
+                kind="enrolment_check_overdue",
+                recipient=who,
+                region_code=data.region_code,
+                message=domain.enrolment_check_overdue(
+                    region_code=data.region_code,
+                    due_on=data.due_on,
+                    days_overdue=data.days_overdue,
+                ),
+                subject_id=None,
+                ref=data.check_id,
+            )
+        ]
+
     def _draft_monthly_report_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
         """月汇报 not signed: the town office, then its leader after the policy's days."""
         data = event.payload()
@@ -458,6 +481,7 @@ class EventHandlers:
             "backstop.assistance.clue.overdue.v1": self._draft_clue_overdue,
             "backstop.assistance.monthly_report.overdue.v1": self._draft_monthly_report_overdue,
             "backstop.assistance.enrolment_check.opened.v1": self._draft_enrolment_check_opened,
+            "backstop.assistance.enrolment_check.overdue.v1": self._draft_enrolment_check_overdue,
             "backstop.assistance.monitoring.started.v1": self._draft_monitoring_started,
             "backstop.assistance.risk.eliminated.v1": self._draft_risk_eliminated,
             "backstop.datasync.delivery.late.v1": self._draft_delivery_late,

@@ -6,17 +6,19 @@ belong. The full path through all six services is tests/e2e/test_enrolment.py.""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from backstop.contracts.assistance import FINDINGS_TOPIC, FindingObserved
+from backstop.contracts.assistance import FINDINGS_TOPIC, TASKS_TOPIC, FindingObserved
 from backstop.contracts.registry import MemberSnapshot
 from backstop.contracts.risk import FactorData, UnregisteredFlagged
 from backstop.events import CloudEvent, make_event
+from services.assistance import enrolment
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance
 from tests.support import checklist, read_topic, wait_for
 
 COUNTY = "441881"
+OVERDUE = "backstop.assistance.enrolment_check.overdue.v1"
 
 
 def flagged(person: str, *sources: str, subject: str | None = None) -> CloudEvent:
@@ -172,3 +174,32 @@ async def test_not_confirmed_does_not_silence_the_person(a: Assistance) -> None:
     done, again = await wait_for(two, message="a new check")
     assert (done["outcome"], done["notes"]) == ("not_confirmed", "有稳定收入")
     assert again["status"] == "open" and again["evidence"] == ["medical:n1", "disaster:n2"]
+
+
+async def test_an_overdue_check_is_reported_once_per_due_date(a: Assistance) -> None:
+    person = uuid.uuid4().hex * 2
+    await a.send(flagged(person, "medical:o1"))
+    (check,) = await wait_for(lambda: checks_of(a, person), message="check opened")
+    later = date.fromisoformat(check["due_on"]) + timedelta(days=3)
+    assert await enrolment.emit_overdue_checks(a.runtime.sessions, on=later) >= 1
+    await enrolment.emit_overdue_checks(a.runtime.sessions, on=later)  # nothing new
+
+    # 下发各镇: the town's time counts from the handover, and a new due date may be
+    # reported again.
+    r = await a.client.post(
+        f"/v1/enrolment-checks/{check['id']}/assign",
+        json={"town_code": TOWN, "assigned_by": "扶贫办"},
+        headers=a.rw,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["due_on"] == check["due_on"]  # handed down the day it opened
+    await enrolment.emit_overdue_checks(a.runtime.sessions, on=later)
+    overdue = await read_topic(
+        a.settings,
+        TASKS_TOPIC,
+        min_count=3,
+        timeout=5,
+        match=lambda e: e.type == OVERDUE and e.data["check_id"] == check["id"],
+    )
+    assert [e.data["region_code"] for e in overdue] == [COUNTY, TOWN]
+    assert all(e.data["days_overdue"] == 3 for e in overdue)
