@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -76,9 +77,10 @@ def _start_workers(settings: Settings, workers: int) -> list[subprocess.Popen[by
 
 async def _consume_with(
     settings: Settings, workers: int, n_events: int, count: Callable[[], Awaitable[int]]
-) -> float:
+) -> tuple[float, list[float]]:
     """Start `workers` risk worker processes; events/s from the first event applied to
-    the last of `n_events` (the group's join is not counted)."""
+    the last of `n_events` (the group's join is not counted), and the cores each worker
+    kept busy meanwhile."""
     base = await count()
     processes = _start_workers(settings, workers)
     try:
@@ -86,16 +88,24 @@ async def _consume_with(
             lambda: _above(count, base), timeout=300, interval=0.2, message="a first event"
         )
         started = time.perf_counter()
+        cpu = [_cpu_seconds(p.pid) for p in processes]
         done = await wait_for(
             lambda: _above(count, base + n_events - 1), timeout=1800, interval=0.2,
             message="every event",
         )  # fmt: skip
-        return (done - first) / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        cores = [(_cpu_seconds(p.pid) - c) / elapsed for p, c in zip(processes, cpu, strict=True)]
+        return (done - first) / elapsed, cores
     finally:
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(timeout=60)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _above(count: Callable[[], Awaitable[int]], n: int) -> int:
@@ -136,8 +146,12 @@ async def run(quick: bool = False) -> dict[str, object]:
 
         for workers in (1, 2):
             await _produce(settings, n_events, n_households, seed=workers)
-            rate = await _consume_with(settings, workers, n_events, count)
-            result[f"events_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = round(rate)
+            rate, cores = await _consume_with(settings, workers, n_events, count)
+            name = f"{workers}_worker{'s' if workers > 1 else ''}"
+            result[f"events_per_s_{name}"] = round(rate)
+            # A worker near one core is bound by its own CPU (one process, one core).
+            result[f"worker_cores_{name}"] = [round(c, 2) for c in cores]
+            result[f"load_average_{name}"] = round(os.getloadavg()[0], 1)
             print(f"risk consumer, {workers} worker process(es): {rate:.0f} events/s", flush=True)
         result["two_to_one_ratio"] = round(
             float(result["events_per_s_2_workers"]) / float(result["events_per_s_1_worker"]),  # type: ignore[arg-type]

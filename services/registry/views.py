@@ -112,7 +112,7 @@ async def fetch_views(
         members = orjson.loads(household.pop("members_json"))
         for m in members:
             m["id"] = uuid.UUID(m["id"])
-            m["household_id"] = uuid.UUID(m["household_id"])
+            m["household_id"] = row["id"]  # what the subquery matched on
             m["birth_date"] = date.fromisoformat(m["birth_date"])
         members.sort(key=member_order)
         incomes = orjson.loads(household.pop("incomes_json"))
