@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
+import orjson
 from asyncpg import exceptions as pg
+from sqlalchemy import JSON, ColumnElement, Text, bindparam, cast, func, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Mapped
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -61,6 +64,15 @@ async def unit_of_work(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+def one_of(column: ColumnElement[Any] | Mapped[Any], values: Iterable[str]) -> ColumnElement[bool]:
+    """`column IN (<values>)` with the values bound as one JSON array parameter, however
+    many: `column.in_(values)` binds one parameter per value, and PostgreSQL's protocol
+    takes at most 32,767 (a large county has more households). JSON rather than an array
+    parameter, whose elements asyncpg checks one by one. For text columns."""
+    values_json = bindparam(None, orjson.dumps(list(values)).decode(), type_=Text, unique=True)
+    return column.in_(select(func.json_array_elements_text(cast(values_json, JSON))))
 
 
 async def raw_connection(session: AsyncSession) -> asyncpg.Connection:

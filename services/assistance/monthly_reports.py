@@ -26,7 +26,7 @@ from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Level, Principal, require
 from backstop.contracts.assistance import MonthlyReportOverdue, MonthlyReportSigned
 from backstop.contracts.policy import due_for_monthly_contact
-from backstop.db import SessionFactory, unit_of_work
+from backstop.db import SessionFactory, one_of, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.requests import Period, period_param
 from services.assistance import domain
@@ -147,7 +147,7 @@ async def gather(session: AsyncSession, *, period: Period, where: Where) -> dict
     if with_problems:
         closings = await session.execute(
             select(col(Task.household_id), col(Task.completed_at)).where(
-                col(Task.household_id).in_(with_problems)
+                one_of(col(Task.household_id), with_problems)
             )
         )
         for household_id, completed_at in closings.tuples():

@@ -13,7 +13,7 @@ from sqlmodel import col
 from backstop import outbox
 from backstop.auth import Principal
 from backstop.contracts.assistance import MeasureData, PlanCreated
-from backstop.db import SessionFactory, unit_of_work
+from backstop.db import SessionFactory, one_of, unit_of_work
 from backstop.errors import invalid
 from services.assistance import domain
 from services.assistance.common import (
@@ -143,7 +143,7 @@ async def measure_gaps(
     households = list((await session.execute(query)).scalars())
     rows = await session.execute(
         select(col(Measure.household_id), func.count())
-        .where(col(Measure.household_id).in_([h.household_id for h in households]))
+        .where(one_of(col(Measure.household_id), (h.household_id for h in households)))
         .group_by(col(Measure.household_id))
     )
     counts: dict[str, int] = {household_id: n for household_id, n in rows.all()}

@@ -28,8 +28,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Column, DateTime, Index, String, any_, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy import Column, DateTime, Index, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field as SQLField
 from sqlmodel import col
@@ -37,6 +37,7 @@ from sqlmodel import col
 from backstop.app import SessionDep
 from backstop.auth import Principal, require
 from backstop.contracts.registry import HouseholdEvent
+from backstop.db import one_of
 from backstop.events import CloudEvent
 from services.assistance import domain, province_return
 from services.assistance.models import (
@@ -306,8 +307,7 @@ async def _add_household_numbers(
     ids = sorted({r["household_id"] for rows in sections.values() for r in rows})
     result = await session.execute(
         select(col(Household.household_id), Household.snapshot["household_number"].astext).where(
-            # one array parameter, however many households (an IN list has one each)
-            col(Household.household_id) == any_(bindparam("ids", ids, type_=ARRAY(String)))
+            one_of(col(Household.household_id), ids)
         )
     )
     numbers: dict[str, str | None] = {household_id: number for household_id, number in result.all()}

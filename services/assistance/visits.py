@@ -19,7 +19,7 @@ from backstop.contracts.policy import (
     due_for_monthly_contact,
     responsible_contacts,
 )
-from backstop.db import SessionFactory, unit_of_work
+from backstop.db import SessionFactory, one_of, unit_of_work
 from backstop.errors import invalid
 from services.assistance import domain
 from services.assistance.common import (
@@ -99,7 +99,7 @@ async def contact_compliance(
     rows = await session.execute(
         select(col(Visit.household_id), col(Visit.visitor))
         .where(
-            col(Visit.household_id).in_([d.household_id for d in due]),
+            one_of(col(Visit.household_id), (d.household_id for d in due)),
             col(Visit.visited_on) >= start,
             col(Visit.visited_on) < end,
         )
