@@ -29,6 +29,8 @@ from datetime import date, datetime, timedelta
 from typing import IO, Any
 from xml.parsers import expat
 
+from starlette.datastructures import UploadFile
+
 from backstop.errors import Problem
 from backstop.idnumber import fold_fullwidth
 
@@ -133,6 +135,18 @@ def file_format(head: bytes, filename: str | None, content_type: str | None) -> 
         "无法识别的文件格式：请报送 .xlsx、.xls 或 .csv 文件",
         status=415,
     )
+
+
+def upload_format(upload: UploadFile) -> str:
+    """`file_format` of an uploaded file (its first bytes read, the file left at its
+    start), a refusal raised as its problem+json."""
+    upload.file.seek(0)
+    head = upload.file.read(8)
+    upload.file.seek(0)
+    try:
+        return file_format(head, upload.filename, upload.content_type)
+    except SheetProblem as exc:
+        raise exc.problem() from None
 
 
 def check_xlsx(file: IO[bytes], limits: Limits) -> None:

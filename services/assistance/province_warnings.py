@@ -38,7 +38,7 @@ from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.idnumber import InvalidIdNumber, id_hash, mask_id, parse_id_number
 from backstop.pagination import decode_cursor, encode_cursor
-from backstop.sheets import Limits, SheetProblem, file_format, open_table
+from backstop.sheets import Limits, SheetProblem, open_table, upload_format
 from services.assistance import common, domain, province, tasks
 from services.assistance.models import AssistanceBase, Household, Strict, Task, new_id, utcnow
 
@@ -624,10 +624,7 @@ async def post_warnings_file(
     data = await upload.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise Problem(413, f"file: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
-    try:
-        fmt = file_format(data[:8], upload.filename, upload.content_type)
-    except SheetProblem as exc:
-        raise exc.problem() from None
+    fmt = upload_format(upload)
     warnings = await run_in_threadpool(_read_file, data, fmt)
     return await take_warnings(
         runtime.sessions, warnings=warnings, principal=principal, pii_key=runtime.settings.pii_key

@@ -16,7 +16,7 @@ from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Level, Principal, PrincipalDep, require
 from backstop.errors import Problem, invalid
 from backstop.requests import period_param
-from backstop.sheets import SheetProblem, file_format
+from backstop.sheets import SheetProblem, upload_format
 from services.datasync import ingest, profiles, queries
 from services.datasync.config import DatasyncConfig, get_config
 from services.datasync.domain import SOURCES, Context, Period, check_period
@@ -95,16 +95,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _file_format(upload: UploadFile) -> str:
-    upload.file.seek(0)
-    magic = upload.file.read(8)
-    upload.file.seek(0)
-    try:
-        return file_format(magic, upload.filename, upload.content_type)
-    except SheetProblem as exc:
-        raise exc.problem() from None
-
-
 async def _open_upload(
     request: Request,
     session: AsyncSession,
@@ -122,7 +112,7 @@ async def _open_upload(
     sheet = form.get("sheet") or request.query_params.get("sheet")
     if sheet is not None and (not isinstance(sheet, str) or len(sheet) > 100):
         raise invalid(["body", "sheet"], "must be a sheet name or number")
-    fmt = _file_format(upload)
+    fmt = upload_format(upload)
     profile = as_mapping(await profiles.get_profile(session=session, source=source))
     await session.rollback()  # the read is done: no connection held while the file streams
     try:

@@ -17,7 +17,7 @@ from backstop.auth import Principal, require
 from backstop.errors import OrjsonResponse, Problem, invalid
 from backstop.idnumber import InvalidIdNumber, parse_id_number
 from backstop.settings import Settings
-from backstop.sheets import SheetProblem, file_format
+from backstop.sheets import SheetProblem, upload_format
 from services.registry import bulk_import, commands, domain, queries, views
 from services.registry.county import county_code
 from services.registry.import_file import (
@@ -345,16 +345,6 @@ async def list_regions(
 # --- Bulk import ----------------------------------------------------------------------------
 
 
-def _file_format(upload: UploadFile) -> str:
-    """csv, xlsx or xls from the file's first bytes and name (415 for anything else)."""
-    head = upload.file.read(8)
-    upload.file.seek(0)
-    try:
-        return file_format(head, upload.filename, upload.content_type)
-    except SheetProblem as exc:
-        raise exc.problem() from None
-
-
 async def _upload(request: Request) -> UploadFile:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
@@ -422,7 +412,7 @@ async def import_households(
     Households outside the token's regions are rejected row by row."""
     upload = await _upload(request)
     try:
-        fmt = _file_format(upload)
+        fmt = upload_format(upload)
         try:
             export = open_export(upload.file, fmt)
         except SheetProblem as exc:

@@ -228,3 +228,12 @@ async def test_bad_warnings_are_refused_by_name(a: Assistance) -> None:
     )
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["loc"] == ["body", "file", 4, "warned_on"]
+    # A file that is no sheet: 415, the kernel's problem saying what to send instead.
+    r = await a.client.post(
+        "/v1/province/warnings/file",
+        files={"file": ("w.pdf", b"%PDF-1.7", "application/pdf")},
+        headers=platform,
+    )
+    assert r.status_code == 415, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "unsupported_format"
