@@ -73,6 +73,9 @@ async def test_two_relays_never_reorder_one_households_events(kernel_settings: S
 
 async def test_two_risk_workers_never_score_one_event_twice(stack: Stack) -> None:
     settings = await stack.create_database("risk", label="_two")
+    # Topics of its own: on the run's topics the two workers would also apply what other
+    # tests publish there (registry households), and re-score more than its households.
+    settings = settings.model_copy(update={"topic_prefix": f"{stack.prefix}two-risk."})
     n_households, n_events = 300, 3000
     async with Runtime(RISK, settings).sessions() as session:
         await session.execute(text(HOUSEHOLD_SQL), {"lo": 0, "hi": n_households - 1})
