@@ -36,15 +36,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
@@ -58,6 +56,7 @@ from backstop.contracts.risk import AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent
+from backstop.exports import XLSX, xlsx_response
 from services.assistance import data_quality, domain
 from services.assistance.models import (
     Case,
@@ -90,7 +89,6 @@ from services.assistance.visits import households_due_contact
 router = APIRouter(prefix="/v1", tags=["reports"])
 READ = require("assistance:read")
 WRITE = require("assistance:write")
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # ----------------------------------------------------------------- computing
 
@@ -459,11 +457,6 @@ async def apply_assessment(session: AsyncSession, event: CloudEvent) -> None:
     )
 
 
-def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
-    for at in range(0, len(data), size):
-        yield data[at : at + size]
-
-
 # ------------------------------------------------------------------------ routes
 
 
@@ -504,22 +497,8 @@ async def get_quarterly_report(
     if format != "xlsx":
         return report
     data = await asyncio.to_thread(workbook_bytes, report)
-    return xlsx_download(
-        data, f"quarterly-{report['quarter']}", f"季度动态监测_{report['quarter']}"
-    )
-
-
-def xlsx_download(data: bytes, name: str, chinese_name: str) -> StreamingResponse:
-    """A workbook as an attachment: an ASCII file name, and the Chinese one (RFC 6266)."""
-    return StreamingResponse(
-        _chunks(data),
-        media_type=XLSX,
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}.xlsx"; '
-            f"filename*=UTF-8''{quote(chinese_name + '.xlsx')}",
-            "Content-Length": str(len(data)),
-        },
-    )
+    quarter = report["quarter"]
+    return xlsx_response(data, name=f"季度动态监测_{quarter}", ascii_name=f"quarterly-{quarter}")
 
 
 class QuarterClose(Strict):

@@ -39,6 +39,7 @@ from backstop.auth import Principal, require
 from backstop.contracts.registry import HouseholdEvent
 from backstop.db import one_of
 from backstop.events import CloudEvent
+from backstop.exports import XLSX, xlsx_response
 from services.assistance import domain, province_return
 from services.assistance.models import (
     AssistanceBase,
@@ -52,7 +53,6 @@ from services.assistance.models import (
 from services.assistance.province_return_xlsx import workbook_bytes
 from services.assistance.quarterly import Quarter
 from services.assistance.reports import (
-    XLSX,
     Scope,
     approved_cases,
     closed_quarters,
@@ -60,7 +60,6 @@ from services.assistance.reports import (
     dated_window,
     parse_quarter,
     town_scope,
-    xlsx_download,
 )
 
 router = APIRouter(prefix="/v1/province", tags=["province"])
@@ -645,7 +644,7 @@ async def get_return(
         return await quarterly_return(session, quarter=q, scope=scope)
     current, diff = await _return_and_diff(session, quarter=q, scope=scope)
     data = await asyncio.to_thread(workbook_bytes, current, diff)
-    return xlsx_download(data, f"province-return-{q}", f"季度动态监测上报_{q}")
+    return xlsx_response(data, name=f"季度动态监测上报_{q}", ascii_name=f"province-return-{q}")
 
 
 @router.get("/returns/{quarter}/diff", response_model=ReturnDiff)

@@ -6,7 +6,6 @@ import re
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
@@ -15,6 +14,7 @@ from sqlalchemy import select
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Principal, require
 from backstop.errors import Problem, invalid
+from backstop.exports import XLSX, xlsx_response
 from backstop.pagination import decode_cursor, encode_cursor
 from services.quality import domain, exceptions, reports, sweeps
 from services.quality import models as m
@@ -23,7 +23,6 @@ router = APIRouter(prefix="/v1/quality", tags=["quality"])
 READ = require("quality:read")
 WRITE = require("quality:write")
 REGION = re.compile(r"^\d{2,12}$")
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _region(region: str | None) -> str | None:
@@ -214,12 +213,4 @@ async def rectification_list(
     town = town_code.removesuffix(".xlsx")
     principal.require_region(town)
     body = await reports.rectification_xlsx(session, town_code=town)
-    name = f"整改清单_{town}.xlsx"
-    return Response(
-        body,
-        media_type=XLSX,
-        headers={
-            "Content-Disposition": f'attachment; filename="rectification-{town}.xlsx"; '
-            f"filename*=UTF-8''{quote(name)}"
-        },
-    )
+    return xlsx_response(body, name=f"整改清单_{town}", ascii_name=f"rectification-{town}")
