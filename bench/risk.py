@@ -82,7 +82,8 @@ SELECT count(*) FILTER (WHERE low OR ill), count(*) FROM (
                     sum(amount) FILTER (WHERE source = 'medical') AS medical,
                     sum(amount) FILTER (WHERE source IN ('medical', 'disaster', 'education'))
                       AS rigid
-             FROM risk_records WHERE occurred_on >= :since GROUP BY household_id) r
+             FROM risk_records WHERE occurred_on >= :since AND NOT voided  -- 作废: counted nowhere
+             GROUP BY household_id) r
   USING (household_id)) x
 """
 
