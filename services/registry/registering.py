@@ -58,7 +58,8 @@ _INCOME_COLUMNS = (
 )  # fmt: skip
 _CONTACT_COLUMNS = ("household_id", "role", "name", "phone", "unit")
 _HISTORY_COLUMNS = ("household_id", "person_id", "actor", "action", "changes", "version")
-# Row dicts to COPY records, at C speed (guarantees and version follow the household's).
+# The numbers already taken and the people already known (their rows locked, so a
+# concurrent move cannot interleave), in one round trip.
 _KNOWN_SQL = """
 WITH people AS (
   SELECT id_number, id, household_id FROM person WHERE id_number = ANY($2::text[]) FOR UPDATE
@@ -67,6 +68,7 @@ SELECT true, household_number, NULL::uuid, NULL::uuid
   FROM household WHERE household_number = ANY($1::text[])
 UNION ALL SELECT false, id_number, id, household_id FROM people
 """
+# Row dicts to row tuples, at C speed (guarantees and version follow the household's).
 _household_values = itemgetter(*_HOUSEHOLD_COLUMNS[:-2])
 _person_values = itemgetter(*_PERSON_COLUMNS)
 _income_values = itemgetter(*_INCOME_COLUMNS)
@@ -149,8 +151,6 @@ async def insert_households(
     pg = await raw_connection(session)
     numbers = [p.household["household_number"] for p in prepared if p.household["household_number"]]
     id_numbers = [m["id_number"] for p in prepared for m in p.members]
-    # In one round trip: the numbers already taken, and the people already known, their
-    # rows locked so a concurrent move cannot interleave.
     found = await pg.fetch(_KNOWN_SQL, numbers, id_numbers)
     known_numbers = {r[1] for r in found if r[0]}
     registered: dict[str, tuple[uuid.UUID, uuid.UUID | None]] = {
