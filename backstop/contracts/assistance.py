@@ -36,6 +36,15 @@ class TaskOpened(TaskData):
     pass
 
 
+@event_type("backstop.assistance.task.handed_over.v1", topic=TASKS_TOPIC)
+class TaskHandedOver(TaskData):
+    """集中交由人保公司 (seed 三(三)3): the county handed a pre-checked case to the insurer
+    (`assignee`), whose `due_on` counts from the handover: notify tells the insurer."""
+
+    handed_over_by: str
+    handed_over_at: datetime
+
+
 @event_type("backstop.assistance.task.completed.v1", topic=TASKS_TOPIC)
 class TaskCompleted(TaskData):
     outcome: str

@@ -15,7 +15,13 @@ from sqlmodel import col
 
 from backstop import outbox
 from backstop.auth import Level, Principal
-from backstop.contracts.assistance import Assignee, TaskCompleted, TaskOpened, TaskOverdue
+from backstop.contracts.assistance import (
+    Assignee,
+    TaskCompleted,
+    TaskHandedOver,
+    TaskOpened,
+    TaskOverdue,
+)
 from backstop.contracts.risk import AlertRaised, AlertRenewed, AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
@@ -282,6 +288,18 @@ async def hand_over(
             task.handed_over_by, task.handed_over_at = body.handed_by, now
             task.due_on, task.overdue_emitted_at = domain.due_on(today, policy), None
             handed.append(task)
+        await outbox.publish_many(
+            session,
+            [
+                make_assistance_event(
+                    TaskHandedOver(
+                        **task_data(task), handed_over_by=body.handed_by, handed_over_at=now
+                    ),
+                    task.household_id,
+                )
+                for task in handed
+            ],
+        )
     return handed
 
 

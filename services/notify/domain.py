@@ -172,6 +172,15 @@ def task_opened(
     )
 
 
+def task_handed_over(*, household: str, region_code: str, reason: str, due_on: date) -> Message:
+    """集中交由人保公司: the county's first check (初核) is done; the insurer verifies now."""
+    return _msg(
+        "县扶贫办交由入户核实",
+        f"县扶贫办已初核并集中交由贵公司入户核实：{household}（{region_code}），原因：{reason}。"
+        f"请于{due_on:%Y年%m月%d日}前完成并录入结果。",
+    )
+
+
 def task_overdue(
     *, kind: str, household: str, region_code: str, due_on: date, days_overdue: int
 ) -> Message:

@@ -72,6 +72,29 @@ class EventHandlers:
             )
         ]
 
+    def _draft_task_handed_over(self, event: CloudEvent, known: Known) -> list[Draft]:
+        """集中交由: the insurer now has the case, due from the handover. Its reminder at
+        opening (if any) named the earlier due date, so this is a reminder of its own."""
+        data = event.payload()
+        assert isinstance(data, assistance.TaskHandedOver)
+        who = domain.assignee_key(data.assignee.type, data.assignee.code)
+        return [
+            Draft(
+                dedup_key=f"task.handed_over:{data.task_id}:{who}",
+                kind="task_handed_over",
+                recipient=who,
+                region_code=data.region_code,
+                message=domain.task_handed_over(
+                    household=self._label(known, data.household_id),
+                    region_code=data.region_code,
+                    reason=data.reason,
+                    due_on=data.due_on,
+                ),
+                subject_id=data.household_id,
+                ref=data.task_id,
+            )
+        ]
+
     def _draft_task_overdue(self, event: CloudEvent, known: Known) -> list[Draft]:
         """First the assignee; the town leader after the escalation delay, unless the
         task is completed first. Once per task and due date, however often it is seen."""
@@ -475,6 +498,7 @@ class EventHandlers:
     def _drafters(self) -> dict[str, Any]:
         return {
             "backstop.assistance.task.opened.v1": self._draft_task_opened,
+            "backstop.assistance.task.handed_over.v1": self._draft_task_handed_over,
             "backstop.assistance.task.overdue.v1": self._draft_task_overdue,
             "backstop.assistance.rectification.overdue.v1": self._draft_rectification_overdue,
             "backstop.assistance.rectification.raised.v1": self._draft_rectification_raised,

@@ -9,7 +9,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backstop.contracts.assistance import FindingObserved, MonitoringStarted, TaskOverdue
+from backstop.contracts.assistance import (
+    FindingObserved,
+    MonitoringStarted,
+    TaskHandedOver,
+    TaskOverdue,
+)
 from services.assistance import domain, tasks
 from services.assistance.models import Task
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance, alert, backdate_case
@@ -236,6 +241,16 @@ async def test_department_case_goes_to_insurer_after_county_first_check(a: Assis
     [handed] = r.json()["items"]
     # The insurer's due date counts from the handover.
     assert handed["handed_over_at"] and handed["due_on"] == str(domain.today() + timedelta(days=7))
+    # notify hears of it (to remind the insurer): one event per task handed over.
+    [event] = await read_topic(
+        a.settings,
+        "assistance.tasks",
+        match=lambda e: e.subject == hid and e.type == "backstop.assistance.task.handed_over.v1",
+    )
+    payload = event.payload()
+    assert isinstance(payload, TaskHandedOver) and payload.task_id == task["id"]
+    assert payload.assignee.type == "insurer" and str(payload.due_on) == handed["due_on"]
+    assert payload.handed_over_by == "县扶贫办"
     r = await a.client.post(f"{url}/complete", json=done, headers=town)
     assert r.status_code == 403  # nor does a town complete the insurer's task
     r = await a.client.post(f"{url}/complete", json=done, headers=insurer)

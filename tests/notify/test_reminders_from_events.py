@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -111,6 +112,48 @@ async def test_a_task_event_yields_exactly_one_reminder_even_redelivered(
         match=lambda e: e.data.get("reminder_id") == mine[0]["id"],
     )
     assert delivered[0].data["status"] == "sent" and delivered[0].subject == household_id
+
+
+async def test_the_insurer_is_reminded_when_the_county_hands_a_case_over(
+    stack: Stack, notify_settings: Settings
+) -> None:
+    """集中交由人保公司: the handover event, through Kafka and the consumer, reminds the
+    insurer with the due date counted from the handover."""
+    insurer = "picc"
+    household_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
+    data = task_opened(task_id, household_id).data
+    due = date.today() + timedelta(days=7)
+    handed = make_event(
+        "assistance",
+        assistance.TaskHandedOver(
+            **{**data, "assignee": {"type": "insurer", "code": insurer}, "due_on": due},
+            handed_over_by="县扶贫办",
+            handed_over_at=datetime.now(UTC),
+        ),
+        subject=household_id,
+    )
+    async with serve(functools.partial(create, notify=fast()), notify_settings) as (
+        client,
+        runtime,
+    ):
+        put = await client.put(
+            f"/v1/recipients/insurer/{insurer}",
+            json={"name": "人保公司", "channel": "local"},
+            headers=stack.headers(*ADMIN),
+        )
+        assert put.status_code == 200, put.text
+        await send_events(notify_settings, handed)
+
+        async def sent() -> list[Any]:
+            async with runtime.sessions() as session:
+                rows = (
+                    await session.execute(select(REMINDERS).where(REMINDERS.c.ref == task_id))
+                ).all()
+            return rows if rows and all(r.status == "sent" for r in rows) else []
+
+        [reminder] = await wait_for(sent, message="the insurer's reminder sent")
+    assert (reminder.kind, reminder.recipient) == ("task_handed_over", f"insurer:{insurer}")
+    assert "集中交由" in reminder.body and f"{due:%Y年%m月%d日}" in reminder.body
 
 
 async def test_overdue_task_goes_to_assignee_then_town_leader_unknown_recipient_recorded(
