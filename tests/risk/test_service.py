@@ -147,7 +147,12 @@ async def send_records(
 
 async def risk_of(client: httpx.AsyncClient, stack: Stack, household_id: str) -> dict[str, Any]:
     r = await client.get(f"/v1/households/{household_id}/risk", headers=stack.headers("risk:read"))
-    return dict(r.json()) if r.status_code == 200 else {}
+    if r.status_code != 200:
+        return {}
+    body = dict(r.json())
+    # Built on the driver connection and serialised by orjson: exactly its model's JSON.
+    assert m.RiskPublic.model_validate(body).model_dump(mode="json") == body
+    return body
 
 
 async def level_is(
