@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,6 +70,12 @@ class CheckAssign(Strict):
     town_code: str = Field(pattern=r"^[0-9]{9}$")
     assigned_by: str = Field(min_length=1, max_length=100)
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"town_code": "441881101", "assigned_by": "县乡村振兴局李某"}]
+        }
+    )
+
 
 class CheckComplete(TaskComplete):
     """The home check's result with its checklist, as a verification's. "not_confirmed"
@@ -86,6 +92,8 @@ class CheckComplete(TaskComplete):
 
 class CheckFromClue(Strict):
     opened_by: str = Field(min_length=1, max_length=100)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"opened_by": "镇干部王某"}]})
 
 
 class CheckPublic(BaseModel):
@@ -114,6 +122,46 @@ class CheckPublic(BaseModel):
     linked_at: datetime | None
     case_id: str | None
     next_step: str | None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "9d3a…",
+                    "kind": "enrolment_check",
+                    "kind_label": KIND_LABEL,
+                    "id_hash": "3f6c…(64 hex)",
+                    "region_code": "441881101",
+                    "status": "done",
+                    "assignee": {"type": "town", "code": "441881101"},
+                    "due_on": "2026-12-11",
+                    "reason": "medical costs 12,800 yuan in 12 months with no income on record",
+                    "factors": ["illness"],
+                    "evidence": ["medical:HOSP-2026-0042"],
+                    "origin": "risk",
+                    "clue_id": None,
+                    "opened_at": "2026-12-01T02:00:00Z",
+                    "opened_by": "risk",
+                    "assigned_by": "县乡村振兴局李某",
+                    "assigned_at": "2026-12-01T03:00:00Z",
+                    "outcome": "confirmed",
+                    "verified_by": "镇干部王某",
+                    "notes": "户内无劳动力，医疗支出大",
+                    "completed_at": "2026-12-04T06:00:00Z",
+                    "household_id": None,
+                    "linked_at": None,
+                    "case_id": None,
+                    "next_step": "register the household in registry (POST /v1/households);"
+                    " it is linked when it arrives",
+                }
+            ]
+        }
+    )
+
+
+class CheckPage(BaseModel):
+    items: list[CheckPublic]
+    next_cursor: str | None
 
 
 def check_public(check: EnrolmentCheck) -> CheckPublic:
@@ -512,7 +560,7 @@ async def list_checks(
     limit: int = Query(default=100, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=200),
     principal: Principal = READ,
-) -> dict[str, Any]:
+) -> CheckPage:
     """Checks in the caller's regions, oldest first: the county sees the ones to hand
     down (region = the county), a town those handed to it."""
     query = select(EnrolmentCheck).where(principal.region_clause(col(EnrolmentCheck.region_code)))
@@ -530,7 +578,7 @@ async def list_checks(
     rows, next_cursor = await common.opened_page(
         session, query, EnrolmentCheck, cursor=cursor, limit=limit
     )
-    return {"items": [check_public(c) for c in rows], "next_cursor": next_cursor}
+    return CheckPage(items=[check_public(c) for c in rows], next_cursor=next_cursor)
 
 
 @router.get("/enrolment-checks/{check_id}")

@@ -250,6 +250,17 @@ class WarningPage(BaseModel):
     items: list[WarningOutcome]
     next_cursor: str | None
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": WarningOutcome.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
+                    "next_cursor": "MjAyNi0xMS0yMFQwODowMDowMFp8NWYxZQ",
+                }
+            ]
+        }
+    )
+
 
 # ------------------------------------------------------------------------- matching
 
