@@ -18,6 +18,7 @@ from services.quality.common import dec, dec_or_none
 # Everything the rules read about a household, one row each, the parts as JSON text that
 # one orjson.loads turns into plain values (amounts as decimal text). One statement per
 # chunk: PostgreSQL assembles the parts, Python builds no row objects per record.
+# `household_of` unpacks the columns in this order.
 HOUSEHOLD_SELECT = """
 SELECT h.household_id, h.region_code, h.town_code, h.snapshot::text AS snapshot,
   (SELECT json_build_array(r.level, r.factors, (r.assessed_at AT TIME ZONE 'Asia/Shanghai')::date,
@@ -67,7 +68,10 @@ def _day(value: str | None) -> date | None:
 def household_of(row: Any) -> domain.Household:
     """A `domain.Household` from one row of `HOUSEHOLD_SELECT`. Built by the million in a
     sweep, so positionally (in the dataclasses' field order) and skipping absent parts."""
-    s = orjson.loads(row.snapshot)
+    # One unpacking of the row: attribute access on a result row costs more per use.
+    (household_id, region_code, _, snapshot, risk_part, records_part, decisions, tasks,
+     departed, shared_part, measures, grants, visits) = row  # fmt: skip
+    s = orjson.loads(snapshot)
     day = date.fromisoformat
     members = tuple(
         [
@@ -122,25 +126,27 @@ def household_of(row: Any) -> domain.Household:
                     dec_or_none(detail.get("insurance_paid")),
                     dec_or_none(detail.get("assistance_paid")),
                 )
-                for source, record_id, id_hash, on, amount, detail in orjson.loads(row.records)
+                for source, record_id, id_hash, on, amount, detail in orjson.loads(records_part)
             ]
         )
-        if row.records
+        if records_part
         else ()
     )
     risk = None
-    if row.risk:
-        level, factors, assessed_on, since = orjson.loads(row.risk)
+    if risk_part:
+        level, factors, assessed_on, since = orjson.loads(risk_part)
         risk = domain.Risk(level, frozenset(factors), day(assessed_on), _day(since))
-    shared: dict[str, list[str]] = defaultdict(list)
-    if row.shared:
-        for id_hash, other in orjson.loads(row.shared):
-            shared[id_hash].append(other)
+    shared: dict[str, tuple[str, ...]] = {}
+    if shared_part:
+        others: dict[str, list[str]] = defaultdict(list)
+        for id_hash, other in orjson.loads(shared_part):
+            others[id_hash].append(other)
+        shared = {k: tuple(sorted(v)) for k, v in others.items()}
     verified = s.get("guarantees_verified_on")
     roles = s.get("contact_roles")
     return domain.Household(
-        household_id=row.household_id,
-        region_code=row.region_code,
+        household_id=household_id,
+        region_code=region_code,
         type=s["type"],
         members=members,
         policy_enjoying=bool(s.get("policy_enjoying")),
@@ -157,40 +163,40 @@ def household_of(row: Any) -> domain.Household:
         decisions=tuple(
             [
                 domain.Decision(kind, day(on), method, frozenset(factors))
-                for kind, on, method, factors in orjson.loads(row.decisions)
+                for kind, on, method, factors in orjson.loads(decisions)
             ]
         )
-        if row.decisions
+        if decisions
         else (),
         tasks=tuple(
             [
                 domain.Task(kind, status, day(opened), day(due), overdue)
-                for kind, status, opened, due, overdue in orjson.loads(row.tasks)
+                for kind, status, opened, due, overdue in orjson.loads(tasks)
             ]
         )
-        if row.tasks
+        if tasks
         else (),
         departed=tuple(
             [
                 domain.Departed(id_hash, day(on), reason)
-                for id_hash, on, reason in orjson.loads(row.departed)
+                for id_hash, on, reason in orjson.loads(departed)
             ]
         )
-        if row.departed
+        if departed
         else (),
         measures=tuple(
             [
                 domain.AidMeasure(category, day(start), day(end), Decimal(amount))
-                for category, start, end, amount in orjson.loads(row.measures)
+                for category, start, end, amount in orjson.loads(measures)
             ]
         )
-        if row.measures
+        if measures
         else (),
         grants=tuple(
-            [domain.Grant(Decimal(amount), day(on)) for amount, on in orjson.loads(row.grants)]
+            [domain.Grant(Decimal(amount), day(on)) for amount, on in orjson.loads(grants)]
         )
-        if row.grants
+        if grants
         else (),
-        visits=tuple([day(on) for on in orjson.loads(row.visits)]) if row.visits else (),
-        shared_id_hashes={k: tuple(sorted(v)) for k, v in shared.items()},
+        visits=tuple([day(on) for on in orjson.loads(visits)]) if visits else (),
+        shared_id_hashes=shared,
     )
