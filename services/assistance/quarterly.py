@@ -148,6 +148,7 @@ def rate(compliant: int, due: int) -> float | None:
 
 def county_totals(towns: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The county's row: the sum of its towns' rows (the rate recomputed from the sums)."""
+    towns = list(towns)  # read twice
     total = empty_town()
     reasons: Counter[tuple[str, str]] = Counter()
     amount = Decimal("0.00")

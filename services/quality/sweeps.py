@@ -121,7 +121,7 @@ async def run_sweeps(
                 log.info("sweep %s done", sweep.id)
 
 
-async def finish(session: AsyncSession, sweep: Any, households: int) -> dict[str, Any]:
+async def finish(session: AsyncSession, sweep: Any, checked: int) -> dict[str, Any]:
     """A sweep's end: its summary leaves through the outbox (the quarterly report's 数据质量
     section) in the last chunk's transaction; returns what the sweep's row keeps."""
     finished_at = datetime.now(UTC)
@@ -142,7 +142,7 @@ async def finish(session: AsyncSession, sweep: Any, households: int) -> dict[str
         trigger=sweep.trigger,
         region_prefix=sweep.region_prefix,
         finished_at=finished_at,
-        households=households,
+        households=checked,
         ruleset_version=domain.RULESET_VERSION,
         previous_sweep_id=previous.id if previous else None,
         previous_finished_at=previous.finished_at if previous else None,
