@@ -353,11 +353,18 @@ async def seed_assistance(stack: Stack, tasks: int) -> Settings:
     return settings
 
 
-def household_bodies(n: int) -> list[bytes]:
+def household_bodies(n: int, registered: int) -> list[bytes]:
+    """`n` households of new people: another seed than the imported register's (seed 7,
+    `registered` households), leaving out the few whose generated ID numbers the register
+    already holds (each would be a 409 in the figures, not a registration)."""
     from services.registry.seed import generate
 
-    # Another seed than the imported register's, so the members are new people.
-    return [draft.model_dump_json().encode() for draft, _ in generate(n, seed=4242)]
+    taken = {m.id_number for draft, _ in generate(registered, seed=7) for m in draft.members}
+    return [
+        draft.model_dump_json().encode()
+        for draft, _ in generate(n + n // 50, seed=4242)
+        if taken.isdisjoint(m.id_number for m in draft.members)
+    ][:n]
 
 
 def datasync_bodies(n: int) -> list[bytes]:
@@ -456,7 +463,7 @@ async def run(
                   token("registry:read")),
             Route("registry_post_household", "registry", "POST", POST_CONNECTIONS,
                   _lines(tmp / "rp.txt",
-                         [("/v1/households", b) for b in household_bodies(post_n)]),
+                         [("/v1/households", b) for b in household_bodies(post_n, households)]),
                   token("registry:write")),
             Route("risk_get_household_risk", "risk", "GET", GET_CONNECTIONS,
                   _lines(tmp / "kg.txt", [(f"/v1/households/{i}/risk", "") for i in risk_ids]),
