@@ -92,6 +92,8 @@ class Task(AssistanceBase, table=True):
             postgresql_where=text("status = 'open' AND kind = 'verification'"),
         ),
         Index("ix_tasks_due_open", "due_on", postgresql_where=text("status = 'open'")),
+        # Lists page in opened order (common.opened_page).
+        Index("ix_tasks_opened", "opened_at", "id"),
         # 回头看: one review task per household and campaign, however often it is launched.
         Index(
             "uq_tasks_campaign_household",
@@ -145,6 +147,7 @@ class Case(AssistanceBase, table=True):
             unique=True,
             postgresql_where=text("status = 'in_progress'"),
         ),
+        Index("ix_cases_opened", "opened_at", "id"),
     )
 
     id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
