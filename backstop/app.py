@@ -189,6 +189,9 @@ def create_app(
             yield
         finally:
             await runtime.stop()
+            # Collectable again: where several apps share a process (tests), what one froze
+            # (a stopped app's connections among it) would otherwise never be freed.
+            gc.unfreeze()
 
     app = FastAPI(
         title=spec.title,
