@@ -30,8 +30,9 @@ from typing import IO, Any
 from xml.parsers import expat
 
 from starlette.datastructures import UploadFile
+from starlette.requests import Request
 
-from backstop.errors import Problem
+from backstop.errors import Problem, invalid
 from backstop.idnumber import fold_fullwidth
 
 # --- problems ---------------------------------------------------------------------------
@@ -135,6 +136,46 @@ def file_format(head: bytes, filename: str | None, content_type: str | None) -> 
         "无法识别的文件格式：请报送 .xlsx、.xls 或 .csv 文件",
         status=415,
     )
+
+
+def file_upload_body(description: str) -> dict[str, Any]:
+    """OpenAPI `openapi_extra` for a route that reads one file from multipart/form-data
+    (its body is read by `form_file`, not declared as a parameter)."""
+    schema = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary", "description": description}},
+    }
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+    }
+
+
+async def form_file(request: Request, *, max_bytes: int, max_fields: int = 10) -> UploadFile:
+    """The `file` of a multipart/form-data request: 415 for another content type, 413 past
+    `max_bytes` (by the declared length before the body is read, then by the file's own
+    size), 422 without a file."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise Problem(
+            415,
+            "send the file as multipart/form-data in the field `file`",
+            errors=[{"loc": ["body", "file"], "msg": "expected multipart/form-data"}],
+        )
+    too_large = Problem(
+        413,
+        f"file: larger than {max_bytes // (1024 * 1024)} MB",
+        errors=[{"loc": ["body", "file"], "msg": "file too large"}],
+    )
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise too_large
+    form = await request.form(max_files=1, max_fields=max_fields)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise invalid(["body", "file"], "a file is required")
+    if upload.size is not None and upload.size > max_bytes:
+        raise too_large
+    return upload
 
 
 def upload_format(upload: UploadFile) -> str:

@@ -28,7 +28,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field as SQLField
 from sqlmodel import col
-from starlette.datastructures import UploadFile
 
 from backstop import outbox
 from backstop.app import RuntimeDep, SessionDep
@@ -38,7 +37,14 @@ from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.idnumber import InvalidIdNumber, id_hash, mask_id, parse_id_number
 from backstop.pagination import decode_cursor, encode_cursor
-from backstop.sheets import Limits, SheetProblem, open_table, upload_format
+from backstop.sheets import (
+    Limits,
+    SheetProblem,
+    file_upload_body,
+    form_file,
+    open_table,
+    upload_format,
+)
 from services.assistance import common, domain, province, tasks
 from services.assistance.models import AssistanceBase, Household, Strict, Task, new_id, utcnow
 
@@ -595,46 +601,17 @@ def _read_file(data: bytes, fmt: str) -> list[WarningIn]:
 @router.post(
     "/warnings/file",
     response_model=WarningIntake,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {
-                                "type": "string",
-                                "format": "binary",
-                                "description": "the platform's warnings export (XLSX or CSV):"
-                                " 预警编号, 预警系统, 预警指标, 预警等级, 预警日期, 户编号"
-                                " or 证件号码; title rows and merged headers are fine",
-                            }
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=file_upload_body(
+        "the platform's warnings export (XLSX or CSV): 预警编号, 预警系统, 预警指标, 预警等级,"
+        " 预警日期, 户编号 or 证件号码; title rows and merged headers are fine"
+    ),
 )
 async def post_warnings_file(
     request: Request, runtime: RuntimeDep, principal: Principal = WRITE
 ) -> WarningIntake:
     """The platform's XLSX (or CSV) export of its warnings."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise Problem(
-            415,
-            "send the file as multipart/form-data in the field `file`",
-            errors=[{"loc": ["body", "file"], "msg": "expected multipart/form-data"}],
-        )
-    form = await request.form(max_files=1, max_fields=5)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise invalid(["body", "file"], "a file is required")
-    data = await upload.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise Problem(413, f"file: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    upload = await form_file(request, max_bytes=MAX_FILE_BYTES, max_fields=5)
+    data = await upload.read()
     fmt = upload_format(upload)
     warnings = await run_in_threadpool(_read_file, data, fmt)
     return await take_warnings(

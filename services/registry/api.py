@@ -10,14 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
-from starlette.datastructures import UploadFile
 
 from backstop.app import SessionDep, SessionsDep, reading
 from backstop.auth import Principal, require
 from backstop.errors import OrjsonResponse, Problem, invalid
 from backstop.idnumber import InvalidIdNumber, parse_id_number
 from backstop.settings import Settings
-from backstop.sheets import SheetProblem, upload_format
+from backstop.sheets import SheetProblem, file_upload_body, form_file, upload_format
 from services.registry import bulk_import, commands, domain, queries, views
 from services.registry.county import county_code
 from services.registry.import_file import (
@@ -345,59 +344,14 @@ async def list_regions(
 # --- Bulk import ----------------------------------------------------------------------------
 
 
-async def _upload(request: Request) -> UploadFile:
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
-        raise Problem(
-            415,
-            "send the file as multipart/form-data in the field `file`",
-            errors=[{"loc": ["body", "file"], "msg": "expected multipart/form-data"}],
-        )
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
-        raise _too_large()
-    form = await request.form(max_files=1, max_fields=10)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise invalid(["body", "file"], "a file is required")
-    if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
-        raise _too_large()
-    return upload
-
-
-def _too_large() -> Problem:
-    return Problem(
-        413,
-        f"file: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB",
-        errors=[{"loc": ["body", "file"], "msg": "file too large"}],
-    )
-
-
 @router.post(
     "/households/import",
     response_model=ImportSummary,
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {
-                                "type": "string",
-                                "format": "binary",
-                                "description": "the national system's household-member export"
-                                " (XLSX, XLS or CSV) as downloaded: 户编号, 证件号码, 姓名,"
-                                " 与户主关系, 乡/村 or 行政区划代码, 劳动技能, 健康状况, 务工状况 …;"
-                                " title rows and merged headers are fine",
-                            }
-                        },
-                    }
-                }
-            }
-        }
-    },
+    openapi_extra=file_upload_body(
+        "the national system's household-member export (XLSX, XLS or CSV) as downloaded:"
+        " 户编号, 证件号码, 姓名, 与户主关系, 乡/村 or 行政区划代码, 劳动技能, 健康状况, 务工状况 …;"
+        " title rows and merged headers are fine"
+    ),
 )
 async def import_households(
     request: Request, sessions: SessionsDep, principal: Principal = require(WRITE)
@@ -410,7 +364,7 @@ async def import_households(
     are reported with their row and column, good ones kept. A file that cannot be read,
     or has no header row with the required columns, is a 4xx before anything is written.
     Households outside the token's regions are rejected row by row."""
-    upload = await _upload(request)
+    upload = await form_file(request, max_bytes=MAX_UPLOAD_BYTES)
     try:
         fmt = upload_format(upload)
         try:
