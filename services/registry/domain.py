@@ -73,24 +73,6 @@ SCHOOLING: tuple[str, ...] = (
     "out_of_school",  # a child of school age not enrolled (失学辍学)
     "none",  # not in education (adults)
 )
-# The four special-hardship groups of the policy, plus disability.
-SPECIAL_GROUPS: tuple[str, ...] = (
-    "major_illness",  # 因重特大疾病自理费用较多人员
-    "disabled_without_carer",  # 无法定赡、抚、扶养人且日常生活需要照料的失能人员
-    "child_in_distress",  # 无人照料或监护人照料能力弱的困境儿童
-    "severe_mental_disorder",  # 严重精神障碍患者
-    "disability",  # 残疾
-)
-# 两不愁 (food, clothing), 三保障 (compulsory education, basic medical care, safe housing)
-# and 饮水安全 (drinking water).
-GUARANTEE_ITEMS: tuple[str, ...] = (
-    "food",
-    "clothing",
-    "compulsory_education",
-    "basic_medical",
-    "housing",
-    "drinking_water",
-)
 GUARANTEE_STATUSES: tuple[str, ...] = ("ok", "possible_issue", "prominent_issue")
 INCOME_PARTS: tuple[str, ...] = ("wage", "business", "transfer", "property")
 

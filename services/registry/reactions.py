@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop.contracts import registry as contract
 from backstop.contracts.assistance import FindingObserved, MonitoringStarted, RiskEliminated
+from backstop.contracts.policy import GUARANTEE_ITEMS
 from backstop.events import CloudEvent
 from services.registry import domain
 from services.registry.views import (
@@ -173,7 +174,7 @@ async def on_finding_observed(session: AsyncSession, event: CloudEvent) -> None:
     merged = dict(current)
     verified = data.observed_on.isoformat()
     for item, status in data.guarantees.items():
-        if item in domain.GUARANTEE_ITEMS:
+        if item in GUARANTEE_ITEMS:
             merged[item] = {"status": status, "verified_on": verified}
     if changed_fields and "compulsory_education" not in data.guarantees:
         derived = domain.schooling_guarantee(

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import IO, Any
 
-from backstop.contracts.policy import CONTACT_ROLE_LABELS
+from backstop.contracts.policy import CONTACT_ROLE_LABELS, GUARANTEE_ITEMS
 from backstop.db import make_engine, make_session_factory, unit_of_work
 from backstop.exports import safe_row
 from backstop.idnumber import check_digit
@@ -191,7 +191,7 @@ class Generator:
         )
         village = rng.choice(self.villages)
         guarantees: dict[str, str] = {}
-        for item in domain.GUARANTEE_ITEMS:
+        for item in GUARANTEE_ITEMS:
             roll = rng.random()
             if roll < 0.004 and item in ("housing", "drinking_water"):
                 guarantees[item] = "prominent_issue"
