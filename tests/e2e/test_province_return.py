@@ -29,15 +29,19 @@ LOW_INCOME = 6000.0  # two people: 3,000 a head, under the monitoring line → a
 
 
 async def register(registry: httpx.AsyncClient, rng: random.Random, income: float) -> str:
+    # A random birth day each: id_number draws from 50 numbers a day and sex, and every
+    # e2e test registers into the same registry (one fixed day collided in CI: a 409).
+    head_born = date(1965, 1, 1) + timedelta(days=rng.randrange(15 * 365))
+    spouse_born = date(1965, 1, 1) + timedelta(days=rng.randrange(15 * 365))
     body = {
         "region_code": VILLAGE,
         "type": "alleviated",
         "household_number": f"QR{rng.randrange(10**12):012d}",
         "annual_income": {"year": 2025, "total": income},
         "members": [
-            {"id_number": id_number(rng, date(1970, 5, 1), male=True), "name": "户主",
+            {"id_number": id_number(rng, head_born, male=True), "name": "户主",
              "relation": "head"},
-            {"id_number": id_number(rng, date(1972, 6, 1), male=False), "name": "配偶",
+            {"id_number": id_number(rng, spouse_born, male=False), "name": "配偶",
              "relation": "spouse"},
         ],
     }  # fmt: skip
