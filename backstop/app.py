@@ -23,7 +23,14 @@ from backstop.asgi import RequestMiddleware
 from backstop.asyncapi import document as asyncapi_document
 from backstop.auth import ADMIN_SCOPES
 from backstop.bus import Consumer, ConsumerSpec, kafka_ping
-from backstop.db import SessionFactory, driver_connection, make_engine, make_session_factory, ping
+from backstop.db import (
+    SessionFactory,
+    close_sessions,
+    driver_connection,
+    make_engine,
+    make_session_factory,
+    ping,
+)
 from backstop.errors import PROBLEM_JSON, install_error_handlers
 from backstop.logs import configure_logging
 from backstop.metrics import SERVICE_READY, install_metrics
@@ -62,7 +69,9 @@ class Runtime:
         self.engine: AsyncEngine = make_engine(settings.db_url, settings.db_pool_size)
         tracing.instrument_engine(self.engine)
         self.sessions: SessionFactory = make_session_factory(
-            self.engine, info={MAX_MESSAGE_BYTES: settings.kafka_max_message_bytes}
+            self.engine,
+            info={MAX_MESSAGE_BYTES: settings.kafka_max_message_bytes},
+            driver_pool_size=settings.db_driver_pool_size,
         )
         self.relay = OutboxRelay(sessions=self.sessions, settings=settings)
         self.consumers = [
@@ -107,7 +116,7 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
-        await self.engine.dispose()
+        await close_sessions(self.sessions)
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -152,9 +161,9 @@ async def get_sessions(request: Request) -> SessionFactory:
 
 
 def reading(request: Request) -> AbstractAsyncContextManager[asyncpg.Connection]:
-    """`backstop.db.driver_connection` on the service's engine, for a hot GET route that
-    takes the Request (one dependency fewer to resolve per request than RuntimeDep)."""
-    return driver_connection(request.app.state.runtime.engine)
+    """`backstop.db.driver_connection` of the service, for a hot GET route that takes the
+    Request (one dependency fewer to resolve per request than RuntimeDep)."""
+    return driver_connection(request.app.state.runtime.sessions)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

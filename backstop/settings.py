@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     pg_password: str = Field(default="backstop", alias="PGPASSWORD")
     # The most connections a process holds (kept open once opened; no overflow).
     db_pool_size: int = Field(default=20, alias="BACKSTOP_DB_POOL_SIZE")
+    # And for the hot one-statement paths (backstop.db.DriverPool), on top of those.
+    db_driver_pool_size: int = Field(default=10, ge=1, alias="BACKSTOP_DB_DRIVER_POOL_SIZE")
 
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
     # Only tests set a prefix, to isolate one run's topics from another's on a shared broker.

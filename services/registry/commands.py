@@ -76,7 +76,7 @@ async def create_household(
     # index refusing it (nothing written) sends it the careful way below, which locks
     # who is registered already and names them, or takes back removed people.
     try:
-        async with driver_connection(sessions.kw["bind"]) as pg:
+        async with driver_connection(sessions) as pg:
             await register_new(
                 pg, prepared, actor=actor, max_message_bytes=outbox.max_message_bytes(sessions)
             )
