@@ -114,7 +114,7 @@ async def list_households(
         )
     pii = principal.has(PII)
     return OrjsonResponse(
-        {"items": [queries.to_public(v, pii=pii) for v in found], "next_cursor": next_cursor}
+        {"items": [queries.to_public(r, pii=pii) for r in found], "next_cursor": next_cursor}
     )
 
 
@@ -123,10 +123,10 @@ async def get_household(
     household_id: uuid.UUID, request: Request, principal: Principal = require(READ)
 ) -> Response:
     async with reading(request) as pg:
-        view = (await views.fetch_views(pg, [household_id])).get(household_id)
-    if view is None or not principal.can_see(view.region_code):
+        row = await pg.fetchrow(queries.HOUSEHOLD_SQL, household_id)
+    if row is None or not principal.can_see(row["region_code"]):
         raise views.household_not_found(household_id)  # alike: no region oracle
-    return OrjsonResponse(queries.to_public(view, pii=principal.has(PII)))
+    return OrjsonResponse(queries.to_public(row, pii=principal.has(PII)))
 
 
 @router.patch("/households/{household_id}", status_code=204)

@@ -4,12 +4,12 @@ people by ID number, regions and history. Nothing here writes."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,71 +18,68 @@ from backstop.idnumber import mask_id, mask_phone
 from backstop.pagination import decode_cursor, encode_cursor
 from services.registry import domain
 from services.registry.models import NATIONAL_MEMBER_FIELDS, HistoryPublic, RegionPublic
-from services.registry.views import (
-    HIST,
-    H,
-    HouseholdView,
-    P,
-    R,
-    fetch_views,
-    guarantees_of,
-    year_size,
-)
+from services.registry.views import HIST, VIEW_COLUMNS, H, P, R, year_size
+
+# One household for its GET: the row `to_public` reads.
+HOUSEHOLD_SQL = f"SELECT {VIEW_COLUMNS} FROM household h WHERE h.id = $1"
 
 
-def to_public(view: HouseholdView, *, pii: bool) -> dict[str, Any]:
-    """The household as the API shows it (the JSON of `HouseholdPublic`, built as plain
-    values: the GET routes serialise it once, with orjson, instead of validating a model
-    of it again); ID numbers masked unless `pii`."""
-    h = view.household
-    size = len(view.members)
+def to_public(row: Mapping[str, Any], *, pii: bool) -> dict[str, Any]:
+    """The household as the API shows it (the JSON of `HouseholdPublic`), from a row of
+    `VIEW_COLUMNS`, built as plain values straight from the row's JSON (ids, dates and
+    amounts stay as they came): the GET routes serialise it once, with orjson, instead of
+    validating a model of it again. ID numbers and phones masked unless `pii`."""
+    members = orjson.loads(row["members_json"])
+    members.sort(key=_member_order)
+    size = len(members)
     incomes = [
         {
             "year": i["year"],
-            "total": float(i["total"]),
-            "wage": _float(i["wage"]),
-            "business": _float(i["business"]),
-            "transfer": _float(i["transfer"]),
-            "property": _float(i["property"]),
-            "per_capita": float(domain.per_capita(i["total"], year_size(i, size))),
+            "total": i["total"],
+            "wage": i["wage"],
+            "business": i["business"],
+            "transfer": i["transfer"],
+            "property": i["property"],
+            "per_capita": float(domain.per_capita(domain.money(i["total"]), year_size(i, size))),
         }
-        for i in view.incomes
+        for i in orjson.loads(row["incomes_json"])
     ]
+    contacts = orjson.loads(row["contacts_json"])
     return {
-        "id": view.id,
-        "household_number": h["household_number"],
-        "region_code": h["region_code"],
-        "town_code": h["town_code"],
-        "type": h["type"],
-        "policy_enjoying": h["policy_enjoying"],
-        "exit_year": h.get("exit_year"),
-        "monitoring_status": h["monitoring_status"],
+        "id": str(row["id"]),
+        "household_number": row["household_number"],
+        "region_code": row["region_code"],
+        "town_code": row["town_code"],
+        "type": row["type"],
+        "policy_enjoying": row["policy_enjoying"],
+        "exit_year": row["exit_year"],
+        "monitoring_status": row["monitoring_status"],
         "monitoring": {
-            "status": h["monitoring_status"],
-            "since": h["monitoring_since"],
-            "ended_on": h["monitoring_ended_on"],
-            "elimination_method": h["elimination_method"],
-            "elimination_reason": h["elimination_reason"],
-            "case_id": h["monitoring_case_id"],
+            "status": row["monitoring_status"],
+            "since": row["monitoring_since"],
+            "ended_on": row["monitoring_ended_on"],
+            "elimination_method": row["elimination_method"],
+            "elimination_reason": row["elimination_reason"],
+            "case_id": row["monitoring_case_id"],
         },
         "annual_income": incomes[0] if incomes else None,
         "incomes": incomes,
         "members": [
             {
-                "person_id": str(m["id"]),
+                "person_id": m["id"],
                 "id_number": m["id_number"] if pii else mask_id(m["id_number"]),
                 "name": m["name"],
                 "relation": m["relation"],
                 "sex": m["sex"],
                 "birth_date": m["birth_date"] if pii else None,
-                "birth_year": m["birth_date"].year,
-                "special_groups": list(m["special_groups"] or []),
+                "birth_year": int(m["birth_date"][:4]),
+                "special_groups": m["special_groups"] or [],
                 "labor_capacity": m["labor_capacity"],
                 "schooling": m["schooling"],
                 "medical_insurance": m["medical_insurance"],
                 **{k: m.get(k) for k in NATIONAL_MEMBER_FIELDS},
             }
-            for m in view.members
+            for m in members
         ],
         "guarantees": {
             k: {
@@ -91,7 +88,7 @@ def to_public(view: HouseholdView, *, pii: bool) -> dict[str, Any]:
                 if v.get("verified_on")
                 else None,
             }
-            for k, v in guarantees_of(view).items()
+            for k, v in (row["guarantees"] or {}).items()
         },
         "contacts": [
             {
@@ -100,19 +97,20 @@ def to_public(view: HouseholdView, *, pii: bool) -> dict[str, Any]:
                 "phone": c["phone"] if pii else mask_phone(c["phone"]),
                 "unit": c.get("unit"),
             }
-            for c in view.contacts
+            for c in contacts
         ],
         "contact_missing": contact_missing(
-            h["type"], h["monitoring_status"], [c["role"] for c in view.contacts]
+            row["type"], row["monitoring_status"], [c["role"] for c in contacts]
         ),
-        "version": h["version"],
-        "created_at": h["created_at"],
-        "updated_at": h["updated_at"],
+        "version": row["version"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
     }
 
 
-def _float(value: Decimal | None) -> float | None:
-    return float(value) if value is not None else None
+def _member_order(m: dict[str, Any]) -> tuple[bool, str]:
+    """`views.member_order` on the JSON: ISO dates sort as the dates do."""
+    return m["relation"] != "head", m["birth_date"]
 
 
 async def list_households(
@@ -126,12 +124,13 @@ async def list_households(
     limit: int,
     cursor: str | None,
     updated_since: datetime | None = None,
-) -> tuple[list[HouseholdView], str | None]:
+) -> tuple[list[asyncpg.Record], str | None]:
     """Households matching the filters, ordered by id, one page after `cursor`, on a read
     connection. With `updated_since`: those changed at or after it, oldest change first
     (an incremental sync: the next sync passes the last `updated_at` it saw)."""
     conditions: list[str] = []
     params: list[Any] = []
+    keys: tuple[str, ...]  # the columns of the page's order, which the cursor carries
 
     def param(value: Any) -> str:
         params.append(value)
@@ -157,23 +156,20 @@ async def list_households(
         since = decode_cursor(cursor, datetime.fromisoformat, uuid.UUID)
         if since is not None:
             conditions.append(f"(h.updated_at, h.id) > ({param(since[0])}, {param(since[1])})")
-        columns = order = "h.updated_at, h.id"
+        order, keys = "h.updated_at, h.id", ("updated_at", "id")
     else:
         after = decode_cursor(cursor, uuid.UUID)
         if after is not None:
             conditions.append(f"h.id > {param(after[0])}")
-        columns = order = "h.id"
+        order, keys = "h.id", ("id",)
     where = " AND ".join(conditions) or "true"
     rows = await pg.fetch(
-        f"SELECT {columns} FROM household h WHERE {where} ORDER BY {order}"
+        f"SELECT {VIEW_COLUMNS} FROM household h WHERE {where} ORDER BY {order}"
         f" LIMIT {param(limit + 1)}",
         *params,
     )
-    # Each row is its sort key, the household id last.
-    next_cursor = encode_cursor(*rows[limit - 1]) if len(rows) > limit else None
-    ids = [r[-1] for r in rows[:limit]]
-    views = await fetch_views(pg, ids)
-    return [views[i] for i in ids if i in views], next_cursor
+    next_cursor = encode_cursor(*(rows[limit - 1][c] for c in keys)) if len(rows) > limit else None
+    return rows[:limit], next_cursor
 
 
 async def find_person(

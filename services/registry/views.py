@@ -74,17 +74,16 @@ def member_order(m: dict[str, Any]) -> tuple[int, date]:
     return (0 if m["relation"] == "head" else 1, m["birth_date"])
 
 
-# The aggregates as text: orjson parses them several times faster than the driver's codec.
-_LOAD_SQL = """
-SELECT h.*,
+# A household row `h` with its members, incomes (newest first) and contacts as JSON text:
+# orjson parses that several times faster than the driver's codec.
+VIEW_COLUMNS = """h.*,
   (SELECT coalesce(json_agg(p), '[]') FROM person p WHERE p.household_id = h.id)::text
     AS members_json,
   (SELECT coalesce(json_agg(i ORDER BY i.year DESC), '[]')
      FROM income i WHERE i.household_id = h.id)::text AS incomes_json,
   (SELECT coalesce(json_agg(c ORDER BY c.id), '[]')
-     FROM contact c WHERE c.household_id = h.id)::text AS contacts_json
-FROM household h WHERE h.id = ANY($1::uuid[])
-"""
+     FROM contact c WHERE c.household_id = h.id)::text AS contacts_json"""
+_LOAD_SQL = f"SELECT {VIEW_COLUMNS} FROM household h WHERE h.id = ANY($1::uuid[])"
 _LOAD_FOR_UPDATE = _LOAD_SQL + " FOR UPDATE OF h"
 
 
@@ -101,8 +100,7 @@ async def load_views(
 async def fetch_views(
     pg: asyncpg.Connection, ids: Sequence[uuid.UUID], *, for_update: bool = False
 ) -> dict[uuid.UUID, HouseholdView]:
-    """`load_views` on a driver connection: a transaction's, or a read connection
-    (`backstop.db.driver_connection`) for the GET routes."""
+    """`load_views` on a transaction's driver connection."""
     if not ids:
         return {}
     rows = await pg.fetch(_LOAD_FOR_UPDATE if for_update else _LOAD_SQL, list(ids))
