@@ -216,17 +216,31 @@ class Server:
 def profile(pid: int, seconds: float, load: Callable[[], Load]) -> list[str]:
     """py-spy samples of `pid` while `load` runs: the top frames by own time and by
     inclusive time, as percentages of the samples."""
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.NamedTemporaryFile(suffix=".txt", delete=False) as f:
         raw = Path(f.name)
-    spy = subprocess.Popen(
-        [py_spy, "record", "-p", str(pid), "-d", f"{seconds:.0f}", "-r", "200",
-         "--format", "raw", "-o", str(raw)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    spy = start_py_spy(pid, raw, "-d", f"{seconds:.0f}")
     time.sleep(0.5)
     load()
     spy.wait(timeout=seconds + 60)
+    try:
+        return summarize_profile(raw)
+    finally:
+        raw.unlink()
+
+
+def start_py_spy(pid: int, raw: Path, *options: str) -> subprocess.Popen[bytes]:
+    """`py-spy record` of `pid` into `raw` (collapsed stacks) at 200 samples/s; it writes
+    when its duration (`-d`) ends, the process exits or it gets SIGINT."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen(
+        [py_spy, "record", "-p", str(pid), "-r", "200", "--format", "raw", "-o", str(raw),
+         *options],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def summarize_profile(raw: Path) -> list[str]:
+    """The top frames of a py-spy raw profile by own and by inclusive time."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
@@ -245,7 +259,7 @@ def profile(pid: int, seconds: float, load: Callable[[], Load]) -> list[str]:
         for frame in set(frames):
             if not _TRUNK.search(frame):
                 inclusive[frame] += n
-    raw.unlink()
+    total = max(total, 1)
     out = [f"  samples: {total}", "  by thread: " + ", ".join(
         f"{name} {100 * n / total:.1f}%" for name, n in threads.most_common())]  # fmt: skip
     out.append("  own time:")

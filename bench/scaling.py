@@ -3,7 +3,11 @@
 datasync.records events, back to back in one run. The core count is reported beside it:
 two workers can only beat one where there are cores for both, PostgreSQL and Kafka.
 
-.venv/bin/python -m bench.scaling [--quick]
+CPU per event is the workers' CPU time over the events they applied. `--profile FILE`
+samples the one-worker run with py-spy and writes its top frames there (sampling slows the
+worker a little: take the figures from a run without it).
+
+.venv/bin/python -m bench.scaling [--quick] [--workers 1 2] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +35,7 @@ from backstop.outbox import OutboxRelay
 from backstop.settings import Settings
 from backstop.tables import inbox
 from bench.common import scratch_stack
+from bench.http import start_py_spy, summarize_profile
 from bench.risk import HOUSEHOLD_SQL, ensure_risk_topics, household_id, records_event
 from services.risk import models as m
 from services.risk import policies
@@ -76,26 +83,50 @@ def _start_workers(settings: Settings, workers: int) -> list[subprocess.Popen[by
 
 
 async def _consume_with(
-    settings: Settings, workers: int, n_events: int, count: Callable[[], Awaitable[int]]
-) -> tuple[float, list[float]]:
+    settings: Settings,
+    workers: int,
+    n_events: int,
+    count: Callable[[], Awaitable[int]],
+    profile: Path | None = None,
+) -> dict[str, object]:
     """Start `workers` risk worker processes; events/s from the first event applied to
-    the last of `n_events` (the group's join is not counted), and the cores each worker
-    kept busy meanwhile."""
+    the last of `n_events` (the group's join is not counted), the cores each worker and
+    PostgreSQL (the database's backends) kept busy meanwhile, and the workers' CPU µs
+    per event applied."""
     base = await count()
     processes = _start_workers(settings, workers)
+    database = settings.db_url.rsplit("/", 1)[1]
     try:
         first = await wait_for(
             lambda: _above(count, base), timeout=300, interval=0.2, message="a first event"
         )
+        if profile is not None:
+            raw = Path(tempfile.mkstemp(suffix=".txt")[1])
+            spy = start_py_spy(processes[0].pid, raw)
         started = time.perf_counter()
         cpu = [_cpu_seconds(p.pid) for p in processes]
+        postgres = _backends_cpu(database)
         done = await wait_for(
             lambda: _above(count, base + n_events - 1), timeout=1800, interval=0.2,
             message="every event",
         )  # fmt: skip
         elapsed = time.perf_counter() - started
-        cores = [(_cpu_seconds(p.pid) - c) / elapsed for p, c in zip(processes, cpu, strict=True)]
-        return (done - first) / elapsed, cores
+        used = [_cpu_seconds(p.pid) - c for p, c in zip(processes, cpu, strict=True)]
+        postgres_used = sum(
+            s - postgres.get(pid, 0.0) for pid, s in _backends_cpu(database).items()
+        )
+        if profile is not None:
+            _write_profile(spy, raw, profile)
+        applied = done - first
+        return {
+            "events_per_s": round(applied / elapsed),
+            # A worker near one core is bound by its own CPU (one process, one core).
+            "worker_cores": [round(u / elapsed, 2) for u in used],
+            "cpu_us_per_event": round(1e6 * sum(used) / applied),
+            # Includes this bench's own count of the inbox every 0.2 s.
+            "postgres_cores": round(postgres_used / elapsed, 2),
+            "postgres_cpu_us_per_event": round(1e6 * postgres_used / applied),
+        }
     finally:
         for process in processes:
             process.terminate()
@@ -103,9 +134,31 @@ async def _consume_with(
             process.wait(timeout=60)
 
 
+def _write_profile(spy: subprocess.Popen[bytes], raw: Path, profile: Path) -> None:
+    spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+    spy.wait(timeout=60)
+    profile.write_text("\n".join(summarize_profile(raw)) + "\n")
+    raw.unlink()
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backends_cpu(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to `database` (by process title)."""
+    found: dict[int, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes()
+            if title.startswith(b"postgres: ") and f" {database} ".encode() in title:
+                found[int(proc.name)] = _cpu_seconds(int(proc.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
 
 
 async def _above(count: Callable[[], Awaitable[int]], n: int) -> int:
@@ -114,7 +167,9 @@ async def _above(count: Callable[[], Awaitable[int]], n: int) -> int:
     return value if value > n else 0
 
 
-async def run(quick: bool = False) -> dict[str, object]:
+async def run(
+    quick: bool = False, sizes: tuple[int, ...] = (1, 2), profile: Path | None = None
+) -> dict[str, object]:
     n_households = 20_000 if quick else 100_000
     n_events = 10_000 if quick else 50_000
     stack = scratch_stack()
@@ -144,19 +199,23 @@ async def run(quick: bool = False) -> dict[str, object]:
             async with sessions() as session:
                 return int(await session.scalar(select(func.count()).select_from(inbox)) or 0)
 
-        for workers in (1, 2):
+        for workers in sizes:
             await _produce(settings, n_events, n_households, seed=workers)
-            rate, cores = await _consume_with(settings, workers, n_events, count)
+            figures = await _consume_with(
+                settings, workers, n_events, count, profile if workers == 1 else None
+            )
             name = f"{workers}_worker{'s' if workers > 1 else ''}"
-            result[f"events_per_s_{name}"] = round(rate)
-            # A worker near one core is bound by its own CPU (one process, one core).
-            result[f"worker_cores_{name}"] = [round(c, 2) for c in cores]
+            result.update({f"{key}_{name}": value for key, value in figures.items()})
             result[f"load_average_{name}"] = round(os.getloadavg()[0], 1)
-            print(f"risk consumer, {workers} worker process(es): {rate:.0f} events/s", flush=True)
-        result["two_to_one_ratio"] = round(
-            float(result["events_per_s_2_workers"]) / float(result["events_per_s_1_worker"]),  # type: ignore[arg-type]
-            2,
-        )
+            print(
+                f"risk consumer, {workers} worker(s): {figures['events_per_s']} events/s",
+                flush=True,
+            )
+        if {1, 2} <= set(sizes):
+            result["two_to_one_ratio"] = round(
+                float(result["events_per_s_2_workers"]) / float(result["events_per_s_1_worker"]),  # type: ignore[arg-type]
+                2,
+            )
     finally:
         await engine.dispose()
         await stack.destroy()
@@ -166,8 +225,10 @@ async def run(quick: bool = False) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scaling")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="run sizes")
+    parser.add_argument("--profile", type=Path, help="py-spy the one-worker run into FILE")
     args = parser.parse_args()
-    print(asyncio.run(run(quick=args.quick)))
+    print(asyncio.run(run(quick=args.quick, sizes=tuple(args.workers), profile=args.profile)))
 
 
 if __name__ == "__main__":
