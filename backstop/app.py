@@ -60,6 +60,9 @@ class ServiceSpec:
     max_upload_bytes: int = 1024 * 1024
 
 
+YOUNG_GENERATION = 20_000  # allocations between two collections of the youngest objects
+
+
 class Runtime:
     """Everything a running service holds. Tests start and stop it without HTTP."""
 
@@ -194,6 +197,11 @@ def create_app(
         # event loop of 100-200 ms that made the p99 of every route.
         gc.collect()
         gc.freeze()
+        # A request allocates a few thousand objects and frees nearly all of them: the
+        # default young generation (700 allocations) ran several collections a request,
+        # 8-14 % of a household GET's CPU (bench/results/http.md).
+        thresholds = gc.get_threshold()
+        gc.set_threshold(YOUNG_GENERATION, *thresholds[1:])
         try:
             yield
         finally:
@@ -201,6 +209,7 @@ def create_app(
             # Collectable again: where several apps share a process (tests), what one froze
             # (a stopped app's connections among it) would otherwise never be freed.
             gc.unfreeze()
+            gc.set_threshold(*thresholds)
 
     app = FastAPI(
         title=spec.title,
