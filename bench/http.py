@@ -185,13 +185,15 @@ def run_wrk(
 class Server:
     """One uvicorn process serving `target`, as deploy/run.py and compose serve a service."""
 
-    def __init__(self, target: str, env: dict[str, str]) -> None:
+    def __init__(self, target: str, env: dict[str, str], workers: int = 1) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"bench.http:{target}", "--factory",
              "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
-             "--http", "httptools", "--log-level", "warning", "--no-access-log"],
+             "--http", "httptools", "--log-level", "warning", "--no-access-log",
+             "--workers", str(workers)],
             cwd=ROOT, env=env,
         )  # fmt: skip
         for _ in range(300):
@@ -203,10 +205,20 @@ class Server:
         self.stop()
         raise RuntimeError(f"{target} did not start")
 
+    def pids(self) -> list[int]:
+        """The serving processes: uvicorn's own, or its workers with `--workers` > 1."""
+        if self.workers == 1:
+            return [self.process.pid]
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU of the serving processes so far."""
+        ticks = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -424,11 +436,11 @@ class Route:
         return load, used / max(load.requests, 1) * 1e6, used / (time.perf_counter() - started)
 
 
-def limited_by(server_cores: float, load: Load) -> str:
-    """What bounds a run, from where the CPU went: the service process (one process uses
-    at most one core), the load generator, or neither of them (then PostgreSQL, or the
-    cores going to other processes: the load average says which is likelier)."""
-    if server_cores >= 0.85:
+def limited_by(server_cores: float, load: Load, workers: int = 1) -> str:
+    """What bounds a run, from where the CPU went: the service's processes (one process
+    uses at most one core), the load generator, or neither of them (then PostgreSQL, or
+    the cores going to other processes: the load average says which is likelier)."""
+    if server_cores >= 0.85 * min(workers, os.cpu_count() or 1):
         return f"CPU of the service process ({server_cores:.2f} cores busy)"
     if load.wrk_cores >= 0.85:
         return f"the load generator (wrk {load.wrk_cores:.2f} cores busy)"
@@ -440,7 +452,10 @@ def limited_by(server_cores: float, load: Load) -> str:
 
 
 async def run(
-    quick: bool = False, profile_routes: bool = False, only: list[str] | None = None
+    quick: bool = False,
+    profile_routes: bool = False,
+    only: list[str] | None = None,
+    workers: int = 1,
 ) -> dict[str, object]:
     seconds = 4.0 if quick else 10.0
     households = 5_000 if quick else 20_000
@@ -451,6 +466,7 @@ async def run(
         "get_connections": GET_CONNECTIONS,
         "post_connections": POST_CONNECTIONS,
         "cores": os.cpu_count(),
+        "workers_per_server": workers,
     }
     servers: dict[str, Server] = {}
     notes: list[str] = []
@@ -504,7 +520,7 @@ async def run(
             "assistance": assist_settings,
             "datasync": feed_settings,
         }
-        servers["bare"] = Server("bare", env)
+        servers["bare"] = Server("bare", env, workers)
         bare_lines = _lines(tmp / "bare.txt", [("/const", "")])
         bare_get = Route("bare", "bare", "GET", GET_CONNECTIONS, bare_lines, "")
         for route in routes:
@@ -513,6 +529,7 @@ async def run(
                     route.server,
                     {**env, "BACKSTOP_SERVICE": route.server,
                      "DATABASE_URL": db[route.server].db_url},
+                    workers,
                 )  # fmt: skip
             server = servers[route.server]
             bare_route = Route("bare", "bare", "GET", route.connections, bare_lines, "")
@@ -538,7 +555,7 @@ async def run(
                 "connections": route.connections,
                 "non_2xx": load.non_2xx,
                 "socket_errors": load.errors,
-                "limited_by": limited_by(cores, load),
+                "limited_by": limited_by(cores, load, workers),
                 "load_average": round(os.getloadavg()[0], 1),
             }
             results[route.name] = figures
@@ -546,14 +563,14 @@ async def run(
             if profile_routes:
                 notes.append(f"{route.name} ({route.method}, {route.connections} connections)")
                 notes += profile(
-                    server.process.pid,
+                    server.pids()[0],
                     seconds,
                     lambda r=route, s=server: r.drive(s, seconds)[0],
                 )
         if profile_routes:
             notes.insert(0, "bare")
             notes[1:1] = profile(
-                servers["bare"].process.pid,
+                servers["bare"].pids()[0],
                 seconds,
                 lambda: bare_get.drive(servers["bare"], seconds)[0],
             )
@@ -573,8 +590,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy each route's server")
     parser.add_argument("--only", nargs="*", help="route names to run")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn processes per server, bare's too"
+    )
     args = parser.parse_args()
-    print(asyncio.run(run(quick=args.quick, profile_routes=args.profile, only=args.only)))
+    print(asyncio.run(run(args.quick, args.profile, args.only, args.workers)))
 
 
 if __name__ == "__main__":
