@@ -17,6 +17,7 @@ import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 MODULES = (
     "outbox", "registry", "datasync", "risk", "notify", "quality", "monthly", "e2e", "http",
@@ -95,11 +96,32 @@ async def main(names: list[str], quick: bool) -> None:
         "",
     ]
     for name, figures in results.items():
-        lines += [f"## {name}", "", "| figure | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v} |" for k, v in figures.items()]  # type: ignore[attr-defined]
-        lines.append("")
+        lines += section(name, figures)  # type: ignore[arg-type]
     (RESULTS / "latest.md").write_text("\n".join(lines))
     print(f"wrote {RESULTS / 'latest.md'}")
+
+
+def section(name: str, figures: dict[str, Any]) -> list[str]:
+    """A module's figures as a table; routes (bench.http) as a table of their own, a row
+    each, with what limits them."""
+    routes = {k: v for k, v in figures.items() if isinstance(v, dict) and "req_per_s" in v}
+    lines = [f"## {name}", "", "| figure | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in figures.items() if k not in routes]
+    if routes:
+        lines += [
+            "",
+            "| route | req/s (× bare) | p50 ms (× bare) | p99 ms (× bare) | CPU µs/req (× bare)"
+            " | non-2xx | limited by | top frames by own time |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {route} | {f['req_per_s']:,} ({f['req_per_s_vs_bare']}) | {f['p50_ms']}"
+            f" ({f['p50_vs_bare']}) | {f['p99_ms']} ({f['p99_vs_bare']}) |"
+            f" {f['server_cpu_us_per_req']:,} ({f['cpu_per_req_vs_bare']}) | {f['non_2xx']} |"
+            f" {f['limited_by']} | {'; '.join(f.get('top_frames', []))} |"
+            for route, f in routes.items()
+        ]
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The REST path under a real load generator, beside a bare FastAPI route.
 
-Each service runs as it is deployed: uvicorn (uvloop, httptools), one worker process, HTTP
-only, on 127.0.0.1. `wrk` (Debian's; installed with apt when missing) drives every route;
+Each service runs as it is deployed: uvicorn (uvloop, httptools), one worker process (or
+`--workers N`, bare's too, as compose's BACKSTOP_API_PROCESSES), HTTP only, on 127.0.0.1. `wrk` (Debian's; installed with apt when missing) drives every route;
 a bare FastAPI route returning a constant, served the same way, is measured right before
 each route (back to back), so each ratio compares two runs under the same neighbours'
 load. Figures: req/s, p50, p99 and their ratio to bare; non-2xx answers are counted.
@@ -10,10 +10,12 @@ Routes: registry GET /v1/households/{id}, GET /v1/households?region=<town>,
 POST /v1/households (one household each, 16 connections); risk GET
 /v1/households/{id}/risk; assistance GET /v1/tasks; datasync POST a 10-record JSON batch.
 
-`--profile` also samples each server with py-spy during an extra wrk run and writes the
-top frames to bench/results/http-profile.txt.
+Each server is also sampled with py-spy during an extra wrk run (`--no-profile` skips
+it): each route's figures name its top frames by own time (what limits it, beside
+`limited_by`), and bench/results/http-profile.txt has the top frames by own and
+inclusive time.
 
-.venv/bin/python -m bench.http [--quick] [--profile] [--only registry_get ...]
+.venv/bin/python -m bench.http [--quick] [--no-profile] [--workers N] [--only registry_get ...]
 """
 
 from __future__ import annotations
@@ -225,9 +227,9 @@ class Server:
         self.process.wait(timeout=30)
 
 
-def profile(pid: int, seconds: float, load: Callable[[], Load]) -> list[str]:
+def profile(pid: int, seconds: float, load: Callable[[], Load]) -> tuple[list[str], list[str]]:
     """py-spy samples of `pid` while `load` runs: the top frames by own time and by
-    inclusive time, as percentages of the samples."""
+    inclusive time, as percentages of the samples; and the top few by own time."""
     with tempfile.NamedTemporaryFile(suffix=".txt", delete=False) as f:
         raw = Path(f.name)
     spy = start_py_spy(pid, raw, "-d", f"{seconds:.0f}")
@@ -235,7 +237,7 @@ def profile(pid: int, seconds: float, load: Callable[[], Load]) -> list[str]:
     load()
     spy.wait(timeout=seconds + 60)
     try:
-        return summarize_profile(raw)
+        return summarize_profile(raw), top_frames(raw)
     finally:
         raw.unlink()
 
@@ -253,6 +255,25 @@ def start_py_spy(pid: int, raw: Path, *options: str) -> subprocess.Popen[bytes]:
 
 def summarize_profile(raw: Path) -> list[str]:
     """The top frames of a py-spy raw profile by own and by inclusive time."""
+    own, inclusive, threads, total = _tally(raw)
+    out = [f"  samples: {total}", "  by thread: " + ", ".join(
+        f"{name} {100 * n / total:.1f}%" for name, n in threads.most_common())]  # fmt: skip
+    out.append("  own time:")
+    out += [f"    {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(12)]
+    out.append("  inclusive time:")
+    out += [f"    {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(30)]
+    return out
+
+
+def top_frames(raw: Path, n: int = 4) -> list[str]:
+    """The `n` frames with the most own time, as the report's "limited by" shows them."""
+    own, _, _, total = _tally(raw)
+    return [f"{100 * k / total:.0f}% {frame}" for frame, k in own.most_common(n)]
+
+
+def _tally(
+    raw: Path,
+) -> tuple[collections.Counter[str], collections.Counter[str], collections.Counter[str], int]:
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
@@ -271,14 +292,7 @@ def summarize_profile(raw: Path) -> list[str]:
         for frame in set(frames):
             if not _TRUNK.search(frame):
                 inclusive[frame] += n
-    total = max(total, 1)
-    out = [f"  samples: {total}", "  by thread: " + ", ".join(
-        f"{name} {100 * n / total:.1f}%" for name, n in threads.most_common())]  # fmt: skip
-    out.append("  own time:")
-    out += [f"    {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(12)]
-    out.append("  inclusive time:")
-    out += [f"    {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(30)]
-    return out
+    return own, inclusive, threads, max(total, 1)
 
 
 # The frames every sample of the event loop passes through (server start-up, the loop).
@@ -453,7 +467,7 @@ def limited_by(server_cores: float, load: Load, workers: int = 1) -> str:
 
 async def run(
     quick: bool = False,
-    profile_routes: bool = False,
+    profile_routes: bool = True,
     only: list[str] | None = None,
     workers: int = 1,
 ) -> dict[str, object]:
@@ -558,22 +572,23 @@ async def run(
                 "limited_by": limited_by(cores, load, workers),
                 "load_average": round(os.getloadavg()[0], 1),
             }
-            results[route.name] = figures
-            print(f"{route.name}: {figures}", flush=True)
             if profile_routes:
-                notes.append(f"{route.name} ({route.method}, {route.connections} connections)")
-                notes += profile(
+                lines, figures["top_frames"] = profile(
                     server.pids()[0],
                     seconds,
                     lambda r=route, s=server: r.drive(s, seconds)[0],
                 )
+                notes += [f"{route.name} ({route.method}, {route.connections} connections)"]
+                notes += lines
+            results[route.name] = figures
+            print(f"{route.name}: {figures}", flush=True)
         if profile_routes:
-            notes.insert(0, "bare")
-            notes[1:1] = profile(
+            lines, _ = profile(
                 servers["bare"].pids()[0],
                 seconds,
                 lambda: bare_get.drive(servers["bare"], seconds)[0],
             )
+            notes[0:0] = ["bare", *lines]
             RESULTS.mkdir(exist_ok=True)
             (RESULTS / "http-profile.txt").write_text("\n".join(notes) + "\n")
             print(f"wrote {RESULTS / 'http-profile.txt'}")
@@ -588,7 +603,9 @@ async def run(
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.http")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="py-spy each route's server")
+    parser.add_argument(
+        "--no-profile", dest="profile", action="store_false", help="skip the py-spy runs"
+    )
     parser.add_argument("--only", nargs="*", help="route names to run")
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn processes per server, bare's too"
