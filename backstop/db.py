@@ -112,7 +112,8 @@ class DriverPool:
 
     Connections open when first needed, up to `size`, and are kept (`recycle_s` at most).
     A statement the server refused leaves its connection usable; anything else raised in
-    the block (the network, a cancelled await mid-statement) closes it. JSON columns come
+    the block (the network, a cancelled await mid-statement) closes it, and a lost
+    server closes the idle ones too. JSON columns come
     back parsed and take text parameters, as through SQLAlchemy's asyncpg dialect."""
 
     def __init__(self, dsn: str, size: int, *, timeout_s: float = 30, recycle_s: float = 1800):
@@ -139,6 +140,10 @@ class DriverPool:
                 self._release(held)
             else:
                 self._discard(conn)
+                if is_transient(exc):
+                    # The server went away (a restart, a failover): the idle connections
+                    # went with it. Reconnect on the next requests instead of failing each.
+                    self._discard_idle()
             raise
         else:
             self._release(held)
@@ -147,8 +152,11 @@ class DriverPool:
         while True:
             if self._closed:
                 raise pg.InterfaceError("the connection pool is closed")
-            if self._idle:
-                return self._idle.pop()  # the most recently used: its caches are warm
+            while self._idle:
+                held = self._idle.pop()  # the most recently used: its caches are warm
+                if not held[0].is_closed():
+                    return held
+                self._discard(held[0])  # the server closed it while it waited
             if self._opened < self._size:
                 self._opened += 1
                 try:
@@ -208,6 +216,11 @@ class DriverPool:
             conn.terminate()
         self._opened -= 1
         self._hand_over(None)
+
+    def _discard_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            self._discard(conn)
 
     def _hand_over(self, held: tuple[asyncpg.Connection, float] | None) -> None:
         """To the longest waiting request, else back to the idle ones."""

@@ -46,17 +46,46 @@ async def test_a_refused_statement_keeps_the_connection(pool: DriverPool) -> Non
     assert await backend(pool) == first
 
 
-async def test_a_dead_connection_is_replaced(pool: DriverPool, kernel_settings: Settings) -> None:
-    first = await backend(pool)
-    admin = await asyncpg.connect(kernel_settings.db_url.replace("+asyncpg", ""))
+async def terminate(settings: Settings, pids: set[int]) -> None:
+    admin = await asyncpg.connect(settings.db_url.replace("+asyncpg", ""))
     try:
-        await admin.execute("SELECT pg_terminate_backend($1)", first)
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", pids)
     finally:
         await admin.close()
-    with pytest.raises((asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)):
+
+
+async def test_a_connection_the_server_closed_is_replaced(
+    pool: DriverPool, kernel_settings: Settings
+) -> None:
+    first = await backend(pool)
+    await terminate(kernel_settings, {first})
+    await asyncio.sleep(0.2)  # the server's goodbye arrives
+    assert await backend(pool) != first  # no failure: the closed one is skipped
+
+
+async def test_a_lost_server_fails_one_request_not_one_per_connection(
+    pool: DriverPool, kernel_settings: Settings
+) -> None:
+    """A restart kills every pooled connection, busy and idle: the busy request fails
+    (503 in a service), and the requests after it reconnect."""
+
+    async def busy() -> int:
         async with pool.connection() as pg:
-            await pg.fetchval("SELECT 1")
-    assert await backend(pool) != first
+            return int(await pg.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.5)"))
+
+    slow = asyncio.create_task(busy())
+    await asyncio.sleep(0.1)
+    async with pool.connection() as pg:
+        pids = {await pg.fetchval("SELECT pg_backend_pid()")}
+        pids |= set(await pg.fetchval(
+            "SELECT array_agg(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.5)%'"
+            " AND pid <> pg_backend_pid()"))  # fmt: skip
+    assert len(pids) == 2
+    await terminate(kernel_settings, pids)
+    with pytest.raises((asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)):
+        await slow
+    after = await asyncio.gather(backend(pool), backend(pool))
+    assert pids.isdisjoint(after)
 
 
 async def test_a_request_cancelled_mid_statement_does_not_return_its_connection(
