@@ -113,16 +113,32 @@ _COLUMNS = ["event_id", "topic", "key", "event_type", "correlation_id", "value"]
 _INSERT_SQL = f"INSERT INTO outbox ({', '.join(_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6)"
 
 
+def envelope_row(envelope: dict[str, Any], *, max_message_bytes: int) -> tuple[Any, ...]:
+    """The outbox row of an event given as the plain values of its envelope (CloudEvent's
+    fields, None ones left out; `time` a UTC datetime; `data` JSON-ready, what
+    `model_dump(mode="json")` gives), serialized once by orjson: the bytes
+    `CloudEvent.to_bytes` writes, without a model built and dumped. Keyed by the subject.
+    An event the broker would refuse raises EventTooLarge."""
+    subject = envelope.get("subject") or envelope["id"]
+    row = (
+        envelope["id"],
+        spec_of(envelope["type"]).topic,
+        subject,
+        envelope["type"],
+        envelope.get("correlationid"),
+        orjson.dumps(envelope, option=orjson.OPT_UTC_Z),
+    )
+    _check_sizes(max_message_bytes, [row])
+    return row
+
+
 def chained_insert(
-    events: Sequence[CloudEvent], *, first_param: int, max_message_bytes: int
+    rows: Sequence[tuple[Any, ...]], *, first_param: int
 ) -> tuple[str, list[list[Any]]]:
-    """The outbox INSERT of `events`, for a caller that writes its rows and their events in
-    one statement (its inserts chained as data-modifying CTEs, no explicit transaction):
-    the SQL, whose parameters are numbered from `first_param`, and those parameters (one
-    array per column). An event the broker would refuse raises EventTooLarge."""
-    pick = itemgetter(*_COLUMNS)
-    rows = [pick(outbox_row(e, None)) for e in events]
-    _check_sizes(max_message_bytes, rows)
+    """The outbox INSERT of `rows` (each an `envelope_row`), for a caller that writes
+    its rows and their events in one statement (its inserts chained as data-modifying
+    CTEs, no explicit transaction): the SQL, whose parameters are numbered from
+    `first_param`, and those parameters (one array per column)."""
     n = first_param
     sql = (
         f"INSERT INTO outbox ({', '.join(_COLUMNS)}) SELECT * FROM unnest(${n}::text[],"

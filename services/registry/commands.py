@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backstop import outbox
 from backstop.auth import Level, Principal
 from backstop.contracts import registry as contract
-from backstop.db import SessionFactory, driver_connection, unit_of_work
+from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
 from backstop.idnumber import mask_id, valid_phone
 from services.registry import domain
@@ -72,14 +72,13 @@ async def create_household(
         prepared = prepare_household(draft, villages=villages, pii_key=pii_key)
     except DraftInvalid as exc:
         raise problem_of(exc) from None
-    # Nearly every registration is of new people: one statement, one round trip. A unique
-    # index refusing it (nothing written) sends it the careful way below, which locks
+    # Nearly every registration is of new people: one statement, one round trip (shared
+    # with the registrations arriving at the same moment). A unique index refusing it (nothing written) sends it the careful way below, which locks
     # who is registered already and names them, or takes back removed people.
     try:
-        async with driver_connection(sessions) as pg:
-            await register_new(
-                pg, prepared, actor=actor, max_message_bytes=outbox.max_message_bytes(sessions)
-            )
+        await register_new(
+            sessions, prepared, actor=actor, max_message_bytes=outbox.max_message_bytes(sessions)
+        )
         return str(prepared.household["id"])
     except UniqueViolationError:
         pass

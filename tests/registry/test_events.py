@@ -9,13 +9,14 @@ from datetime import date
 
 import orjson
 
-from backstop import crypto
+from backstop import crypto, outbox
 from backstop.contracts import registry as contract
 from backstop.events import CloudEvent, make_event
+from backstop.logs import correlation_id
 from backstop.settings import get_settings
 from services.registry import drafts, views
 from services.registry.county import read_regions
-from services.registry.registering import created_event
+from services.registry.registering import created_envelope, created_event
 from services.registry.seed import generate
 from services.registry.views import HouseholdView, snapshot_data
 
@@ -46,6 +47,30 @@ def test_created_events_are_the_contracts_json() -> None:
     assert ours.keys() == theirs.keys()
     assert {**ours, "id": "", "time": ""} == {**theirs, "id": "", "time": ""}
     assert CloudEvent.from_bytes(event.to_bytes()) == event
+
+
+def test_the_api_writes_the_created_event_as_the_kernels_envelope_bytes() -> None:
+    """A registration through the API serializes its event's plain values once
+    (`outbox.envelope_row`): the bytes `CloudEvent.to_bytes` gives, with and without a
+    correlation id, with and without microseconds."""
+    villages = {r.code for r in read_regions("441881") if r.level == "village"}
+    for n, (draft, _) in enumerate(generate(50, seed=5, county="441881", today=TODAY)):
+        prepared = drafts.prepare_household(draft, villages=villages, pii_key=KEY, today=TODAY)
+        token = correlation_id.set(f"corr-{n}" if n % 2 else None)
+        try:
+            envelope = created_envelope(prepared, "clerk")
+        finally:
+            correlation_id.reset(token)
+        if n % 3 == 0:
+            envelope["time"] = envelope["time"].replace(microsecond=0)
+        event_id, topic, key, event_type, correlation, value = outbox.envelope_row(
+            envelope, max_message_bytes=1_000_000
+        )
+        event = CloudEvent.model_construct(**envelope)
+        assert value == event.to_bytes()
+        assert CloudEvent.from_bytes(value) == CloudEvent.model_validate(envelope)
+        assert (event_id, key, event_type) == (event.id, prepared.household["id"], event.type)
+        assert topic == contract.TOPIC and correlation == (f"corr-{n}" if n % 2 else None)
 
 
 def test_snapshot_of_a_loaded_household_is_the_contracts_json() -> None:

@@ -346,6 +346,51 @@ async def test_concurrent_registrations_of_one_person(registry: Registry) -> Non
             assert r.json()["errors"][0]["loc"] == ["body", "members", 1, "id_number"]
 
 
+async def test_registrations_at_the_same_moment_share_a_statement_not_a_refusal(
+    registry: Registry,
+) -> None:
+    """Registrations that arrive together are written by one statement (group commit:
+    their rows share a transaction); one refused by a unique index fails alone, and the
+    others are registered, each with its one HouseholdCreated event."""
+    import asyncio
+
+    async def burst(bodies: list[dict[str, object]]) -> list[int]:
+        responses = await asyncio.gather(
+            *(registry.client.post("/v1/households", json=b, headers=registry.writer)
+              for b in bodies)
+        )  # fmt: skip
+        ids.extend(r.json()["id"] for r in responses if r.status_code == 201)
+        return [r.status_code for r in responses]
+
+    ids: list[str] = []
+    assert await burst([household_body() for _ in range(8)]) == [201] * 8
+    async with registry.runtime.sessions() as session:
+        transactions = (
+            await session.execute(
+                text("SELECT count(DISTINCT xmin::text) FROM household WHERE id = ANY(:ids)"),
+                {"ids": ids},
+            )
+        ).scalar_one()
+    assert transactions < len(ids)
+
+    taken = household_body()
+    await create(registry, taken)
+    bodies = [household_body() for _ in range(8)]
+    bodies[3]["members"][1]["id_number"] = taken["members"][1]["id_number"]  # type: ignore[index]
+    assert await burst(bodies) == [201] * 3 + [409] + [201] * 4
+    assert len(ids) == 15
+    events = await read_topic(
+        registry.settings,
+        TOPIC,
+        min_count=len(ids),
+        match=lambda e: e.subject in ids and e.type.endswith("household.created.v1"),
+    )
+    assert sorted(e.subject or "" for e in events) == sorted(ids)
+    refused = bodies[3]["members"][0]["id_number"]  # type: ignore[index]
+    missing = await registry.client.get(f"/v1/persons/{refused}", headers=registry.reader)
+    assert missing.status_code == 404
+
+
 async def test_monitoring_correction_and_openapi(registry: Registry) -> None:
     """Seed 四(一): 严格认定程序. The status comes from the procedure; a PATCH may only
     correct it at county level, with a reason, and is recorded as a correction."""
