@@ -334,6 +334,7 @@ def window_start(as_of: date) -> date:
         return as_of.replace(year=as_of.year - 1, day=28) + timedelta(days=1)
 
 
+@lru_cache(maxsize=64)
 def previous_window_start(as_of: date) -> date:
     """The first day of the 12 months before the rolling window: what spending is
     compared with for 支出骤增."""
@@ -537,25 +538,28 @@ def _rigid(
     if spending.amount <= 0:
         return None
     income = features.income
-    head = f"近12个月{label} {yuan(spending.amount)}（{spending.count} 条记录）"
+
+    def head() -> str:  # only for a factor found: most households have none
+        return f"近12个月{label} {yuan(spending.amount)}（{spending.count} 条记录）"
+
     if income is not None and income.total > 0:
         share = spending.amount / income.total
         if share >= policy.rigid_share:
             return Factor(
                 code,
                 points,
-                f"{head}，占家庭年收入 {yuan(income.total)}的 {pct(share)}，"
+                f"{head()}，占家庭年收入 {yuan(income.total)}的 {pct(share)}，"
                 f"{reaches(share, policy.rigid_share)}预警线 {pct(policy.rigid_share)}",
                 spending.sources,
             )
     elif income is not None:  # a recorded income of zero: any rigid spending is over
-        return Factor(code, points, f"{head}，家庭年收入为 0 元，达到预警线", spending.sources)
+        return Factor(code, points, f"{head()}，家庭年收入为 0 元，达到预警线", spending.sources)
     fixed = policy.rigid_amount if income is not None else policy.rigid_amount_without_income
     if fixed is not None and spending.amount >= fixed:
         why = f"{reaches(spending.amount, fixed)}预警金额"
         if income is None:
             why = "未登记家庭年收入，" + why
-        return Factor(code, points, f"{head}，{why} {yuan(fixed)}", spending.sources)
+        return Factor(code, points, f"{head()}，{why} {yuan(fixed)}", spending.sources)
     return None
 
 
@@ -603,10 +607,6 @@ def expense_surge(features: Features, policy: Policy) -> Factor | None:
     total, income, before = features.rigid_total, features.income, features.rigid_before
     if total <= 0:
         return None
-    head = (
-        f"近12个月刚性支出合计 {yuan(total)}（医疗 {yuan(features.medical.amount)}、"
-        f"灾害 {yuan(features.disaster.amount)}、教育 {yuan(features.school.amount)}）"
-    )
     reasons: list[str] = []
     if income is not None and total >= (limit := income.total * policy.expense_surge_ratio):
         reasons.append(
@@ -628,6 +628,10 @@ def expense_surge(features: Features, policy: Policy) -> Factor | None:
         )
     if not reasons:
         return None
+    head = (
+        f"近12个月刚性支出合计 {yuan(total)}（医疗 {yuan(features.medical.amount)}、"
+        f"灾害 {yuan(features.disaster.amount)}、教育 {yuan(features.school.amount)}）"
+    )
     sources = features.medical.sources + features.disaster.sources + features.school.sources
     return Factor(
         "expense_surge",

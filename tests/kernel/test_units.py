@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+import uuid
+from datetime import date, datetime
 
+import orjson
 import pytest
 from cryptography.fernet import Fernet
 from hypothesis import given, settings
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from backstop.contracts.kernel import ProbeEmitted
-from backstop.events import CloudEvent, make_event, spec_of
+from backstop.events import CloudEvent, make_event, new_event_id, spec_of
 from backstop.idnumber import (
     InvalidIdNumber,
     check_digit,
@@ -103,6 +105,37 @@ def test_envelope_round_trip_and_registry() -> None:
     assert back.specversion == "1.0" and back.correlationid == "c1" and back.subject == "h1"
     assert back.payload() == ProbeEmitted(household_id="h1", seq=1)
     assert spec_of(back.type).topic == "kernel.probes"
+
+
+# JSON values an event's data may hold (what model_dump(mode="json") gives).
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(), _JSON, max_size=6), st.none() | st.text(), st.datetimes())
+@settings(max_examples=400, deadline=None)
+def test_envelope_bytes_are_what_orjson_writes(
+    data: dict[str, object], subject: str | None, time: datetime
+) -> None:
+    """to_bytes serializes in one pass; the bytes stay those of orjson over the JSON dump
+    (what the outbox has always stored: floats, escapes, dropped nulls and all)."""
+    event = CloudEvent(source="/backstop/x", type="t", subject=subject, data=data, time=time)
+    assert event.to_bytes() == orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+
+
+def test_event_ids_are_random_version_4_uuids() -> None:
+    ids = [new_event_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
 def test_server_access_logs_are_masked_too() -> None:
