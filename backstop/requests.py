@@ -44,11 +44,17 @@ FORBIDDEN_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]
 PHONE_PATTERN = r"^[0-9+()\- ]+$"
 
 
+_forbidden = FORBIDDEN_CHARACTERS.search
+# Values with nothing inside to check (no text, no float, no date): most of a body's leaves.
+_PLAIN = frozenset({bool, int, type(None)})
+_NO_DATE = frozenset({str, bool, int, float, type(None)})
+
+
 def _check_value(value: Any, depth: int = 0) -> None:
     """Raise ValueError if `value` (raw JSON) holds a control character or a non-finite
     number anywhere inside."""
     if isinstance(value, str):
-        found = FORBIDDEN_CHARACTERS.search(value)
+        found = _forbidden(value)
         if found:
             raise ValueError(
                 f"must not contain control characters (found U+{ord(found.group()):04X})"
@@ -60,13 +66,23 @@ def _check_value(value: Any, depth: int = 0) -> None:
         if depth > 20:
             raise ValueError("is nested too deeply")
         for key, item in value.items():
-            _check_value(key, depth + 1)
-            _check_value(item, depth + 1)
+            # Clean text and plain leaves inline (a call for each is most of the cost).
+            if key.__class__ is not str or _forbidden(key):
+                _check_value(key, depth + 1)
+            if item.__class__ is str:
+                if _forbidden(item):
+                    _check_value(item, depth + 1)
+            elif item.__class__ not in _PLAIN:
+                _check_value(item, depth + 1)
     elif isinstance(value, list | tuple):
         if depth > 20:
             raise ValueError("is nested too deeply")
         for item in value:
-            _check_value(item, depth + 1)
+            if item.__class__ is str:
+                if _forbidden(item):
+                    _check_value(item, depth + 1)
+            elif item.__class__ not in _PLAIN:
+                _check_value(item, depth + 1)
 
 
 def _in_window(value: date | datetime) -> None:
@@ -81,10 +97,12 @@ def _dates_in_window(value: Any) -> None:
         _in_window(value)
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
-            _dates_in_window(item)
+            if item.__class__ not in _NO_DATE:
+                _dates_in_window(item)
     elif isinstance(value, dict):
         for item in value.values():
-            _dates_in_window(item)
+            if item.__class__ not in _NO_DATE:
+                _dates_in_window(item)
 
 
 def _today() -> date:
@@ -100,13 +118,18 @@ class RequestModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_control_characters_or_infinities(cls, value: Any) -> Any:
-        _check_value(value)
+        if value.__class__ is str:
+            if _forbidden(value):
+                _check_value(value)
+        elif value.__class__ not in _PLAIN:
+            _check_value(value)
         return value
 
     @field_validator("*", mode="after")
     @classmethod
     def _dates_within_window(cls, value: Any) -> Any:
-        _dates_in_window(value)
+        if value.__class__ not in _NO_DATE:
+            _dates_in_window(value)
         return value
 
 

@@ -71,14 +71,15 @@ async def create_household(
     request: Request,
     sessions: SessionsDep,
     principal: Principal = require(WRITE),
-) -> HouseholdCreated:
+) -> Response:
     """Register a household (建档立卡). 422 for a bad ID number, an unknown village or not
     exactly one head; 409 when a member is already in another household."""
     principal.require_region(body.region_code.strip())
     household_id = await commands.create_household(
         sessions, body, actor=principal.sub, pii_key=_settings(request).pii_key
     )
-    return HouseholdCreated(id=household_id, version=1)
+    # The model documents it; the answer is serialised once, not validated again.
+    return OrjsonResponse({"id": household_id, "version": 1}, status_code=201)
 
 
 # The two reads the provincial platform polls: on a read connection (no transaction, no

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Container
 from dataclasses import dataclass
 from datetime import date
@@ -227,9 +228,11 @@ async def village_codes(session: AsyncSession) -> set[str]:
     return set(rows.scalars())
 
 
-# The village codes each process holds, by database: a single registration checks its
-# village against these instead of reading every code again.
-_VILLAGES: dict[str, tuple[float, frozenset[str]]] = {}
+# The village codes each process holds, by database (engine): a single registration
+# checks its village against these instead of reading every code again.
+_VILLAGES: weakref.WeakKeyDictionary[object, tuple[float, frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
+)
 VILLAGES_REFRESH_S = 300.0  # picks up regions another process reloaded
 VILLAGES_MISS_RELOAD_S = 10.0
 
@@ -239,7 +242,7 @@ async def known_villages(sessions: SessionFactory, wanted: str) -> frozenset[str
     VILLAGES_REFRESH_S old, when `wanted` is not among them (a village added since; at
     most every VILLAGES_MISS_RELOAD_S, so unknown codes cannot make every request read
     them) and after `forget_villages` (regions reloaded in this process)."""
-    key = str(sessions.kw["bind"].url)
+    key = sessions.kw["bind"]
     now = time.monotonic()
     loaded_at, codes = _VILLAGES.get(key, (-VILLAGES_REFRESH_S, frozenset()))
     age = now - loaded_at

@@ -289,3 +289,28 @@ def test_a_visit_carries_at_most_one_schooling_entry_per_member() -> None:
 def test_a_period_outside_its_window_or_shape_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="month"):
         Period.parse(text)
+
+
+def test_a_hostile_value_is_named_at_the_outermost_field_holding_it() -> None:
+    """The checks skip clean text and plain leaves inline; what they find, and where it is
+    reported, is what a walk of every value finds: the first bad value in the body's
+    order, at the top-level field holding it (a key, a list item, a nested dict)."""
+    cases = [
+        ({"members": [{"id_number": "1", "name": "a\x00b", "relation": "head"}]},
+         "members", "U+0000"),
+        ({"guarantees": {"food\x07": "ok"}}, "guarantees", "U+0007"),
+        ({"contacts": [{"role": "cadre", "name": "王", "phone": "1380000\x1f"}]},
+         "contacts", "U+001F"),
+        ({"annual_income": {"year": 2025, "total": float("inf")}}, "annual_income", "finite"),
+        ({"members": [[[{"x": [1, 2.5, "\x7f"]}]]]}, "members", "U+007F"),
+    ]  # fmt: skip
+    for changes, field, message in cases:
+        with pytest.raises(ValidationError) as raised:
+            HouseholdCreate.model_validate(_household(**changes))
+        error = raised.value.errors()[0]
+        assert error["loc"] == (field,) and message in error["msg"], error
+    nested: object = "x"
+    for _ in range(25):
+        nested = [nested]
+    with pytest.raises(ValidationError, match="nested too deeply"):
+        HouseholdCreate.model_validate(_household(members=nested))
