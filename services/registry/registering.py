@@ -277,7 +277,7 @@ def _table_rows(
 # --- One household through the API, in one statement with those arriving meanwhile ---
 
 MAX_BATCH = 64  # registrations in one statement at most
-WRITERS = 2  # statements in flight at most: one runs while the next batch is checked
+WRITERS = 4  # statements in flight at most: some run while the next batches are checked
 
 
 @dataclass(slots=True)
@@ -298,8 +298,9 @@ class _Registrations:
     data; nothing of it written) sends each of its households to be written alone, so
     only the offending one fails, with its own error."""
 
-    def __init__(self, sessions: SessionFactory) -> None:
+    def __init__(self, sessions: SessionFactory, loop: asyncio.AbstractEventLoop) -> None:
         self.sessions = sessions
+        self.loop = loop
         self.waiting: list[_Registration] = []
         self.writers = 0  # statements in flight, or about to be
         self.starting = False  # a writer is about to take what waits
@@ -310,7 +311,7 @@ class _Registrations:
         if not self.starting and self.writers < WRITERS:
             self.writers += 1
             self.starting = True
-            task = asyncio.get_running_loop().create_task(self._write_waiting())
+            task = self.loop.create_task(self._write_waiting())
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         return await registration.written
@@ -360,15 +361,16 @@ async def register_new(
     together. A unique index refuses it (nothing written) when a member or the number is
     registered already, removed people included: then `insert_households` decides, in a
     transaction, what the answer is."""
+    loop = asyncio.get_running_loop()
     registration = _Registration(
         _table_rows([p], actor, set()),
         outbox.envelope_row(created_envelope(p, actor), max_message_bytes=max_message_bytes),
-        asyncio.get_running_loop().create_future(),
+        loop.create_future(),
     )
     info = sessions.kw["info"]
     registrations: _Registrations | None = info.get(_REGISTRATIONS)
-    if registrations is None:
-        registrations = info[_REGISTRATIONS] = _Registrations(sessions)
+    if registrations is None or registrations.loop is not loop:
+        registrations = info[_REGISTRATIONS] = _Registrations(sessions, loop)
     if not await registrations.write(registration):
         async with driver_connection(sessions) as pg:
             await _insert_registrations(pg, [registration])
