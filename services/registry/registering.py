@@ -1,6 +1,8 @@
 """Registering checked households: one set-based write (COPY) of PreparedHousehold rows
 with their history and HouseholdCreated events, in the caller's transaction. The one path
-for a household created through the API, an import and the demo seed."""
+for a household created through the API, an import and the demo seed. A household of new
+people through the API goes first as one statement, shared with the registrations that
+arrive at the same moment (`register_new`: group commit)."""
 
 from __future__ import annotations
 
