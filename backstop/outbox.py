@@ -75,10 +75,19 @@ async def publish_many(
     session: AsyncSession, events: Sequence[CloudEvent], *, key: str | None = None
 ) -> None:
     """Write many events in the caller's transaction; large lists go by COPY."""
-    if not events:
-        return
+    if events:
+        await _write(session, _COLUMNS, event_rows(session, events, key=key))
+
+
+def event_rows(
+    session: AsyncSession, events: Sequence[CloudEvent], *, key: str | None = None
+) -> list[tuple[Any, ...]]:
+    """The outbox rows of `events` (as `publish_many` writes them), for a caller that
+    writes them with its own statement (`chained_insert`). Raises EventTooLarge."""
     pick = itemgetter(*_COLUMNS)
-    await _write(session, _COLUMNS, [pick(outbox_row(e, key)) for e in events])
+    rows = [pick(outbox_row(e, key)) for e in events]
+    _check_sizes(_limit(session), rows)
+    return rows
 
 
 async def publish_bulk(
@@ -92,6 +101,17 @@ async def publish_bulk(
     event, and `data` is serialized by orjson as given, so it must be JSON-ready (what
     `model_dump(mode="json")` gives) and may hold `orjson.Fragment`s, JSON the producer
     already has as text. The value is the envelope `CloudEvent.to_bytes` writes."""
+    rows = bulk_rows(session, template, items)
+    if rows:
+        await _write(session, _COLUMNS, rows)
+    return len(rows)
+
+
+def bulk_rows(
+    session: AsyncSession, template: CloudEvent, items: Iterable[tuple[str, dict[str, Any]]]
+) -> list[tuple[Any, ...]]:
+    """The outbox rows `publish_bulk` writes, for a caller that writes them with its own
+    statement (`chained_insert`). Raises EventTooLarge."""
     shape = template.model_copy(update={"subject": "", "data": {}})
     envelope = shape.model_dump(mode="json", exclude_none=True)
     topic, event_type, correlation = (
@@ -104,9 +124,8 @@ async def publish_bulk(
         event_id = new_event_id()
         envelope["id"], envelope["subject"], envelope["data"] = event_id, subject, data
         rows.append((event_id, topic, subject, event_type, correlation, orjson.dumps(envelope)))
-    if rows:
-        await _write(session, _COLUMNS, rows)
-    return len(rows)
+    _check_sizes(_limit(session), rows)
+    return rows
 
 
 _COLUMNS = ["event_id", "topic", "key", "event_type", "correlation_id", "value"]
@@ -135,9 +154,9 @@ def envelope_row(envelope: dict[str, Any], *, max_message_bytes: int) -> tuple[A
 def chained_insert(
     rows: Sequence[tuple[Any, ...]], *, first_param: int
 ) -> tuple[str, list[list[Any]]]:
-    """The outbox INSERT of `rows` (each an `envelope_row`), for a caller that writes
-    its rows and their events in one statement (its inserts chained as data-modifying
-    CTEs, no explicit transaction): the SQL, whose parameters are numbered from
+    """The outbox INSERT of `rows` (each an `envelope_row`, `event_rows` or `bulk_rows`
+    row), for a caller that writes its rows and their events in one statement (its
+    inserts chained as data-modifying CTEs): the SQL, whose parameters are numbered from
     `first_param`, and those parameters (one array per column)."""
     n = first_param
     sql = (
@@ -154,8 +173,12 @@ def max_message_bytes(sessions: SessionFactory) -> int:
     return int(info.get(MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES))
 
 
+def _limit(session: AsyncSession) -> int:
+    return int(session.info.get(MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES))
+
+
 async def _write(session: AsyncSession, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    _check_sizes(int(session.info.get(MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES)), rows)
+    """Rows already checked by `event_rows` / `bulk_rows`."""
     connection = await raw_connection(session)
     if len(rows) < COPY_FROM:
         # On the driver: one prepared statement, one round trip for the rows.

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,10 +52,20 @@ from services.datasync.domain import (
     record_id_of,
     validate_record,
 )
-from services.datasync.matching import MATCHING_LOCK, publish_batch_records
+from services.datasync.matching import (
+    MATCHING_LOCK,
+    batch_records_item,
+    batch_records_template,
+    publish_batch_records,
+)
 from services.datasync.models import BatchSummary, RecordError
 from services.datasync.parsing import FileLayout, Row
-from services.datasync.unmatched import emit_unmatched
+from services.datasync.unmatched import (
+    emit_unmatched,
+    new_people_items,
+    person_json,
+    unmatched_template,
+)
 
 log = logging.getLogger("backstop.datasync")
 
@@ -78,8 +89,8 @@ class Chunk:
     """Up to `chunk_size` records, parsed and validated.
 
     `staged` holds the valid records, each as (index, record_id, id_hash, content_hash,
-    raw JSON, line, Excel row): the line is its `feed_records` row in COPY text format
-    but for the household columns, known once the chunk is matched."""
+    raw JSON, line, Excel row, record): the line is its `feed_records` row in COPY text
+    format but for the household columns, known once the chunk is matched."""
 
     received: int = 0
     staged: list[tuple[Any, ...]] = field(default_factory=list)
@@ -159,7 +170,7 @@ def rejection(
     )
 
 
-_ID, _HASH, _CONTENT, _LINE = 1, 2, 3, 5  # positions in a staged record
+_ID, _HASH, _CONTENT, _RAW, _LINE, _RECORD = 1, 2, 3, 4, 5, 7  # positions in a staged record
 
 
 @dataclass
@@ -175,6 +186,10 @@ class Tally:
     hasher: Any = field(default_factory=lambda: hashlib.sha256())
     # (household, period of the record, action, event form) of each matched change
     changed: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    # The new records as written, (household or None, id_hash, index, data JSON), while
+    # every chunk went by INSERT (None once one went by COPY): a batch with no changes
+    # emits its events from these instead of reading its records back.
+    written: list[tuple[str | None, str, int, bytes]] | None = field(default_factory=list)
 
     def reject(self, rejected: Rejection, cap: int) -> None:
         self.rejected += 1
@@ -268,6 +283,7 @@ def prepare_chunk(
                                 raw_json,
                                 copy_line,
                                 row_number,
+                                record,
                             )
                         )
         if received >= size:
@@ -347,10 +363,7 @@ async def ingest_batch(
         async with unit_of_work(sessions) as session:
             conn = await raw_connection(session)
             claimed = await conn.fetchval(
-                "INSERT INTO feed_batches (source, batch_id, period, status, format, filename,"
-                " submitted_by, received_at, received, accepted, duplicates, rejected, matched,"
-                " unmatched, profile_version) VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7,"
-                " 0, 0, 0, 0, 0, 0, $8) ON CONFLICT (source, batch_id) DO NOTHING RETURNING true",
+                _CLAIM,
                 source,
                 batch_id,
                 str(period),
@@ -398,6 +411,22 @@ async def ingest_batch(
     FEED_BATCHES.labels(source, "unscheduled" if on_time is None else
                         "on_time" if on_time else "late").inc()  # fmt: skip
     return summary, True
+
+
+# The batch row, and once it is claimed the matching lock (shared, see MATCHING_LOCK;
+# the record lookups are later statements, so they see what a snapshot committed before
+# it) and the settings of the grouping of the batch's records (one short query: JIT
+# costs more than it saves, and the sort fits in memory), in one round trip.
+_CLAIM = (
+    "WITH claimed AS MATERIALIZED (SELECT"
+    f" pg_advisory_xact_lock_shared({MATCHING_LOCK}), set_config('jit', 'off', true),"
+    " set_config('work_mem', '64MB', true))"
+    " INSERT INTO feed_batches (source, batch_id, period, status, format, filename,"
+    " submitted_by, received_at, received, accepted, duplicates, rejected, matched,"
+    " unmatched, profile_version) VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7,"
+    " 0, 0, 0, 0, 0, 0, $8) ON CONFLICT (source, batch_id) DO NOTHING"
+    " RETURNING (SELECT true FROM claimed)"
+)
 
 
 async def _chunks(
@@ -500,12 +529,6 @@ async def _apply(
     received_at: datetime,
     layout: FileLayout | None,
 ) -> dict[str, Any]:
-    # The grouping of a batch's matched records (per household) is one short query:
-    # JIT compilation costs more than it saves, and the sort fits in memory.
-    await conn.execute(
-        "SET LOCAL jit = off; SET LOCAL work_mem = '64MB';"
-        f" SELECT pg_advisory_xact_lock_shared({MATCHING_LOCK})"
-    )
     copy_head = b"\t".join((_text(source), _text(batch_id), _text(str(period))))
     async with contextlib.aclosing(
         _chunks(rows, ctx, config.chunk_size, tally.hasher, copy_head)
@@ -514,31 +537,30 @@ async def _apply(
             tally.received += chunk.received
             rejected = list(chunk.rejected)
             if chunk.staged:
-                rejected += await _write_records(conn, source, batch_id, chunk, tally, ctx.columns)
+                rejected += await _write_records(
+                    conn, source, batch_id, str(period), chunk, tally, ctx.columns
+                )
             if chunk.changes:  # after the chunk's new records: a change may name one
                 rejected += await _apply_changes(
                     conn, source, batch_id, str(period), chunk.changes, tally, ctx.columns
                 )
+            if chunk.changes:
+                tally.written = None  # a change may be to a record written above
             if rejected:
                 rejected.sort()
                 for r in rejected:
                     tally.reject(r, config.max_errors_listed)
-                await conn.copy_records_to_table(
-                    "rejected_records",
-                    records=[(source, batch_id, *r) for r in rejected],
-                    columns=_REJECTED_COLUMNS,
-                )
+                records = [(source, batch_id, *r) for r in rejected]
+                if len(records) < COPY_FROM:
+                    await conn.executemany(_INSERT_REJECTED, records)
+                else:
+                    await conn.copy_records_to_table(
+                        "rejected_records", records=records, columns=_REJECTED_COLUMNS
+                    )
     if tally.received == 0:
         raise invalid(["body", "records"], "the batch has no records")
 
-    await publish_batch_records(
-        session, conn, source=source, batch_id=batch_id, period=str(period), correlation=batch_id
-    )
-    if tally.changed:
-        await _emit_changes(session, source, batch_id, tally.changed)
-    await emit_unmatched(
-        session, conn, source=source, batch_id=batch_id, period=str(period), correlation=batch_id
-    )
+    events = await _publish_records(session, conn, source, batch_id, str(period), tally)
     due = config.rules.due_on(source, period)
     in_time = on_time(due, received_at.astimezone(config.tz).date())
     tally.errors.sort(key=lambda e: e.index)
@@ -560,24 +582,6 @@ async def _apply(
         due_on=due,
         **(layout.describe() if layout is not None else {"record_id_rule": "field record_id"}),
     ).model_dump(mode="json")
-    await conn.execute(
-        "UPDATE feed_batches SET status = 'done', content_hash = $3, completed_at = now(),"
-        " due_on = $4, on_time = $5, received = $6, accepted = $7, duplicates = $8,"
-        " rejected = $9, matched = $10, unmatched = $11, summary = $12::jsonb"
-        " WHERE source = $1 AND batch_id = $2",
-        source,
-        batch_id,
-        tally.hasher.hexdigest(),
-        due,
-        in_time,
-        tally.received,
-        tally.accepted,
-        tally.duplicates,
-        tally.rejected,
-        tally.matched,
-        tally.accepted - tally.matched,
-        orjson.dumps(summary).decode(),
-    )
     received_event = make_event(
         SERVICE,
         BatchReceived(
@@ -599,7 +603,28 @@ async def _apply(
         subject=f"{source}/{batch_id}",
         correlation_id=correlation_id.get() or batch_id,
     )
-    await outbox.publish(session, received_event, key=source)
+    events.extend(outbox.event_rows(session, [received_event], key=source))
+    insert_events, event_arrays = outbox.chained_insert(events, first_param=13)
+    await conn.execute(
+        "WITH done AS (UPDATE feed_batches SET status = 'done', content_hash = $3,"
+        " completed_at = now(), due_on = $4, on_time = $5, received = $6, accepted = $7,"
+        " duplicates = $8, rejected = $9, matched = $10, unmatched = $11,"
+        " summary = $12::jsonb WHERE source = $1 AND batch_id = $2) " + insert_events,
+        source,
+        batch_id,
+        tally.hasher.hexdigest(),
+        due,
+        in_time,
+        tally.received,
+        tally.accepted,
+        tally.duplicates,
+        tally.rejected,
+        tally.matched,
+        tally.accepted - tally.matched,
+        orjson.dumps(summary).decode(),
+        *event_arrays,
+    )
+    outbox.wake()
     log.info(
         "batch %s/%s for %s: %d received, %d accepted, %d duplicates, %d rejected, %d matched",
         source,
@@ -612,6 +637,31 @@ async def _apply(
         tally.matched,
     )
     return summary
+
+
+async def _publish_records(
+    session: AsyncSession,
+    conn: asyncpg.Connection,
+    source: str,
+    batch_id: str,
+    period: str,
+    tally: Tally,
+) -> list[tuple[Any, ...]]:
+    """The batch's `records.matched`, `records.voided` and `records.unmatched`: written
+    to the outbox from the stored records, streamed; or, for a batch whose records are
+    all in `tally.written`, returned as outbox rows to write with the batch's summary."""
+    if tally.written is not None:
+        return _written_events(session, source, batch_id, period, tally.written)
+    await publish_batch_records(
+        session, conn, source=source, batch_id=batch_id, period=period, correlation=batch_id
+    )
+    if tally.changed:
+        await _emit_changes(session, source, batch_id, tally.changed)
+    await emit_unmatched(
+        session, conn, source=source, batch_id=batch_id, period=period, correlation=batch_id,
+        changes=bool(tally.corrected or tally.voided),
+    )  # fmt: skip
+    return []
 
 
 _NULL = b"\\N"
@@ -658,24 +708,108 @@ def copy_payload(staged: list[tuple[Any, ...]], matched_to: dict[str, bytes]) ->
 
 _UNMATCHED = b"\t\\N\t\\N\n"
 
+# Chunks of fewer new records than this are one INSERT of arrays, matched in the same
+# statement; larger ones go by COPY, whose fixed cost (a lookup, a savepoint, two round
+# trips for the COPY) pays off above it.
+INSERT_BELOW = 200
+_INSERT_RECORDS = (
+    "INSERT INTO feed_records (source, batch_id, period, record_id, idx, id_number, id_hash,"
+    " name, data, content_hash, raw, household_id, matched_at)"
+    " SELECT $1, $2, $3, r.record_id, r.idx, r.id_number, r.id_hash, r.name, r.data::json,"
+    " r.content_hash, r.raw::json, m.household_id,"
+    " CASE WHEN m.household_id IS NOT NULL THEN $4::timestamptz END"
+    " FROM unnest($5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::text[],"
+    " $11::text[], $12::text[]) AS r(record_id, idx, id_number, id_hash, name, data,"
+    " content_hash, raw)"
+    # The latest claim on a person wins while a move between households is half-way.
+    " LEFT JOIN LATERAL (SELECT household_id FROM person_index p WHERE p.id_hash = r.id_hash"
+    " ORDER BY p.since DESC LIMIT 1) m ON true"
+    " ORDER BY r.idx ON CONFLICT (source, record_id) DO NOTHING"
+    " RETURNING record_id, household_id"
+)
+_INSERT_REJECTED = (
+    f"INSERT INTO rejected_records ({', '.join(_REJECTED_COLUMNS)})"
+    f" VALUES ({', '.join(f'${i}' for i in range(1, len(_REJECTED_COLUMNS) + 1))})"
+)
+COPY_FROM = 50  # rejected records; below this an INSERT per record (one round trip)
+
+
+async def _applied(
+    conn: asyncpg.Connection, source: str, record_ids: list[str]
+) -> dict[str, tuple[str, set[bytes], bool]]:
+    """record id → (batch, content hashes of its versions, voided) of those applied."""
+    return {
+        r["record_id"]: (
+            r["batch_id"],
+            {r["content_hash"].encode(), *(h.encode() for h in r["earlier"])},
+            r["voided"],
+        )
+        for r in await conn.fetch(
+            "SELECT record_id, batch_id, content_hash, voided_at IS NOT NULL AS voided,"
+            " CASE WHEN revision = 1 THEN '{}'::text[] ELSE ARRAY("
+            "   SELECT v.content_hash FROM feed_record_versions v WHERE v.source = f.source"
+            "   AND v.record_id = f.record_id AND v.content_hash IS NOT NULL) END AS earlier"
+            " FROM feed_records f WHERE source = $1 AND record_id = ANY($2::text[])",
+            source,
+            record_ids,
+        )
+    }
+
+
+def _written_events(
+    session: AsyncSession,
+    source: str,
+    batch_id: str,
+    period: str,
+    written: list[tuple[str | None, str, int, bytes]],
+) -> list[tuple[Any, ...]]:
+    """The outbox rows of the batch's `records.matched` (one per household) and
+    `records.unmatched` (its people in no household), from its records as written: the
+    events `publish_batch_records` and `emit_unmatched` write from the stored records,
+    without reading them back."""
+    households: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
+    people: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
+    for household_id, id_hash, index, data in written:
+        if household_id is None:
+            people[id_hash].append((index, data))
+        else:
+            households[household_id].append((index, data))
+    head = {"source": source, "batch_id": batch_id, "period": period}
+    matched = [
+        batch_records_item(household_id, b"[" + b",".join(d for _, d in sorted(items)) + b"]", head)
+        for household_id, items in sorted(households.items())
+    ]
+    unmatched = new_people_items(
+        source,
+        batch_id,
+        period,
+        [person_json(h, [d for _, d in sorted(items)]) for h, items in sorted(people.items())],
+    )
+    return outbox.bulk_rows(session, batch_records_template(batch_id), matched) + outbox.bulk_rows(
+        session, unmatched_template(batch_id), unmatched
+    )
+
 
 async def _write_records(
     conn: asyncpg.Connection,
     source: str,
     batch_id: str,
+    period: str,
     chunk: Chunk,
     tally: Tally,
     columns: Mapping[str, str],
 ) -> list[Rejection]:
-    """COPY the chunk's new records into `feed_records`, matched as they land.
+    """Write the chunk's new records into `feed_records`, matched as they land.
 
     A record id already applied (earlier batch, earlier chunk or earlier in this chunk)
     with the same content (or that of an earlier version of a corrected record) is a
     duplicate; with other content it is rejected, never an overwrite (a correction says
-    so with its flag); a voided record is rejected. New records are the common case, so the chunk is first copied as it is
-    under a savepoint; only when the primary key refuses it are the applied ids looked
-    up and the COPY repeated without them. (A COPY that meets a record id another open
-    transaction is inserting waits for it, so a concurrent batch is seen once committed.)
+    so with its flag); a voided record is rejected. New records are the common case: a
+    small chunk is one INSERT that matches its records and skips the record ids applied
+    before; a large one is first copied as it is under a savepoint, and only when the
+    primary key refuses it are the applied ids looked up and the COPY repeated without
+    them. (Both wait for a record id another open transaction is inserting, so a
+    concurrent batch is seen once committed.)
     """
     first: dict[str, tuple[Any, ...]] = {}
     repeats: list[tuple[Any, ...]] = []
@@ -684,58 +818,74 @@ async def _write_records(
             repeats.append(row)
         else:
             first[row[_ID]] = row
-    stamp = _text(datetime.now(UTC).isoformat())
-    matched_to = {
-        r[0]: b"\t" + _text(r[1]) + b"\t" + stamp + b"\n"
-        for r in await conn.fetch(
-            # The latest claim on a person wins while a move between households is half-way.
-            "SELECT DISTINCT ON (id_hash) id_hash, household_id FROM person_index"
-            " WHERE id_hash = ANY($1::text[]) ORDER BY id_hash, since DESC",
-            list({row[_HASH] for row in first.values()}),
-        )
-    }
-
-    async def copy(rows: list[tuple[Any, ...]]) -> int:
-        """COPY `rows`; returns how many of them matched a household."""
-        payload, matched = copy_payload(rows, matched_to)
-        await conn.copy_to_table(
-            "feed_records", source=_stream(payload), columns=_RECORD_COLUMNS, format="text"
-        )
-        return matched
-
     # record id → (batch, content hashes of its versions, voided) of the records applied
     # before: a corrected record's earlier versions too, so a department sending its
     # original file again changes nothing (the correction stands).
     existing: dict[str, tuple[str, set[bytes], bool]] = {}
-    fresh = list(first.values())
-    try:
-        async with conn.transaction():  # a savepoint inside the batch's transaction
-            matched = await copy(fresh)
-    except asyncpg.UniqueViolationError:
-        existing = {
-            r["record_id"]: (
-                r["batch_id"],
-                {r["content_hash"].encode(), *(h.encode() for h in r["earlier"])},
-                r["voided"],
-            )
-            for r in await conn.fetch(
-                "SELECT record_id, batch_id, content_hash, voided_at IS NOT NULL AS voided,"
-                " CASE WHEN revision = 1 THEN '{}'::text[] ELSE ARRAY("
-                "   SELECT v.content_hash FROM feed_record_versions v WHERE v.source = f.source"
-                "   AND v.record_id = f.record_id AND v.content_hash IS NOT NULL) END AS earlier"
-                " FROM feed_records f WHERE source = $1 AND record_id = ANY($2::text[])",
+    if len(first) < INSERT_BELOW:
+        rows = list(first.values())
+        records = [row[_RECORD] for row in rows]
+        inserted = dict(
+            await conn.fetch(
+                _INSERT_RECORDS,
                 source,
+                batch_id,
+                period,
+                datetime.now(UTC),
                 list(first),
+                [row[0] for row in rows],
+                [r.id_number for r in records],
+                [r.id_hash for r in records],
+                [r.name for r in records],
+                [r.data_json.decode() for r in records],
+                [r.content_hash for r in records],
+                [row[_RAW].decode() for row in rows],
+            )
+        )
+        if len(inserted) < len(first):
+            existing = await _applied(conn, source, [i for i in first if i not in inserted])
+        fresh = [row for row in rows if row[_ID] in inserted]
+        matched = sum(household is not None for household in inserted.values())
+        if tally.written is not None:
+            tally.written += [
+                (inserted[row[_ID]], row[_HASH], row[0], row[_RECORD].data_json) for row in fresh
+            ]
+    else:
+        tally.written = None
+        stamp = _text(datetime.now(UTC).isoformat())
+        matched_to = {
+            r[0]: b"\t" + _text(r[1]) + b"\t" + stamp + b"\n"
+            for r in await conn.fetch(
+                # The latest claim on a person wins while a move between households is
+                # half-way.
+                "SELECT DISTINCT ON (id_hash) id_hash, household_id FROM person_index"
+                " WHERE id_hash = ANY($1::text[]) ORDER BY id_hash, since DESC",
+                list({row[_HASH] for row in first.values()}),
             )
         }
-        fresh = [row for record_id, row in first.items() if record_id not in existing]
-        matched = await copy(fresh) if fresh else 0
+
+        async def copy(rows: list[tuple[Any, ...]]) -> int:
+            """COPY `rows`; returns how many of them matched a household."""
+            payload, matched = copy_payload(rows, matched_to)
+            await conn.copy_to_table(
+                "feed_records", source=_stream(payload), columns=_RECORD_COLUMNS, format="text"
+            )
+            return matched
+
+        fresh = list(first.values())
+        try:
+            async with conn.transaction():  # a savepoint inside the batch's transaction
+                matched = await copy(fresh)
+        except asyncpg.UniqueViolationError:
+            existing = await _applied(conn, source, list(first))
+            fresh = [row for record_id, row in first.items() if record_id not in existing]
+            matched = await copy(fresh) if fresh else 0
     tally.accepted += len(fresh)
     tally.matched += matched
 
     rejected = []
     leftovers = [row for row in first.values() if row[_ID] in existing] if existing else []
-    for index, record_id, _, content, raw, _, row_number in leftovers + repeats:
+    for index, record_id, _, content, raw, _, row_number, _ in leftovers + repeats:
         stored_batch, versions, voided = existing.get(record_id) or (
             batch_id,
             {first[record_id][_CONTENT]},

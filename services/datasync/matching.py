@@ -179,6 +179,24 @@ async def _match_waiting(
     log.info("matched %d waiting records for %d households", len(matched), len(events))
 
 
+def batch_records_template(correlation: str) -> CloudEvent:
+    """The envelope of a batch's `records.matched` (see `publish_batch_records`)."""
+    return CloudEvent(
+        source=f"/backstop/{SERVICE}",
+        type=RECORDS_MATCHED,
+        correlationid=correlation_id.get() or correlation,
+        traceparent=tracing.current_traceparent(),
+    )
+
+
+def batch_records_item(
+    household_id: str, records: str | bytes, head: dict[str, str]
+) -> tuple[str, dict[str, Any]]:
+    """The subject and data of one household's `records.matched` of a batch: `records` is
+    the JSON array of its records' `data` in batch order, as text."""
+    return household_id, {"household_id": household_id, **head, "records": orjson.Fragment(records)}
+
+
 async def publish_batch_records(
     session: AsyncSession,
     conn: asyncpg.Connection,
@@ -194,12 +212,7 @@ async def publish_batch_records(
     have the contract's shape (tests check `event.payload()`); they go into the events as
     the JSON text PostgreSQL aggregates, not parsed and validated again one by one: a
     batch can hold 200k."""
-    template = CloudEvent(
-        source=f"/backstop/{SERVICE}",
-        type=RECORDS_MATCHED,
-        correlationid=correlation_id.get() or correlation,
-        traceparent=tracing.current_traceparent(),
-    )
+    template = batch_records_template(correlation)
     emitted = 0
     cursor = conn.cursor(
         "SELECT household_id, '[' || string_agg(data::text, ',' ORDER BY idx) || ']'"
@@ -212,8 +225,7 @@ async def publish_batch_records(
     head = {"source": source, "batch_id": batch_id, "period": period}
     pending: list[tuple[str, dict[str, Any]]] = []
     async for household_id, records in cursor:
-        data = {"household_id": household_id, **head, "records": orjson.Fragment(records)}
-        pending.append((household_id, data))
+        pending.append(batch_records_item(household_id, records, head))
         if len(pending) >= EVENTS_PER_WRITE:
             emitted += await outbox.publish_bulk(session, template, pending)
             pending = []

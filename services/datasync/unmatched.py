@@ -42,6 +42,55 @@ _CHANGED = (
 )
 
 
+def unmatched_template(correlation: str) -> CloudEvent:
+    return CloudEvent(
+        source=f"/backstop/{SERVICE}",
+        type=RECORDS_UNMATCHED,
+        correlationid=correlation_id.get() or correlation,
+        traceparent=tracing.current_traceparent(),
+    )
+
+
+def person_json(id_hash: str, records: list[bytes]) -> str:
+    """One person's new records (their `data`, in batch order) as `_NEW` writes them."""
+    return '{"id_hash":"' + id_hash + '","records":[' + b",".join(records).decode() + "]}"
+
+
+def _full(people: list[str], size: int, person: str) -> bool:
+    """Whether `person` starts a new event after `people` (`size` characters)."""
+    return bool(people) and (
+        len(people) >= UNMATCHED_PER_EVENT or size + len(person) > MAX_EVENT_TEXT
+    )
+
+
+def _item(
+    source: str, batch_id: str, period: str, people: list[str], n: int
+) -> tuple[str, dict[str, Any]]:
+    """The subject and data of the batch's `n`-th `records.unmatched`."""
+    data: dict[str, Any] = {"source": source, "batch_id": batch_id, "period": period}
+    data["people"] = [orjson.Fragment(p) for p in people]
+    return f"{source}:{batch_id}:{n}", data
+
+
+def new_people_items(
+    source: str, batch_id: str, period: str, people: list[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """`records.unmatched` of a batch's new records, from each person's JSON (in id_hash
+    order) held in memory: the events `emit_unmatched` writes from `_NEW`."""
+    items: list[tuple[str, dict[str, Any]]] = []
+    chunk: list[str] = []
+    size = 0
+    for person in people:
+        if _full(chunk, size, person):
+            items.append(_item(source, batch_id, period, chunk, len(items)))
+            chunk, size = [], 0
+        chunk.append(person)
+        size += len(person)
+    if chunk:
+        items.append(_item(source, batch_id, period, chunk, len(items)))
+    return items
+
+
 async def emit_unmatched(
     session: AsyncSession,
     conn: asyncpg.Connection,
@@ -50,35 +99,32 @@ async def emit_unmatched(
     batch_id: str,
     period: str,
     correlation: str,
+    changes: bool = True,
 ) -> int:
     """`records.unmatched` for this batch: its new records of people in no household,
-    then its changes to such records (per period of the records changed). Streamed: a
-    chunk of people leaves as soon as it is full."""
-    template = CloudEvent(
-        source=f"/backstop/{SERVICE}",
-        type=RECORDS_UNMATCHED,
-        correlationid=correlation_id.get() or correlation,
-        traceparent=tracing.current_traceparent(),
-    )
+    then its changes to such records (per period of the records changed; only looked
+    for when the batch applied `changes`). Streamed: a chunk of people leaves as soon as
+    it is full."""
+    template = unmatched_template(correlation)
     emitted = 0
 
     async def publish(chunk_period: str, people: list[str]) -> None:
         nonlocal emitted
-        data: dict[str, Any] = {"source": source, "batch_id": batch_id, "period": chunk_period}
-        data["people"] = [orjson.Fragment(p) for p in people]
-        subject = f"{source}:{batch_id}:{emitted}"
-        emitted += await outbox.publish_bulk(session, template, [(subject, data)])
+        item = _item(source, batch_id, chunk_period, people, emitted)
+        emitted += await outbox.publish_bulk(session, template, [item])
 
     people: list[str] = []
     size = 0
     async for (person,) in conn.cursor(_NEW, source, batch_id, prefetch=UNMATCHED_PER_EVENT):
-        if people and (len(people) >= UNMATCHED_PER_EVENT or size + len(person) > MAX_EVENT_TEXT):
+        if _full(people, size, person):
             await publish(period, people)
             people, size = [], 0
         people.append(person)
         size += len(person)
     if people:
         await publish(period, people)
+    if not changes:
+        return emitted
     changed = await conn.fetch(_CHANGED, source, batch_id, [CORRECTION, VOID])
     for changed_period, changed_people in sorted(_changes(changed, source).items()):
         for start in range(0, len(changed_people), UNMATCHED_PER_EVENT):

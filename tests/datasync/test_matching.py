@@ -8,14 +8,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import text
 
 from backstop.contracts.datasync import TOPIC, RecordsMatched, RecordsUnmatched
-from backstop.db import unit_of_work
+from backstop.db import raw_connection, unit_of_work
 from backstop.idnumber import id_hash
 from backstop.settings import Settings
-from services.datasync import ingest, matching
+from services.datasync import ingest, matching, unmatched
 from services.datasync.app import create
 from tests.datasync.conftest import household_event, make_id_number, produce, unique
 from tests.datasync.test_ingest import PERIOD, medical
@@ -173,14 +174,14 @@ async def test_a_person_indexed_while_a_batch_is_in_flight_is_matched(
     settings = datasync_settings
     person, household_id = make_id_number(), str(uuid.uuid4())
     written, resume = asyncio.Event(), asyncio.Event()
-    emit = ingest.publish_batch_records
+    emit = ingest._publish_records
 
-    async def paused_emit(*args: Any, **kwargs: Any) -> int:
+    async def paused_emit(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
         written.set()
         await resume.wait()
         return await emit(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "publish_batch_records", paused_emit)
+    monkeypatch.setattr(ingest, "_publish_records", paused_emit)
     async with serve(create, settings, background=False) as (http, runtime):
         record = medical(id_number=person)
         posting = asyncio.ensure_future(
@@ -217,3 +218,63 @@ async def test_a_person_indexed_while_a_batch_is_in_flight_is_matched(
                 {"h": household_id},
             )
         assert (matched_to, events) == (household_id, 1)
+
+
+async def test_a_small_batch_emits_what_its_stored_records_give(
+    datasync_settings: Settings, stack: Stack
+) -> None:
+    """A small batch's events are built from its records as written, not read back: the
+    very events the streamed publishers (a large batch's) write from the stored records,
+    in the same order: per household and per person, their records in batch order."""
+    settings = datasync_settings
+    h1, h2 = str(uuid.uuid4()), str(uuid.uuid4())
+    p1, p2, p3, p4, p5 = (make_id_number() for _ in range(5))
+    records = [medical(id_number=p) for p in (p2, p4, p1, p3, p4, p2, p5, p1)]
+    async with serve(create, settings, background=False) as (http, runtime):
+        async with runtime.sessions() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO person_index (household_id, id_hash, since)"
+                    " SELECT * FROM unnest(CAST(:h AS text[]), CAST(:i AS text[])), now()"
+                ),
+                {
+                    "h": [h1, h2, h1],
+                    "i": [id_hash(p, settings.pii_key) for p in (p1, p2, p3)],
+                },
+            )
+            await session.commit()
+        batch = unique("small")
+        r = await http.post(
+            "/v1/feeds/medical/batches",
+            json={"batch_id": batch, "period": PERIOD, "records": records},
+            headers=stack.headers("feeds:medical"),
+        )
+        assert r.status_code == 201, r.text
+        assert (r.json()["matched"], r.json()["unmatched"]) == (5, 3)
+
+        def shown(rows: Any) -> list[tuple[Any, ...]]:
+            out = []
+            for topic, key, event_type, value in rows:
+                envelope = orjson.loads(value)
+                out.append((topic, key, event_type, envelope["subject"], envelope["data"]))
+            return out
+
+        select = (
+            "SELECT topic, key, event_type, value FROM outbox WHERE id > :after"
+            " AND event_type <> 'backstop.datasync.batch.received.v1'"
+            " AND convert_from(value, 'UTF8')::json -> 'data' ->> 'batch_id' = :b ORDER BY id"
+        )
+        async with runtime.sessions() as session:
+            emitted = shown(await session.execute(text(select), {"after": 0, "b": batch}))
+            after = await session.scalar(text("SELECT max(id) FROM outbox"))
+            conn = await raw_connection(session)
+            await matching.publish_batch_records(
+                session, conn, source="medical", batch_id=batch, period=PERIOD, correlation=batch
+            )
+            await unmatched.emit_unmatched(
+                session, conn, source="medical", batch_id=batch, period=PERIOD, correlation=batch
+            )
+            streamed = shown(await session.execute(text(select), {"after": after, "b": batch}))
+            await session.rollback()
+    assert [e[3] for e in emitted] == [*sorted([h1, h2]), f"medical:{batch}:0"]
+    assert emitted == streamed
