@@ -185,10 +185,10 @@ class ConsumerSpec:
     `batch_handler`, when given, applies many events of one partition in one transaction
     (the fast path); a batch that fails is replayed one event at a time to isolate it.
 
-    `partitions_at_once` > 1 applies the batches of that many partitions of one poll
-    concurrently, each in its own transaction and connection: for handlers that stay
-    correct when two partitions (say `registry.households` and `datasync.records`, both
-    keyed by household) touch the same entity at once, e.g. by locking it.
+    `partitions_at_once` > 1 applies the batches of that many partitions concurrently,
+    each in its own transaction and connection: for handlers that stay correct when two
+    partitions (say `registry.households` and `datasync.records`, both keyed by
+    household) touch the same entity at once, e.g. by locking it.
     """
 
     group: str
@@ -240,14 +240,12 @@ class Consumer:
         self._consumer = consumer
         try:
             await consumer.start()
+            if self.spec.partitions_at_once > 1:
+                return await self._consume_partitions_at_once(consumer)
             while not self._stopping:
                 batches = await consumer.getmany(
                     timeout_ms=300, max_records=self.settings.consumer_max_records
                 )
-                if self.spec.partitions_at_once > 1 and len(batches) > 1:
-                    await self._process_concurrently(batches)
-                    await self._commit(consumer, batches)
-                    continue
                 for tp, records in batches.items():
                     await self._process(tp, records)
                     await self._commit(consumer, {tp: records})
@@ -255,26 +253,58 @@ class Consumer:
             self._consumer = None
             await consumer.stop()
 
-    async def _process_concurrently(
-        self, batches: dict[TopicPartition, list[ConsumerRecord]]
-    ) -> None:
-        """Each partition's batch in its own transaction, `spec.partitions_at_once` at a
-        time: one batch's database round trips overlap another's Python work. Order
-        holds within a partition, the only order Kafka gives. If one fails for good the
-        others are cancelled and nothing of this poll is committed: it comes again and
-        the inbox skips what was applied."""
-        slots = asyncio.Semaphore(self.spec.partitions_at_once)
+    async def _consume_partitions_at_once(self, consumer: AIOKafkaConsumer) -> None:
+        """Batches of `spec.partitions_at_once` partitions in flight, each in its own
+        transaction and committed when applied. A partition's next batch is fetched as soon
+        as its last one committed, not when the slowest batch of a poll is done, so one
+        batch's database round trips keep overlapping another's Python work. Order holds
+        within a partition (one batch of it at a time), the only order Kafka gives. A batch
+        that fails for good cancels the others and the consumer restarts: what they
+        applied is in the inbox and skipped when it comes again."""
+        limit = self.spec.partitions_at_once
+        # One fetch may bring more partitions than free slots: those wait their turn.
+        slots = asyncio.Semaphore(limit)
+        running: dict[TopicPartition, asyncio.Task[None]] = {}
+        fetch: asyncio.Task[dict[TopicPartition, list[ConsumerRecord]]] | None = None
 
-        async def process(tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        async def apply(tp: TopicPartition, records: list[ConsumerRecord]) -> None:
             async with slots:
                 await self._process(tp, records)
+            await self._commit(consumer, {tp: records})
 
         try:
-            async with asyncio.TaskGroup() as group:
-                for tp, records in batches.items():
-                    group.create_task(process(tp, records))
-        except ExceptionGroup as failed:  # the consumer restarts on the first failure
-            raise failed.exceptions[0] from None
+            while running or not self._stopping:
+                idle = consumer.assignment() - running.keys()
+                if fetch is None and not self._stopping and len(running) < limit:
+                    if idle or not running:  # neither: not assigned yet, fetch all
+                        fetch = asyncio.create_task(
+                            consumer.getmany(
+                                *idle,
+                                timeout_ms=300,
+                                max_records=self.settings.consumer_max_records,
+                            )
+                        )
+                await asyncio.wait(
+                    [*running.values(), *([fetch] if fetch else [])],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for tp, task in list(running.items()):
+                    if task.done():
+                        del running[tp]
+                        task.result()  # raises a batch's failure
+                if fetch is not None and fetch.done():
+                    batches, fetch = fetch.result(), None
+                    for tp, records in batches.items():
+                        if not self._stopping:  # else not committed: they come again
+                            running[tp] = asyncio.create_task(apply(tp, records))
+        finally:
+            for task in running.values():
+                task.cancel()
+            # A fetch is never cancelled (aiokafka would miscount its polls); its records
+            # are not applied nor committed: they come again.
+            await asyncio.gather(
+                *running.values(), *([fetch] if fetch else []), return_exceptions=True
+            )
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backstop import outbox
 from backstop.app import Runtime, ServiceSpec
-from backstop.bus import ConsumerSpec, dlq_topic, ensure_topics
+from backstop.bus import TOPICS, ConsumerSpec, dlq_topic, ensure_topics
 from backstop.contracts.kernel import PROBE_TOPIC, ProbeEmitted
 from backstop.db import unit_of_work
 from backstop.events import CloudEvent, make_event
@@ -203,3 +206,62 @@ async def test_broker_down_writes_succeed_and_every_event_arrives_in_order(
     finally:
         await runtime.stop()
         await asyncio.to_thread(kafka.down)
+
+
+async def test_a_held_partition_holds_up_no_other_with_partitions_at_once(
+    kernel_settings: Settings,
+) -> None:
+    """With `partitions_at_once`, a partition's next batch is fetched as soon as its last
+    one committed, not when every batch of a poll is done: while one partition's batch is
+    held (here until the others applied what was sent after it), the others go on; and
+    each household's events still apply once each, in order."""
+    group = f"probe-{uuid.uuid4().hex[:6]}"
+    partition_of = DefaultPartitioner()
+    partitions = list(range(TOPICS[PROBE_TOPIC]))
+    slow = str(uuid.uuid4())
+    slow_partition = partition_of(slow.encode(), partitions, partitions)
+    others = [h for h in (str(uuid.uuid4()) for _ in range(40))
+              if partition_of(h.encode(), partitions, partitions) != slow_partition][:12]  # fmt: skip
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def record_batch(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+        rows = []
+        for event in events:
+            data = event.payload()
+            assert isinstance(data, ProbeEmitted)
+            if data.household_id == slow and not release.is_set():
+                held.set()
+                await release.wait()
+            rows.append({"e": event.id, "h": data.household_id, "s": data.seq, "c": group})
+        await session.execute(
+            text(
+                "INSERT INTO probe_effects (event_id, household_id, seq, consumer)"
+                " VALUES (:e, :h, :s, :c)"
+            ),
+            rows,
+        )
+
+    consumer = ConsumerSpec(
+        group=group,
+        topics=[PROBE_TOPIC],
+        batch_handler=record_batch,
+        batch_types=frozenset({"backstop.kernel.probe.emitted.v1"}),
+        partitions_at_once=3,
+    )
+    runtime = Runtime(replace(probe_spec(group), consumers=[consumer]), kernel_settings)
+    await runtime.start()
+    try:
+        slow_ids = await emit(runtime, slow, range(5))
+        await asyncio.wait_for(held.wait(), 30)
+        sent = {h: await emit(runtime, h, range(3)) for h in others}
+        # Sent after the held batch was fetched: applied only if fetching went on.
+        await wait_for(lambda: _count(runtime, group, others, 3 * len(others)),
+                       timeout=30, message="the other partitions' events")  # fmt: skip
+        release.set()
+        await wait_for(lambda: _count(runtime, group, [slow], 5), message="the held events")
+        rows = await effects(runtime, group, [slow, *others])
+        for household, ids in [(slow, slow_ids), *sent.items()]:
+            assert [r[0] for r in rows if r[1] == household] == ids  # once each, in order
+    finally:
+        release.set()
+        await runtime.stop()
