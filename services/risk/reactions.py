@@ -195,6 +195,7 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
     if not batch.triggers:
         return
     ids = sorted(batch.triggers)
+    await session.execute(_ONE_BATCH_PER_HOUSEHOLD, {"ids": json_param(ids)})
     # One statement: keep the records and lock the known households in id order, as
     # the re-score does, so the two never deadlock and never interleave on one
     # household. Records need no lock: a re-score running now cannot see them before
@@ -247,6 +248,16 @@ async def apply_events(session: AsyncSession, events: Sequence[CloudEvent]) -> N
         as_of=as_of,
     )
 
+
+# One batch at a time per household, known or not yet: two batches at once (two
+# partitions, two workers), one creating a household and one with a record for it, would
+# each miss the other's uncommitted row, and the record would count only at the
+# household's next event. In id order (no deadlock), in a statement of its own: those
+# after it see what the batch waited for as committed.
+_ONE_BATCH_PER_HOUSEHOLD = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(h, 0))"
+    " FROM json_array_elements_text(CAST(:ids AS json)) AS h ORDER BY h"
+)
 
 # Keeps the batch's records (a newer revision replaces the stored one), locks the known
 # households among `ids` in id order and reads the current policy, in one round trip.

@@ -481,19 +481,10 @@ async def test_a_batch_that_waited_for_a_household_decides_from_what_the_other_c
             async with unit_of_work(sessions) as session:
                 await reactions.apply_events(session, [second])
 
-        async def waiting_for_lock() -> bool | None:
-            async with sessions() as session:
-                n = await session.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                )
-            return True if n else None
-
         tasks = [asyncio.create_task(first_batch()), asyncio.create_task(second_batch())]
         await holding.wait()
-        await wait_for(waiting_for_lock, timeout=10, message="second batch waits for the lock")
+        await wait_for(lambda: waiting_for_a_lock(sessions), timeout=10,
+                       message="second batch waits for the lock")  # fmt: skip
         release.set()
         await asyncio.gather(*tasks)
 
@@ -507,6 +498,62 @@ async def test_a_batch_that_waited_for_a_household_decides_from_what_the_other_c
         assert "70,000 元（2 条记录）" in illness["evidence"]
     finally:
         await engine.dispose()
+
+
+async def test_a_record_and_its_new_household_in_two_batches_at_once_both_count(
+    stack: Stack,
+) -> None:
+    """The household's snapshot and a record for it applied by two batches at once (two
+    partitions, or two workers): the record's batch waits for the household's, then
+    scores it with the record. Neither sees the other's uncommitted rows, so without
+    that wait the record would count only at the household's next event."""
+    settings = await stack.create_database("risknew", migrate=False)
+    await asyncio.to_thread(upgrade, "risk", settings.db_url)
+    engine = make_engine(settings.db_url, 3)
+    sessions = make_session_factory(engine)
+    try:
+        hid = str(uuid.uuid4())
+        created = HouseholdCreated(household=snapshot(hid, total=45_000))
+        record = make_event("datasync", medical_batch(hid, 40_000, f"a-{hid}"), subject=hid)
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def household_batch() -> None:
+            async with unit_of_work(sessions) as session:
+                await reactions.apply_events(
+                    session, [make_event("registry", created, subject=hid)]
+                )
+                holding.set()
+                await release.wait()  # commits only once the record's batch waits
+
+        async def record_batch() -> None:
+            await holding.wait()
+            async with unit_of_work(sessions) as session:
+                await reactions.apply_events(session, [record])
+
+        tasks = [asyncio.create_task(household_batch()), asyncio.create_task(record_batch())]
+        await holding.wait()
+        await wait_for(lambda: waiting_for_a_lock(sessions), timeout=10,
+                       message="the record's batch waits for the household's")  # fmt: skip
+        release.set()
+        await asyncio.gather(*tasks)
+        async with sessions() as session:
+            level = await session.scalar(
+                select(m.current.c.level).where(m.current.c.household_id == hid)
+            )
+        assert level == "at_risk"
+    finally:
+        await engine.dispose()
+
+
+async def waiting_for_a_lock(sessions: Any) -> bool | None:
+    async with sessions() as session:
+        n = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return True if n else None
 
 
 async def outbox_types(sessions: Any) -> dict[str, int]:
