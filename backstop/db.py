@@ -42,6 +42,7 @@ def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:
         max_overflow=0,
         pool_recycle=1800,
         hide_parameters=True,
+        json_deserializer=orjson.loads,  # JSON columns, several times faster than json
     )
 
 

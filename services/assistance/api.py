@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy import Row
 
 from backstop.app import SessionDep, SessionsDep
 from backstop.auth import Level, Principal, require
@@ -67,7 +68,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-def task_public(task: Task, case_id: str | None = None) -> TaskPublic:
+def task_public(task: Task | Row[Any], case_id: str | None = None) -> TaskPublic:
+    """A task (or a row of the task table, whose columns have its attributes' names)."""
     return TaskPublic(
         id=task.id,
         kind=task.kind,
@@ -126,7 +128,7 @@ async def list_tasks(
     limit: Limit = 50,
     cursor: str | None = None,
     principal: Principal = READ,
-) -> TaskPage:
+) -> Response:
     rows, next_cursor = await tasks.list_tasks(
         session,
         principal=principal,
@@ -137,7 +139,9 @@ async def list_tasks(
         limit=limit,
         cursor=cursor,
     )
-    return TaskPage(items=[task_public(t) for t in rows], next_cursor=next_cursor)
+    page = TaskPage(items=[task_public(t) for t in rows], next_cursor=next_cursor)
+    # Serialised once: returned as the model, FastAPI would dump and validate it again.
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @router.get("/tasks/{task_id}", tags=["tasks"])

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import TextClause, select, text, update
+from sqlalchemy import Row, Select, TextClause, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -389,7 +389,7 @@ async def _close_clues_of(session: AsyncSession, task: Task) -> None:
     )
 
 
-def task_status(task: Task, on: date) -> str:
+def task_status(task: Task | Row[Any], on: date) -> str:
     return (
         "overdue" if domain.is_overdue(status=task.status, due=task.due_on, on=on) else task.status
     )
@@ -405,8 +405,11 @@ async def list_tasks(
     assignee_code: str | None,
     limit: int,
     cursor: str | None,
-) -> tuple[list[Task], str | None]:
-    query = select(Task).where(principal.region_clause(col(Task.region_code)))
+) -> tuple[list[Row[Any]], str | None]:
+    """A page of tasks as rows of the task table's columns (their names are the Task
+    attributes `task_public` reads): no ORM objects for a read-only list."""
+    columns = Task.__table__.columns  # type: ignore[attr-defined]
+    query: Select[Any] = select(*columns).where(principal.region_clause(col(Task.region_code)))
     if household_id:
         query = query.where(col(Task.household_id) == household_id)
     if kind:
@@ -419,7 +422,7 @@ async def list_tasks(
         status=status,
         overdue=[col(Task.status) == "open", col(Task.due_on) < domain.today()],
     )
-    return await opened_page(session, query, Task, cursor=cursor, limit=limit)
+    return await opened_page(session, query, Task, cursor=cursor, limit=limit, rows=True)
 
 
 async def case_of_task(session: AsyncSession, task_id: str) -> str | None:
