@@ -466,27 +466,7 @@ async def test_a_batch_that_waited_for_a_household_decides_from_what_the_other_c
             await reactions.apply_events(session, [make_event("registry", created, subject=hid)])
         first = make_event("datasync", medical_batch(hid, 40_000, f"a-{hid}"), subject=hid)
         second = make_event("datasync", medical_batch(hid, 30_000, f"b-{hid}"), subject=hid)
-
-        holding = asyncio.Event()
-        release = asyncio.Event()
-
-        async def first_batch() -> None:
-            async with unit_of_work(sessions) as session:
-                await reactions.apply_events(session, [first])
-                holding.set()
-                await release.wait()  # commits only once the second waits for the lock
-
-        async def second_batch() -> None:
-            await holding.wait()
-            async with unit_of_work(sessions) as session:
-                await reactions.apply_events(session, [second])
-
-        tasks = [asyncio.create_task(first_batch()), asyncio.create_task(second_batch())]
-        await holding.wait()
-        await wait_for(lambda: waiting_for_a_lock(sessions), timeout=10,
-                       message="second batch waits for the lock")  # fmt: skip
-        release.set()
-        await asyncio.gather(*tasks)
+        await second_waits_for_first(sessions, first, second)
 
         types = await outbox_types(sessions)
         assert types[RAISED] == 1
@@ -515,27 +495,7 @@ async def test_a_record_and_its_new_household_in_two_batches_at_once_both_count(
         hid = str(uuid.uuid4())
         created = HouseholdCreated(household=snapshot(hid, total=45_000))
         record = make_event("datasync", medical_batch(hid, 40_000, f"a-{hid}"), subject=hid)
-        holding, release = asyncio.Event(), asyncio.Event()
-
-        async def household_batch() -> None:
-            async with unit_of_work(sessions) as session:
-                await reactions.apply_events(
-                    session, [make_event("registry", created, subject=hid)]
-                )
-                holding.set()
-                await release.wait()  # commits only once the record's batch waits
-
-        async def record_batch() -> None:
-            await holding.wait()
-            async with unit_of_work(sessions) as session:
-                await reactions.apply_events(session, [record])
-
-        tasks = [asyncio.create_task(household_batch()), asyncio.create_task(record_batch())]
-        await holding.wait()
-        await wait_for(lambda: waiting_for_a_lock(sessions), timeout=10,
-                       message="the record's batch waits for the household's")  # fmt: skip
-        release.set()
-        await asyncio.gather(*tasks)
+        await second_waits_for_first(sessions, make_event("registry", created, subject=hid), record)
         async with sessions() as session:
             level = await session.scalar(
                 select(m.current.c.level).where(m.current.c.household_id == hid)
@@ -545,15 +505,39 @@ async def test_a_record_and_its_new_household_in_two_batches_at_once_both_count(
         await engine.dispose()
 
 
-async def waiting_for_a_lock(sessions: Any) -> bool | None:
-    async with sessions() as session:
-        n = await session.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+async def second_waits_for_first(sessions: Any, first: CloudEvent, second: CloudEvent) -> None:
+    """Apply `first` and `second` in two batches at once, the first committing only once
+    the second waits for a lock it holds (else: a timeout)."""
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def first_batch() -> None:
+        async with unit_of_work(sessions) as session:
+            await reactions.apply_events(session, [first])
+            holding.set()
+            await release.wait()
+
+    async def second_batch() -> None:
+        await holding.wait()
+        async with unit_of_work(sessions) as session:
+            await reactions.apply_events(session, [second])
+
+    async def waiting_for_a_lock() -> bool | None:
+        async with sessions() as session:
+            n = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
             )
-        )
-    return True if n else None
+        return True if n else None
+
+    tasks = [asyncio.create_task(first_batch()), asyncio.create_task(second_batch())]
+    try:
+        await holding.wait()
+        await wait_for(waiting_for_a_lock, timeout=10, message="the second batch waits")
+    finally:
+        release.set()
+        await asyncio.gather(*tasks)
 
 
 async def outbox_types(sessions: Any) -> dict[str, int]:
