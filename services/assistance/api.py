@@ -4,16 +4,16 @@ funds:write (money)."""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import JSONResponse
-from sqlalchemy import Row
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
 
-from backstop.app import SessionDep, SessionsDep
+from backstop.app import SessionDep, SessionsDep, reading
 from backstop.auth import Level, Principal, require
-from backstop.errors import Problem, invalid
+from backstop.errors import OrjsonResponse, Problem, invalid
 from backstop.pagination import decode_cursor, encode_cursor
 from backstop.requests import period_param
 from services.assistance import common, domain, funds, plans, procedure, supervision, tasks, visits
@@ -21,7 +21,6 @@ from services.assistance.models import (
     AccountabilityCreate,
     AccountabilityPublic,
     AppraisalCreate,
-    AssigneePublic,
     CasePage,
     CasePublic,
     DepositCreate,
@@ -68,31 +67,39 @@ IdempotencyKey = Annotated[
 ]
 
 
-def task_public(task: Task | Row[Any], case_id: str | None = None) -> TaskPublic:
-    """A task (or a row of the task table, whose columns have its attributes' names)."""
-    return TaskPublic(
-        id=task.id,
-        kind=task.kind,
-        household_id=task.household_id,
-        region_code=task.region_code,
-        status=tasks.task_status(task, domain.today()),
-        due_on=task.due_on,
-        assignee=AssigneePublic(type=task.assignee_type, code=task.assignee_code),
-        reason=task.reason,
-        factors=task.factors,
-        origin=task.origin,
-        needs_precheck=task.needs_precheck,
-        prechecked_by=task.prechecked_by,
-        handed_over_at=task.handed_over_at,
-        opened_at=task.opened_at,
-        claimed_by=task.claimed_by,
-        completed_at=task.completed_at,
-        outcome=task.outcome,
-        verified_by=task.verified_by,
-        notes=task.notes,
-        guarantees=task.guarantees,
-        case_id=case_id,
-    )
+def task_public(
+    task: Task | Mapping[str, Any], case_id: str | None = None, *, on: date | None = None
+) -> dict[str, Any]:
+    """The task as the API shows it (the JSON of `TaskPublic`), as plain values from a
+    `Task` or a row of `tasks.TASK_COLUMNS`, for `OrjsonResponse` to serialise once; its
+    status "overdue" while open past its due date `on` (default today)."""
+    row = task.model_dump() if isinstance(task, Task) else task
+    status = row["status"]
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "household_id": row["household_id"],
+        "region_code": row["region_code"],
+        "status": "overdue"
+        if domain.is_overdue(status=status, due=row["due_on"], on=on or domain.today())
+        else status,
+        "due_on": row["due_on"],
+        "assignee": {"type": row["assignee_type"], "code": row["assignee_code"]},
+        "reason": row["reason"],
+        "factors": row["factors"],
+        "origin": row["origin"],
+        "needs_precheck": row["needs_precheck"],
+        "prechecked_by": row["prechecked_by"],
+        "handed_over_at": row["handed_over_at"],
+        "opened_at": row["opened_at"],
+        "claimed_by": row["claimed_by"],
+        "completed_at": row["completed_at"],
+        "outcome": row["outcome"],
+        "verified_by": row["verified_by"],
+        "notes": row["notes"],
+        "guarantees": row["guarantees"],
+        "case_id": case_id,
+    }
 
 
 # --------------------------------------------------------------------------- policy
@@ -118,9 +125,12 @@ async def put_policy(
 # ---------------------------------------------------------------------------- tasks
 
 
+# The list the town and insurer clients poll: one statement on a read connection (no
+# ORM session or objects), its JSON built from the rows and serialised once; the response
+# models document the routes.
 @router.get("/tasks", tags=["tasks"], response_model=TaskPage)
 async def list_tasks(
-    session: SessionDep,
+    request: Request,
     household_id: str | None = None,
     kind: str | None = None,
     status: Literal["open", "done", "cancelled", "overdue"] | None = None,
@@ -129,68 +139,70 @@ async def list_tasks(
     cursor: str | None = None,
     principal: Principal = READ,
 ) -> Response:
-    rows, next_cursor = await tasks.list_tasks(
-        session,
-        principal=principal,
-        household_id=household_id,
-        kind=kind,
-        status=status,
-        assignee_code=assignee,
-        limit=limit,
-        cursor=cursor,
+    after = decode_cursor(cursor, datetime.fromisoformat, str)  # before taking a connection
+    async with reading(request) as pg:
+        rows, next_cursor = await tasks.list_tasks(
+            pg,
+            principal=principal,
+            household_id=household_id,
+            kind=kind,
+            status=status,
+            assignee_code=assignee,
+            limit=limit,
+            after=after,
+        )
+    on = domain.today()
+    return OrjsonResponse(
+        {"items": [task_public(r, on=on) for r in rows], "next_cursor": next_cursor}
     )
-    page = TaskPage(items=[task_public(t) for t in rows], next_cursor=next_cursor)
-    # Serialised once: returned as the model, FastAPI would dump and validate it again.
-    return Response(page.model_dump_json(), media_type="application/json")
 
 
-@router.get("/tasks/{task_id}", tags=["tasks"])
-async def get_task(task_id: str, session: SessionDep, principal: Principal = READ) -> TaskPublic:
+@router.get("/tasks/{task_id}", tags=["tasks"], response_model=TaskPublic)
+async def get_task(task_id: str, session: SessionDep, principal: Principal = READ) -> Response:
     task = await session.get(Task, task_id)
     if task is None or not principal.can_see(task.region_code):
         raise Problem(404, f"task {task_id} not found")
-    return task_public(task, await tasks.case_of_task(session, task.id))
+    return OrjsonResponse(task_public(task, await tasks.case_of_task(session, task.id)))
 
 
-@router.post("/tasks/{task_id}/claim", tags=["tasks"])
+@router.post("/tasks/{task_id}/claim", tags=["tasks"], response_model=TaskPublic)
 async def claim_task(
     task_id: str, body: TaskClaim, sessions: SessionsDep, principal: Principal = WRITE
-) -> TaskPublic:
-    return task_public(
-        await tasks.claim_task(sessions, task_id=task_id, body=body, principal=principal)
-    )
+) -> Response:
+    task = await tasks.claim_task(sessions, task_id=task_id, body=body, principal=principal)
+    return OrjsonResponse(task_public(task))
 
 
-@router.post("/tasks/{task_id}/precheck", tags=["tasks"])
+@router.post("/tasks/{task_id}/precheck", tags=["tasks"], response_model=TaskPublic)
 async def precheck_task(
     task_id: str, body: TaskPrecheck, sessions: SessionsDep, principal: Principal = WRITE
-) -> TaskPublic:
+) -> Response:
     """县级初核 of a department-flagged case before the insurer (人保公司) verifies it."""
-    return task_public(
-        await tasks.precheck_task(sessions, task_id=task_id, body=body, principal=principal)
-    )
+    task = await tasks.precheck_task(sessions, task_id=task_id, body=body, principal=principal)
+    return OrjsonResponse(task_public(task))
 
 
-@router.post("/tasks/handover", tags=["tasks"])
+@router.post("/tasks/handover", tags=["tasks"], response_model=dict[str, list[TaskPublic]])
 async def hand_over_tasks(
     body: TaskHandover, sessions: SessionsDep, principal: Principal = WRITE
-) -> dict[str, list[TaskPublic]]:
+) -> Response:
     """集中交由人保公司 (seed 三(三)3): the county hands a batch of pre-checked cases to the
     insurer at once; each insurer due date counts from now. All or none."""
     handed = await tasks.hand_over(sessions, body=body, principal=principal)
-    return {"items": [task_public(t) for t in handed]}
+    on = domain.today()
+    return OrjsonResponse({"items": [task_public(t, on=on) for t in handed]})
 
 
-@router.post("/tasks/{task_id}/complete", tags=["tasks"])
+@router.post("/tasks/{task_id}/complete", tags=["tasks"], response_model=TaskPublic)
 async def complete_task(
     task_id: str, body: TaskComplete, sessions: SessionsDep, principal: Principal = WRITE
-) -> TaskPublic:
+) -> Response:
     """Completing twice is a 409. A confirmed verification opens the identification
     procedure (its id is in `case_id`)."""
     task, case_id = await tasks.complete_task(
         sessions, task_id=task_id, body=body, principal=principal
     )
-    return task_public(task, case_id)
+    return OrjsonResponse(task_public(task, case_id))
 
 
 # ---------------------------------------------------------------------------- cases

@@ -196,28 +196,28 @@ Opened = TypeVar("Opened", Task, Case, EnrolmentCheck)
 
 async def opened_page(
     session: AsyncSession,
-    query: Select[Any],
+    query: Select[Opened],
     model: type[Opened],
     *,
     cursor: str | None,
     limit: int,
-    rows: bool = False,
-) -> tuple[list[Any], str | None]:
-    """One page of a list in the order its rows were opened (keyset on opened_at, id):
-    `model` objects for `select(model)`, or with `rows` the rows of a select of its
-    columns (which a read-only list builds its answer from without ORM objects)."""
+) -> tuple[list[Opened], str | None]:
+    """One page of a list in the order its rows were opened (keyset on opened_at, id)."""
     after = decode_cursor(cursor, datetime.fromisoformat, str)
     if after is not None:
         at, key = after
         query = query.where(
             or_(col(model.opened_at) > at, and_(col(model.opened_at) == at, col(model.id) > key))
         )
-    result = await session.execute(
-        query.order_by(col(model.opened_at), col(model.id)).limit(limit + 1)
+    rows = list(
+        (
+            await session.execute(
+                query.order_by(col(model.opened_at), col(model.id)).limit(limit + 1)
+            )
+        ).scalars()
     )
-    found = list(result if rows else result.scalars())
-    last = found[limit - 1] if len(found) > limit else None
-    return found[:limit], encode_cursor(last.opened_at, last.id) if last else None
+    last = rows[limit - 1] if len(rows) > limit else None
+    return rows[:limit], encode_cursor(last.opened_at, last.id) if last else None
 
 
 async def publish_finding(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, TextClause, select, text, update
+import asyncpg
+from sqlalchemy import TextClause, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -26,6 +27,7 @@ from backstop.contracts.risk import AlertRaised, AlertRenewed, AssessmentChanged
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem
 from backstop.events import CloudEvent
+from backstop.pagination import encode_cursor
 from services.assistance import domain
 from services.assistance.common import (
     claim_once,
@@ -33,8 +35,6 @@ from services.assistance.common import (
     load_policy,
     locked,
     make_assistance_event,
-    narrowed,
-    opened_page,
     publish_finding,
 )
 from services.assistance.models import (
@@ -389,14 +389,16 @@ async def _close_clues_of(session: AsyncSession, task: Task) -> None:
     )
 
 
-def task_status(task: Task | Row[Any], on: date) -> str:
-    return (
-        "overdue" if domain.is_overdue(status=task.status, due=task.due_on, on=on) else task.status
-    )
+# The columns `api.task_public` reads: the list's one statement selects only these.
+TASK_COLUMNS = (
+    "id, kind, household_id, region_code, status, due_on, assignee_type, assignee_code,"
+    " reason, factors, origin, needs_precheck, prechecked_by, handed_over_at, opened_at,"
+    " claimed_by, completed_at, outcome, verified_by, notes, guarantees"
+)
 
 
 async def list_tasks(
-    session: AsyncSession,
+    pg: asyncpg.Connection,
     *,
     principal: Principal,
     household_id: str | None,
@@ -404,25 +406,42 @@ async def list_tasks(
     status: str | None,
     assignee_code: str | None,
     limit: int,
-    cursor: str | None,
-) -> tuple[list[Row[Any]], str | None]:
-    """A page of tasks as rows of the task table's columns (their names are the Task
-    attributes `task_public` reads): no ORM objects for a read-only list."""
-    columns = Task.__table__.columns  # type: ignore[attr-defined]
-    query: Select[Any] = select(*columns).where(principal.region_clause(col(Task.region_code)))
+    after: tuple[datetime, str] | None,
+) -> tuple[list[asyncpg.Record], str | None]:
+    """One page of the tasks the principal may see, in the order they were opened (the
+    keyset of `common.opened_page`: `after` is the cursor's `opened_at, id`), read in one
+    statement on a read connection: rows of `TASK_COLUMNS`. "overdue" is still open and
+    past its due date."""
+    conditions: list[str] = []
+    params: list[Any] = []
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    # Region prefixes are digits (checked on the token), so LIKE needs no escaping.
+    if not principal.all_regions:
+        visible = [f"{p}%" for p in principal.regions]
+        conditions.append(f"region_code LIKE ANY({param(visible)}::text[])")
     if household_id:
-        query = query.where(col(Task.household_id) == household_id)
+        conditions.append(f"household_id = {param(household_id)}")
     if kind:
-        query = query.where(col(Task.kind) == kind)
+        conditions.append(f"kind = {param(kind)}")
     if assignee_code:
-        query = query.where(col(Task.assignee_code) == assignee_code)
-    query = narrowed(
-        query,
-        Task,
-        status=status,
-        overdue=[col(Task.status) == "open", col(Task.due_on) < domain.today()],
+        conditions.append(f"assignee_code = {param(assignee_code)}")
+    if status == "overdue":
+        conditions.append(f"status = 'open' AND due_on < {param(domain.today())}")
+    elif status:
+        conditions.append(f"status = {param(status)}")
+    if after is not None:
+        conditions.append(f"(opened_at, id) > ({param(after[0])}, {param(after[1])})")
+    rows = await pg.fetch(
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(conditions) or 'true'}"
+        f" ORDER BY opened_at, id LIMIT {param(limit + 1)}",
+        *params,
     )
-    return await opened_page(session, query, Task, cursor=cursor, limit=limit, rows=True)
+    last = rows[limit - 1] if len(rows) > limit else None
+    return rows[:limit], encode_cursor(last["opened_at"], last["id"]) if last else None
 
 
 async def case_of_task(session: AsyncSession, task_id: str) -> str | None:

@@ -4,7 +4,8 @@ PostgreSQL and Kafka (risk and registry are played by producing their events).""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -16,7 +17,7 @@ from backstop.contracts.assistance import (
     TaskOverdue,
 )
 from services.assistance import domain, tasks
-from services.assistance.models import Task
+from services.assistance.models import Task, TaskPage
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance, alert, backdate_case
 from tests.support import checklist, read_topic, wait_for
 
@@ -329,3 +330,75 @@ async def test_task_list_paginates(a: Assistance) -> None:
         if not cursor:
             break
     assert len(seen) == len(set(seen)) >= 3
+
+
+async def test_task_list_filters_and_its_json_is_the_models(a: Assistance) -> None:
+    """Every filter of the list, the region scoping and the derived "overdue", on rows of
+    every shape; the page's bytes are exactly what its documented model writes, and each
+    item is what the task's own GET shows."""
+    today = domain.today()
+    at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)  # whole seconds: no fraction written
+    rows = [
+        Task(kind="verification", household_id="h1", region_code=VILLAGE, status="open",
+             assignee_type="town", assignee_code=TOWN, due_on=today - timedelta(days=1),
+             reason="低收入", factors=["low_income"], origin="alert", opened_at=at),
+        Task(kind="verification", household_id="h2", region_code=VILLAGE, status="open",
+             assignee_type="insurer", assignee_code="picc", due_on=today, reason="r",
+             origin="clue", needs_precheck=True, prechecked_by="县", handed_over_at=at,
+             opened_at=at, notes='引号 " \\ 换行\n', guarantees={"food": "ok", "安全饮水": "有"}),
+        Task(kind="review", household_id="h1", region_code=VILLAGE, status="done",
+             assignee_type="town", assignee_code=TOWN, due_on=today - timedelta(days=9),
+             reason="r", origin="campaign", claimed_by="王", outcome="confirmed",
+             verified_by="王", completed_at=at + timedelta(microseconds=100_000),
+             opened_at=at + timedelta(microseconds=1)),
+        Task(kind="verification", household_id="h3", region_code="441882101001",
+             status="cancelled", assignee_type="town", assignee_code="441882101",
+             due_on=today - timedelta(days=3), reason="r", origin="alert",
+             opened_at=at - timedelta(days=1)),
+    ]  # fmt: skip
+    async with a.runtime.sessions() as session:
+        session.add_all(rows)
+        await session.commit()
+    by_id = {t.id: t for t in rows}
+    expected_order = [t.id for t in sorted(rows, key=lambda t: (t.opened_at, t.id))]
+
+    async def listed(regions: tuple[str, ...] = ("*",), **params: object) -> list[str]:
+        headers = a.headers("assistance:read", regions=regions)
+        ids: list[str] = []
+        cursor = None
+        while True:
+            query = {**params, "limit": 1, **({"cursor": cursor} if cursor else {})}
+            r = await a.client.get("/v1/tasks", params=query, headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.content == TaskPage.model_validate_json(r.content).model_dump_json().encode()
+            for item in r.json()["items"]:
+                if item["id"] in by_id:  # not those of other tests, which may have a case
+                    one = await a.client.get(f"/v1/tasks/{item['id']}", headers=a.rw)
+                    assert one.json() == item
+                    ids.append(item["id"])
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                return ids
+
+    def expect(pick: Callable[[Task], bool]) -> list[str]:
+        return [i for i in expected_order if pick(by_id[i])]
+
+    assert await listed() == expected_order
+    assert await listed(status="overdue") == expect(lambda t: t.household_id == "h1" and t.kind == "verification")  # fmt: skip
+    assert await listed(status="open") == expect(lambda t: t.status == "open")
+    assert await listed(status="done") == expect(lambda t: t.status == "done")
+    assert await listed(status="cancelled") == expect(lambda t: t.status == "cancelled")
+    assert await listed(kind="review") == expect(lambda t: t.kind == "review")
+    assert await listed(household_id="h1") == expect(lambda t: t.household_id == "h1")
+    assert await listed(assignee="picc") == expect(lambda t: t.assignee_code == "picc")
+    assert await listed(household_id="h1", status="open") == expect(
+        lambda t: t.household_id == "h1" and t.status == "open"
+    )
+    assert await listed(("441882",)) == expect(lambda t: t.region_code.startswith("441882"))
+    assert await listed(("441882", TOWN)) == expected_order
+    assert await listed(("45",)) == []
+    statuses = {
+        item["id"]: item["status"]
+        for item in (await a.client.get("/v1/tasks", headers=a.rw)).json()["items"]
+    }
+    assert [statuses[t.id] for t in rows] == ["overdue", "open", "done", "cancelled"]
