@@ -208,26 +208,29 @@ async def complete_task(
 # ---------------------------------------------------------------------------- cases
 
 
+# As the tasks list: one statement on a read connection, plain values serialised once.
 @router.get("/cases", tags=["procedure"], response_model=CasePage)
 async def list_cases(
-    session: SessionDep,
+    request: Request,
     household_id: str | None = None,
     kind: Literal["identification", "elimination"] | None = None,
     status: Literal["in_progress", "approved", "rejected"] | None = None,
     limit: Limit = 50,
     cursor: str | None = None,
     principal: Principal = READ,
-) -> CasePage:
-    items, next_cursor = await procedure.list_cases(
-        session,
-        principal=principal,
-        household_id=household_id,
-        kind=kind,
-        status=status,
-        limit=limit,
-        cursor=cursor,
-    )
-    return CasePage(items=items, next_cursor=next_cursor)
+) -> Response:
+    after = decode_cursor(cursor, datetime.fromisoformat, str)  # before taking a connection
+    async with reading(request) as pg:
+        items, next_cursor = await procedure.list_cases(
+            pg,
+            principal=principal,
+            household_id=household_id,
+            kind=kind,
+            status=status,
+            limit=limit,
+            after=after,
+        )
+    return OrjsonResponse({"items": items, "next_cursor": next_cursor})
 
 
 @router.get("/cases/{case_id}", tags=["procedure"])

@@ -220,6 +220,34 @@ async def opened_page(
     return rows[:limit], encode_cursor(last.opened_at, last.id) if last else None
 
 
+def bind(params: list[Any], value: Any) -> str:
+    """`value` as the next positional parameter ($n) of a statement on a read connection."""
+    params.append(value)
+    return f"${len(params)}"
+
+
+def opened_page_where(
+    params: list[Any],
+    *,
+    principal: Principal,
+    after: tuple[datetime, str] | None,
+    **equal: str | None,
+) -> list[str]:
+    """The conditions of a list read on a read connection in opened order (the keyset of
+    `opened_page`): the principal's regions, `column = value` for each value given, and
+    after the cursor's `opened_at, id`; their values appended to `params`."""
+    conditions = []
+    # Region prefixes are digits (checked on the token), so LIKE needs no escaping.
+    if not principal.all_regions:
+        visible = [f"{p}%" for p in principal.regions]
+        conditions.append(f"region_code LIKE ANY({bind(params, visible)}::text[])")
+    conditions += [f"{column} = {bind(params, v)}" for column, v in equal.items() if v]
+    if after is not None:
+        at, key = bind(params, after[0]), bind(params, after[1])
+        conditions.append(f"(opened_at, id) > ({at}, {key})")
+    return conditions
+
+
 async def publish_finding(
     session: AsyncSession,
     observed: TaskComplete | VisitCreate,

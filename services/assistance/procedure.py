@@ -3,8 +3,11 @@ and 风险消除 (帮扶消除 with its guard, 自然消除 with its reason)."""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
 
+import asyncpg
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,14 +19,16 @@ from backstop.contracts.assistance import MonitoringStarted, RiskEliminated
 from backstop.db import SessionFactory, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent
+from backstop.pagination import encode_cursor
 from services.assistance import domain
 from services.assistance.common import (
+    bind,
     get_household,
     household_in_region,
     load_policy,
     locked,
     make_assistance_event,
-    opened_page,
+    opened_page_where,
 )
 from services.assistance.models import (
     AppraisalCreate,
@@ -34,7 +39,6 @@ from services.assistance.models import (
     Household,
     NoticeCreate,
     ReviewCreate,
-    StepPublic,
 )
 
 
@@ -48,38 +52,48 @@ async def _steps(session: AsyncSession, case_id: str) -> list[CaseStep]:
     )
 
 
-async def case_public(session: AsyncSession, case: Case) -> CasePublic:
-    steps = await _steps(session, case.id)
-    done = [s.step for s in steps]
-    return CasePublic(
-        id=case.id,
-        kind=case.kind,
-        household_id=case.household_id,
-        region_code=case.region_code,
-        status=case.status,
-        task_id=case.task_id,
-        monitoring_type=case.monitoring_type,
-        risk_factors=case.risk_factors,
-        elimination_method=case.elimination_method,
-        reason=case.reason,
-        next_step=domain.next_step(done) if case.status == "in_progress" else None,
-        steps=[
-            StepPublic(
-                step=s.step,
-                label=domain.STEP_LABELS[s.step],
-                acted_by=s.acted_by,
-                acted_on=s.acted_on,
-                recorded_at=s.recorded_at,
-                passed=s.passed,
-                details=s.details,
-            )
-            for s in steps
+def case_view(
+    case: Case | Mapping[str, Any], steps: Sequence[CaseStep | Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The case as the API shows it (the JSON of `CasePublic`), as plain values from a
+    `Case` or a row of `CASE_COLUMNS`, and its steps in the order they were recorded."""
+    row = case.model_dump() if isinstance(case, Case) else case
+    done = [s.model_dump() if isinstance(s, CaseStep) else s for s in steps]
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "household_id": row["household_id"],
+        "region_code": row["region_code"],
+        "status": row["status"],
+        "task_id": row["task_id"],
+        "monitoring_type": row["monitoring_type"],
+        "risk_factors": row["risk_factors"],
+        "elimination_method": row["elimination_method"],
+        "reason": row["reason"],
+        "next_step": domain.next_step([s["step"] for s in done])
+        if row["status"] == "in_progress"
+        else None,
+        "steps": [
+            {
+                "step": s["step"],
+                "label": domain.STEP_LABELS[s["step"]],
+                "acted_by": s["acted_by"],
+                "acted_on": s["acted_on"],
+                "recorded_at": s["recorded_at"],
+                "passed": s["passed"],
+                "details": s["details"],
+            }
+            for s in done
         ],
-        opened_by=case.opened_by,
-        opened_at=case.opened_at,
-        decided_on=case.decided_on,
-        decided_by=case.decided_by,
-    )
+        "opened_by": row["opened_by"],
+        "opened_at": row["opened_at"],
+        "decided_on": row["decided_on"],
+        "decided_by": row["decided_by"],
+    }
+
+
+async def case_public(session: AsyncSession, case: Case) -> CasePublic:
+    return CasePublic.model_validate(case_view(case, await _steps(session, case.id)))
 
 
 async def get_case(session: AsyncSession, *, case_id: str, principal: Principal) -> CasePublic:
@@ -89,25 +103,57 @@ async def get_case(session: AsyncSession, *, case_id: str, principal: Principal)
     return await case_public(session, case)
 
 
+# The columns `case_view` reads of a page of cases, then of each case's steps (none: NULL).
+CASE_COLUMNS = (
+    "id, kind, household_id, region_code, status, task_id, monitoring_type, risk_factors,"
+    " elimination_method, reason, opened_by, opened_at, decided_on, decided_by"
+)
+STEP_COLUMNS = "s.step, s.acted_by, s.acted_on, s.recorded_at, s.passed, s.details"
+
+
 async def list_cases(
-    session: AsyncSession,
+    pg: asyncpg.Connection,
     *,
     principal: Principal,
     household_id: str | None,
     kind: str | None,
     status: str | None,
     limit: int,
-    cursor: str | None,
-) -> tuple[list[CasePublic], str | None]:
-    query = select(Case).where(principal.region_clause(col(Case.region_code)))
-    if household_id:
-        query = query.where(col(Case.household_id) == household_id)
-    if kind:
-        query = query.where(col(Case.kind) == kind)
-    if status:
-        query = query.where(col(Case.status) == status)
-    rows, next_cursor = await opened_page(session, query, Case, cursor=cursor, limit=limit)
-    return [await case_public(session, c) for c in rows], next_cursor
+    after: tuple[datetime, str] | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the cases the principal may see, in the order they were opened (the
+    keyset of `common.opened_page`: `after` is the cursor's `opened_at, id`), with their
+    steps, in one statement on a read connection; each as `case_view` shows it."""
+    params: list[Any] = []
+    where = opened_page_where(
+        params,
+        principal=principal,
+        after=after,
+        household_id=household_id,
+        kind=kind,
+        status=status,
+    )
+    rows = await pg.fetch(
+        f"WITH page AS (SELECT {CASE_COLUMNS} FROM cases"
+        f" WHERE {' AND '.join(where) or 'true'}"
+        f" ORDER BY opened_at, id LIMIT {bind(params, limit + 1)})"
+        f" SELECT page.*, {STEP_COLUMNS} FROM page LEFT JOIN case_steps s ON s.case_id = page.id"
+        " ORDER BY page.opened_at, page.id, s.id",
+        *params,
+    )
+    cases: list[asyncpg.Record] = []
+    steps: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        if row["id"] not in steps:
+            cases.append(row)
+            steps[row["id"]] = []
+        if row["step"] is not None:
+            steps[row["id"]].append(row)
+    last = cases[limit - 1] if len(cases) > limit else None
+    return (
+        [case_view(c, steps[c["id"]]) for c in cases[:limit]],
+        encode_cursor(last["opened_at"], last["id"]) if last else None,
+    )
 
 
 async def _begin_step(

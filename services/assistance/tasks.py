@@ -30,11 +30,13 @@ from backstop.events import CloudEvent
 from backstop.pagination import encode_cursor
 from services.assistance import domain
 from services.assistance.common import (
+    bind,
     claim_once,
     get_household,
     load_policy,
     locked,
     make_assistance_event,
+    opened_page_where,
     publish_finding,
 )
 from services.assistance.models import (
@@ -412,32 +414,22 @@ async def list_tasks(
     keyset of `common.opened_page`: `after` is the cursor's `opened_at, id`), read in one
     statement on a read connection: rows of `TASK_COLUMNS`. "overdue" is still open and
     past its due date."""
-    conditions: list[str] = []
     params: list[Any] = []
-
-    def param(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    # Region prefixes are digits (checked on the token), so LIKE needs no escaping.
-    if not principal.all_regions:
-        visible = [f"{p}%" for p in principal.regions]
-        conditions.append(f"region_code LIKE ANY({param(visible)}::text[])")
-    if household_id:
-        conditions.append(f"household_id = {param(household_id)}")
-    if kind:
-        conditions.append(f"kind = {param(kind)}")
-    if assignee_code:
-        conditions.append(f"assignee_code = {param(assignee_code)}")
+    conditions = opened_page_where(
+        params,
+        principal=principal,
+        after=after,
+        household_id=household_id,
+        kind=kind,
+        assignee_code=assignee_code,
+    )
     if status == "overdue":
-        conditions.append(f"status = 'open' AND due_on < {param(domain.today())}")
+        conditions.append(f"status = 'open' AND due_on < {bind(params, domain.today())}")
     elif status:
-        conditions.append(f"status = {param(status)}")
-    if after is not None:
-        conditions.append(f"(opened_at, id) > ({param(after[0])}, {param(after[1])})")
+        conditions.append(f"status = {bind(params, status)}")
     rows = await pg.fetch(
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(conditions) or 'true'}"
-        f" ORDER BY opened_at, id LIMIT {param(limit + 1)}",
+        f" ORDER BY opened_at, id LIMIT {bind(params, limit + 1)}",
         *params,
     )
     last = rows[limit - 1] if len(rows) > limit else None

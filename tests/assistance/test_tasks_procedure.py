@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +17,7 @@ from backstop.contracts.assistance import (
     TaskOverdue,
 )
 from services.assistance import domain, tasks
-from services.assistance.models import Task, TaskPage
+from services.assistance.models import Case, CasePage, CaseStep, Task, TaskPage
 from tests.assistance.conftest import TOWN, VILLAGE, Assistance, alert, backdate_case
 from tests.support import checklist, read_topic, wait_for
 
@@ -402,3 +402,75 @@ async def test_task_list_filters_and_its_json_is_the_models(a: Assistance) -> No
         for item in (await a.client.get("/v1/tasks", headers=a.rw)).json()["items"]
     }
     assert [statuses[t.id] for t in rows] == ["overdue", "open", "done", "cancelled"]
+
+
+async def test_case_list_filters_and_its_json_is_the_models(a: Assistance) -> None:
+    """The cases list: its filters and region scoping, each case with its steps in the
+    order they were recorded; the page's bytes are what its documented model writes, and
+    each item is what the case's own GET shows."""
+    at = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    cases = [
+        Case(kind="identification", household_id="k1", region_code=VILLAGE, opened_by="x",
+             risk_factors=["low_income"], task_id="t1", opened_at=at),
+        Case(kind="elimination", household_id="k1", region_code=VILLAGE, status="approved",
+             elimination_method="natural", reason="理由 \"q\"", opened_by="县",
+             opened_at=at + timedelta(microseconds=100_000), decided_on=date(2026, 4, 1),
+             decided_by="县"),
+        Case(kind="identification", household_id="k2", region_code="441882101001",
+             status="rejected", opened_by="x", opened_at=at - timedelta(days=1)),
+    ]  # fmt: skip
+    steps = [
+        CaseStep(case_id=cases[0].id, step="appraisal", acted_by="王", acted_on=date(2026, 3, 3),
+                 passed=True, details={"attendance": 30, "votes_for": 20, "ratio": 0.5}),
+        CaseStep(case_id=cases[0].id, step="notice", acted_by="王", acted_on=date(2026, 3, 9),
+                 passed=True, details={"objections": [{"summary": "异议"}]}),
+        CaseStep(case_id=cases[2].id, step="appraisal", acted_by="李", acted_on=date(2026, 3, 3),
+                 passed=False, details={}),
+    ]  # fmt: skip
+    async with a.runtime.sessions() as session:
+        session.add_all(cases)
+        await session.flush()
+        session.add_all(steps)
+        await session.commit()
+    by_id = {c.id: c for c in cases}
+    expected_order = [c.id for c in sorted(cases, key=lambda c: (c.opened_at, c.id))]
+
+    async def listed(regions: tuple[str, ...] = ("*",), **params: object) -> list[dict]:
+        headers = a.headers("assistance:read", regions=regions)
+        found: list[dict] = []
+        cursor = None
+        while True:
+            query = {**params, "limit": 1, **({"cursor": cursor} if cursor else {})}
+            r = await a.client.get("/v1/cases", params=query, headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.content == CasePage.model_validate_json(r.content).model_dump_json().encode()
+            for item in r.json()["items"]:
+                if item["id"] in by_id:
+                    one = await a.client.get(f"/v1/cases/{item['id']}", headers=a.rw)
+                    assert one.json() == item
+                    found.append(item)
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                return found
+
+    def expect(pick: Callable[[Case], bool]) -> list[str]:
+        return [i for i in expected_order if pick(by_id[i])]
+
+    every = {c["id"]: c for c in await listed()}
+    assert list(every) == expected_order
+    first = every[cases[0].id]
+    assert [s["step"] for s in first["steps"]] == ["appraisal", "notice"]
+    assert first["steps"][0]["label"] == "民主评议" and first["next_step"] == "town_review"
+    assert first["steps"][0]["details"] == {"attendance": 30, "votes_for": 20, "ratio": 0.5}
+    assert every[cases[1].id]["steps"] == [] and every[cases[1].id]["next_step"] is None
+    ids = [c["id"] for c in await listed(status="approved")]
+    assert ids == expect(lambda c: c.status == "approved")
+    ids = [c["id"] for c in await listed(kind="identification")]
+    assert ids == expect(lambda c: c.kind == "identification")
+    ids = [c["id"] for c in await listed(household_id="k1", status="in_progress")]
+    assert ids == expect(lambda c: c.household_id == "k1" and c.status == "in_progress")
+    ids = [c["id"] for c in await listed(("441882",))]
+    assert ids == expect(lambda c: c.region_code.startswith("441882"))
+    assert await listed(("45",)) == []
+    r = await a.client.get("/v1/cases", params={"cursor": "nonsense"}, headers=a.rw)
+    assert r.status_code == 422
