@@ -54,17 +54,18 @@ from services.datasync.domain import (
 )
 from services.datasync.matching import (
     MATCHING_LOCK,
+    RECORDS_MATCHED,
     batch_records_item,
-    batch_records_template,
+    batch_template,
     publish_batch_records,
 )
 from services.datasync.models import BatchSummary, RecordError
 from services.datasync.parsing import FileLayout, Row
 from services.datasync.unmatched import (
+    RECORDS_UNMATCHED,
     emit_unmatched,
     new_people_items,
     person_json,
-    unmatched_template,
 )
 
 log = logging.getLogger("backstop.datasync")
@@ -785,9 +786,9 @@ def _written_events(
         period,
         [person_json(h, [d for _, d in sorted(items)]) for h, items in sorted(people.items())],
     )
-    return outbox.bulk_rows(session, batch_records_template(batch_id), matched) + outbox.bulk_rows(
-        session, unmatched_template(batch_id), unmatched
-    )
+    return outbox.bulk_rows(
+        session, batch_template(RECORDS_MATCHED, batch_id), matched
+    ) + outbox.bulk_rows(session, batch_template(RECORDS_UNMATCHED, batch_id), unmatched)
 
 
 async def _write_records(

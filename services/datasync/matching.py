@@ -179,11 +179,12 @@ async def _match_waiting(
     log.info("matched %d waiting records for %d households", len(matched), len(events))
 
 
-def batch_records_template(correlation: str) -> CloudEvent:
-    """The envelope of a batch's `records.matched` (see `publish_batch_records`)."""
+def batch_template(event_type: str, correlation: str) -> CloudEvent:
+    """The envelope of a batch's bulk events (`outbox.publish_bulk`): the request's
+    correlation id, else `correlation`."""
     return CloudEvent(
         source=f"/backstop/{SERVICE}",
-        type=RECORDS_MATCHED,
+        type=event_type,
         correlationid=correlation_id.get() or correlation,
         traceparent=tracing.current_traceparent(),
     )
@@ -212,7 +213,7 @@ async def publish_batch_records(
     have the contract's shape (tests check `event.payload()`); they go into the events as
     the JSON text PostgreSQL aggregates, not parsed and validated again one by one: a
     batch can hold 200k."""
-    template = batch_records_template(correlation)
+    template = batch_template(RECORDS_MATCHED, correlation)
     emitted = 0
     cursor = conn.cursor(
         "SELECT household_id, '[' || string_agg(data::text, ',' ORDER BY idx) || ']'"

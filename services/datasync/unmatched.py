@@ -12,11 +12,10 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import outbox, tracing
+from backstop import outbox
 from backstop.contracts.datasync import UNMATCHED_PER_EVENT, RecordsUnmatched
-from backstop.events import CloudEvent
-from backstop.logs import correlation_id
-from services.datasync.domain import CORRECTION, SERVICE, VOID
+from services.datasync.domain import CORRECTION, VOID
+from services.datasync.matching import batch_template
 
 RECORDS_UNMATCHED: str = RecordsUnmatched.__event_type__  # type: ignore[attr-defined]
 # Text of the people in one event: far below the broker's message limit (1 MB default).
@@ -40,15 +39,6 @@ _CHANGED = (
     " WHERE v.source = $1 AND v.batch_id = $2 AND v.action = ANY($3::text[])"
     " AND f.household_id IS NULL ORDER BY v.record_id, v.revision DESC"
 )
-
-
-def unmatched_template(correlation: str) -> CloudEvent:
-    return CloudEvent(
-        source=f"/backstop/{SERVICE}",
-        type=RECORDS_UNMATCHED,
-        correlationid=correlation_id.get() or correlation,
-        traceparent=tracing.current_traceparent(),
-    )
 
 
 def person_json(id_hash: str, records: list[bytes]) -> str:
@@ -105,7 +95,7 @@ async def emit_unmatched(
     then its changes to such records (per period of the records changed; only looked
     for when the batch applied `changes`). Streamed: a chunk of people leaves as soon as
     it is full."""
-    template = unmatched_template(correlation)
+    template = batch_template(RECORDS_UNMATCHED, correlation)
     emitted = 0
 
     async def publish(chunk_period: str, people: list[str]) -> None:
