@@ -90,8 +90,9 @@ class Chunk:
     """Up to `chunk_size` records, parsed and validated.
 
     `staged` holds the valid records, each as (index, record_id, id_hash, content_hash,
-    raw JSON, line, Excel row, record): the line is its `feed_records` row in COPY text
-    format but for the household columns, known once the chunk is matched."""
+    raw JSON, line, Excel row, ID number, name, data JSON): the line is its
+    `feed_records` row in COPY text format but for the household columns, known once
+    the chunk is matched."""
 
     received: int = 0
     staged: list[tuple[Any, ...]] = field(default_factory=list)
@@ -171,7 +172,14 @@ def rejection(
     )
 
 
-_ID, _HASH, _CONTENT, _RAW, _LINE, _RECORD = 1, 2, 3, 4, 5, 7  # positions in a staged record
+# Positions in a staged record; the last three only in a chunk's first INSERT_BELOW
+# records (kept for all, they added ~17 MB to a 10k-record JSON batch's peak).
+_ID, _HASH, _CONTENT, _RAW, _LINE, _ID_NUMBER, _NAME, _DATA = 1, 2, 3, 4, 5, 7, 8, 9
+_NOT_KEPT = (None, None, None)
+# Chunks of fewer valid records than this are one INSERT of arrays, matched in the same
+# statement; larger ones go by COPY, whose fixed cost (a lookup, a savepoint, two round
+# trips for the COPY) pays off above it.
+INSERT_BELOW = 200
 
 
 @dataclass
@@ -284,7 +292,13 @@ def prepare_chunk(
                                 raw_json,
                                 copy_line,
                                 row_number,
-                                record,
+                                # What an INSERT takes besides: kept only while the
+                                # chunk is small enough for one (see INSERT_BELOW).
+                                *(
+                                    (record.id_number, record.name, record.data_json)
+                                    if len(staged) < INSERT_BELOW
+                                    else _NOT_KEPT
+                                ),
                             )
                         )
         if received >= size:
@@ -709,10 +723,6 @@ def copy_payload(staged: list[tuple[Any, ...]], matched_to: dict[str, bytes]) ->
 
 _UNMATCHED = b"\t\\N\t\\N\n"
 
-# Chunks of fewer new records than this are one INSERT of arrays, matched in the same
-# statement; larger ones go by COPY, whose fixed cost (a lookup, a savepoint, two round
-# trips for the COPY) pays off above it.
-INSERT_BELOW = 200
 _INSERT_RECORDS = (
     "INSERT INTO feed_records (source, batch_id, period, record_id, idx, id_number, id_hash,"
     " name, data, content_hash, raw, household_id, matched_at)"
@@ -823,9 +833,8 @@ async def _write_records(
     # before: a corrected record's earlier versions too, so a department sending its
     # original file again changes nothing (the correction stands).
     existing: dict[str, tuple[str, set[bytes], bool]] = {}
-    if len(first) < INSERT_BELOW:
+    if len(chunk.staged) < INSERT_BELOW:
         rows = list(first.values())
-        records = [row[_RECORD] for row in rows]
         inserted = dict(
             await conn.fetch(
                 _INSERT_RECORDS,
@@ -835,11 +844,11 @@ async def _write_records(
                 datetime.now(UTC),
                 list(first),
                 [row[0] for row in rows],
-                [r.id_number for r in records],
-                [r.id_hash for r in records],
-                [r.name for r in records],
-                [r.data_json.decode() for r in records],
-                [r.content_hash for r in records],
+                [row[_ID_NUMBER] for row in rows],
+                [row[_HASH] for row in rows],
+                [row[_NAME] for row in rows],
+                [row[_DATA].decode() for row in rows],
+                [row[_CONTENT].decode() for row in rows],
                 [row[_RAW].decode() for row in rows],
             )
         )
@@ -848,9 +857,7 @@ async def _write_records(
         fresh = [row for row in rows if row[_ID] in inserted]
         matched = sum(household is not None for household in inserted.values())
         if tally.written is not None:
-            tally.written += [
-                (inserted[row[_ID]], row[_HASH], row[0], row[_RECORD].data_json) for row in fresh
-            ]
+            tally.written += [(inserted[row[_ID]], row[_HASH], row[0], row[_DATA]) for row in fresh]
     else:
         tally.written = None
         stamp = _text(datetime.now(UTC).isoformat())
@@ -886,7 +893,7 @@ async def _write_records(
 
     rejected = []
     leftovers = [row for row in first.values() if row[_ID] in existing] if existing else []
-    for index, record_id, _, content, raw, _, row_number, _ in leftovers + repeats:
+    for index, record_id, _, content, raw, _, row_number, *_ in leftovers + repeats:
         stored_batch, versions, voided = existing.get(record_id) or (
             batch_id,
             {first[record_id][_CONTENT]},
