@@ -8,7 +8,8 @@ load. Figures: req/s, p50, p99 and their ratio to bare; non-2xx answers are coun
 
 Routes: registry GET /v1/households/{id}, GET /v1/households?region=<town>,
 POST /v1/households (one household each, 16 connections); risk GET
-/v1/households/{id}/risk; assistance GET /v1/tasks; datasync POST a 10-record JSON batch.
+/v1/households/{id}/risk; assistance GET /v1/tasks and /v1/cases; datasync POST a
+10-record JSON batch.
 
 Each server is also sampled with py-spy during an extra wrk run (`--no-profile` skips
 it): each route's figures name its top frames by own time (what limits it, beside
@@ -387,7 +388,26 @@ async def seed_assistance(stack: Stack, tasks: int) -> Settings:
                 FROM generate_series(1, CAST(:n AS int)) AS g"""),
                 {"n": tasks},
             )
-            await conn.execute(text("ANALYZE tasks"))
+            # A fifth as many cases in progress, each two steps into its procedure.
+            await conn.execute(
+                text("""
+                INSERT INTO cases (id, kind, household_id, region_code, status, risk_factors,
+                                   opened_by, opened_at)
+                SELECT md5('c' || g)::uuid::text, 'identification', md5('hh' || g)::uuid::text,
+                       '441881' || (100 + g % 20)::text || lpad((1 + g % 15)::text, 3, '0'),
+                       'in_progress', '["low_income"]', 'bench', now() - g * interval '1 second'
+                FROM generate_series(1, CAST(:n AS int) / 5) AS g"""),
+                {"n": tasks},
+            )
+            await conn.execute(
+                text("""
+                INSERT INTO case_steps (case_id, step, acted_by, acted_on, passed, details,
+                                        recorded_at)
+                SELECT c.id, s.step, 'bench', current_date, true, '{"attendance": 30}', now()
+                FROM cases c, unnest(ARRAY['appraisal', 'notice']) AS s(step)""")
+            )
+            for table in ("tasks", "cases", "case_steps"):
+                await conn.execute(text(f"ANALYZE {table}"))
     finally:
         await engine.dispose()
     return settings
@@ -514,6 +534,9 @@ async def run(
                   token("risk:read")),
             Route("assistance_list_tasks", "assistance", "GET", GET_CONNECTIONS,
                   _lines(tmp / "at.txt", [("/v1/tasks?status=open", "")]),
+                  token("assistance:read")),
+            Route("assistance_list_cases", "assistance", "GET", GET_CONNECTIONS,
+                  _lines(tmp / "ac.txt", [("/v1/cases?status=in_progress", "")]),
                   token("assistance:read")),
             Route("datasync_json_batch_10", "datasync", "POST", POST_CONNECTIONS,
                   _lines(tmp / "dp.txt", [("/v1/feeds/medical/batches", b)
