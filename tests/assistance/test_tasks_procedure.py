@@ -4,10 +4,11 @@ PostgreSQL and Kafka (risk and registry are played by producing their events).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from backstop.contracts.assistance import (
@@ -332,6 +333,35 @@ async def test_task_list_paginates(a: Assistance) -> None:
     assert len(seen) == len(set(seen)) >= 3
 
 
+async def every_page(
+    a: Assistance,
+    url: str,
+    page: type[BaseModel],
+    ours: Container[str],
+    regions: tuple[str, ...],
+    **params: str,
+) -> list[dict]:
+    """The items of `ours` a list at `url` shows, a page of one at a time (`regions`: the
+    token's): each page's bytes are what its documented model writes, and each item is
+    what the thing's own GET shows (other tests' items are left out)."""
+    headers = a.headers("assistance:read", regions=regions)
+    found: list[dict] = []
+    cursor = None
+    while True:
+        query = {**params, "limit": "1", **({"cursor": cursor} if cursor else {})}
+        r = await a.client.get(url, params=query, headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.content == page.model_validate_json(r.content).model_dump_json().encode()
+        for item in r.json()["items"]:
+            if item["id"] in ours:
+                one = await a.client.get(f"{url}/{item['id']}", headers=a.rw)
+                assert one.json() == item
+                found.append(item)
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            return found
+
+
 async def test_task_list_filters_and_its_json_is_the_models(a: Assistance) -> None:
     """Every filter of the list, the region scoping and the derived "overdue", on rows of
     every shape; the page's bytes are exactly what its documented model writes, and each
@@ -362,23 +392,9 @@ async def test_task_list_filters_and_its_json_is_the_models(a: Assistance) -> No
     by_id = {t.id: t for t in rows}
     expected_order = [t.id for t in sorted(rows, key=lambda t: (t.opened_at, t.id))]
 
-    async def listed(regions: tuple[str, ...] = ("*",), **params: object) -> list[str]:
-        headers = a.headers("assistance:read", regions=regions)
-        ids: list[str] = []
-        cursor = None
-        while True:
-            query = {**params, "limit": 1, **({"cursor": cursor} if cursor else {})}
-            r = await a.client.get("/v1/tasks", params=query, headers=headers)
-            assert r.status_code == 200, r.text
-            assert r.content == TaskPage.model_validate_json(r.content).model_dump_json().encode()
-            for item in r.json()["items"]:
-                if item["id"] in by_id:  # not those of other tests, which may have a case
-                    one = await a.client.get(f"/v1/tasks/{item['id']}", headers=a.rw)
-                    assert one.json() == item
-                    ids.append(item["id"])
-            cursor = r.json()["next_cursor"]
-            if not cursor:
-                return ids
+    async def listed(regions: tuple[str, ...] = ("*",), **params: str) -> list[str]:
+        found = await every_page(a, "/v1/tasks", TaskPage, by_id, regions=regions, **params)
+        return [t["id"] for t in found]
 
     def expect(pick: Callable[[Task], bool]) -> list[str]:
         return [i for i in expected_order if pick(by_id[i])]
@@ -435,23 +451,8 @@ async def test_case_list_filters_and_its_json_is_the_models(a: Assistance) -> No
     by_id = {c.id: c for c in cases}
     expected_order = [c.id for c in sorted(cases, key=lambda c: (c.opened_at, c.id))]
 
-    async def listed(regions: tuple[str, ...] = ("*",), **params: object) -> list[dict]:
-        headers = a.headers("assistance:read", regions=regions)
-        found: list[dict] = []
-        cursor = None
-        while True:
-            query = {**params, "limit": 1, **({"cursor": cursor} if cursor else {})}
-            r = await a.client.get("/v1/cases", params=query, headers=headers)
-            assert r.status_code == 200, r.text
-            assert r.content == CasePage.model_validate_json(r.content).model_dump_json().encode()
-            for item in r.json()["items"]:
-                if item["id"] in by_id:
-                    one = await a.client.get(f"/v1/cases/{item['id']}", headers=a.rw)
-                    assert one.json() == item
-                    found.append(item)
-            cursor = r.json()["next_cursor"]
-            if not cursor:
-                return found
+    async def listed(regions: tuple[str, ...] = ("*",), **params: str) -> list[dict]:
+        return await every_page(a, "/v1/cases", CasePage, by_id, regions=regions, **params)
 
     def expect(pick: Callable[[Case], bool]) -> list[str]:
         return [i for i in expected_order if pick(by_id[i])]
