@@ -90,6 +90,13 @@ def one_of(column: ColumnElement[Any] | Mapped[Any], values: Iterable[str]) -> C
     return column.in_(select(func.json_array_elements_text(cast(values_json, JSON))))
 
 
+def bind(params: list[Any], value: Any) -> str:
+    """`value` as the next positional parameter ($n) of a statement written as text for a
+    driver connection, appended to `params`."""
+    params.append(value)
+    return f"${len(params)}"
+
+
 async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under `session`, inside the session's transaction, for COPY
     and array statements on hot paths."""

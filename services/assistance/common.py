@@ -18,7 +18,7 @@ from backstop import outbox
 from backstop.auth import Principal
 from backstop.contracts.assistance import FindingObserved, IncomeFinding
 from backstop.contracts.registry import HouseholdEvent
-from backstop.db import SessionFactory, unit_of_work
+from backstop.db import SessionFactory, bind, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent, make_event
 from backstop.logs import correlation_id
@@ -220,12 +220,6 @@ async def opened_page(
     return rows[:limit], encode_cursor(last.opened_at, last.id) if last else None
 
 
-def bind(params: list[Any], value: Any) -> str:
-    """`value` as the next positional parameter ($n) of a statement on a read connection."""
-    params.append(value)
-    return f"${len(params)}"
-
-
 def opened_page_where(
     params: list[Any],
     *,
@@ -236,11 +230,8 @@ def opened_page_where(
     """The conditions of a list read on a read connection in opened order (the keyset of
     `opened_page`): the principal's regions, `column = value` for each value given, and
     after the cursor's `opened_at, id`; their values appended to `params`."""
-    conditions = []
-    # Region prefixes are digits (checked on the token), so LIKE needs no escaping.
-    if not principal.all_regions:
-        visible = [f"{p}%" for p in principal.regions]
-        conditions.append(f"region_code LIKE ANY({bind(params, visible)}::text[])")
+    regions = principal.region_condition("region_code", params)
+    conditions = [regions] if regions else []
     conditions += [f"{column} = {bind(params, v)}" for column, v in equal.items() if v]
     if after is not None:
         at, key = bind(params, after[0]), bind(params, after[1])

@@ -16,13 +16,12 @@ from sqlmodel import col
 from backstop import outbox
 from backstop.auth import Principal
 from backstop.contracts.assistance import MonitoringStarted, RiskEliminated
-from backstop.db import SessionFactory, unit_of_work
+from backstop.db import SessionFactory, bind, unit_of_work
 from backstop.errors import Problem, invalid
 from backstop.events import CloudEvent
 from backstop.pagination import encode_cursor
 from services.assistance import domain
 from services.assistance.common import (
-    bind,
     get_household,
     household_in_region,
     load_policy,

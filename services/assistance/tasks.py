@@ -24,13 +24,12 @@ from backstop.contracts.assistance import (
     TaskOverdue,
 )
 from backstop.contracts.risk import AlertRaised, AlertRenewed, AssessmentChanged
-from backstop.db import SessionFactory, unit_of_work
+from backstop.db import SessionFactory, bind, unit_of_work
 from backstop.errors import Problem
 from backstop.events import CloudEvent
 from backstop.pagination import encode_cursor
 from services.assistance import domain
 from services.assistance.common import (
-    bind,
     claim_once,
     get_household,
     load_policy,

@@ -104,7 +104,7 @@ async def list_households(
     async with reading(request) as pg:
         found, next_cursor = await queries.list_households(
             pg,
-            visible=None if principal.all_regions else list(principal.regions),
+            principal=principal,
             region=region,
             type=type,
             monitoring=monitoring,

@@ -3,8 +3,9 @@ people by ID number, regions and history. Nothing here writes."""
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -13,7 +14,9 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop.auth import Principal
 from backstop.contracts.policy import contact_missing
+from backstop.db import bind
 from backstop.idnumber import mask_id, mask_phone
 from backstop.pagination import decode_cursor, encode_cursor
 from services.registry import domain
@@ -116,7 +119,7 @@ def _member_order(m: dict[str, Any]) -> tuple[bool, str]:
 async def list_households(
     pg: asyncpg.Connection,
     *,
-    visible: Sequence[str] | None,  # the token's region prefixes; None = all
+    principal: Principal,
     region: str | None,
     type: str | None,
     monitoring: str | None,
@@ -128,18 +131,14 @@ async def list_households(
     """Households matching the filters, ordered by id, one page after `cursor`, on a read
     connection. With `updated_since`: those changed at or after it, oldest change first
     (an incremental sync: the next sync passes the last `updated_at` it saw)."""
-    conditions: list[str] = []
     params: list[Any] = []
     keys: tuple[str, ...]  # the columns of the page's order, which the cursor carries
 
-    def param(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
+    param = functools.partial(bind, params)
 
-    # Region prefixes are digits (checked on the token and the query), so LIKE needs no
-    # escaping.
-    if visible is not None:
-        conditions.append(f"h.region_code LIKE ANY({param([f'{p}%' for p in visible])}::text[])")
+    visible = principal.region_condition("h.region_code", params)
+    conditions = [visible] if visible else []
+    # `region` is digits (checked on the query), so LIKE needs no escaping.
     if region:
         conditions.append(f"h.region_code LIKE {param(f'{region}%')}")
     if type:

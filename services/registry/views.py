@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import orjson
 from pydantic import BaseModel
 from sqlalchemy import delete, insert, update
@@ -94,15 +93,7 @@ async def load_views(
     the session's transaction (`for_update` locks the household rows)."""
     if not ids:
         return {}
-    return await fetch_views(await raw_connection(session), ids, for_update=for_update)
-
-
-async def fetch_views(
-    pg: asyncpg.Connection, ids: Sequence[uuid.UUID], *, for_update: bool = False
-) -> dict[uuid.UUID, HouseholdView]:
-    """`load_views` on a transaction's driver connection."""
-    if not ids:
-        return {}
+    pg = await raw_connection(session)
     rows = await pg.fetch(_LOAD_FOR_UPDATE if for_update else _LOAD_SQL, list(ids))
     views: dict[uuid.UUID, HouseholdView] = {}
     for row in rows:
