@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -212,16 +213,21 @@ def _verify(settings: Settings, token: str) -> tuple[Principal, float]:
             algorithms=["HS256"],
             issuer=settings.jwt_issuer or None,
             audience=settings.jwt_audience or None,
-            options={"require": required, "verify_aud": bool(settings.jwt_audience)},
+            # exp is checked below, after its type: PyJWT takes a numeric string for it.
+            options={
+                "require": required,
+                "verify_aud": bool(settings.jwt_audience),
+                "verify_exp": False,
+            },
         )
-    except jwt.ExpiredSignatureError:
-        raise _unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise _unauthorized(f"invalid token: {exc}") from None
     exp = claims["exp"]
-    # PyJWT takes a numeric string ("9999999999") for exp; the JWT spec says NumericDate.
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
+    # The JWT spec says NumericDate: a malformed exp is refused as such, past or future.
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
         raise _unauthorized("invalid token: exp must be a number (seconds since the epoch)")
+    if exp <= time.time():
+        raise _unauthorized("the token has expired")
     if exp - time.time() > settings.jwt_max_lifetime_s:
         raise _unauthorized(
             f"invalid token: exp is more than {settings.jwt_max_lifetime_s} s ahead"

@@ -261,6 +261,13 @@ async def test_a_subscriber_back_from_downtime_asks_for_a_time_range_again(
         events = [alert("441881103001"), alert("441881103002")]
         await send_events(notify_settings, *events)
         await wait_for(lambda: len(receiver.accepted) == 2, message="first deliveries")
+
+        # A delivery still being sent is pending and not queued again: wait for the outcome.
+        async def both_delivered() -> bool:
+            log = await client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=admin)
+            return [d["status"] for d in log.json()["items"]] == ["delivered", "delivered"]
+
+        await wait_for(both_delivered, message="first deliveries recorded")
         after = datetime.now(UTC)
 
         path = f"/v1/subscriptions/{sub['id']}/redeliveries"
