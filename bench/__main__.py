@@ -111,17 +111,23 @@ def section(name: str, figures: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "| route | req/s (× bare) | p50 ms (× bare) | p99 ms (× bare) | CPU µs/req (× bare)"
-            " | non-2xx | limited by | top frames by own time |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            " | × bare by round: req/s; p99 | non-2xx | limited by | top frames by own time |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         lines += [
             f"| {route} | {f['req_per_s']:,} ({f['req_per_s_vs_bare']}) | {f['p50_ms']}"
             f" ({f['p50_vs_bare']}) | {f['p99_ms']} ({f['p99_vs_bare']}) |"
-            f" {f['server_cpu_us_per_req']:,} ({f['cpu_per_req_vs_bare']}) | {f['non_2xx']} |"
+            f" {f['server_cpu_us_per_req']:,} ({f['cpu_per_req_vs_bare']}) |"
+            f" {_rounds(f, 'req_per_s_vs_bare')}; {_rounds(f, 'p99_vs_bare')} | {f['non_2xx']} |"
             f" {f['limited_by']} | {'; '.join(f.get('top_frames', []))} |"
             for route, f in routes.items()
         ]
     return [*lines, ""]
+
+
+def _rounds(figures: dict[str, Any], key: str) -> str:
+    """A ratio's value in each round (figures from before rounds: the one value)."""
+    return " ".join(str(v) for v in figures.get(f"{key}_rounds", [figures[key]]))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ Each service runs as it is deployed: uvicorn (uvloop, httptools), one worker pro
 `--workers N`, bare's too, as compose's BACKSTOP_API_PROCESSES), HTTP only, on 127.0.0.1. `wrk` (Debian's; installed with apt when missing) drives every route;
 a bare FastAPI route returning a constant, served the same way, is measured right before
 each route (back to back), so each ratio compares two runs under the same neighbours'
-load. Figures: req/s, p50, p99 and their ratio to bare; non-2xx answers are counted.
+load; such pairs run `--rounds` times (3) and each figure is the median over the rounds,
+ratios the median of each pair's own ratio (the per-round ratios are kept beside it: on a
+shared machine the bare route alone moves by a third between minutes). Figures: req/s,
+p50, p99 and their ratio to bare; non-2xx answers are counted.
 
 Routes: registry GET /v1/households/{id}, GET /v1/households?region=<town>,
 POST /v1/households (one household each, 16 connections); risk GET
@@ -16,7 +19,8 @@ it): each route's figures name its top frames by own time (what limits it, besid
 `limited_by`), and bench/results/http-profile.txt has the top frames by own and
 inclusive time.
 
-.venv/bin/python -m bench.http [--quick] [--no-profile] [--workers N] [--only registry_get ...]
+.venv/bin/python -m bench.http [--quick] [--no-profile] [--workers N] [--rounds N]
+    [--only registry_get_household ...]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -470,6 +475,46 @@ class Route:
         return load, used / max(load.requests, 1) * 1e6, used / (time.perf_counter() - started)
 
 
+Drive = tuple[Load, float, float]  # Route.drive: the load, CPU µs per request, cores busy
+
+
+def pair_figures(pairs: list[tuple[Drive, Drive]], workers: int) -> dict[str, Any]:
+    """A route's figures from its rounds of (bare, route) runs back to back: each the
+    median over the rounds; each ratio the median of the rounds' own ratios, with the
+    ratios of every round beside it."""
+    median = statistics.median
+    bares, runs = [b for b, _ in pairs], [r for _, r in pairs]
+    metrics: dict[str, Callable[[Drive], float]] = {
+        "req_per_s": lambda d: d[0].requests_per_s,
+        "p50_ms": lambda d: d[0].p50_ms,
+        "p99_ms": lambda d: d[0].p99_ms,
+        # Server CPU per request: steadier than rates when neighbours load the cores.
+        "server_cpu_us_per_req": lambda d: d[1],
+    }
+    ratios = {k: [f(r) / f(b) for b, r in pairs] for k, f in metrics.items()}
+    middle = sorted(runs, key=metrics["req_per_s"])[len(runs) // 2]
+    return {
+        "req_per_s": round(median([d[0].requests_per_s for d in runs])),
+        "p50_ms": round(median([d[0].p50_ms for d in runs]), 2),
+        "p99_ms": round(median([d[0].p99_ms for d in runs]), 2),
+        "bare_req_per_s": round(median([d[0].requests_per_s for d in bares])),
+        "bare_p50_ms": round(median([d[0].p50_ms for d in bares]), 2),
+        "bare_p99_ms": round(median([d[0].p99_ms for d in bares]), 2),
+        "req_per_s_vs_bare": round(median(ratios["req_per_s"]), 3),
+        "p50_vs_bare": round(median(ratios["p50_ms"]), 1),
+        "p99_vs_bare": round(median(ratios["p99_ms"]), 1),
+        "req_per_s_vs_bare_rounds": [round(x, 3) for x in ratios["req_per_s"]],
+        "p99_vs_bare_rounds": [round(x, 1) for x in ratios["p99_ms"]],
+        "server_cpu_us_per_req": round(median([d[1] for d in runs])),
+        "bare_cpu_us_per_req": round(median([d[1] for d in bares])),
+        "cpu_per_req_vs_bare": round(median(ratios["server_cpu_us_per_req"]), 1),
+        "non_2xx": sum(d[0].non_2xx for d in runs),
+        "socket_errors": sum(d[0].errors for d in runs),
+        # The round whose run is the median by rate says what limits the route.
+        "limited_by": limited_by(middle[2], middle[0], workers),
+    }
+
+
 def limited_by(server_cores: float, load: Load, workers: int = 1) -> str:
     """What bounds a run, from where the CPU went: the service's processes (one process
     uses at most one core), the load generator, or neither of them (then PostgreSQL, or
@@ -490,13 +535,18 @@ async def run(
     profile_routes: bool = True,
     only: list[str] | None = None,
     workers: int = 1,
+    rounds: int = 3,
 ) -> dict[str, object]:
-    seconds = 4.0 if quick else 10.0
+    seconds = 2.0 if quick else 5.0  # one run of a round; the profile's run is twice that
+    # Every second a route is driven (warm-up, the rounds, the profile, a margin): a POST
+    # body is sent once, so there must be enough of them.
+    driven_s = 2 + rounds * seconds + 2 * seconds + 4
     households = 5_000 if quick else 20_000
     stack = scratch_stack()
     results: dict[str, Any] = {
         "load_generator": "wrk 1 thread",
         "seconds_per_run": seconds,
+        "rounds": rounds,
         "get_connections": GET_CONNECTIONS,
         "post_connections": POST_CONNECTIONS,
         "cores": os.cpu_count(),
@@ -511,7 +561,7 @@ async def run(
         risk_settings, risk_ids = await seed_risk(stack, households)
         assist_settings = await seed_assistance(stack, households)
         feed_settings = await stack.create_database("datasync")
-        post_n = int((seconds * 2 + 4) * 2000)
+        post_n = int(driven_s * 2000)
 
         def token(*scopes: str) -> str:
             return "Bearer " + issue_token(base, sub="bench", scopes=scopes, ttl_s=24 * 3600)
@@ -540,7 +590,7 @@ async def run(
                   token("assistance:read")),
             Route("datasync_json_batch_10", "datasync", "POST", POST_CONNECTIONS,
                   _lines(tmp / "dp.txt", [("/v1/feeds/medical/batches", b)
-                                          for b in datasync_bodies(int((seconds * 2 + 4) * 600))]),
+                                          for b in datasync_bodies(int(driven_s * 600))]),
                   token("feeds:medical")),
         ]  # fmt: skip
         if only:
@@ -573,33 +623,18 @@ async def run(
             # Warm both up (connections, caches), then bare and the route back to back.
             bare_route.drive(servers["bare"], 2)
             route.drive(server, 2)
-            baseline, bare_cpu, _ = bare_route.drive(servers["bare"], seconds)
-            load, cpu, cores = route.drive(server, seconds)
-            figures = {
-                "req_per_s": round(load.requests_per_s),
-                "p50_ms": round(load.p50_ms, 2),
-                "p99_ms": round(load.p99_ms, 2),
-                "bare_req_per_s": round(baseline.requests_per_s),
-                "bare_p50_ms": round(baseline.p50_ms, 2),
-                "bare_p99_ms": round(baseline.p99_ms, 2),
-                "req_per_s_vs_bare": round(load.requests_per_s / baseline.requests_per_s, 3),
-                "p50_vs_bare": round(load.p50_ms / baseline.p50_ms, 1),
-                "p99_vs_bare": round(load.p99_ms / baseline.p99_ms, 1),
-                # Server CPU per request: steadier than rates when neighbours load the cores.
-                "server_cpu_us_per_req": round(cpu),
-                "bare_cpu_us_per_req": round(bare_cpu),
-                "cpu_per_req_vs_bare": round(cpu / bare_cpu, 1),
-                "connections": route.connections,
-                "non_2xx": load.non_2xx,
-                "socket_errors": load.errors,
-                "limited_by": limited_by(cores, load, workers),
-                "load_average": round(os.getloadavg()[0], 1),
-            }
+            pairs = [
+                (bare_route.drive(servers["bare"], seconds), route.drive(server, seconds))
+                for _ in range(rounds)
+            ]
+            figures = pair_figures(pairs, workers)
+            figures["connections"] = route.connections
+            figures["load_average"] = round(os.getloadavg()[0], 1)
             if profile_routes:
                 lines, figures["top_frames"] = profile(
                     server.pids()[0],
-                    seconds,
-                    lambda r=route, s=server: r.drive(s, seconds)[0],
+                    2 * seconds,
+                    lambda r=route, s=server: r.drive(s, 2 * seconds)[0],
                 )
                 notes += [f"{route.name} ({route.method}, {route.connections} connections)"]
                 notes += lines
@@ -608,8 +643,8 @@ async def run(
         if profile_routes:
             lines, _ = profile(
                 servers["bare"].pids()[0],
-                seconds,
-                lambda: bare_get.drive(servers["bare"], seconds)[0],
+                2 * seconds,
+                lambda: bare_get.drive(servers["bare"], 2 * seconds)[0],
             )
             notes[0:0] = ["bare", *lines]
             RESULTS.mkdir(exist_ok=True)
@@ -633,8 +668,13 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn processes per server, bare's too"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="bare-then-route pairs per route (median)"
+    )
     args = parser.parse_args()
-    print(asyncio.run(run(args.quick, args.profile, args.only, args.workers)))
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    print(asyncio.run(run(args.quick, args.profile, args.only, args.workers, args.rounds)))
 
 
 if __name__ == "__main__":
