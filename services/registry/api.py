@@ -123,8 +123,7 @@ async def list_households(
 async def get_household(
     household_id: uuid.UUID, request: Request, principal: Principal = require(READ)
 ) -> Response:
-    async with reading(request) as pg:
-        row = await pg.fetchrow(queries.HOUSEHOLD_SQL, household_id)
+    row = await queries.household_row(request.app.state.runtime.sessions, household_id)
     if row is None or not principal.can_see(row["region_code"]):
         raise views.household_not_found(household_id)  # alike: no region oracle
     return OrjsonResponse(queries.to_public(row, pii=principal.has(PII)))

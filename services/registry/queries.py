@@ -11,20 +11,47 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg import Record
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backstop import grouping
 from backstop.auth import Principal
 from backstop.contracts.policy import contact_missing
-from backstop.db import bind
+from backstop.db import SessionFactory, bind, driver_connection
 from backstop.idnumber import mask_id, mask_phone
 from backstop.pagination import decode_cursor, encode_cursor
 from services.registry import domain
 from services.registry.models import NATIONAL_MEMBER_FIELDS, HistoryPublic, RegionPublic
-from services.registry.views import HIST, VIEW_COLUMNS, H, P, R, year_size
+from services.registry.views import HIST, VIEW_COLUMNS, VIEWS_SQL, H, P, R, year_size
 
-# One household for its GET: the row `to_public` reads.
-HOUSEHOLD_SQL = f"SELECT {VIEW_COLUMNS} FROM household h WHERE h.id = $1"
+_READS = "registry_household_reads"  # the session factory's Grouped reads, in its info
+# Statements in flight at most: one more request waiting batches with the others, and
+# one reading an uncommon large household does not hold up the rest. Two read ~15 % less
+# CPU per GET than one statement each at 32 connections, one a little less again.
+READ_STATEMENTS = 2
+
+
+async def household_row(sessions: SessionFactory, household_id: uuid.UUID) -> Record | None:
+    """One household's row of `VIEW_COLUMNS` for its GET, read in one statement with the
+    households other requests of this process ask for at the same moment
+    (`backstop.grouping`), on a read connection; None when there is none."""
+    reads = grouping.shared(
+        sessions,
+        _READS,
+        lambda: grouping.Grouped(
+            functools.partial(_read_households, sessions),
+            in_flight=READ_STATEMENTS,
+            max_batch=64,
+        ),
+    )
+    return await reads.submit(household_id)
+
+
+async def _read_households(sessions: SessionFactory, ids: list[uuid.UUID]) -> list[Record | None]:
+    async with driver_connection(sessions) as pg:
+        rows = {row["id"]: row for row in await pg.fetch(VIEWS_SQL, ids)}
+    return [rows.get(i) for i in ids]
 
 
 def to_public(row: Mapping[str, Any], *, pii: bool) -> dict[str, Any]:

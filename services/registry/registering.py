@@ -6,12 +6,11 @@ arrive at the same moment (`register_new`: group commit)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
 from operator import itemgetter
 from typing import Any, overload
 
@@ -22,7 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backstop import outbox
+from backstop import grouping, outbox
 from backstop.contracts import registry as contract
 from backstop.db import SessionFactory, driver_connection, raw_connection
 from backstop.events import CloudEvent
@@ -284,99 +283,56 @@ WRITERS = 4  # statements in flight at most: some run while the next batches are
 
 @dataclass(slots=True)
 class _Registration:
-    """One household's rows (per table of `_tables`) and outbox row, and the request
-    waiting for them to be written: True once committed, False to write them alone."""
+    """One household's rows (per table of `_tables`) and its outbox row."""
 
     rows: list[list[tuple[Any, ...]]]
     event: tuple[Any, ...]
-    written: asyncio.Future[bool]
 
 
-class _Registrations:
-    """Group commit of the single registrations of one process (one per session factory):
-    those that arrive while a statement runs go together in the next one, so a burst of
-    requests costs one statement and one commit per batch instead of per household, on
-    the client's CPU and on the database's. A statement refused (a unique index, bad
-    data; nothing of it written) sends each of its households to be written alone, so
-    only the offending one fails, with its own error."""
-
-    def __init__(self, sessions: SessionFactory, loop: asyncio.AbstractEventLoop) -> None:
-        self.sessions = sessions
-        self.loop = loop
-        self.waiting: list[_Registration] = []
-        self.writers = 0  # statements in flight, or about to be
-        self.starting = False  # a writer is about to take what waits
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def write(self, registration: _Registration) -> bool:
-        self.waiting.append(registration)
-        if not self.starting and self.writers < WRITERS:
-            self.writers += 1
-            self.starting = True
-            task = self.loop.create_task(self._write_waiting())
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        return await registration.written
-
-    async def _write_waiting(self) -> None:
-        batch: list[_Registration] = []
-        try:
-            while self.waiting:
-                self.starting = False
-                batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
-                try:
-                    async with driver_connection(self.sessions) as pg:
-                        await _insert_registrations(pg, batch)
-                except Exception as exc:
-                    for r in batch:  # alone, a household gets its own error
-                        _settle(r.written, exc if len(batch) == 1 else False)
-                else:
-                    outbox.wake()
-                    for r in batch:
-                        _settle(r.written, True)
-                batch = []
-        finally:
-            self.writers -= 1
-            self.starting = False
-            for r in batch:  # cancelled mid-statement (the loop stopping): not known written
-                _settle(r.written, asyncpg.InterfaceError("the registration was interrupted"))
-
-
-def _settle(future: asyncio.Future[bool], outcome: bool | BaseException) -> None:
-    if future.done():  # its request was cancelled
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
-
-
-_REGISTRATIONS = "registry_registrations"  # the session factory's _Registrations, in its info
+_REGISTRATIONS = "registry_registrations"  # the session factory's Grouped writes, in its info
 
 
 async def register_new(
     sessions: SessionFactory, p: PreparedHousehold, *, actor: str, max_message_bytes: int
 ) -> None:
     """Register one household whose people and number are all new, in one statement on a
-    connection outside any transaction (with the households other requests register at
-    the same moment): its rows, history entry and HouseholdCreated outbox row commit
-    together. A unique index refuses it (nothing written) when a member or the number is
-    registered already, removed people included: then `insert_households` decides, in a
-    transaction, what the answer is."""
-    loop = asyncio.get_running_loop()
+    connection outside any transaction, with the households other requests register at
+    the same moment (group commit, `backstop.grouping`): its rows, history entry and
+    HouseholdCreated outbox row commit together. A unique index refuses it (nothing
+    written) when a member or the number is registered already, removed people included:
+    then `insert_households` decides, in a transaction, what the answer is."""
     registration = _Registration(
         _table_rows([p], actor, set()),
         outbox.envelope_row(created_envelope(p, actor), max_message_bytes=max_message_bytes),
-        loop.create_future(),
     )
-    info = sessions.kw["info"]
-    registrations: _Registrations | None = info.get(_REGISTRATIONS)
-    if registrations is None or registrations.loop is not loop:
-        registrations = info[_REGISTRATIONS] = _Registrations(sessions, loop)
-    if not await registrations.write(registration):
+    registrations = grouping.shared(
+        sessions,
+        _REGISTRATIONS,
+        lambda: grouping.Grouped(
+            partial(_write_registrations, sessions),
+            in_flight=WRITERS,
+            max_batch=MAX_BATCH,
+        ),
+    )
+    if not await registrations.submit(registration):
         async with driver_connection(sessions) as pg:
             await _insert_registrations(pg, [registration])
         outbox.wake()
+
+
+async def _write_registrations(
+    sessions: SessionFactory, batch: list[_Registration]
+) -> list[bool | BaseException]:
+    """True for each once committed. A statement refused (a unique index, bad data;
+    nothing of it written) answers False, to write each household alone, so only the
+    offending one fails, with its own error; alone, a household gets that error."""
+    try:
+        async with driver_connection(sessions) as pg:
+            await _insert_registrations(pg, batch)
+    except Exception as exc:
+        return [exc] if len(batch) == 1 else [False] * len(batch)
+    outbox.wake()
+    return [True] * len(batch)
 
 
 async def _insert_registrations(pg: asyncpg.Connection, batch: Sequence[_Registration]) -> None:

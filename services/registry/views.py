@@ -82,8 +82,9 @@ VIEW_COLUMNS = """h.*,
      FROM income i WHERE i.household_id = h.id)::text AS incomes_json,
   (SELECT coalesce(json_agg(c ORDER BY c.id), '[]')
      FROM contact c WHERE c.household_id = h.id)::text AS contacts_json"""
-_LOAD_SQL = f"SELECT {VIEW_COLUMNS} FROM household h WHERE h.id = ANY($1::uuid[])"
-_LOAD_FOR_UPDATE = _LOAD_SQL + " FOR UPDATE OF h"
+# Households with their members, incomes and contacts, by id (the GET reads them too).
+VIEWS_SQL = f"SELECT {VIEW_COLUMNS} FROM household h WHERE h.id = ANY($1::uuid[])"
+_VIEWS_FOR_UPDATE = VIEWS_SQL + " FOR UPDATE OF h"
 
 
 async def load_views(
@@ -94,7 +95,7 @@ async def load_views(
     if not ids:
         return {}
     pg = await raw_connection(session)
-    rows = await pg.fetch(_LOAD_FOR_UPDATE if for_update else _LOAD_SQL, list(ids))
+    rows = await pg.fetch(_VIEWS_FOR_UPDATE if for_update else VIEWS_SQL, list(ids))
     views: dict[uuid.UUID, HouseholdView] = {}
     for row in rows:
         household = dict(row)

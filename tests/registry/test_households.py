@@ -391,6 +391,36 @@ async def test_registrations_at_the_same_moment_share_a_statement_not_a_refusal(
     assert missing.status_code == 404
 
 
+async def test_reads_at_the_same_moment_each_get_their_own_answer(registry: Registry) -> None:
+    """GETs arriving together share statements (backstop.grouping): each still gets its
+    own household, masked or not by its own scopes, and 404 for one that does not exist
+    or lies outside its regions, exactly as when it is read alone."""
+    import asyncio
+    import uuid
+
+    ids = [await create(registry, household_body()) for _ in range(4)]
+    elsewhere = await create(registry, household_body(region=OTHER_TOWN_VILLAGE))
+    town = registry.headers("registry:read", regions=(VILLAGE[:9],))
+    pii = registry.headers("registry:read", "registry:pii")
+    asks = [(i, h) for i in [*ids, elsewhere, str(uuid.uuid4())] for h in (town, pii)] * 3
+
+    alone = [await registry.client.get(f"/v1/households/{i}", headers=h) for i, h in asks]
+    together = await asyncio.gather(
+        *(registry.client.get(f"/v1/households/{i}", headers=h) for i, h in asks)
+    )
+    assert [(r.status_code, r.content) for r in together] == [
+        (r.status_code, r.content) for r in alone
+    ]
+    statuses = {(i, h is pii): r.status_code for (i, h), r in zip(asks, together, strict=True)}
+    assert statuses[(elsewhere, False)] == 404 and statuses[(elsewhere, True)] == 200
+    assert all(statuses[(i, p)] == 200 for i in ids for p in (False, True))
+    for (i, h), r in zip(asks, together, strict=True):
+        if r.status_code == 200:
+            member = r.json()["members"][0]
+            assert r.json()["id"] == i
+            assert ("*" in member["id_number"]) is (h is town)
+
+
 async def test_monitoring_correction_and_openapi(registry: Registry) -> None:
     """Seed 四(一): 严格认定程序. The status comes from the procedure; a PATCH may only
     correct it at county level, with a reason, and is recorded as a correction."""
