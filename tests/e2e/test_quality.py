@@ -21,11 +21,19 @@ VILLAGE_A, VILLAGE_B = "441881101001", "441881001001"
 THIS_YEAR = date.today().year
 
 
+_GIVEN: set[str] = set()
+
+
 def id_number(rng: random.Random, born: date, *, male: bool) -> str:
-    """A valid ID number; the 17th digit is odd for a man, even for a woman."""
-    sequence = rng.randint(0, 49) * 2 + (1 if male else 0)
-    first17 = f"441881{born:%Y%m%d}{sequence:03d}"
-    return first17 + check_digit(first17)
+    """A valid ID number not given before in this run (the tests register several people
+    born the same day: one repeated is a 409); the 17th digit is odd for a man."""
+    while True:
+        sequence = rng.randint(0, 499) * 2 + (1 if male else 0)
+        first17 = f"441881{born:%Y%m%d}{sequence:03d}"
+        number = first17 + check_digit(first17)
+        if number not in _GIVEN:
+            _GIVEN.add(number)
+            return number
 
 
 async def register(system: System, body: dict[str, Any]) -> dict[str, Any]:
